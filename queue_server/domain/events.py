@@ -1,0 +1,102 @@
+"""What happened in the hall, in the past tense. Each event becomes a row in the hall's log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all hall events; ``at`` is an aware UTC datetime."""
+
+    hall_id: int
+    at: datetime
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def payload(self) -> dict[str, Any]:
+        """The event's fields as JSON-ready values (datetimes as ISO 8601)."""
+        data = asdict(self)
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class TicketEvent(Event):
+    ticket_id: int
+    number: str
+    service_id: int
+
+
+@dataclass(frozen=True)
+class TicketIssued(TicketEvent):
+    kind: str
+    priority: str
+
+
+@dataclass(frozen=True)
+class TicketCalled(TicketEvent):
+    counter_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketRecalled(TicketEvent):
+    counter_id: int
+    call_count: int
+
+
+@dataclass(frozen=True)
+class TicketReturnedToQueue(TicketEvent):
+    counter_id: int
+
+
+@dataclass(frozen=True)
+class TicketMarkedNoShow(TicketEvent):
+    counter_id: int
+
+
+@dataclass(frozen=True)
+class ServiceStarted(TicketEvent):
+    counter_id: int
+
+
+@dataclass(frozen=True)
+class ServiceFinished(TicketEvent):
+    counter_id: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class TicketTransferred(TicketEvent):
+    counter_id: int | None
+    to_service_id: int
+
+
+@dataclass(frozen=True)
+class TicketCancelled(TicketEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class CounterEvent(Event):
+    counter_id: int
+    clerk_id: int | None
+
+
+@dataclass(frozen=True)
+class CounterOpened(CounterEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class CounterPaused(CounterEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class CounterClosed(CounterEvent):
+    pass
