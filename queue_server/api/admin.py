@@ -1,0 +1,152 @@
+"""Hall configuration for managers (and admins, who also create halls and managers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, delete, get, patch, post
+from litestar.exceptions import PermissionDeniedException
+
+from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
+from queue_server.service import accounts, hall_config
+from queue_server.service.accounts import DeviceKind, NewDevice, NewUser, Principal, Role
+from queue_server.service.bus import Bus
+from queue_server.service.hall_config import CounterOut, DeviceOut, HallOut, ServiceOut, StaffOut
+from queue_server.settings import Settings
+
+from .auth import ADMIN, MANAGERS, roles
+from .schemas import (
+    CounterIn,
+    CounterPatch,
+    DeviceIn,
+    HallIn,
+    HallPatch,
+    ServiceIn,
+    ServicePatch,
+    StaffIn,
+    StaffPatch,
+    given,
+)
+
+
+def _profile(entries: Any) -> list[tuple[int, str]]:
+    return [(e.service_id, e.level) for e in entries]
+
+
+class HallAdminController(Controller):
+    path = "/api/halls"
+    tags = ["hall configuration"]
+    opt = roles(*MANAGERS)
+
+    @get("/")
+    async def list_halls(self, bus: Bus, principal: Principal) -> list[HallOut]:
+        """Halls the caller manages (all of them for an admin)."""
+        only = None if principal.role == Role.ADMIN else principal.hall_id
+        return await bus.run(hall_config.list_halls, only)
+
+    @post("/", opt=roles(*ADMIN))
+    async def create_hall(self, data: HallIn, bus: Bus, settings: Settings) -> HallOut:
+        """Create a hall. Opening hours: {"mon": [["08:30", "12:00"], ["13:30", "17:00"]], ...}."""
+        fields: dict[str, Any] = {
+            "name_zh": data.name_zh,
+            "name_en": data.name_en,
+            "timezone": data.timezone or settings.default_timezone,
+            "opening_hours": data.opening_hours,
+            "secondary_after_minutes": data.secondary_after_minutes,
+            "priority_boosts": (
+                data.priority_boosts
+                if data.priority_boosts is not None
+                else dict(DEFAULT_PRIORITY_BOOSTS)
+            ),
+        }
+        return await bus.run(hall_config.create_hall, fields)
+
+    @get("/{hall_id:int}")
+    async def get_hall(self, hall_id: int, bus: Bus) -> HallOut:
+        return await bus.run(hall_config.get_hall, hall_id)
+
+    @patch("/{hall_id:int}")
+    async def update_hall(self, hall_id: int, data: HallPatch, bus: Bus) -> HallOut:
+        return await bus.run(hall_config.update_hall, hall_id, given(data))
+
+    @get("/{hall_id:int}/services")
+    async def list_services(self, hall_id: int, bus: Bus) -> list[ServiceOut]:
+        return await bus.run(hall_config.list_services, hall_id)
+
+    @post("/{hall_id:int}/services")
+    async def create_service(self, hall_id: int, data: ServiceIn, bus: Bus) -> ServiceOut:
+        """Add a matter; ``prefix`` starts its ticket numbers (A → A001, A002, ...)."""
+        return await bus.run(hall_config.create_service, hall_id, given(data))
+
+    @patch("/{hall_id:int}/services/{service_id:int}")
+    async def update_service(
+        self, hall_id: int, service_id: int, data: ServicePatch, bus: Bus
+    ) -> ServiceOut:
+        return await bus.run(hall_config.update_service, hall_id, service_id, given(data))
+
+    @get("/{hall_id:int}/counters")
+    async def list_counters(self, hall_id: int, bus: Bus) -> list[CounterOut]:
+        return await bus.run(hall_config.list_counters, hall_id)
+
+    @post("/{hall_id:int}/counters")
+    async def create_counter(self, hall_id: int, data: CounterIn, bus: Bus) -> CounterOut:
+        """Add a counter and the matters it serves, each at primary or secondary level."""
+        return await bus.run(
+            hall_config.create_counter, hall_id, data.number, data.name, _profile(data.profile)
+        )
+
+    @patch("/{hall_id:int}/counters/{counter_id:int}")
+    async def update_counter(
+        self, hall_id: int, counter_id: int, data: CounterPatch, bus: Bus
+    ) -> CounterOut:
+        """Rename, renumber, or replace the profile (the whole list) of a counter."""
+        fields = given(data)
+        profile = fields.pop("profile", None)
+        return await bus.run(
+            hall_config.update_counter,
+            hall_id,
+            counter_id,
+            fields,
+            _profile(profile) if profile is not None else None,
+        )
+
+    @get("/{hall_id:int}/staff")
+    async def list_staff(self, hall_id: int, bus: Bus) -> list[StaffOut]:
+        return await bus.run(hall_config.list_staff, hall_id)
+
+    @post("/{hall_id:int}/staff")
+    async def create_staff(
+        self, hall_id: int, data: StaffIn, bus: Bus, principal: Principal
+    ) -> NewUser:
+        """Add a clerk (managers and admins) or a manager (admins only)."""
+        if data.role == Role.MANAGER and principal.role != Role.ADMIN:
+            raise PermissionDeniedException("only an admin may add a manager")
+        return await bus.run(
+            accounts.create_user,
+            data.username,
+            data.password,
+            Role(data.role),
+            hall_id,
+            data.display_name,
+        )
+
+    @patch("/{hall_id:int}/staff/{user_id:int}")
+    async def update_staff(
+        self, hall_id: int, user_id: int, data: StaffPatch, bus: Bus
+    ) -> StaffOut:
+        """Rename, reset the password of, or deactivate (``active: false``) a staff member."""
+        return await bus.run(hall_config.update_staff, hall_id, user_id, given(data))
+
+    @get("/{hall_id:int}/devices")
+    async def list_devices(self, hall_id: int, bus: Bus) -> list[DeviceOut]:
+        return await bus.run(hall_config.list_devices, hall_id)
+
+    @post("/{hall_id:int}/devices")
+    async def create_device(self, hall_id: int, data: DeviceIn, bus: Bus) -> NewDevice:
+        """Register a kiosk, board or print agent. The answer holds its token, shown only once."""
+        return await bus.run(accounts.create_device, hall_id, DeviceKind(data.kind), data.name)
+
+    @delete("/{hall_id:int}/devices/{device_id:int}", status_code=200)
+    async def revoke_device(self, hall_id: int, device_id: int, bus: Bus) -> DeviceOut:
+        """Revoke a device's token; the device is refused from then on."""
+        return await bus.run(hall_config.revoke_device, hall_id, device_id)

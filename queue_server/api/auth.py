@@ -1,0 +1,115 @@
+"""Who is calling, and may they: session cookies for staff, bearer tokens for devices.
+
+Every route passes through ``authorize``. A route is public only when its ``opt`` says
+``public=True``; otherwise it lists the roles it admits in ``opt["roles"]`` and everyone
+else is refused: 401 when not signed in, 403 when signed in with another role or for
+another hall. Cookie-authenticated writes also need the ``X-CSRF-Token`` header.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from queue_server.db.tables import CounterRow
+from queue_server.service import accounts
+from queue_server.service.accounts import Principal
+from queue_server.service.bus import Bus
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+ADMIN = ("admin",)
+MANAGERS = ("admin", "manager")
+STAFF = ("admin", "manager", "clerk")
+ISSUERS = ("kiosk", "admin", "manager", "clerk")
+HALL_VIEWERS = ("board", "kiosk", "printer", "admin", "manager", "clerk")
+
+
+def roles(*allowed: str) -> dict[str, Any]:
+    """Route ``opt`` admitting ``allowed`` roles."""
+    return {"roles": frozenset(allowed)}
+
+
+PUBLIC: dict[str, Any] = {"public": True}
+
+
+async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """The caller, from a bearer device token or the session cookie (cached per request)."""
+    state = connection.scope.setdefault("state", {})
+    if "onedoor_principal" in state:
+        return state["onedoor_principal"]  # type: ignore[no-any-return]
+    bus: Bus = connection.app.state.bus
+    principal: Principal | None = None
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        principal = await bus.run(accounts.device_principal, header[7:].strip())
+        if principal is None:
+            raise NotAuthorizedException(
+                "this device token is unknown or revoked; ask a manager for a new one"
+            )
+    elif "session" in connection.scope and connection.session.get("uid") is not None:
+        principal = await bus.run(accounts.user_principal, int(connection.session["uid"]))
+    state["onedoor_principal"] = principal
+    return principal
+
+
+def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    expected = str(connection.session.get("csrf", ""))
+    given = connection.headers.get(CSRF_HEADER, "")
+    if not expected or not hmac.compare_digest(expected, given):
+        raise PermissionDeniedException(
+            f"missing or wrong {CSRF_HEADER} header; send the csrf_token from the login answer"
+        )
+
+
+async def _counter_hall(
+    connection: ASGIConnection[Any, Any, Any, Any], counter_id: int
+) -> int | None:
+    bus: Bus = connection.app.state.bus
+
+    async def hall_of(uow: Any) -> int | None:
+        row = await uow.session.get(CounterRow, counter_id)
+        return row.hall_id if row else None
+
+    return await bus.run(hall_of)
+
+
+OPENAPI_PATH = "/schema"
+
+
+def _is_openapi_or_options(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The API docs are public, and so are the framework's automatic OPTIONS answers."""
+    path = connection.scope["path"]
+    if path == OPENAPI_PATH or path.startswith(OPENAPI_PATH + "/"):
+        return True
+    return connection.scope.get("method") == "OPTIONS"
+
+
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The app-wide guard; see the module docstring."""
+    opt = handler.opt
+    if opt.get("public") or _is_openapi_or_options(connection):
+        return
+    allowed: frozenset[str] = opt.get("roles", frozenset())
+    principal = await current_principal(connection)
+    if principal is None:
+        raise NotAuthorizedException("sign in first (POST /api/auth/login), or send a device token")
+    if principal.role not in allowed:
+        raise PermissionDeniedException(
+            f"a {principal.role} may not do this; it needs one of: {', '.join(sorted(allowed))}"
+        )
+    if not principal.is_device and connection.scope.get("method") not in SAFE_METHODS:
+        _check_csrf(connection)
+    params = connection.path_params
+    hall_id = params.get("hall_id")
+    if hall_id is None and "counter_id" in params:
+        hall_id = await _counter_hall(connection, int(params["counter_id"]))
+    if hall_id is not None and not principal.may_access_hall(int(hall_id)):
+        raise PermissionDeniedException(f"you have no access to hall {hall_id}")

@@ -1,0 +1,167 @@
+"""The clerk's counter: open it, call, serve, finish, transfer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar import Controller, get, post
+
+from queue_server.service import commands as cmd
+from queue_server.service import hall_config, views
+from queue_server.service.accounts import Principal
+from queue_server.service.bus import Bus
+from queue_server.service.hall_config import CounterOut
+from queue_server.service.queue import CallResult, WaitingEntry, waiting_for_counter
+from queue_server.service.views import TicketView
+from queue_server.settings import Settings
+
+from .auth import STAFF, roles
+from .schemas import FinishIn, TransferIn
+from .tickets import with_follow_url
+
+
+@dataclass(frozen=True)
+class CounterConsole:
+    counter: CounterOut
+    current: TicketView | None
+
+
+@dataclass(frozen=True)
+class CallOut:
+    ticket: TicketView | None
+    """None when nobody is waiting for this counter's matters."""
+    reason: str
+    """Why the policy chose this ticket, for the clerk."""
+
+
+@dataclass(frozen=True)
+class TransferOut:
+    transferred: TicketView
+    new_ticket: TicketView
+
+
+class CounterController(Controller):
+    path = "/api/counters/{counter_id:int}"
+    tags = ["counter"]
+    opt = roles(*STAFF)
+
+    async def _view(self, bus: Bus, settings: Settings, ticket_id: int) -> TicketView:
+        return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+
+    async def _console(self, bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
+        counter = await bus.run(hall_config.get_counter, counter_id)
+        current_id = await bus.run(views.current_ticket_id, counter_id)
+        current = await self._view(bus, settings, current_id) if current_id else None
+        return CounterConsole(counter, current)
+
+    @get("/")
+    async def console(self, counter_id: int, bus: Bus, settings: Settings) -> CounterConsole:
+        """The counter, its profile and its current ticket."""
+        return await self._console(bus, settings, counter_id)
+
+    @get("/waiting")
+    async def waiting(self, counter_id: int, bus: Bus) -> list[WaitingEntry]:
+        """The tickets this counter would call, in the policy's order, with the reasons."""
+        return await bus.run(waiting_for_counter, counter_id)
+
+    @post("/open", status_code=200)
+    async def open(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> CounterConsole:
+        """Sign in at this counter and open it for calls (signing out of any other)."""
+        await bus.execute(cmd.OpenCounter(counter_id, _clerk(principal)))
+        return await self._console(bus, settings, counter_id)
+
+    @post("/pause", status_code=200)
+    async def pause(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> CounterConsole:
+        await bus.execute(cmd.PauseCounter(counter_id, _clerk(principal)))
+        return await self._console(bus, settings, counter_id)
+
+    @post("/close", status_code=200)
+    async def close(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> CounterConsole:
+        """Close the counter and sign out; it must have no current ticket."""
+        await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
+        return await self._console(bus, settings, counter_id)
+
+    async def _call(self, bus: Bus, settings: Settings, command: object) -> CallOut:
+        result: CallResult = await bus.execute(command)
+        ticket = await self._view(bus, settings, result.ticket_id) if result.ticket_id else None
+        return CallOut(ticket, result.reason)
+
+    @post("/call-next", status_code=200)
+    async def call_next(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> CallOut:
+        """Call the next ticket by the queue policy; the answer says why it was chosen."""
+        return await self._call(bus, settings, cmd.CallNext(counter_id, _clerk(principal)))
+
+    @post("/call/{ticket_id:int}", status_code=200)
+    async def call_ticket(
+        self, counter_id: int, ticket_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> CallOut:
+        """Call a given waiting ticket of this counter's matters."""
+        return await self._call(
+            bus, settings, cmd.CallTicket(counter_id, _clerk(principal), ticket_id)
+        )
+
+    async def _act(self, bus: Bus, settings: Settings, command: object) -> TicketView:
+        return await self._view(bus, settings, await bus.execute(command))
+
+    @post("/recall", status_code=200)
+    async def recall(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> TicketView:
+        """Announce the current ticket again."""
+        return await self._act(bus, settings, cmd.Recall(counter_id, _clerk(principal)))
+
+    @post("/no-show", status_code=200)
+    async def no_show(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> TicketView:
+        """The called visitor did not come."""
+        return await self._act(bus, settings, cmd.MarkNoShow(counter_id, _clerk(principal)))
+
+    @post("/start", status_code=200)
+    async def start(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> TicketView:
+        """The visitor is at the counter: service starts."""
+        return await self._act(bus, settings, cmd.StartService(counter_id, _clerk(principal)))
+
+    @post("/finish", status_code=200)
+    async def finish(
+        self, counter_id: int, data: FinishIn, bus: Bus, principal: Principal, settings: Settings
+    ) -> TicketView:
+        """End the service with an outcome; ``other`` needs a note."""
+        command = cmd.FinishService(
+            counter_id, _clerk(principal), cmd.Outcome(data.outcome), data.note
+        )
+        return await self._act(bus, settings, command)
+
+    @post("/return", status_code=200)
+    async def return_to_queue(
+        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+    ) -> TicketView:
+        """Put the called ticket back in the queue at its old place."""
+        return await self._act(bus, settings, cmd.ReturnToQueue(counter_id, _clerk(principal)))
+
+    @post("/transfer", status_code=200)
+    async def transfer(
+        self, counter_id: int, data: TransferIn, bus: Bus, principal: Principal, settings: Settings
+    ) -> TransferOut:
+        """Send the visitor on to another matter; they keep their number and go first there."""
+        old_id, new_id = await bus.execute(
+            cmd.TransferTicket(counter_id, _clerk(principal), data.service_id, data.note)
+        )
+        return TransferOut(
+            await self._view(bus, settings, old_id), await self._view(bus, settings, new_id)
+        )
+
+
+def _clerk(principal: Principal) -> int:
+    assert principal.user_id is not None, "counter routes admit staff only"
+    return principal.user_id

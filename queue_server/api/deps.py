@@ -1,0 +1,29 @@
+"""Dependencies the controllers receive by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+
+from queue_server.service.accounts import Principal
+from queue_server.service.bus import Bus
+from queue_server.settings import Settings
+
+from .auth import current_principal
+
+
+def provide_bus(state: State) -> Bus:
+    return state.bus  # type: ignore[no-any-return]
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings  # type: ignore[no-any-return]
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The authenticated caller; routes that take it are never public, so it is set."""
+    principal = await current_principal(request)
+    assert principal is not None, "authorize() lets no anonymous caller reach this route"
+    return principal

@@ -1,0 +1,79 @@
+"""Every refusal is a 4xx whose ``detail`` says what to fix; anything else is logged."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import IntegrityError
+
+from queue_server.domain.errors import DomainError, UnknownPriority
+from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound
+
+log = logging.getLogger("onedoor.api")
+
+
+def _answer(status: int, detail: str, **extra: object) -> Response[dict[str, object]]:
+    body: dict[str, object] = {"status_code": status, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def on_domain_error(_: Request, exc: DomainError) -> Response[dict[str, object]]:
+    if isinstance(exc, UnknownPriority):
+        return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority")
+    return _answer(HTTP_409_CONFLICT, str(exc))
+
+
+def on_invalid(_: Request, exc: Invalid) -> Response[dict[str, object]]:
+    return _answer(HTTP_400_BAD_REQUEST, str(exc), field=exc.field)
+
+
+def on_not_found(_: Request, exc: NotFound) -> Response[dict[str, object]]:
+    return _answer(HTTP_404_NOT_FOUND, str(exc))
+
+
+def on_forbidden(_: Request, exc: Forbidden) -> Response[dict[str, object]]:
+    return _answer(HTTP_403_FORBIDDEN, str(exc))
+
+
+def on_conflict(_: Request, exc: Conflict) -> Response[dict[str, object]]:
+    return _answer(HTTP_409_CONFLICT, str(exc))
+
+
+def on_integrity(request: Request, exc: IntegrityError) -> Response[dict[str, object]]:
+    log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+    return _answer(
+        HTTP_409_CONFLICT, "this clashes with something already stored; check for duplicates"
+    )
+
+
+def on_unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
+    if isinstance(exc, HTTPException):
+        body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
+        if exc.extra:
+            body["extra"] = exc.extra
+        return Response(body, status_code=exc.status_code, headers=exc.headers)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _answer(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: on_domain_error,
+    Invalid: on_invalid,
+    NotFound: on_not_found,
+    Forbidden: on_forbidden,
+    Conflict: on_conflict,
+    IntegrityError: on_integrity,
+    Exception: on_unexpected,
+}

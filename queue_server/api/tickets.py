@@ -1,0 +1,75 @@
+"""Issuing tickets (kiosks and staff), reading them, and the hall snapshot."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+
+from queue_server.service import views
+from queue_server.service.accounts import Principal
+from queue_server.service.bus import Bus
+from queue_server.service.commands import Actor, IssueTicket
+from queue_server.service.views import HallSnapshot, TicketView
+from queue_server.settings import Settings
+
+from .auth import HALL_VIEWERS, ISSUERS, STAFF, roles
+from .schemas import IssueIn
+
+
+def with_follow_url(view: TicketView, settings: Settings) -> TicketView:
+    """Add the link (and QR payload) a visitor opens to follow their turn."""
+    return dataclasses.replace(
+        view, follow_url=f"{settings.effective_public_base_url}/t/{view.follow_token}"
+    )
+
+
+class TicketController(Controller):
+    path = "/api/halls/{hall_id:int}"
+    tags = ["tickets"]
+
+    @post("/tickets", opt=roles(*ISSUERS))
+    async def issue(
+        self,
+        hall_id: int,
+        data: IssueIn,
+        bus: Bus,
+        principal: Principal,
+        settings: Settings,
+        idempotency_key: str | None = Parameter(
+            header="Idempotency-Key",
+            required=False,
+            min_length=1,
+            max_length=128,
+            description="Same key again (e.g. a double tap) returns the same ticket.",
+        ),
+    ) -> TicketView:
+        """Take a ticket for a matter: number, people ahead, estimated wait and follow link.
+
+        Kiosks use their device token; staff issuing for a visitor (assisted service) sign in.
+        """
+        ticket_id = await bus.execute(
+            IssueTicket(
+                hall_id=hall_id,
+                service_id=data.service_id,
+                priority=data.priority,
+                actor=Actor(user_id=principal.user_id, device_id=principal.device_id),
+                idempotency_key=idempotency_key,
+            )
+        )
+        return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+
+    @get("/tickets/{ticket_id:int}", opt=roles(*STAFF))
+    async def get_ticket(
+        self, hall_id: int, ticket_id: int, bus: Bus, settings: Settings
+    ) -> TicketView:
+        view = await bus.run(views.ticket_view, ticket_id)
+        if view.hall_id != hall_id:
+            raise views.NotFound(f"hall {hall_id} has no ticket with id {ticket_id}")
+        return with_follow_url(view, settings)
+
+    @get("/snapshot", opt=roles(*HALL_VIEWERS))
+    async def snapshot(self, hall_id: int, bus: Bus) -> HallSnapshot:
+        """Waiting per matter, each counter's state and ticket, and the last calls of today."""
+        return await bus.run(views.hall_snapshot, hall_id)

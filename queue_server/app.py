@@ -1,0 +1,102 @@
+"""The composition root: ``create_app(settings)`` builds everything; nothing connects before."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from queue_server.api.admin import HallAdminController
+from queue_server.api.auth import authorize
+from queue_server.api.auth_routes import AuthController
+from queue_server.api.counter import CounterController
+from queue_server.api.deps import provide_bus, provide_principal, provide_settings
+from queue_server.api.errors import EXCEPTION_HANDLERS
+from queue_server.api.public import PublicController
+from queue_server.api.tickets import TicketController
+from queue_server.clock import Clock, SystemClock
+from queue_server.db.engine import create_engine, session_factory
+from queue_server.service.bus import Bus
+from queue_server.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+SWAGGER = "/static/vendor/swagger-ui"
+SESSION_HOURS = 12
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
+    """The OneDoor ASGI app for ``settings``; ``clock`` defaults to the real one."""
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
+        app.state.engine = engine
+        app.state.bus = Bus(session_factory(engine), clock)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    sessions = CookieBackendConfig(
+        secret=settings.session_secret(),
+        key="onedoor_session",
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
+    openapi = OpenAPIConfig(
+        title="OneDoor",
+        version="0.1.0",
+        description="One fair queue for a public-service hall: walk-ins and bookings, "
+        "counters, boards and printers. Staff sign in at /api/auth/login; devices send "
+        "'Authorization: Bearer <token>'.",
+        path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+                css_url=f"{SWAGGER}/swagger-ui.css",
+                standalone_preset_js_url=f"{SWAGGER}/swagger-ui-standalone-preset.js",
+                favicon="",
+            )
+        ],
+    )
+    app = Litestar(
+        route_handlers=[
+            AuthController,
+            HallAdminController,
+            TicketController,
+            CounterController,
+            PublicController,
+            create_static_files_router(
+                path="/static", directories=[STATIC], opt={"public": True}, include_in_schema=False
+            ),
+        ],
+        dependencies={
+            "bus": Provide(provide_bus, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        guards=[authorize],
+        middleware=[sessions.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        logging_config=LoggingConfig(
+            root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="debug"
+        ),
+        lifespan=[lifespan],
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    return app

@@ -1,0 +1,170 @@
+"""The ``onedoor`` command: serve, migrate, load the demo hall, create an admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from queue_server.clock import SystemClock
+from queue_server.db.engine import create_engine, session_factory
+from queue_server.db.migrate import upgrade
+from queue_server.service.bus import Bus
+from queue_server.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+def _with_bus(settings: Settings, work: Callable[[Bus], Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await work(Bus(session_factory(engine), SystemClock()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    upgrade(settings.effective_database_url, args.revision)
+    print(f"database at {settings.effective_database_url} is at revision {args.revision}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from queue_server import demo
+
+    upgrade(settings.effective_database_url)
+    created = _with_bus(settings, lambda bus: demo.load_demo(bus, settings.default_timezone))
+    if created is None:
+        print("The database already has a hall; the demo hall was not loaded again.")
+        path = settings.var_dir / "demo-credentials.txt"
+        if path.exists():
+            print(f"Demo credentials from the first run: {path}")
+        return 0
+    text = demo.describe(created)
+    path = demo.save_credentials(text, settings.var_dir)
+    print(text)
+    print(f"  ({path})")
+    return 0
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from queue_server.service import accounts
+
+    password = args.password
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("New admin password (empty: generate one): ")
+        if not password:
+            password, generated = accounts.generate_password(), True
+    upgrade(settings.effective_database_url)
+    user = _with_bus(
+        settings,
+        lambda bus: bus.run(
+            accounts.create_user, args.username, password, accounts.Role.ADMIN, None, args.name
+        ),
+    )
+    print(f"admin {user.username!r} created (id {user.id})")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if not args.no_migrate:
+        upgrade(settings.effective_database_url)
+    base = settings.effective_public_base_url
+    print(
+        "\n".join(
+            [
+                f"OneDoor is serving on http://{settings.host}:{settings.port}",
+                f"  API docs:       {base}/schema/swagger",
+                f"  OpenAPI schema: {base}/schema/openapi.json",
+                f"  health:         {base}/healthz",
+                f"  database:       {settings.effective_database_url}",
+            ]
+        ),
+        flush=True,
+    )
+    uvicorn.run(
+        "queue_server.asgi:create_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onedoor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="apply migrations and serve the API")
+    serve.add_argument("--host", help="listen address (ONEDOOR_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (ONEDOOR_PORT)")
+    serve.add_argument(
+        "--workers", type=int, help="processes (ONEDOOR_WORKERS); >1 needs PostgreSQL"
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations (creates the database schema)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(run=cmd_db)
+
+    demo = sub.add_parser("demo", help="load the demo hall into an empty database")
+    demo.set_defaults(run=cmd_demo)
+
+    admin = sub.add_parser("create-admin", help="create an admin account")
+    admin.add_argument("--username", default="admin")
+    admin.add_argument("--name", default="", help="display name")
+    admin.add_argument("--password", help="default: ask, or generate and print one")
+    admin.set_defaults(run=cmd_create_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k)
+        for k in ("host", "port", "workers")
+        if getattr(args, k, None) is not None
+    }
+    try:
+        env = dict(os.environ)
+        for key, value in overrides.items():
+            # Worker processes read settings from the environment; pass the flags on.
+            os.environ[f"ONEDOOR_{key.upper()}"] = str(value)
+            env[f"ONEDOOR_{key.upper()}"] = str(value)
+        settings = load_settings(env)
+    except SettingsError as exc:
+        print(f"onedoor: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.run(settings, args))
+    except Exception as exc:  # a clean message for known refusals, a traceback otherwise
+        from queue_server.service.errors import Conflict, Invalid, NotFound
+
+        if isinstance(exc, Conflict | Invalid | NotFound):
+            print(f"onedoor: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

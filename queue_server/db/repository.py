@@ -1,0 +1,323 @@
+"""Queries and writes the service layer needs, translating rows to domain objects."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from queue_server.domain import events as ev
+from queue_server.domain.hours import OpeningHours
+from queue_server.domain.model import (
+    ACTIVE_STATES,
+    Counter,
+    CounterState,
+    Hall,
+    Outcome,
+    Service,
+    ServiceLevel,
+    Ticket,
+    TicketKind,
+    TicketState,
+)
+from queue_server.domain.policy import Candidate, PolicyConfig
+
+from .tables import (
+    CounterRow,
+    CounterServiceRow,
+    HallEventRow,
+    HallRow,
+    NumberSequenceRow,
+    ServiceRow,
+    TicketRow,
+    VisitRow,
+)
+
+RECENT_DURATIONS = 20
+
+
+def hall_from_row(row: HallRow) -> Hall:
+    return Hall(
+        id=row.id,
+        name_zh=row.name_zh,
+        name_en=row.name_en,
+        timezone=row.timezone,
+        opening_hours=OpeningHours.from_json(row.opening_hours),
+        priority_boosts=dict(row.priority_boosts),
+        secondary_after_minutes=row.secondary_after_minutes,
+    )
+
+
+def policy_config(hall: Hall) -> PolicyConfig:
+    return PolicyConfig(
+        secondary_after=timedelta(minutes=hall.secondary_after_minutes),
+        priority_boosts={k: timedelta(minutes=v) for k, v in hall.priority_boosts.items()},
+    )
+
+
+def service_from_row(row: ServiceRow) -> Service:
+    return Service(
+        id=row.id,
+        hall_id=row.hall_id,
+        name_zh=row.name_zh,
+        name_en=row.name_en,
+        prefix=row.prefix,
+        typical_minutes=row.typical_minutes,
+        documents=list(row.documents),
+        active=row.active,
+    )
+
+
+def ticket_from_row(row: TicketRow) -> Ticket:
+    return Ticket(
+        id=row.id,
+        hall_id=row.hall_id,
+        visit_id=row.visit_id,
+        service_id=row.service_id,
+        number=row.number,
+        business_day=row.business_day,
+        kind=TicketKind(row.kind),
+        priority=row.priority,
+        issued_at=row.issued_at,
+        queued_at=row.queued_at,
+        state=TicketState(row.state),
+        due_at=row.due_at,
+        counter_id=row.counter_id,
+        clerk_id=row.clerk_id,
+        called_at=row.called_at,
+        call_count=row.call_count,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outcome=Outcome(row.outcome) if row.outcome else None,
+        note=row.note,
+    )
+
+
+_TICKET_STATE_FIELDS = (
+    "state", "queued_at", "counter_id", "clerk_id", "called_at", "call_count",
+    "started_at", "finished_at", "outcome", "note",
+)  # fmt: skip
+
+
+def apply_ticket(row: TicketRow, ticket: Ticket) -> None:
+    """Copy what a transition may have changed back to the row."""
+    for name in _TICKET_STATE_FIELDS:
+        value = getattr(ticket, name)
+        setattr(row, name, str(value) if name in ("state", "outcome") and value else value)
+
+
+def candidate(row: TicketRow) -> Candidate:
+    return Candidate(
+        ticket_id=row.id,
+        number=row.number,
+        service_id=row.service_id,
+        kind=TicketKind(row.kind),
+        priority=row.priority,
+        queued_at=row.queued_at,
+        due_at=row.due_at,
+    )
+
+
+class Repository:
+    """All SQL of the queue, over one session (one transaction)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    async def hall_row(self, hall_id: int) -> HallRow | None:
+        return await self.session.get(HallRow, hall_id)
+
+    async def service_row(self, service_id: int) -> ServiceRow | None:
+        return await self.session.get(ServiceRow, service_id)
+
+    async def counter(
+        self, counter_id: int, *, lock: bool = False
+    ) -> tuple[CounterRow, Counter] | None:
+        stmt = select(CounterRow).where(CounterRow.id == counter_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            return None
+        profile = await self.profile(row.id)
+        counter = Counter(
+            id=row.id,
+            hall_id=row.hall_id,
+            number=row.number,
+            name=row.name,
+            profile=profile,
+            state=CounterState(row.state),
+            clerk_id=row.clerk_id,
+        )
+        return row, counter
+
+    async def profile(self, counter_id: int) -> dict[int, ServiceLevel]:
+        rows = await self.session.execute(
+            select(CounterServiceRow.service_id, CounterServiceRow.level).where(
+                CounterServiceRow.counter_id == counter_id
+            )
+        )
+        return {service_id: ServiceLevel(level) for service_id, level in rows}
+
+    async def allocate_seq(self, hall_id: int, day: date, prefix: str) -> int:
+        """Bump and return the day's last number for ``prefix``, in this transaction.
+
+        One ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` statement: the row lock it takes
+        orders concurrent issuers, and a rolled-back issue gives its number back.
+        """
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(NumberSequenceRow).values(
+            hall_id=hall_id, business_day=day, prefix=prefix, last_seq=1
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["hall_id", "business_day", "prefix"],
+            set_={"last_seq": NumberSequenceRow.last_seq + 1},
+        ).returning(NumberSequenceRow.last_seq)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def add_visit(self, hall_id: int, day: date, now: datetime) -> VisitRow:
+        visit = VisitRow(
+            hall_id=hall_id,
+            business_day=day,
+            follow_token=secrets.token_urlsafe(18),
+            created_at=now,
+        )
+        self.session.add(visit)
+        await self.session.flush()
+        return visit
+
+    async def add_ticket(
+        self, ticket: Ticket, prefix: str, seq: int | None, **extra: int | None
+    ) -> TicketRow:
+        row = TicketRow(
+            hall_id=ticket.hall_id,
+            visit_id=ticket.visit_id,
+            service_id=ticket.service_id,
+            number=ticket.number,
+            prefix=prefix,
+            seq=seq,
+            business_day=ticket.business_day,
+            kind=str(ticket.kind),
+            priority=ticket.priority,
+            issued_at=ticket.issued_at,
+            queued_at=ticket.queued_at,
+            due_at=ticket.due_at,
+            **extra,
+        )
+        apply_ticket(row, ticket)
+        self.session.add(row)
+        await self.session.flush()
+        ticket.id = row.id
+        return row
+
+    async def ticket_row(
+        self, ticket_id: int, *, lock: bool = False, skip_locked: bool = False
+    ) -> TicketRow | None:
+        stmt = select(TicketRow).where(TicketRow.id == ticket_id)
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=skip_locked)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def claim_waiting(self, ticket_id: int) -> TicketRow | None:
+        """Lock ``ticket_id`` if it is still waiting and no other transaction holds it.
+
+        On PostgreSQL this is ``FOR UPDATE SKIP LOCKED``: a counter racing another for the
+        same ticket moves on to its next choice instead of waiting. SQLite transactions are
+        already serial (BEGIN IMMEDIATE), so there the state check alone decides.
+        """
+        stmt = (
+            select(TicketRow)
+            .where(TicketRow.id == ticket_id, TicketRow.state == TicketState.WAITING)
+            .with_for_update(skip_locked=True)
+        )
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        if row is not None:
+            # The identity map may hold a stale copy from the candidate query.
+            await self.session.refresh(row)
+            if row.state != TicketState.WAITING:
+                return None
+        return row
+
+    async def active_ticket_at(self, counter_id: int, *, lock: bool = False) -> TicketRow | None:
+        stmt = select(TicketRow).where(
+            TicketRow.counter_id == counter_id, TicketRow.state.in_([str(s) for s in ACTIVE_STATES])
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt.order_by(TicketRow.id))).scalars().first()
+
+    async def waiting(self, hall_id: int, day: date, service_ids: Iterable[int]) -> list[Candidate]:
+        ids = list(service_ids)
+        if not ids:
+            return []
+        rows = await self.session.execute(
+            select(TicketRow).where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.business_day == day,
+                TicketRow.state == TicketState.WAITING,
+                TicketRow.service_id.in_(ids),
+            )
+        )
+        return [candidate(r) for r in rows.scalars()]
+
+    async def recent_durations(self, service_id: int) -> list[timedelta]:
+        rows = await self.session.execute(
+            select(TicketRow.started_at, TicketRow.finished_at)
+            .where(
+                TicketRow.service_id == service_id,
+                TicketRow.state == TicketState.DONE,
+                TicketRow.started_at.is_not(None),
+            )
+            .order_by(TicketRow.finished_at.desc())
+            .limit(RECENT_DURATIONS)
+        )
+        return [finished - started for started, finished in rows if finished and started]
+
+    async def open_counters_for(self, service_id: int) -> int:
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(CounterRow)
+            .join(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
+            .where(
+                CounterServiceRow.service_id == service_id, CounterRow.state == CounterState.OPEN
+            )
+        )
+        return int(count or 0)
+
+    async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
+        """Append ``events`` to their halls' logs with consecutive per-hall numbers.
+
+        The hall row's ``event_seq`` is bumped with ``UPDATE … RETURNING``; its row lock
+        makes the numbers follow commit order within a hall.
+        """
+        by_hall: dict[int, list[ev.Event]] = {}
+        for event in events:
+            by_hall.setdefault(event.hall_id, []).append(event)
+        for hall_id, hall_events in sorted(by_hall.items()):
+            last = (
+                await self.session.execute(
+                    update(HallRow)
+                    .where(HallRow.id == hall_id)
+                    .values(event_seq=HallRow.event_seq + len(hall_events))
+                    .returning(HallRow.event_seq)
+                )
+            ).scalar_one()
+            first = last - len(hall_events) + 1
+            for offset, event in enumerate(hall_events):
+                self.session.add(
+                    HallEventRow(
+                        hall_id=hall_id,
+                        seq=first + offset,
+                        name=event.name,
+                        payload=event.payload(),
+                        created_at=now,
+                    )
+                )

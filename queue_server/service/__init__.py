@@ -1,0 +1,1 @@
+"""The service layer: commands in, a unit of work around each, the domain doing the deciding."""

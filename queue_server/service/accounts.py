@@ -1,0 +1,170 @@
+"""Staff accounts (argon2-hashed passwords) and device tokens (stored as SHA-256)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from queue_server.db.tables import DeviceRow, HallRow, UserRow
+
+from .errors import Conflict, Invalid, NotFound
+from .unit_of_work import UnitOfWork
+
+MIN_PASSWORD_LENGTH = 10
+_hasher = PasswordHasher()
+# Verifying against this when the user does not exist keeps the timing the same.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    CLERK = "clerk"
+
+
+class DeviceKind(StrEnum):
+    KIOSK = "kiosk"
+    BOARD = "board"
+    PRINTER = "printer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a staff member (``role``) or a device (``role`` is its kind)."""
+
+    role: str
+    hall_id: int | None
+    user_id: int | None = None
+    device_id: int | None = None
+    name: str = ""
+
+    @property
+    def is_device(self) -> bool:
+        return self.device_id is not None
+
+    def may_access_hall(self, hall_id: int) -> bool:
+        return self.role == Role.ADMIN or self.hall_id == hall_id
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def authenticate_user(uow: UnitOfWork, username: str, password: str) -> Principal | None:
+    """The principal for a correct username and password, else None (same timing either way)."""
+    row = await uow.session.scalar(select(UserRow).where(UserRow.username == username))
+    try:
+        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or not row.active:
+        return None
+    if _hasher.check_needs_rehash(row.password_hash):
+        row.password_hash = _hasher.hash(password)
+        await uow.commit()
+    return principal_for_user(row)
+
+
+def principal_for_user(row: UserRow) -> Principal:
+    return Principal(role=row.role, hall_id=row.hall_id, user_id=row.id, name=row.display_name)
+
+
+async def user_principal(uow: UnitOfWork, user_id: int) -> Principal | None:
+    row = await uow.session.get(UserRow, user_id)
+    return principal_for_user(row) if row is not None and row.active else None
+
+
+async def device_principal(uow: UnitOfWork, token: str) -> Principal | None:
+    row = await uow.session.scalar(
+        select(DeviceRow).where(DeviceRow.token_hash == token_digest(token))
+    )
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(role=row.kind, hall_id=row.hall_id, device_id=row.id, name=row.name)
+
+
+@dataclass(frozen=True)
+class NewUser:
+    id: int
+    username: str
+    role: str
+    hall_id: int | None
+    display_name: str
+
+
+async def create_user(
+    uow: UnitOfWork,
+    username: str,
+    password: str,
+    role: Role,
+    hall_id: int | None,
+    display_name: str = "",
+) -> NewUser:
+    """Create a staff account; admins have no hall, managers and clerks exactly one."""
+    if role == Role.ADMIN and hall_id is not None:
+        raise Invalid("hall_id", "an admin serves all halls; leave it out")
+    if role != Role.ADMIN:
+        if hall_id is None:
+            raise Invalid("hall_id", f"a {role} belongs to one hall; give its id")
+        if await uow.session.get(HallRow, hall_id) is None:
+            raise NotFound(f"no hall with id {hall_id}")
+    row = UserRow(
+        username=username,
+        display_name=display_name or username,
+        password_hash=hash_password(password),
+        role=str(role),
+        hall_id=hall_id,
+        active=True,
+        created_at=uow.clock.now(),
+    )
+    uow.session.add(row)
+    try:
+        await uow.session.flush()
+    except IntegrityError:
+        raise Conflict(f"the username {username!r} is taken; choose another") from None
+    await uow.commit()
+    return NewUser(row.id, row.username, row.role, row.hall_id, row.display_name)
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    id: int
+    hall_id: int
+    kind: str
+    name: str
+    token: str
+    """Shown once: only its hash is stored."""
+
+
+async def create_device(uow: UnitOfWork, hall_id: int, kind: DeviceKind, name: str) -> NewDevice:
+    if await uow.session.get(HallRow, hall_id) is None:
+        raise NotFound(f"no hall with id {hall_id}")
+    token = secrets.token_urlsafe(32)
+    row = DeviceRow(
+        hall_id=hall_id,
+        kind=str(kind),
+        name=name,
+        token_hash=token_digest(token),
+        token_hint=token[:6],
+        created_at=uow.clock.now(),
+    )
+    uow.session.add(row)
+    await uow.commit()
+    return NewDevice(row.id, hall_id, row.kind, name, token)

@@ -1,0 +1,52 @@
+"""The service layer's front door: commands to their handlers, each in its own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from queue_server.clock import Clock
+
+from . import commands as cmd
+from . import queue
+from .unit_of_work import UnitOfWork, run_in_transaction
+
+T = TypeVar("T")
+
+HANDLERS: dict[type, Callable[[UnitOfWork, Any], Awaitable[Any]]] = {
+    cmd.IssueTicket: queue.issue_ticket,
+    cmd.OpenCounter: queue.open_counter,
+    cmd.PauseCounter: queue.pause_counter,
+    cmd.CloseCounter: queue.close_counter,
+    cmd.CallNext: queue.call_next,
+    cmd.CallTicket: queue.call_ticket,
+    cmd.Recall: queue.act_on_current,
+    cmd.MarkNoShow: queue.act_on_current,
+    cmd.StartService: queue.act_on_current,
+    cmd.FinishService: queue.act_on_current,
+    cmd.ReturnToQueue: queue.act_on_current,
+    cmd.TransferTicket: queue.transfer_ticket,
+}
+
+
+class Bus:
+    """Runs commands and reads; built once by the composition root."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    async def execute(self, command: Any) -> Any:
+        """Run the handler of ``command`` in a transaction (retried if it lost a race)."""
+        handler = HANDLERS[type(command)]
+        return await run_in_transaction(
+            self.sessions, self.clock, lambda uow: handler(uow, command)
+        )
+
+    async def run(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run ``work(uow, *args, **kwargs)`` in a transaction: reads and configuration."""
+        return await run_in_transaction(
+            self.sessions, self.clock, lambda uow: work(uow, *args, **kwargs)
+        )

@@ -1,0 +1,321 @@
+"""Handlers of the hall's queue commands: issue, call, serve, transfer, and counter state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from queue_server.db.repository import (
+    apply_ticket,
+    hall_from_row,
+    policy_config,
+    service_from_row,
+    ticket_from_row,
+)
+from queue_server.db.tables import CounterRow, IdempotencyKeyRow, TicketRow
+from queue_server.domain import events as ev
+from queue_server.domain.errors import DomainError, IllegalTransition
+from queue_server.domain.hours import business_day
+from queue_server.domain.model import Counter, Hall, Ticket, format_number
+from queue_server.domain.policy import rank
+
+from . import commands as cmd
+from .errors import Forbidden, NotFound, RetryTransaction
+from .unit_of_work import UnitOfWork
+
+CLAIM_TRIES = 50
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What a call gives the clerk: the ticket (None when nobody waits) and the reason."""
+
+    ticket_id: int | None
+    reason: str
+
+
+async def _hall(uow: UnitOfWork, hall_id: int) -> Hall:
+    row = await uow.repo.hall_row(hall_id)
+    if row is None:
+        raise NotFound(f"no hall with id {hall_id}")
+    return hall_from_row(row)
+
+
+async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
+    """Issue a ticket and return its id; the same idempotency key returns the same ticket."""
+    now = uow.clock.now()
+    scope = f"device:{c.actor.device_id}" if c.actor.device_id else f"user:{c.actor.user_id}"
+    if c.idempotency_key:
+        existing = await uow.session.get(IdempotencyKeyRow, (scope, c.idempotency_key))
+        if existing is not None:
+            return existing.ticket_id
+    hall = await _hall(uow, c.hall_id)
+    service_row = await uow.repo.service_row(c.service_id)
+    if service_row is None or service_row.hall_id != hall.id:
+        raise NotFound(f"hall {hall.id} has no matter with id {c.service_id}")
+    if not service_row.active:
+        raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
+    hall.check_priority(c.priority)
+    hall.check_open(now)
+    day = business_day(now, hall.tz)
+    visit = await uow.repo.add_visit(hall.id, day, now)
+    seq = await uow.repo.allocate_seq(hall.id, day, service_row.prefix)
+    ticket = Ticket(
+        hall_id=hall.id,
+        visit_id=visit.id,
+        service_id=service_row.id,
+        number=format_number(service_row.prefix, seq),
+        business_day=day,
+        kind=c.kind,
+        priority=c.priority,
+        issued_at=now,
+        queued_at=now,
+    )
+    await uow.repo.add_ticket(
+        ticket,
+        service_row.prefix,
+        seq,
+        issued_by_device_id=c.actor.device_id,
+        issued_by_user_id=c.actor.user_id,
+    )
+    if c.idempotency_key:
+        uow.session.add(
+            IdempotencyKeyRow(
+                scope=scope, key=c.idempotency_key, ticket_id=ticket.ref, created_at=now
+            )
+        )
+        try:
+            await uow.session.flush()
+        except IntegrityError as exc:
+            # A second tap with the same key committed first: run again to return its ticket.
+            raise RetryTransaction from exc
+    uow.collect(
+        [
+            ev.TicketIssued(
+                hall.id, now, ticket.ref, ticket.number, ticket.service_id, ticket.kind,
+                ticket.priority,
+            )
+        ]
+    )  # fmt: skip
+    await uow.commit()
+    return ticket.ref
+
+
+async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:
+    found = await uow.repo.counter(c.counter_id, lock=True)
+    if found is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
+    return found
+
+
+def _require_signed_in(counter: Counter, clerk_id: int) -> None:
+    if counter.clerk_id is None:
+        raise IllegalTransition(counter.label, "work at", str(counter.state), "open it first")
+    if counter.clerk_id != clerk_id:
+        raise Forbidden(f"{counter.label} is signed in by another clerk")
+
+
+def _save_counter(uow: UnitOfWork, row: CounterRow, counter: Counter) -> None:
+    row.state = str(counter.state)
+    row.clerk_id = counter.clerk_id
+    uow.collect(counter.events)
+
+
+async def open_counter(uow: UnitOfWork, c: cmd.OpenCounter) -> None:
+    row, counter = await _counter_for_clerk(uow, c)
+    if counter.clerk_id not in (None, c.clerk_id):
+        # Someone else holds it; one clerk per counter at a time.
+        await uow.session.execute(select(CounterRow.id).where(CounterRow.clerk_id == c.clerk_id))
+    # A clerk works at one counter at a time: sign them out elsewhere first.
+    others = await uow.session.execute(
+        select(CounterRow).where(CounterRow.clerk_id == c.clerk_id, CounterRow.id != row.id)
+    )
+    for other in others.scalars():
+        if await uow.repo.active_ticket_at(other.id) is not None:
+            raise IllegalTransition(
+                f"counter {row.number}",
+                "open",
+                f"not possible while you have a ticket at counter {other.number}",
+                "finish or return it first",
+            )
+        other_found = await uow.repo.counter(other.id, lock=True)
+        assert other_found is not None
+        other_counter = other_found[1]
+        other_counter.close(uow.clock.now())
+        _save_counter(uow, other, other_counter)
+    counter.open(c.clerk_id, uow.clock.now())
+    _save_counter(uow, row, counter)
+    await uow.commit()
+
+
+async def pause_counter(uow: UnitOfWork, c: cmd.PauseCounter) -> None:
+    row, counter = await _counter_for_clerk(uow, c)
+    _require_signed_in(counter, c.clerk_id)
+    counter.pause(uow.clock.now())
+    _save_counter(uow, row, counter)
+    await uow.commit()
+
+
+async def close_counter(uow: UnitOfWork, c: cmd.CloseCounter) -> None:
+    row, counter = await _counter_for_clerk(uow, c)
+    _require_signed_in(counter, c.clerk_id)
+    active = await uow.repo.active_ticket_at(counter.id)
+    if active is not None:
+        raise IllegalTransition(
+            counter.label, "close", f"serving {active.number}", "finish or return it first"
+        )
+    counter.close(uow.clock.now())
+    _save_counter(uow, row, counter)
+    await uow.commit()
+
+
+async def _ready_to_call(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Counter, Hall]:
+    _, counter = await _counter_for_clerk(uow, c)
+    _require_signed_in(counter, c.clerk_id)
+    counter.check_can_call()
+    active = await uow.repo.active_ticket_at(counter.id)
+    if active is not None:
+        raise IllegalTransition(
+            counter.label,
+            "call at",
+            f"busy with {active.number} ({active.state})",
+            "finish it, mark it no-show or return it to the queue first",
+        )
+    return counter, await _hall(uow, counter.hall_id)
+
+
+async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
+    """Call the ticket the policy ranks first for this counter; two counters never share one."""
+    counter, hall = await _ready_to_call(uow, c)
+    now = uow.clock.now()
+    waiting = await uow.repo.waiting(hall.id, business_day(now, hall.tz), counter.profile)
+    for choice in rank(counter.profile, waiting, now, policy_config(hall), hall.tz)[:CLAIM_TRIES]:
+        row = await uow.repo.claim_waiting(choice.candidate.ticket_id)
+        if row is None:
+            continue
+        _call(uow, row, counter, c.clerk_id, choice.reason)
+        await uow.commit()
+        return CallResult(row.id, choice.reason)
+    if waiting:
+        # Every candidate was claimed by other counters meanwhile: look again.
+        raise RetryTransaction
+    return CallResult(None, "nobody is waiting for this counter's matters")
+
+
+def _call(uow: UnitOfWork, row: TicketRow, counter: Counter, clerk_id: int, reason: str) -> None:
+    ticket = ticket_from_row(row)
+    ticket.call(counter.id, clerk_id, uow.clock.now(), reason)
+    apply_ticket(row, ticket)
+    uow.collect(ticket.events)
+
+
+async def call_ticket(uow: UnitOfWork, c: cmd.CallTicket) -> CallResult:
+    """Call a chosen waiting ticket (e.g. a visitor at the counter asks to be served)."""
+    counter, hall = await _ready_to_call(uow, c)
+    row = await uow.repo.ticket_row(c.ticket_id, lock=True)
+    if row is None or row.hall_id != hall.id:
+        raise NotFound(f"hall {hall.id} has no ticket with id {c.ticket_id}")
+    if row.service_id not in counter.profile:
+        raise Forbidden(f"{counter.label} does not serve the matter of ticket {row.number}")
+    reason = "called by the clerk"
+    _call(uow, row, counter, c.clerk_id, reason)
+    await uow.commit()
+    return CallResult(row.id, reason)
+
+
+async def _current(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[TicketRow, Ticket]:
+    _, counter = await _counter_for_clerk(uow, c)
+    _require_signed_in(counter, c.clerk_id)
+    row = await uow.repo.active_ticket_at(counter.id, lock=True)
+    if row is None:
+        raise DomainError(f"{counter.label} has no current ticket; call one first")
+    return row, ticket_from_row(row)
+
+
+async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
+    row, ticket = await _current(uow, c)
+    now = uow.clock.now()
+    match c:
+        case cmd.Recall():
+            ticket.recall(c.counter_id, now)
+        case cmd.MarkNoShow():
+            ticket.mark_no_show(c.counter_id, now)
+        case cmd.StartService():
+            ticket.start(c.counter_id, now)
+        case cmd.FinishService():
+            ticket.finish(c.counter_id, c.outcome, c.note, now)
+        case cmd.ReturnToQueue():
+            ticket.return_to_queue(c.counter_id, now)
+        case _:
+            raise TypeError(f"not a current-ticket command: {c!r}")
+    apply_ticket(row, ticket)
+    uow.collect(ticket.events)
+    await uow.commit()
+    return row.id
+
+
+async def act_on_current(
+    uow: UnitOfWork,
+    c: cmd.Recall | cmd.MarkNoShow | cmd.StartService | cmd.FinishService | cmd.ReturnToQueue,
+) -> int:
+    """Apply a clerk's action to the counter's current ticket; return that ticket's id."""
+    return await _on_current(uow, c)
+
+
+async def transfer_ticket(uow: UnitOfWork, c: cmd.TransferTicket) -> tuple[int, int]:
+    """End the current ticket as transferred; return its id and the visit's new ticket's."""
+    row, ticket = await _current(uow, c)
+    target = await uow.repo.service_row(c.to_service_id)
+    if target is None or target.hall_id != row.hall_id:
+        raise NotFound(f"hall {row.hall_id} has no matter with id {c.to_service_id}")
+    now = uow.clock.now()
+    follow_on = ticket.transfer(c.counter_id, service_from_row(target), c.note, now)
+    apply_ticket(row, ticket)
+    uow.collect(ticket.events)
+    await uow.repo.add_ticket(follow_on, row.prefix, None, issued_by_user_id=c.clerk_id)
+    uow.collect(
+        [
+            ev.TicketIssued(
+                follow_on.hall_id, now, follow_on.ref, follow_on.number, follow_on.service_id,
+                follow_on.kind, follow_on.priority,
+            )
+        ]
+    )  # fmt: skip
+    await uow.commit()
+    return row.id, follow_on.ref
+
+
+@dataclass(frozen=True)
+class WaitingEntry:
+    ticket_id: int
+    number: str
+    service_id: int
+    kind: str
+    priority: str
+    waited_minutes: int
+    reason: str
+
+
+async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingEntry]:
+    """The counter's waiting tickets in the order call-next would take them."""
+    found = await uow.repo.counter(counter_id)
+    if found is None:
+        raise NotFound(f"no counter with id {counter_id}")
+    counter = found[1]
+    hall = await _hall(uow, counter.hall_id)
+    now = uow.clock.now()
+    waiting = await uow.repo.waiting(hall.id, business_day(now, hall.tz), counter.profile)
+    return [
+        WaitingEntry(
+            ch.candidate.ticket_id,
+            ch.candidate.number,
+            ch.candidate.service_id,
+            str(ch.candidate.kind),
+            ch.candidate.priority,
+            max(0, int((now - ch.candidate.queued_at).total_seconds() // 60)),
+            ch.reason,
+        )
+        for ch in rank(counter.profile, waiting, now, policy_config(hall), hall.tz)
+    ]

@@ -1,0 +1,90 @@
+"""One transaction per command, retried when a concurrent writer forces it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from queue_server.clock import Clock
+from queue_server.db.repository import Repository
+from queue_server.domain import events as ev
+
+from .errors import RetryTransaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_ATTEMPTS = 5
+# PostgreSQL: serialization_failure, deadlock_detected. SQLite: busy past its timeout.
+TRANSIENT_SQLSTATES = {"40001", "40P01"}
+
+
+class UnitOfWork:
+    """A session and its repository; ``commit`` writes the collected events with the change."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self.clock = clock
+        self.events: list[ev.Event] = []
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._sessions()
+        self.repo = Repository(self.session)
+        self.events = []
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def collect(self, events: list[ev.Event]) -> None:
+        """Take the events an entity recorded, to be written by ``commit``."""
+        self.events.extend(events)
+        events.clear()
+
+    async def commit(self) -> None:
+        if self.events:
+            await self.repo.record_events(self.events, self.clock.now())
+        await self.session.commit()
+        self.events = []
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, RetryTransaction):
+        return True
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+        return True
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in TRANSIENT_SQLSTATES
+    return False
+
+
+async def run_in_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    work: Callable[[UnitOfWork], Awaitable[T]],
+) -> T:
+    """Run ``work`` in a fresh unit of work, again (with a short backoff) if it lost a race."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            async with UnitOfWork(sessions, clock) as uow:
+                return await work(uow)
+        except Exception as exc:
+            if attempt == MAX_ATTEMPTS or not _is_transient(exc):
+                raise
+            log.info("transaction retried (attempt %d): %s", attempt, exc.__class__.__name__)
+            await asyncio.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,239 @@
+"""Read models: what a kiosk, a follower, a clerk and a board are shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from queue_server.db.repository import hall_from_row, policy_config
+from queue_server.db.tables import CounterRow, HallRow, ServiceRow, TicketRow, VisitRow
+from queue_server.domain.estimate import estimate_wait, people_ahead
+from queue_server.domain.hours import business_day
+from queue_server.domain.model import ACTIVE_STATES, TicketState
+
+from .errors import NotFound
+from .unit_of_work import UnitOfWork
+
+RECENT_CALLS = 10
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    id: int
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True)
+class TicketView:
+    id: int
+    hall_id: int
+    number: str
+    service: ServiceRef
+    kind: str
+    priority: str
+    state: str
+    issued_at: datetime
+    people_ahead: int | None
+    estimate_minutes: int | None
+    estimate_basis: str | None
+    follow_token: str
+    counter_number: int | None = None
+    called_at: datetime | None = None
+    outcome: str | None = None
+    due_at: datetime | None = None
+    follow_url: str = ""
+    """Filled in by the API from the public base URL."""
+
+
+async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
+    """A ticket with, while it waits, people ahead and the estimated wait."""
+    row = await uow.session.get(TicketRow, ticket_id)
+    if row is None:
+        raise NotFound(f"no ticket with id {ticket_id}")
+    service = await uow.session.get(ServiceRow, row.service_id)
+    visit = await uow.session.get(VisitRow, row.visit_id)
+    hall_row = await uow.session.get(HallRow, row.hall_id)
+    assert service is not None and visit is not None and hall_row is not None
+    ahead = minutes = basis = None
+    if row.state == TicketState.WAITING:
+        hall = hall_from_row(hall_row)
+        now = uow.clock.now()
+        waiting = await uow.repo.waiting(row.hall_id, row.business_day, [row.service_id])
+        ahead = people_ahead(row.id, row.service_id, waiting, now, policy_config(hall), hall.tz)
+        estimate = estimate_wait(
+            ahead,
+            await uow.repo.recent_durations(row.service_id),
+            service.typical_minutes,
+            await uow.repo.open_counters_for(row.service_id),
+        )
+        minutes, basis = estimate.minutes, estimate.basis
+    counter_number = None
+    if row.counter_id is not None:
+        counter = await uow.session.get(CounterRow, row.counter_id)
+        counter_number = counter.number if counter else None
+    return TicketView(
+        id=row.id,
+        hall_id=row.hall_id,
+        number=row.number,
+        service=ServiceRef(service.id, service.name_zh, service.name_en),
+        kind=row.kind,
+        priority=row.priority,
+        state=row.state,
+        issued_at=row.issued_at,
+        people_ahead=ahead,
+        estimate_minutes=minutes,
+        estimate_basis=basis,
+        follow_token=visit.follow_token,
+        counter_number=counter_number,
+        called_at=row.called_at,
+        outcome=row.outcome,
+        due_at=row.due_at,
+    )
+
+
+async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
+    """The visit's current ticket (after a transfer, the new one) for its follow link."""
+    ticket_id = await uow.session.scalar(
+        select(func.max(TicketRow.id))
+        .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+        .where(VisitRow.follow_token == token)
+    )
+    if ticket_id is None:
+        raise NotFound("no ticket follows this link; check it was copied whole")
+    return await ticket_view(uow, ticket_id)
+
+
+async def current_ticket_id(uow: UnitOfWork, counter_id: int) -> int | None:
+    row = await uow.repo.active_ticket_at(counter_id)
+    return row.id if row else None
+
+
+@dataclass(frozen=True)
+class WaitingCount:
+    service: ServiceRef
+    prefix: str
+    waiting: int
+    longest_wait_minutes: int
+
+
+@dataclass(frozen=True)
+class CounterStatus:
+    id: int
+    number: int
+    name: str
+    state: str
+    clerk_id: int | None
+    ticket_number: str | None
+    ticket_state: str | None
+
+
+@dataclass(frozen=True)
+class RecentCall:
+    number: str
+    counter_number: int
+    called_at: datetime
+    state: str
+
+
+@dataclass(frozen=True)
+class HallSnapshot:
+    hall_id: int
+    name_zh: str
+    name_en: str
+    business_day: str
+    seq: int
+    """The hall's last event number: live feeds continue from here."""
+    waiting: list[WaitingCount] = field(default_factory=list)
+    counters: list[CounterStatus] = field(default_factory=list)
+    recent_calls: list[RecentCall] = field(default_factory=list)
+
+
+async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
+    """Waiting per matter, who each counter serves, and the last calls, for today."""
+    hall_row = await uow.session.get(HallRow, hall_id)
+    if hall_row is None:
+        raise NotFound(f"no hall with id {hall_id}")
+    hall = hall_from_row(hall_row)
+    now = uow.clock.now()
+    day = business_day(now, hall.tz)
+    services = (
+        await uow.session.execute(
+            select(ServiceRow).where(ServiceRow.hall_id == hall_id).order_by(ServiceRow.id)
+        )
+    ).scalars()
+    counts = {
+        service_id: (count, oldest)
+        for service_id, count, oldest in await uow.session.execute(
+            select(TicketRow.service_id, func.count(), func.min(TicketRow.queued_at))
+            .where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.business_day == day,
+                TicketRow.state == TicketState.WAITING,
+            )
+            .group_by(TicketRow.service_id)
+        )
+    }
+    waiting = []
+    for s in services:
+        count, oldest = counts.get(s.id, (0, None))
+        longest = 0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
+            longest = max(0, int((now - oldest).total_seconds() // 60))
+        waiting.append(
+            WaitingCount(ServiceRef(s.id, s.name_zh, s.name_en), s.prefix, count, longest)
+        )
+    active = {
+        t.counter_id: t
+        for t in (
+            await uow.session.execute(
+                select(TicketRow).where(
+                    TicketRow.hall_id == hall_id,
+                    TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
+                )
+            )
+        ).scalars()
+    }
+    counters = [
+        CounterStatus(
+            c.id,
+            c.number,
+            c.name,
+            c.state,
+            c.clerk_id,
+            active[c.id].number if c.id in active else None,
+            active[c.id].state if c.id in active else None,
+        )
+        for c in (
+            await uow.session.execute(
+                select(CounterRow).where(CounterRow.hall_id == hall_id).order_by(CounterRow.number)
+            )
+        ).scalars()
+    ]
+    recent = [
+        RecentCall(number, counter_number, called_at, state)
+        for number, counter_number, called_at, state in await uow.session.execute(
+            select(TicketRow.number, CounterRow.number, TicketRow.called_at, TicketRow.state)
+            .join(CounterRow, CounterRow.id == TicketRow.counter_id)
+            .where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.business_day == day,
+                TicketRow.called_at.is_not(None),
+            )
+            .order_by(TicketRow.called_at.desc(), TicketRow.id.desc())
+            .limit(RECENT_CALLS)
+        )
+    ]
+    return HallSnapshot(
+        hall_id=hall.id,
+        name_zh=hall.name_zh,
+        name_en=hall.name_en,
+        business_day=day.isoformat(),
+        seq=hall_row.event_seq,
+        waiting=waiting,
+        counters=counters,
+        recent_calls=recent,
+    )

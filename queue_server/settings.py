@@ -1,0 +1,151 @@
+"""Typed settings, read from ``ONEDOOR_*`` environment variables and an optional TOML file.
+
+Precedence: environment variable, then the TOML file named by ``ONEDOOR_CONFIG``, then the
+default documented under each field.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "ONEDOOR_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value OneDoor cannot use; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path = Path("var")
+    """Folder for the SQLite file, the generated secret key and printed tickets
+    (ONEDOOR_VAR_DIR)."""
+    database_url: str = ""
+    """SQLAlchemy async URL (ONEDOOR_DATABASE_URL). Default: a SQLite file
+    ``<var_dir>/onedoor.sqlite3``. Production: ``postgresql+asyncpg://user:pass@host/db``."""
+    redis_url: str | None = None
+    """Redis URL for fan-out between processes (ONEDOOR_REDIS_URL). Default none: in-memory."""
+    host: str = "127.0.0.1"
+    """Address to listen on (ONEDOOR_HOST)."""
+    port: int = 8000
+    """Port to listen on (ONEDOOR_PORT)."""
+    workers: int = 1
+    """Server processes for ``onedoor serve`` (ONEDOOR_WORKERS); more than one needs
+    PostgreSQL."""
+    public_base_url: str = ""
+    """Base URL visitors' phones reach the server at, used in follow links and QR codes
+    (ONEDOOR_PUBLIC_BASE_URL). Default ``http://<host>:<port>``."""
+    secret_key: str = ""
+    """Key for signing session cookies (ONEDOOR_SECRET_KEY, 64 hex digits). Default: generated
+    once and kept in ``<var_dir>/secret_key`` (mode 0600), so sessions survive restarts."""
+    default_timezone: str = "Asia/Shanghai"
+    """Timezone given to a new hall when none is named (ONEDOOR_DEFAULT_TIMEZONE)."""
+    secure_cookies: bool = False
+    """Mark the session cookie Secure (ONEDOOR_SECURE_COOKIES); turn on behind HTTPS."""
+    db_pool_size: int = 10
+    """PostgreSQL connections per process (ONEDOOR_DB_POOL_SIZE)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Unrecognised TOML tables, kept for later features."""
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'onedoor.sqlite3'}"
+
+    @property
+    def effective_public_base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return (self.public_base_url or f"http://{host}:{self.port}").rstrip("/")
+
+    def session_secret(self) -> bytes:
+        """The 32-byte session key: the configured one, or the one kept under ``var_dir``."""
+        if self.secret_key:
+            return _parse_key(self.secret_key, "ONEDOOR_SECRET_KEY")
+        path = self.var_dir / "secret_key"
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return _parse_key(path.read_text().strip(), str(path))
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise SettingsError(
+            f"{where} must be 64 hex digits; generate one with: "
+            'python -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    return key
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    env = ENV_PREFIX + name.upper()
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{env} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{env} must be a whole number, got {raw!r}") from None
+    if isinstance(default, Path):
+        return Path(str(raw))
+    return None if raw in ("", None) and default is None else str(raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment (and ``ONEDOOR_CONFIG`` TOML), then ``overrides``.
+
+    Raises SettingsError naming the variable and what it must be.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    config_file = env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"ONEDOOR_CONFIG={config_file}: {exc}") from None
+        known = {f.name for f in fields(Settings)}
+        for key, value in data.items():
+            (values if key in known else extra)[key] = value
+    defaults = Settings()
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        if (ENV_PREFIX + f.name.upper()) in env:
+            values[f.name] = env[ENV_PREFIX + f.name.upper()]
+        if f.name in values:
+            values[f.name] = _coerce(f.name, values[f.name], getattr(defaults, f.name))
+    values.update(overrides)
+    settings = Settings(**values, extra=extra)
+    try:
+        ZoneInfo(settings.default_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"ONEDOOR_DEFAULT_TIMEZONE={settings.default_timezone!r} is not a known timezone; "
+            "use an IANA name such as Asia/Shanghai"
+        ) from None
+    if settings.workers > 1 and settings.effective_database_url.startswith("sqlite"):
+        raise SettingsError(
+            "ONEDOOR_WORKERS > 1 needs a shared database: set ONEDOOR_DATABASE_URL to PostgreSQL"
+        )
+    return settings
