@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath, JSONBody
 
 from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
 from queue_server.service import accounts, hall_config
@@ -39,13 +41,17 @@ class HallAdminController(Controller):
     opt = roles(*MANAGERS)
 
     @get("/")
-    async def list_halls(self, bus: Bus, principal: Principal) -> list[HallOut]:
+    async def list_halls(
+        self, bus: NamedDependency[Bus], principal: NamedDependency[Principal]
+    ) -> list[HallOut]:
         """Halls the caller manages (all of them for an admin)."""
         only = None if principal.role == Role.ADMIN else principal.hall_id
         return await bus.run(hall_config.list_halls, only)
 
     @post("/", opt=roles(*ADMIN))
-    async def create_hall(self, data: HallIn, bus: Bus, settings: Settings) -> HallOut:
+    async def create_hall(
+        self, data: JSONBody[HallIn], bus: NamedDependency[Bus], settings: NamedDependency[Settings]
+    ) -> HallOut:
         """Create a hall. Opening hours: {"mon": [["08:30", "12:00"], ["13:30", "17:00"]], ...}."""
         fields: dict[str, Any] = {
             "name_zh": data.name_zh,
@@ -62,34 +68,48 @@ class HallAdminController(Controller):
         return await bus.run(hall_config.create_hall, fields)
 
     @get("/{hall_id:int}")
-    async def get_hall(self, hall_id: int, bus: Bus) -> HallOut:
+    async def get_hall(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> HallOut:
         return await bus.run(hall_config.get_hall, hall_id)
 
     @patch("/{hall_id:int}")
-    async def update_hall(self, hall_id: int, data: HallPatch, bus: Bus) -> HallOut:
+    async def update_hall(
+        self, hall_id: FromPath[int], data: JSONBody[HallPatch], bus: NamedDependency[Bus]
+    ) -> HallOut:
         return await bus.run(hall_config.update_hall, hall_id, given(data))
 
     @get("/{hall_id:int}/services")
-    async def list_services(self, hall_id: int, bus: Bus) -> list[ServiceOut]:
+    async def list_services(
+        self, hall_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> list[ServiceOut]:
         return await bus.run(hall_config.list_services, hall_id)
 
     @post("/{hall_id:int}/services")
-    async def create_service(self, hall_id: int, data: ServiceIn, bus: Bus) -> ServiceOut:
+    async def create_service(
+        self, hall_id: FromPath[int], data: JSONBody[ServiceIn], bus: NamedDependency[Bus]
+    ) -> ServiceOut:
         """Add a matter; ``prefix`` starts its ticket numbers (A → A001, A002, ...)."""
         return await bus.run(hall_config.create_service, hall_id, given(data))
 
     @patch("/{hall_id:int}/services/{service_id:int}")
     async def update_service(
-        self, hall_id: int, service_id: int, data: ServicePatch, bus: Bus
+        self,
+        hall_id: FromPath[int],
+        service_id: FromPath[int],
+        data: JSONBody[ServicePatch],
+        bus: NamedDependency[Bus],
     ) -> ServiceOut:
         return await bus.run(hall_config.update_service, hall_id, service_id, given(data))
 
     @get("/{hall_id:int}/counters")
-    async def list_counters(self, hall_id: int, bus: Bus) -> list[CounterOut]:
+    async def list_counters(
+        self, hall_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> list[CounterOut]:
         return await bus.run(hall_config.list_counters, hall_id)
 
     @post("/{hall_id:int}/counters")
-    async def create_counter(self, hall_id: int, data: CounterIn, bus: Bus) -> CounterOut:
+    async def create_counter(
+        self, hall_id: FromPath[int], data: JSONBody[CounterIn], bus: NamedDependency[Bus]
+    ) -> CounterOut:
         """Add a counter and the matters it serves, each at primary or secondary level."""
         return await bus.run(
             hall_config.create_counter, hall_id, data.number, data.name, _profile(data.profile)
@@ -97,7 +117,11 @@ class HallAdminController(Controller):
 
     @patch("/{hall_id:int}/counters/{counter_id:int}")
     async def update_counter(
-        self, hall_id: int, counter_id: int, data: CounterPatch, bus: Bus
+        self,
+        hall_id: FromPath[int],
+        counter_id: FromPath[int],
+        data: JSONBody[CounterPatch],
+        bus: NamedDependency[Bus],
     ) -> CounterOut:
         """Rename, renumber, or replace the profile (the whole list) of a counter."""
         fields = given(data)
@@ -111,12 +135,16 @@ class HallAdminController(Controller):
         )
 
     @get("/{hall_id:int}/staff")
-    async def list_staff(self, hall_id: int, bus: Bus) -> list[StaffOut]:
+    async def list_staff(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> list[StaffOut]:
         return await bus.run(hall_config.list_staff, hall_id)
 
     @post("/{hall_id:int}/staff")
     async def create_staff(
-        self, hall_id: int, data: StaffIn, bus: Bus, principal: Principal
+        self,
+        hall_id: FromPath[int],
+        data: JSONBody[StaffIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
     ) -> NewUser:
         """Add a clerk (managers and admins) or a manager (admins only)."""
         if data.role == Role.MANAGER and principal.role != Role.ADMIN:
@@ -132,21 +160,31 @@ class HallAdminController(Controller):
 
     @patch("/{hall_id:int}/staff/{user_id:int}")
     async def update_staff(
-        self, hall_id: int, user_id: int, data: StaffPatch, bus: Bus
+        self,
+        hall_id: FromPath[int],
+        user_id: FromPath[int],
+        data: JSONBody[StaffPatch],
+        bus: NamedDependency[Bus],
     ) -> StaffOut:
         """Rename, reset the password of, or deactivate (``active: false``) a staff member."""
         return await bus.run(hall_config.update_staff, hall_id, user_id, given(data))
 
     @get("/{hall_id:int}/devices")
-    async def list_devices(self, hall_id: int, bus: Bus) -> list[DeviceOut]:
+    async def list_devices(
+        self, hall_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> list[DeviceOut]:
         return await bus.run(hall_config.list_devices, hall_id)
 
     @post("/{hall_id:int}/devices")
-    async def create_device(self, hall_id: int, data: DeviceIn, bus: Bus) -> NewDevice:
+    async def create_device(
+        self, hall_id: FromPath[int], data: JSONBody[DeviceIn], bus: NamedDependency[Bus]
+    ) -> NewDevice:
         """Register a kiosk, board or print agent. The answer holds its token, shown only once."""
         return await bus.run(accounts.create_device, hall_id, DeviceKind(data.kind), data.name)
 
     @delete("/{hall_id:int}/devices/{device_id:int}", status_code=200)
-    async def revoke_device(self, hall_id: int, device_id: int, bus: Bus) -> DeviceOut:
+    async def revoke_device(
+        self, hall_id: FromPath[int], device_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> DeviceOut:
         """Revoke a device's token; the device is refused from then on."""
         return await bus.run(hall_config.revoke_device, hall_id, device_id)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import JSONBody
 
 from queue_server.service import accounts
 from queue_server.service.accounts import Principal
@@ -42,7 +44,9 @@ class AuthController(Controller):
     tags = ["accounts"]
 
     @post("/login", opt=PUBLIC, status_code=200)
-    async def login(self, request: Request[Any, Any, Any], data: LoginIn, bus: Bus) -> LoginOut:
+    async def login(
+        self, request: Request[Any, Any, Any], data: JSONBody[LoginIn], bus: NamedDependency[Bus]
+    ) -> LoginOut:
         """Sign in with username and password: sets the session cookie, returns the CSRF token."""
         principal = await bus.run(accounts.authenticate_user, data.username, data.password)
         if principal is None:
@@ -58,6 +62,6 @@ class AuthController(Controller):
         return {"detail": "signed out"}
 
     @get("/me", opt=roles(*HALL_VIEWERS))
-    async def me(self, principal: Principal) -> Me:
+    async def me(self, principal: NamedDependency[Principal]) -> Me:
         """Who the session or device token belongs to."""
         return _me(principal)

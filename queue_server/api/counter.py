@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from queue_server.service import commands as cmd
 from queue_server.service import hall_config, views
@@ -55,18 +57,29 @@ class CounterController(Controller):
         return CounterConsole(counter, current)
 
     @get("/")
-    async def console(self, counter_id: int, bus: Bus, settings: Settings) -> CounterConsole:
+    async def console(
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> CounterConsole:
         """The counter, its profile and its current ticket."""
         return await self._console(bus, settings, counter_id)
 
     @get("/waiting")
-    async def waiting(self, counter_id: int, bus: Bus) -> list[WaitingEntry]:
+    async def waiting(
+        self, counter_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> list[WaitingEntry]:
         """The tickets this counter would call, in the policy's order, with the reasons."""
         return await bus.run(waiting_for_counter, counter_id)
 
     @post("/open", status_code=200)
     async def open(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> CounterConsole:
         """Sign in at this counter and open it for calls (signing out of any other)."""
         await bus.execute(cmd.OpenCounter(counter_id, _clerk(principal)))
@@ -74,14 +87,22 @@ class CounterController(Controller):
 
     @post("/pause", status_code=200)
     async def pause(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> CounterConsole:
         await bus.execute(cmd.PauseCounter(counter_id, _clerk(principal)))
         return await self._console(bus, settings, counter_id)
 
     @post("/close", status_code=200)
     async def close(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> CounterConsole:
         """Close the counter and sign out; it must have no current ticket."""
         await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
@@ -94,14 +115,23 @@ class CounterController(Controller):
 
     @post("/call-next", status_code=200)
     async def call_next(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> CallOut:
         """Call the next ticket by the queue policy; the answer says why it was chosen."""
         return await self._call(bus, settings, cmd.CallNext(counter_id, _clerk(principal)))
 
     @post("/call/{ticket_id:int}", status_code=200)
     async def call_ticket(
-        self, counter_id: int, ticket_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        ticket_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> CallOut:
         """Call a given waiting ticket of this counter's matters."""
         return await self._call(
@@ -113,28 +143,45 @@ class CounterController(Controller):
 
     @post("/recall", status_code=200)
     async def recall(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         """Announce the current ticket again."""
         return await self._act(bus, settings, cmd.Recall(counter_id, _clerk(principal)))
 
     @post("/no-show", status_code=200)
     async def no_show(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         """The called visitor did not come."""
         return await self._act(bus, settings, cmd.MarkNoShow(counter_id, _clerk(principal)))
 
     @post("/start", status_code=200)
     async def start(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         """The visitor is at the counter: service starts."""
         return await self._act(bus, settings, cmd.StartService(counter_id, _clerk(principal)))
 
     @post("/finish", status_code=200)
     async def finish(
-        self, counter_id: int, data: FinishIn, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        data: JSONBody[FinishIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         """End the service with an outcome; ``other`` needs a note."""
         command = cmd.FinishService(
@@ -144,14 +191,23 @@ class CounterController(Controller):
 
     @post("/return", status_code=200)
     async def return_to_queue(
-        self, counter_id: int, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         """Put the called ticket back in the queue at its old place."""
         return await self._act(bus, settings, cmd.ReturnToQueue(counter_id, _clerk(principal)))
 
     @post("/transfer", status_code=200)
     async def transfer(
-        self, counter_id: int, data: TransferIn, bus: Bus, principal: Principal, settings: Settings
+        self,
+        counter_id: FromPath[int],
+        data: JSONBody[TransferIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> TransferOut:
         """Send the visitor on to another matter; they keep their number and go first there."""
         old_id, new_id = await bus.execute(

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect
 from sqlalchemy import text
 
@@ -36,7 +38,7 @@ class PublicHall:
     services: list[ServiceOut]
 
 
-async def public_hall(uow: UnitOfWork, hall_id: int) -> PublicHall:
+async def public_hall(uow: UnitOfWork, hall_id: FromPath[int]) -> PublicHall:
     row = await uow.session.get(HallRow, hall_id)
     if row is None:
         raise NotFound(f"no hall with id {hall_id}")
@@ -65,22 +67,24 @@ class PublicController(Controller):
     opt = PUBLIC
 
     @get("/api/public/halls/{hall_id:int}")
-    async def hall(self, hall_id: int, bus: Bus) -> PublicHall:
+    async def hall(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> PublicHall:
         """A hall's name, whether it is open, its priority classes and its active matters."""
         return await bus.run(public_hall, hall_id)
 
     @get("/api/follow/{token:str}")
-    async def follow(self, token: str, bus: Bus, settings: Settings) -> TicketView:
+    async def follow(
+        self, token: FromPath[str], bus: NamedDependency[Bus], settings: NamedDependency[Settings]
+    ) -> TicketView:
         """A visitor's ticket by the token in their follow link: state, people ahead, estimate."""
         return with_follow_url(await bus.run(views.ticket_by_follow_token, token), settings)
 
     @get("/t/{token:str}", include_in_schema=False)
-    async def follow_link(self, token: str) -> Redirect:
+    async def follow_link(self, token: FromPath[str]) -> Redirect:
         # The link printed on tickets; it stays stable while what it shows evolves.
         return Redirect(f"/api/follow/{token}", status_code=307)
 
     @get("/healthz")
-    async def health(self, bus: Bus) -> Response[dict[str, str]]:
+    async def health(self, bus: NamedDependency[Bus]) -> Response[dict[str, str]]:
         """Liveness and database reachability, for load balancers."""
         try:
             await bus.run(database_ok)

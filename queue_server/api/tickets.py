@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from queue_server.service import views
 from queue_server.service.accounts import Principal
@@ -18,7 +20,7 @@ from .auth import HALL_VIEWERS, ISSUERS, STAFF, roles
 from .schemas import IssueIn
 
 
-def with_follow_url(view: TicketView, settings: Settings) -> TicketView:
+def with_follow_url(view: TicketView, settings: NamedDependency[Settings]) -> TicketView:
     """Add the link (and QR payload) a visitor opens to follow their turn."""
     return dataclasses.replace(
         view, follow_url=f"{settings.effective_public_base_url}/t/{view.follow_token}"
@@ -32,18 +34,20 @@ class TicketController(Controller):
     @post("/tickets", opt=roles(*ISSUERS))
     async def issue(
         self,
-        hall_id: int,
-        data: IssueIn,
-        bus: Bus,
-        principal: Principal,
-        settings: Settings,
-        idempotency_key: str | None = Parameter(
-            header="Idempotency-Key",
-            required=False,
-            min_length=1,
-            max_length=128,
-            description="Same key again (e.g. a double tap) returns the same ticket.",
-        ),
+        hall_id: FromPath[int],
+        data: JSONBody[IssueIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                min_length=1,
+                max_length=128,
+                description="Same key again (e.g. a double tap) returns the same ticket.",
+            ),
+        ] = None,
     ) -> TicketView:
         """Take a ticket for a matter: number, people ahead, estimated wait and follow link.
 
@@ -62,7 +66,11 @@ class TicketController(Controller):
 
     @get("/tickets/{ticket_id:int}", opt=roles(*STAFF))
     async def get_ticket(
-        self, hall_id: int, ticket_id: int, bus: Bus, settings: Settings
+        self,
+        hall_id: FromPath[int],
+        ticket_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
         view = await bus.run(views.ticket_view, ticket_id)
         if view.hall_id != hall_id:
@@ -70,6 +78,6 @@ class TicketController(Controller):
         return with_follow_url(view, settings)
 
     @get("/snapshot", opt=roles(*HALL_VIEWERS))
-    async def snapshot(self, hall_id: int, bus: Bus) -> HallSnapshot:
+    async def snapshot(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> HallSnapshot:
         """Waiting per matter, each counter's state and ticket, and the last calls of today."""
         return await bus.run(views.hall_snapshot, hall_id)

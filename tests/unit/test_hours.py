@@ -77,13 +77,15 @@ def test_a_period_must_be_a_start_and_an_end(period: list[str]) -> None:
 
 
 def test_overlapping_periods_are_refused_naming_the_day() -> None:
-    with pytest.raises(ValueError, match="^wed: opening periods overlap"):
+    with pytest.raises(ValueError, match=r"^wed: opening periods overlap"):
         OpeningHours.from_json({"mon": WORKDAY, "wed": [["08:30", "12:00"], ["11:30", "17:00"]]})
 
 
 def test_a_period_inside_a_longer_one_overlaps() -> None:
     with pytest.raises(ValueError, match="fri: opening periods overlap"):
-        OpeningHours.from_json({"fri": [["08:00", "18:00"], ["09:00", "10:00"], ["13:00", "14:00"]]})
+        OpeningHours.from_json(
+            {"fri": [["08:00", "18:00"], ["09:00", "10:00"], ["13:00", "14:00"]]}
+        )
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -274,7 +273,7 @@ def days(draw: st.DrawFn) -> tuple[PolicyConfig, list[Profile], list[Arrival | C
 
 
 @dataclass
-class Hall:
+class Floor:
     """A simulated hall floor: the waiting tickets and the clock."""
 
     now: datetime = NOW
@@ -307,31 +306,35 @@ def test_within_a_tier_nobody_is_overtaken_by_a_ticket_that_joined_more_than_b_l
     day: tuple[PolicyConfig, list[Profile], list[Arrival | Call]],
 ) -> None:
     config, counters, steps = day
-    hall = Hall()
+    floor = Floor()
     for step in steps:
-        hall.now += timedelta(seconds=step.gap)
+        floor.now += timedelta(seconds=step.gap)
         if isinstance(step, Arrival):
-            hall.arrive(step)
+            floor.arrive(step)
             continue
         profile = counters[step.counter]
-        choice = choose_next(profile, hall.waiting.values(), hall.now, config, SHANGHAI)
-        served = [c for c in hall.waiting.values() if c.service_id in profile]
+        choice = choose_next(profile, floor.waiting.values(), floor.now, config, SHANGHAI)
+        served = [c for c in floor.waiting.values() if c.service_id in profile]
         if choice is None:
             assert served == []
             continue
         chosen = choice.candidate
-        tiers = {c.ticket_id: expected_tier(c, profile[c.service_id], hall.now, config) for c in served}
+        tiers = {
+            c.ticket_id: expected_tier(c, profile[c.service_id], floor.now, config) for c in served
+        }
         assert chosen.service_id in profile
         assert choice.tier == tiers[chosen.ticket_id] == min(tiers.values())
         if choice.tier in (3, 4):
             for other in served:
                 if tiers[other.ticket_id] == choice.tier:
                     assert chosen.queued_at - other.queued_at <= config.bound, (chosen, other)
-        del hall.waiting[chosen.ticket_id]
+        del floor.waiting[chosen.ticket_id]
 
 
 @st.composite
-def busy_days(draw: st.DrawFn) -> tuple[PolicyConfig, list[Profile], list[tuple[Arrival, list[Call]]]]:
+def busy_days(
+    draw: st.DrawFn,
+) -> tuple[PolicyConfig, list[Profile], list[tuple[Arrival, list[Call]]]]:
     """Walk-ins only; each arrival is followed by at least one call; every matter has a
     counter serving it at primary level."""
     config = draw(configs)
@@ -362,17 +365,18 @@ def test_every_walk_in_is_called_within_its_bound_of_call_slots(
     day: tuple[PolicyConfig, list[Profile], list[tuple[Arrival, list[Call]]]],
 ) -> None:
     """A call slot of a ticket is a call, made while it waits, at a counter serving its matter
-    at primary level. Each such call picks the ticket itself or one that joined before it or
-    within B after it, so it waits at most that many slots."""
+    at primary level. Each such call picks the ticket itself, or one that was waiting when it
+    arrived, or one that joined within B after it; so it waits at most that many slots."""
     config, counters, steps = day
-    hall = Hall()
+    floor = Floor()
     called: dict[int, int] = {}
     slots_waited: dict[int, int] = {}
+    ahead_on_arrival: dict[int, int] = {}
 
     def call_at(counter: int) -> bool:
         profile = counters[counter]
-        choice = choose_next(profile, hall.waiting.values(), hall.now, config, SHANGHAI)
-        for c in hall.waiting.values():
+        choice = choose_next(profile, floor.waiting.values(), floor.now, config, SHANGHAI)
+        for c in floor.waiting.values():
             if profile.get(c.service_id) == PRIMARY:
                 slots_waited[c.ticket_id] += 1
         if choice is None:
@@ -381,28 +385,29 @@ def test_every_walk_in_is_called_within_its_bound_of_call_slots(
         slots_waited[chosen] -= profile.get(choice.candidate.service_id) == PRIMARY
         assert chosen not in called
         called[chosen] = counter
-        del hall.waiting[chosen]
+        del floor.waiting[chosen]
         return True
 
     for arrival, calls in steps:
-        hall.now += timedelta(seconds=arrival.gap)
-        slots_waited[hall.arrive(arrival).ticket_id] = 0
+        floor.now += timedelta(seconds=arrival.gap)
+        ahead_on_arrival[len(floor.issued) + 1] = len(floor.waiting)
+        slots_waited[floor.arrive(arrival).ticket_id] = 0
         for call in calls:
-            hall.now += timedelta(seconds=call.gap)
+            floor.now += timedelta(seconds=call.gap)
             call_at(call.counter)
     # The day goes on until every counter finds nobody left to call.
-    for _ in range(len(hall.issued) + 1):
-        hall.now += timedelta(minutes=5)
+    for _ in range(len(floor.issued) + 1):
+        floor.now += timedelta(minutes=5)
         if not any([call_at(counter) for counter in range(len(counters))]):
             break
 
-    assert hall.waiting == {}
-    assert sorted(called) == [c.ticket_id for c in hall.issued]
-    for mine in hall.issued:
-        before = mine.ticket_id - 1
+    assert floor.waiting == {}
+    assert sorted(called) == [c.ticket_id for c in floor.issued]
+    for mine in floor.issued:
+        before = ahead_on_arrival[mine.ticket_id]
         within_b_after = sum(
             1
-            for other in hall.issued[mine.ticket_id :]
+            for other in floor.issued[mine.ticket_id :]
             if other.queued_at - mine.queued_at <= config.bound
         )
         assert slots_waited[mine.ticket_id] <= before + within_b_after, mine

@@ -37,21 +37,20 @@ RESIDENCE = Service(11, HALL, "户籍", "Residence", "B", 8)
 ELSEWHERE = Service(12, OTHER_HALL, "户籍", "Residence", "B", 8)
 
 
-def waiting_ticket(**overrides: object) -> Ticket:
-    fields: dict[str, object] = {
-        "hall_id": HALL,
-        "visit_id": 7,
-        "service_id": 10,
-        "number": "A023",
-        "business_day": date(2026, 3, 2),
-        "kind": TicketKind.WALK_IN,
-        "priority": "elderly",
-        "issued_at": ISSUED,
-        "queued_at": ISSUED,
-        "id": TICKET_ID,
-    }
-    fields.update(overrides)
-    return Ticket(**fields)  # type: ignore[arg-type]
+def waiting_ticket() -> Ticket:
+    """Ticket A023 of visit 7, for passports, stored and waiting since 10:00."""
+    return Ticket(
+        hall_id=HALL,
+        visit_id=7,
+        service_id=PASSPORT.id,
+        number="A023",
+        business_day=date(2026, 3, 2),
+        kind=TicketKind.WALK_IN,
+        priority="elderly",
+        issued_at=ISSUED,
+        queued_at=ISSUED,
+        id=TICKET_ID,
+    )
 
 
 def ticket_in(state: TicketState) -> Ticket:
@@ -112,9 +111,7 @@ def test_recall_announces_again_and_counts_the_calls() -> None:
     assert ticket.called_at == LATER + timedelta(minutes=1)
     assert first == [ev.TicketRecalled(HALL, LATER, TICKET_ID, "A023", 10, COUNTER, 2)]
     assert second == [
-        ev.TicketRecalled(
-            HALL, LATER + timedelta(minutes=1), TICKET_ID, "A023", 10, COUNTER, 3
-        )
+        ev.TicketRecalled(HALL, LATER + timedelta(minutes=1), TICKET_ID, "A023", 10, COUNTER, 3)
     ]
 
 
@@ -238,9 +235,7 @@ def test_transfer_returns_the_visits_next_ticket() -> None:
     [(PASSPORT, "different matter"), (ELSEWHERE, "same hall")],
     ids=["same-matter", "other-hall"],
 )
-def test_transfer_refuses_the_same_matter_or_another_halls(
-    target: Service, message: str
-) -> None:
+def test_transfer_refuses_the_same_matter_or_another_halls(target: Service, message: str) -> None:
     ticket = ticket_in(TicketState.SERVING)
     before = copy.deepcopy(ticket)
 
@@ -318,9 +313,7 @@ def test_the_table_covers_every_state() -> None:
 
 
 @pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
-def test_an_illegal_transition_is_refused_naming_the_state(
-    state: TicketState, action: str
-) -> None:
+def test_an_illegal_transition_is_refused_naming_the_state(state: TicketState, action: str) -> None:
     ticket = ticket_in(state)
     before = copy.deepcopy(ticket)
 
@@ -415,9 +408,7 @@ class TicketMachine(RuleBasedStateMachine):
 
     @rule(counter_id=COUNTERS)
     def call(self, counter_id: int) -> None:
-        self.attempt(
-            "call", counter_id, lambda: self.ticket.call(counter_id, CLERK, LATER, "test")
-        )
+        self.attempt("call", counter_id, lambda: self.ticket.call(counter_id, CLERK, LATER, "test"))
 
     @rule(counter_id=COUNTERS)
     def recall(self, counter_id: int) -> None:
