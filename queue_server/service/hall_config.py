@@ -175,7 +175,7 @@ def _check_prefix(fields: Mapping[str, Any]) -> None:
 async def create_service(uow: UnitOfWork, hall_id: int, fields: Mapping[str, Any]) -> ServiceOut:
     await _hall_row(uow, hall_id)
     _check_prefix(fields)
-    row = ServiceRow(hall_id=hall_id, active=True, **fields)
+    row = ServiceRow(hall_id=hall_id, active=True, **{"documents": [], **fields})
     uow.session.add(row)
     await uow.commit()
     return service_out(row)

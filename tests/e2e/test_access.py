@@ -1,0 +1,196 @@
+"""Every route that is not public refuses strangers (401) and the wrong role or hall (403)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+
+from queue_server.service import accounts
+from queue_server.service.bus import Bus
+from tests.support import ALL_DAY, Staff, build_hall, call_as, login
+
+ALL_ROLES = ("admin", "manager", "clerk", "kiosk", "board", "printer")
+# Routes meant for every signed-in role or device; the hall scope still applies.
+OPEN_TO_ALL_ROLES = {("GET", "/api/auth/me"), ("GET", "/api/halls/{hall_id:int}/snapshot")}
+PUBLIC_ROUTES = {
+    ("POST", "/api/auth/login"),
+    ("GET", "/api/public/halls/{hall_id:int}"),
+    ("GET", "/api/follow/{token:str}"),
+    ("GET", "/t/{token:str}"),
+    ("GET", "/healthz"),
+}
+
+
+def guarded_routes(app: Litestar) -> list[tuple[str, str, frozenset[str]]]:
+    """(method, path, roles) for every route handler, public ones checked against the list."""
+    found = []
+    public = set()
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith(("/schema", "/static")):
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            if method in ("OPTIONS", "HEAD"):
+                continue
+            if handler.opt.get("public"):
+                public.add((method, route.path))
+                continue
+            roles = handler.opt.get("roles")
+            assert roles, f"{method} {route.path} declares neither roles nor public"
+            found.append((method, route.path, roles))
+    assert public == PUBLIC_ROUTES, "a route became public (or stopped being): review it"
+    return found
+
+
+def fill(path: str, ids: dict[str, int]) -> str:
+    return re.sub(r"\{(\w+):\w+\}", lambda m: str(ids.get(m.group(1), 1)), path)
+
+
+async def test_every_route_refuses_strangers_and_wrong_roles(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    other = await call_as(
+        client, hall.admin, "POST", "/api/halls",
+        json={"name_zh": "别的大厅", "name_en": "Other hall", "opening_hours": ALL_DAY},
+    )  # fmt: skip
+    other_id = other.json()["id"]
+    await bus.run(
+        accounts.create_user, "elsewhere", "elsewhere-pw", accounts.Role.MANAGER, other_id
+    )
+    outsider = await login(client, "elsewhere", "elsewhere-pw")
+    tokens = {"kiosk": hall.kiosk_token, "board": hall.board_token}
+    printer = await call_as(
+        client, hall.admin, "POST", f"/api/halls/{hall.hall_id}/devices",
+        json={"kind": "printer", "name": "p"},
+    )  # fmt: skip
+    tokens["printer"] = printer.json()["token"]
+    users: dict[str, Staff] = {
+        "admin": hall.admin,
+        "manager": hall.manager,
+        "clerk": hall.clerks[0],
+    }
+    ids = {
+        "hall_id": hall.hall_id,
+        "counter_id": hall.counters[1],
+        "service_id": hall.services["A"],
+    }
+
+    async def as_role(role: str, method: str, url: str) -> Any:
+        if role in users:
+            return await call_as(client, users[role], method, url, json={})
+        headers = {"Authorization": f"Bearer {tokens[role]}"}
+        return await client.request(method, url, headers=headers, json={})
+
+    routes = guarded_routes(client.app)
+    assert len(routes) >= 30
+    for method, path, roles in routes:
+        url = fill(path, ids)
+        client.cookies.clear()
+        anonymous = await client.request(method, url, json={})
+        assert anonymous.status_code == 401, f"{method} {path} let a stranger in"
+        assert "sign in first" in anonymous.json()["detail"]
+
+        wrong = [r for r in ALL_ROLES if r not in roles]
+        if not wrong:
+            assert (method, path) in OPEN_TO_ALL_ROLES, f"{method} {path} admits every role"
+        for role in wrong:
+            answer = await as_role(role, method, url)
+            assert answer.status_code == 403, f"{method} {path} let a {role} in"
+            assert "may not do this" in answer.json()["detail"]
+
+        if "manager" in roles and ("{hall_id" in path or "{counter_id" in path):
+            answer = await call_as(client, outsider, method, url, json={})
+            assert answer.status_code == 403, f"{method} {path} let another hall's manager in"
+            assert "no access to hall" in answer.json()["detail"]
+
+
+async def test_cookie_writes_need_the_csrf_header(client: AsyncTestClient[Any], bus: Bus) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    url = f"/api/counters/{hall.counters[1]}/open"
+    no_header = await client.post(url, cookies=hall.clerks[0].cookies)
+    assert no_header.status_code == 403
+    assert "X-CSRF-Token" in no_header.json()["detail"]
+    wrong = await client.post(
+        url, cookies=hall.clerks[0].cookies, headers={"X-CSRF-Token": "guess"}
+    )
+    assert wrong.status_code == 403
+    right = await call_as(client, hall.clerks[0], "POST", url)
+    assert right.status_code == 200
+    # Reading needs no CSRF header.
+    read = await client.get(f"/api/counters/{hall.counters[1]}", cookies=hall.clerks[0].cookies)
+    assert read.status_code == 200
+
+
+async def test_login_logout_and_bad_credentials(client: AsyncTestClient[Any], bus: Bus) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    client.cookies.clear()
+    wrong = await client.post("/api/auth/login", json={"username": "clerk0", "password": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "wrong username or password"
+    nobody = await client.post("/api/auth/login", json={"username": "ghost", "password": "x" * 12})
+    assert nobody.status_code == 401
+    empty = await client.post("/api/auth/login", json={"username": ""})
+    assert empty.status_code == 400
+
+    me = await client.get("/api/auth/me", cookies=hall.clerks[0].cookies)
+    assert me.json()["role"] == "clerk"
+    out = await call_as(client, hall.clerks[0], "POST", "/api/auth/logout")
+    assert out.status_code == 200
+    # The cookie the server cleared is gone from the browser: a fresh request is a stranger.
+    client.cookies.clear()
+    assert (await client.get("/api/auth/me")).status_code == 401
+
+
+async def test_deactivated_staff_and_revoked_devices_are_refused(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    clerk = hall.clerks[0]
+    off = await call_as(
+        client, hall.manager, "PATCH", f"/api/halls/{hall.hall_id}/staff/{clerk.user_id}",
+        json={"active": False},
+    )  # fmt: skip
+    assert off.status_code == 200 and off.json()["active"] is False
+    assert (await client.get("/api/auth/me", cookies=clerk.cookies)).status_code == 401
+
+    devices = (
+        await call_as(client, hall.manager, "GET", f"/api/halls/{hall.hall_id}/devices")
+    ).json()
+    kiosk_id = next(d["id"] for d in devices if d["kind"] == "kiosk")
+    assert all("token" not in d for d in devices), "tokens are shown once, never listed"
+    revoked = await call_as(
+        client, hall.manager, "DELETE", f"/api/halls/{hall.hall_id}/devices/{kiosk_id}"
+    )
+    assert revoked.json()["revoked_at"] is not None
+    refused = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets",
+        json={"service_id": hall.services["A"]},
+        headers=hall.kiosk,
+    )
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("role", ["clerk", "manager"])
+async def test_only_admins_create_halls_and_managers(
+    client: AsyncTestClient[Any], bus: Bus, role: str
+) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    who = hall.clerks[0] if role == "clerk" else hall.manager
+    new_hall = await call_as(
+        client, who, "POST", "/api/halls",
+        json={"name_zh": "x", "name_en": "x", "opening_hours": ALL_DAY},
+    )  # fmt: skip
+    assert new_hall.status_code == 403
+    if role == "manager":
+        manager = await call_as(
+            client, who, "POST", f"/api/halls/{hall.hall_id}/staff",
+            json={"username": "boss2", "password": "boss2-password", "role": "manager"},
+        )  # fmt: skip
+        assert manager.status_code == 403
+        assert manager.json()["detail"] == "only an admin may add a manager"
