@@ -1,0 +1,65 @@
+# OneDoor — every routine command lives here. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo clean
+
+help: ## list the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+run: $(STAMP) ## install, migrate, load the demo hall (once) and serve on http://127.0.0.1:8000
+	$(BIN)/onedoor db upgrade
+	$(BIN)/onedoor demo
+	$(BIN)/onedoor serve --no-migrate
+
+migrate: $(STAMP) ## apply database migrations (ONEDOOR_DATABASE_URL, default SQLite under var/)
+	$(BIN)/onedoor db upgrade
+
+demo: $(STAMP) ## load the demo hall into an empty database
+	$(BIN)/onedoor demo
+
+test: $(DEV_STAMP) lint ## install dev dependencies, lint, and run the whole suite
+	$(BIN)/pytest
+
+unit: $(DEV_STAMP) ## the pure domain tests only (milliseconds each)
+	$(BIN)/pytest tests/unit
+
+integration: $(DEV_STAMP) ## tests against real SQLite and PostgreSQL
+	$(BIN)/pytest tests/integration
+
+e2e: $(DEV_STAMP) ## the app over HTTP, and real server processes
+	$(BIN)/pytest tests/e2e
+
+lint: $(DEV_STAMP) ## ruff lint + format check, mypy (strict on the domain)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(DEV_STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(DEV_STAMP) ## load benchmark: issue and call-next on SQLite and PostgreSQL, 1 and 2 workers
+	$(BIN)/python -m bench.run
+
+bench-smoke: $(DEV_STAMP) ## a short run of the benchmark (CI)
+	$(BIN)/python -m bench.run --smoke
+
+clean: ## remove the virtualenv, caches and local data under var/
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
