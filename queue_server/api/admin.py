@@ -147,7 +147,7 @@ class HallAdminController(Controller):
         principal: NamedDependency[Principal],
     ) -> NewUser:
         """Add a clerk (managers and admins) or a manager (admins only)."""
-        if data.role == Role.MANAGER and principal.role != Role.ADMIN:
+        if Role(data.role) == Role.MANAGER and principal.role != Role.ADMIN:
             raise PermissionDeniedException("only an admin may add a manager")
         return await bus.run(
             accounts.create_user,

@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from queue_server.domain.model import Outcome
 from queue_server.service import commands as cmd
 from queue_server.service import hall_config, views
 from queue_server.service.accounts import Principal
@@ -184,9 +185,7 @@ class CounterController(Controller):
         settings: NamedDependency[Settings],
     ) -> TicketView:
         """End the service with an outcome; ``other`` needs a note."""
-        command = cmd.FinishService(
-            counter_id, _clerk(principal), cmd.Outcome(data.outcome), data.note
-        )
+        command = cmd.FinishService(counter_id, _clerk(principal), Outcome(data.outcome), data.note)
         return await self._act(bus, settings, command)
 
     @post("/return", status_code=200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -20,6 +21,7 @@ from queue_server.domain.errors import DomainError, UnknownPriority
 from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound
 
 log = logging.getLogger("onedoor.api")
+AnyRequest = Request[Any, Any, Any]
 
 
 def _answer(status: int, detail: str, **extra: object) -> Response[dict[str, object]]:
@@ -29,36 +31,36 @@ def _answer(status: int, detail: str, **extra: object) -> Response[dict[str, obj
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
-def on_domain_error(_: Request, exc: DomainError) -> Response[dict[str, object]]:
+def on_domain_error(_: AnyRequest, exc: DomainError) -> Response[dict[str, object]]:
     if isinstance(exc, UnknownPriority):
         return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority")
     return _answer(HTTP_409_CONFLICT, str(exc))
 
 
-def on_invalid(_: Request, exc: Invalid) -> Response[dict[str, object]]:
+def on_invalid(_: AnyRequest, exc: Invalid) -> Response[dict[str, object]]:
     return _answer(HTTP_400_BAD_REQUEST, str(exc), field=exc.field)
 
 
-def on_not_found(_: Request, exc: NotFound) -> Response[dict[str, object]]:
+def on_not_found(_: AnyRequest, exc: NotFound) -> Response[dict[str, object]]:
     return _answer(HTTP_404_NOT_FOUND, str(exc))
 
 
-def on_forbidden(_: Request, exc: Forbidden) -> Response[dict[str, object]]:
+def on_forbidden(_: AnyRequest, exc: Forbidden) -> Response[dict[str, object]]:
     return _answer(HTTP_403_FORBIDDEN, str(exc))
 
 
-def on_conflict(_: Request, exc: Conflict) -> Response[dict[str, object]]:
+def on_conflict(_: AnyRequest, exc: Conflict) -> Response[dict[str, object]]:
     return _answer(HTTP_409_CONFLICT, str(exc))
 
 
-def on_integrity(request: Request, exc: IntegrityError) -> Response[dict[str, object]]:
+def on_integrity(request: AnyRequest, exc: IntegrityError) -> Response[dict[str, object]]:
     log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
     return _answer(
         HTTP_409_CONFLICT, "this clashes with something already stored; check for duplicates"
     )
 
 
-def on_unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
+def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
     if isinstance(exc, HTTPException):
         body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
         if exc.extra:

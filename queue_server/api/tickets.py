@@ -13,6 +13,7 @@ from queue_server.service import views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
+from queue_server.service.errors import NotFound
 from queue_server.service.views import HallSnapshot, TicketView
 from queue_server.settings import Settings
 
@@ -74,7 +75,7 @@ class TicketController(Controller):
     ) -> TicketView:
         view = await bus.run(views.ticket_view, ticket_id)
         if view.hall_id != hall_id:
-            raise views.NotFound(f"hall {hall_id} has no ticket with id {ticket_id}")
+            raise NotFound(f"hall {hall_id} has no ticket with id {ticket_id}")
         return with_follow_url(view, settings)
 
     @get("/snapshot", opt=roles(*HALL_VIEWERS))

@@ -174,10 +174,10 @@ class Repository:
         orders concurrent issuers, and a rolled-back issue gives its number back.
         """
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = insert(NumberSequenceRow).values(
+        values = insert(NumberSequenceRow).values(
             hall_id=hall_id, business_day=day, prefix=prefix, last_seq=1
         )
-        stmt = stmt.on_conflict_do_update(
+        stmt = values.on_conflict_do_update(
             index_elements=["hall_id", "business_day", "prefix"],
             set_={"last_seq": NumberSequenceRow.last_seq + 1},
         ).returning(NumberSequenceRow.last_seq)

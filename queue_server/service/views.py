@@ -226,6 +226,7 @@ async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
             .order_by(TicketRow.called_at.desc(), TicketRow.id.desc())
             .limit(RECENT_CALLS)
         )
+        if called_at is not None
     ]
     return HallSnapshot(
         hall_id=hall.id,

@@ -1,0 +1,1 @@
+"""Ticket printing: layout, ESC/POS rendering and the print agent (issue 4)."""
