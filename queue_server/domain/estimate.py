@@ -41,7 +41,10 @@ def people_ahead(
 
 
 def service_minutes(recent: Sequence[timedelta], typical_minutes: int) -> tuple[float, str]:
-    """Typical service time: the median of recent ones when there are enough, else the default."""
+    """Typical service time: the median of recent ones when there are enough, else the default.
+
+    ``recent`` is newest first; only the newest ``RECENT_SAMPLES`` count.
+    """
     samples = [d.total_seconds() / 60 for d in recent[:RECENT_SAMPLES]]
     if len(samples) >= MIN_SAMPLES:
         return statistics.median(samples), f"median of the last {len(samples)} services"
@@ -55,5 +58,6 @@ def estimate_wait(
     per_person, basis = service_minutes(recent, typical_minutes)
     if open_counters <= 0:
         return Estimate(ahead, None, "no counter for this matter is open now")
-    minutes = math.ceil(ahead * per_person / open_counters)
+    # Rounded before the ceiling so float noise (31.000000000000004) is not a whole minute.
+    minutes = math.ceil(round(ahead * per_person / open_counters, 6))
     return Estimate(ahead, minutes, f"{basis}, {open_counters} counter(s) open")

@@ -18,6 +18,8 @@ def business_day(now: datetime, tz: ZoneInfo) -> date:
 
 def parse_clock(text: str) -> time:
     """Parse ``HH:MM`` (``24:00`` means the end of the day) or raise ValueError saying so."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a time of day; write it as HH:MM, e.g. 08:30")
     if text == "24:00":
         return time.max
     try:
@@ -56,13 +58,17 @@ class OpeningHours:
 
         Raises ValueError naming the bad day or time.
         """
+        if not isinstance(data, Mapping):
+            raise ValueError('opening hours are {"mon": [["08:30", "12:00"], ...], ...}')
         week: dict[str, tuple[Period, ...]] = {}
         for day, periods in data.items():
             if day not in WEEKDAYS:
                 raise ValueError(f"{day!r} is not a weekday; use one of {', '.join(WEEKDAYS)}")
+            if not isinstance(periods, list | tuple):
+                raise ValueError(f"{day}: give a list of [start, end] periods")
             parsed = []
             for period in periods:
-                if len(period) != 2:
+                if not isinstance(period, list | tuple) or len(period) != 2:
                     raise ValueError(f"{day}: each period is [start, end], got {list(period)}")
                 parsed.append(Period(parse_clock(period[0]), parse_clock(period[1])))
             parsed.sort(key=lambda p: p.start)

@@ -203,6 +203,7 @@ class Ticket:
         return self.id
 
     def _require(self, action: str, *allowed: TicketState) -> None:
+        self.ref  # noqa: B018 - an unstored ticket is refused before anything changes
         if self.state not in allowed:
             raise IllegalTransition(self.label, action, str(self.state))
 
@@ -309,6 +310,8 @@ class Ticket:
             raise DomainError("transfer needs a different matter than the current one")
         if to_service.hall_id != self.hall_id:
             raise DomainError("transfer is only possible to a matter of the same hall")
+        if not to_service.active:
+            raise DomainError(f"matter {to_service.name_en} is inactive; choose another")
         self.state = TicketState.TRANSFERRED
         self.finished_at = now
         self.note = note

@@ -100,7 +100,8 @@ def _reason(
 ) -> str:
     waited = _minutes(now - c.queued_at)
     if tier == 1:
-        return f"continues visit (transferred, waiting {waited} min)"
+        how = "escalated" if c.kind == TicketKind.ESCALATION else "transferred"
+        return f"continues visit ({how}, waiting {waited} min)"
     if tier in (2, 5) and c.due_at is not None:
         due = c.due_at.astimezone(tz).strftime("%H:%M")
         return f"appointment due {due}" if tier == 2 else f"appointment at {due}, checked in early"

@@ -120,13 +120,6 @@ def test_the_estimate_rounds_up(
     assert estimate_wait(ahead, recent, typical, counters).minutes == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "estimate.py estimate_wait rounds a float up: 124 s = 2.0666.. min, times 15 people "
-        "is 31.000000000000004, so ceil says 32 where the wait is exactly 31 minutes"
-    ),
-)
 def test_an_exact_number_of_minutes_is_not_rounded_up() -> None:
     recent = [timedelta(minutes=2, seconds=4)] * 3
 

@@ -219,3 +219,19 @@ def test_a_hall_defines_its_own_priority_classes() -> None:
     assert veterans_only.check_priority("veteran") == "veteran"
     with pytest.raises(UnknownPriority, match="use one of: none, veteran"):
         veterans_only.check_priority("elderly")
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (None, "opening hours are"),
+        ({"mon": None}, "mon: give a list"),
+        ({"mon": [[8, 12]]}, "is not a time of day"),
+        ({"mon": ["08:30-12:00"]}, "each period is [start, end]"),
+    ],
+)
+def test_a_wrongly_shaped_form_is_a_value_error_saying_the_shape(data: object, shown: str) -> None:
+    with pytest.raises(ValueError) as bad:
+        OpeningHours.from_json(data)  # type: ignore[arg-type]
+
+    assert shown in str(bad.value)
