@@ -112,17 +112,19 @@ async def test_every_route_refuses_strangers_and_wrong_roles(
 async def test_cookie_writes_need_the_csrf_header(client: AsyncTestClient[Any], bus: Bus) -> None:
     hall = await build_hall(client, bus, clerks=1)
     url = f"/api/counters/{hall.counters[1]}/open"
-    no_header = await client.post(url, cookies=hall.clerks[0].cookies)
+    client.cookies = hall.clerks[0].cookies
+    no_header = await client.post(url)
     assert no_header.status_code == 403
     assert "X-CSRF-Token" in no_header.json()["detail"]
     wrong = await client.post(
-        url, cookies=hall.clerks[0].cookies, headers={"X-CSRF-Token": "guess"}
+        url, headers={"X-CSRF-Token": "guess"}
     )
     assert wrong.status_code == 403
     right = await call_as(client, hall.clerks[0], "POST", url)
     assert right.status_code == 200
     # Reading needs no CSRF header.
-    read = await client.get(f"/api/counters/{hall.counters[1]}", cookies=hall.clerks[0].cookies)
+    client.cookies = hall.clerks[0].cookies
+    read = await client.get(f"/api/counters/{hall.counters[1]}")
     assert read.status_code == 200
 
 
@@ -137,7 +139,8 @@ async def test_login_logout_and_bad_credentials(client: AsyncTestClient[Any], bu
     empty = await client.post("/api/auth/login", json={"username": ""})
     assert empty.status_code == 400
 
-    me = await client.get("/api/auth/me", cookies=hall.clerks[0].cookies)
+    client.cookies = hall.clerks[0].cookies
+    me = await client.get("/api/auth/me")
     assert me.json()["role"] == "clerk"
     out = await call_as(client, hall.clerks[0], "POST", "/api/auth/logout")
     assert out.status_code == 200
@@ -156,7 +159,8 @@ async def test_deactivated_staff_and_revoked_devices_are_refused(
         json={"active": False},
     )  # fmt: skip
     assert off.status_code == 200 and off.json()["active"] is False
-    assert (await client.get("/api/auth/me", cookies=clerk.cookies)).status_code == 401
+    client.cookies = clerk.cookies
+    assert (await client.get("/api/auth/me")).status_code == 401
 
     devices = (
         await call_as(client, hall.manager, "GET", f"/api/halls/{hall.hall_id}/devices")
