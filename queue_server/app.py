@@ -19,12 +19,14 @@ from queue_server.api.admin import HallAdminController
 from queue_server.api.auth import authorize
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.counter import CounterController
-from queue_server.api.deps import provide_bus, provide_principal, provide_settings
+from queue_server.api.deps import provide_bus, provide_hubs, provide_principal, provide_settings
 from queue_server.api.errors import EXCEPTION_HANDLERS
 from queue_server.api.public import PublicController
 from queue_server.api.tickets import TicketController
 from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
+from queue_server.realtime.feeds import FEEDS
+from queue_server.realtime.plugin import Realtime
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
 
@@ -71,8 +73,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             )
         ],
     )
+    realtime = Realtime(settings)
     app = Litestar(
         route_handlers=[
+            *FEEDS,
             AuthController,
             HallAdminController,
             TicketController,
@@ -86,7 +90,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "bus": Provide(provide_bus, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal),
+            "hubs": Provide(provide_hubs, sync_to_thread=False),
         },
+        plugins=[realtime.channels, realtime],
         guards=[authorize],
         middleware=[sessions.middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody
@@ -23,6 +23,7 @@ from .schemas import (
     DeviceIn,
     HallIn,
     HallPatch,
+    NoticeIn,
     ServiceIn,
     ServicePatch,
     StaffIn,
@@ -76,6 +77,13 @@ class HallAdminController(Controller):
         self, hall_id: FromPath[int], data: JSONBody[HallPatch], bus: NamedDependency[Bus]
     ) -> HallOut:
         return await bus.run(hall_config.update_hall, hall_id, given(data))
+
+    @put("/{hall_id:int}/notice")
+    async def set_notice(
+        self, hall_id: FromPath[int], data: JSONBody[NoticeIn], bus: NamedDependency[Bus]
+    ) -> HallOut:
+        """Set the scrolling notice on the hall's boards; an empty string clears it."""
+        return await bus.run(hall_config.set_notice, hall_id, data.notice)
 
     @get("/{hall_id:int}/services")
     async def list_services(

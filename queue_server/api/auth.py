@@ -12,6 +12,7 @@ import hmac
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
@@ -46,8 +47,11 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     bus: Bus = connection.app.state.bus
     principal: Principal | None = None
     header = connection.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        principal = await bus.run(accounts.device_principal, header[7:].strip())
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    if token is None and _may_carry_token_in_url(connection):
+        token = connection.query_params.get("token")
+    if token:
+        principal = await bus.run(accounts.device_principal, token)
         if principal is None:
             raise NotAuthorizedException(
                 "this device token is unknown or revoked; ask a manager for a new one"
@@ -56,6 +60,23 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
         principal = await bus.run(accounts.user_principal, int(connection.session["uid"]))
     state["onedoor_principal"] = principal
     return principal
+
+
+def _may_carry_token_in_url(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Browsers cannot set headers on a websocket or on a board page's URL: there, a device
+    token may come as ``?token=``. Writes always need the header."""
+    scope = connection.scope
+    return scope["type"] == ScopeType.WEBSOCKET or scope.get("method") in SAFE_METHODS
+
+
+def _check_same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """A cookie-authenticated websocket must come from our own pages (no CSRF header there)."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return  # not a browser
+    host = connection.headers.get("host", "")
+    if origin.split("://", 1)[-1] != host:
+        raise PermissionDeniedException(f"websocket from another site ({origin}) refused")
 
 
 def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -105,8 +126,11 @@ async def authorize(
         raise PermissionDeniedException(
             f"a {principal.role} may not do this; it needs one of: {', '.join(sorted(allowed))}"
         )
-    if not principal.is_device and connection.scope.get("method") not in SAFE_METHODS:
-        _check_csrf(connection)
+    if not principal.is_device:
+        if connection.scope["type"] == ScopeType.WEBSOCKET:
+            _check_same_origin(connection)
+        elif connection.scope.get("method") not in SAFE_METHODS:
+            _check_csrf(connection)
     params = connection.path_params
     hall_id = params.get("hall_id")
     if hall_id is None and "counter_id" in params:

@@ -43,6 +43,18 @@ class TransferOut:
     new_ticket: TicketView
 
 
+async def console(bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
+    """The counter, its profile and its current ticket (also what the counter feed sends)."""
+    counter = await bus.run(hall_config.get_counter, counter_id)
+    current_id = await bus.run(views.current_ticket_id, counter_id)
+    current = (
+        with_follow_url(await bus.run(views.ticket_view, current_id), settings)
+        if current_id
+        else None
+    )
+    return CounterConsole(counter, current)
+
+
 class CounterController(Controller):
     path = "/api/counters/{counter_id:int}"
     tags = ["counter"]
@@ -52,13 +64,10 @@ class CounterController(Controller):
         return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
 
     async def _console(self, bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
-        counter = await bus.run(hall_config.get_counter, counter_id)
-        current_id = await bus.run(views.current_ticket_id, counter_id)
-        current = await self._view(bus, settings, current_id) if current_id else None
-        return CounterConsole(counter, current)
+        return await console(bus, settings, counter_id)
 
     @get("/")
-    async def console(
+    async def get_console(
         self,
         counter_id: FromPath[int],
         bus: NamedDependency[Bus],

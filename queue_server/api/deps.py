@@ -27,3 +27,8 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     principal = await current_principal(request)
     assert principal is not None, "authorize() lets no anonymous caller reach this route"
     return principal
+
+
+def provide_hubs(state: State) -> Any:
+    """The process's hall hubs (queue_server.realtime.hub.Hubs), set up at startup."""
+    return state.hubs

@@ -111,3 +111,7 @@ class FinishIn(Struct, forbid_unknown_fields=True):
 class TransferIn(Struct, forbid_unknown_fields=True):
     service_id: Id
     note: Note | None = None
+
+
+class NoticeIn(Struct, forbid_unknown_fields=True):
+    notice: Annotated[str, Meta(max_length=500)]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -54,6 +55,8 @@ class HallRow(Base):
     secondary_after_minutes: Mapped[int] = mapped_column(Integer, default=20)
     # Last sequence number given to an event of this hall (the realtime feed's order).
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The scrolling line on the hall's boards.
+    notice: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime]
 
 
@@ -193,7 +196,16 @@ class HallEventRow(Base):
     """The hall's event log, written in the same transaction as the change it records."""
 
     __tablename__ = "hall_events"
-    __table_args__ = (UniqueConstraint("hall_id", "seq", name="uq_hall_events_seq"),)
+    __table_args__ = (
+        UniqueConstraint("hall_id", "seq", name="uq_hall_events_seq"),
+        # The relay looks for what it has not published yet: keep that lookup small.
+        Index(
+            "ix_hall_events_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(BigInteger)

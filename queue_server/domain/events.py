@@ -100,3 +100,8 @@ class CounterPaused(CounterEvent):
 @dataclass(frozen=True)
 class CounterClosed(CounterEvent):
     pass
+
+
+@dataclass(frozen=True)
+class HallNoticeChanged(Event):
+    notice: str

@@ -34,19 +34,26 @@ HANDLERS: dict[type, Callable[[UnitOfWork, Any], Awaitable[Any]]] = {
 class Bus:
     """Runs commands and reads; built once by the composition root."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.on_events = on_events
+        """Called after each commit that wrote events (wakes the outbox relay)."""
 
     async def execute(self, command: Any) -> Any:
         """Run the handler of ``command`` in a transaction (retried if it lost a race)."""
         handler = HANDLERS[type(command)]
         return await run_in_transaction(
-            self.sessions, self.clock, lambda uow: handler(uow, command)
+            self.sessions, self.clock, lambda uow: handler(uow, command), self.on_events
         )
 
     async def run(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run ``work(uow, *args, **kwargs)`` in a transaction: reads and configuration."""
         return await run_in_transaction(
-            self.sessions, self.clock, lambda uow: work(uow, *args, **kwargs)
+            self.sessions, self.clock, lambda uow: work(uow, *args, **kwargs), self.on_events
         )

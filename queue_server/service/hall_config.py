@@ -19,6 +19,7 @@ from queue_server.db.tables import (
     ServiceRow,
     UserRow,
 )
+from queue_server.domain.events import HallNoticeChanged
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import NO_PRIORITY, PREFIX_PATTERN, ServiceLevel
 
@@ -36,6 +37,7 @@ class HallOut:
     opening_hours: dict[str, list[list[str]]]
     priority_boosts: dict[str, int]
     secondary_after_minutes: int
+    notice: str
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class DeviceOut:
 def hall_out(r: HallRow) -> HallOut:
     return HallOut(
         r.id, r.name_zh, r.name_en, r.timezone, r.opening_hours, r.priority_boosts,
-        r.secondary_after_minutes,
+        r.secondary_after_minutes, r.notice,
     )  # fmt: skip
 
 
@@ -142,7 +144,7 @@ async def _hall_row(uow: UnitOfWork, hall_id: int) -> HallRow:
 
 async def create_hall(uow: UnitOfWork, fields: Mapping[str, Any]) -> HallOut:
     values = _check_hall_fields(fields)
-    row = HallRow(event_seq=0, created_at=uow.clock.now(), **values)
+    row = HallRow(event_seq=0, notice="", created_at=uow.clock.now(), **values)
     uow.session.add(row)
     await uow.commit()
     return hall_out(row)
@@ -348,3 +350,12 @@ async def revoke_device(uow: UnitOfWork, hall_id: int, device_id: int) -> Device
         row.revoked_at = uow.clock.now()
     await uow.commit()
     return device_out(row)
+
+
+async def set_notice(uow: UnitOfWork, hall_id: int, notice: str) -> HallOut:
+    """Change the scrolling notice on the hall's boards (empty to clear it)."""
+    row = await _hall_row(uow, hall_id)
+    row.notice = notice.strip()
+    uow.collect([HallNoticeChanged(hall_id, uow.clock.now(), row.notice)])
+    await uow.commit()
+    return hall_out(row)

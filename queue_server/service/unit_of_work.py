@@ -27,10 +27,16 @@ TRANSIENT_SQLSTATES = {"40001", "40P01"}
 class UnitOfWork:
     """A session and its repository; ``commit`` writes the collected events with the change."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self.clock = clock
         self.events: list[ev.Event] = []
+        self._on_events = on_events
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -55,10 +61,14 @@ class UnitOfWork:
         events.clear()
 
     async def commit(self) -> None:
-        if self.events:
+        """Commit the change with its events; then tell the relay there is news to publish."""
+        recorded = bool(self.events)
+        if recorded:
             await self.repo.record_events(self.events, self.clock.now())
         await self.session.commit()
         self.events = []
+        if recorded and self._on_events is not None:
+            self._on_events()
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -76,11 +86,12 @@ async def run_in_transaction(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
     work: Callable[[UnitOfWork], Awaitable[T]],
+    on_events: Callable[[], None] | None = None,
 ) -> T:
     """Run ``work`` in a fresh unit of work, again (with a short backoff) if it lost a race."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            async with UnitOfWork(sessions, clock) as uow:
+            async with UnitOfWork(sessions, clock, on_events) as uow:
                 return await work(uow)
         except Exception as exc:
             if attempt == MAX_ATTEMPTS or not _is_transient(exc):

@@ -128,6 +128,7 @@ class CounterStatus:
     clerk_id: int | None
     ticket_number: str | None
     ticket_state: str | None
+    ticket_id: int | None
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,17 @@ class HallSnapshot:
     waiting: list[WaitingCount] = field(default_factory=list)
     counters: list[CounterStatus] = field(default_factory=list)
     recent_calls: list[RecentCall] = field(default_factory=list)
+    notice: str = ""
 
 
 async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
-    """Waiting per matter, who each counter serves, and the last calls, for today."""
+    """Waiting per matter, who each counter serves, and the last calls, for today.
+
+    All of it as of the event number ``seq``: on PostgreSQL the reads share one
+    REPEATABLE READ snapshot, so no change can slip in between them.
+    """
+    if uow.repo.dialect == "postgresql":
+        await uow.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     hall_row = await uow.session.get(HallRow, hall_id)
     if hall_row is None:
         raise NotFound(f"no hall with id {hall_id}")
@@ -206,6 +214,7 @@ async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
             c.clerk_id,
             active[c.id].number if c.id in active else None,
             active[c.id].state if c.id in active else None,
+            active[c.id].id if c.id in active else None,
         )
         for c in (
             await uow.session.execute(
@@ -237,4 +246,5 @@ async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
         waiting=waiting,
         counters=counters,
         recent_calls=recent,
+        notice=hall_row.notice,
     )

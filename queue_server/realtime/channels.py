@@ -1,0 +1,134 @@
+"""The channels port: Litestar's in-memory backend, or Redis pub/sub that survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable, Iterable
+
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("onedoor.realtime")
+# A subscriber (one per hall and process) that falls this far behind loses the oldest
+# messages; the hub notices the gap in sequence numbers and reloads a snapshot.
+SUBSCRIBER_BACKLOG = 1000
+PREFIX = "onedoor:"
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def hall_channel(hall_id: int) -> str:
+    return f"{PREFIX}hall:{hall_id}"
+
+
+class RedisPubSubBackend(ChannelsBackend):
+    """Redis pub/sub that reconnects and resubscribes by itself after Redis restarts.
+
+    Litestar's own pub/sub backend ends its stream on the first connection error, which
+    would leave every board of the process silent until a restart. Messages published
+    while Redis is away are lost to pub/sub, so ``on_reconnect`` tells the hubs to check
+    their sequence numbers against the database.
+    """
+
+    def __init__(self, url: str, on_reconnect: Callable[[], None] | None = None) -> None:
+        self._url = url
+        self._on_reconnect = on_reconnect
+        self._redis: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._channels: set[str] = set()
+        self._has_channels = asyncio.Event()
+
+    async def on_startup(self) -> None:
+        self._redis = Redis.from_url(self._url, health_check_interval=5, socket_keepalive=True)
+
+    async def on_shutdown(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _ps(self) -> PubSub:
+        if self._pubsub is None:
+            assert self._redis is not None, "on_startup has not run"
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        return self._pubsub
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        new = set(channels)
+        self._channels |= new
+        self._has_channels.set()
+        try:
+            await self._ps().subscribe(*new)
+        except REDIS_ERRORS as exc:
+            log.warning("redis subscribe failed (%s); will resubscribe on reconnect", exc)
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        gone = set(channels)
+        self._channels -= gone
+        try:
+            await self._ps().unsubscribe(*gone)
+        except REDIS_ERRORS as exc:
+            log.warning("redis unsubscribe failed (%s)", exc)
+        if not self._channels:
+            self._has_channels.clear()
+
+    async def publish(self, data: bytes, channels: Iterable[str]) -> None:
+        """Publish, raising if Redis is unreachable (the relay keeps the event and retries)."""
+        assert self._redis is not None, "on_startup has not run"
+        for channel in channels:
+            await self._redis.publish(channel, data)
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, bytes], None]:
+        backoff = 0.1
+        while True:
+            await self._has_channels.wait()
+            try:
+                message = await self._ps().get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except REDIS_ERRORS as exc:
+                log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                await self._reconnect()
+                continue
+            backoff = 0.1
+            if message is None or message.get("type") != "message":
+                continue
+            yield message["channel"].decode(), message["data"]
+
+    async def _reconnect(self) -> None:
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await old.aclose()  # type: ignore[no-untyped-call]
+        try:
+            if self._channels:
+                await self._ps().subscribe(*self._channels)
+        except REDIS_ERRORS as exc:
+            log.warning("redis still unreachable (%s)", exc)
+            self._pubsub = None
+            return
+        log.info("redis pub/sub reconnected; %d channels resubscribed", len(self._channels))
+        if self._on_reconnect is not None:
+            self._on_reconnect()
+
+    async def get_history(self, channel: str, limit: int | None = None) -> list[bytes]:
+        raise NotImplementedError("pub/sub keeps no history; feeds replay from the hub")
+
+
+def make_channels(redis_url: str | None, on_reconnect: Callable[[], None] | None) -> ChannelsPlugin:
+    """In-memory channels for one process, Redis pub/sub when several share a hall."""
+    backend: ChannelsBackend = (
+        RedisPubSubBackend(redis_url, on_reconnect) if redis_url else MemoryChannelsBackend()
+    )
+    return ChannelsPlugin(
+        backend=backend,
+        arbitrary_channels_allowed=True,
+        subscriber_max_backlog=SUBSCRIBER_BACKLOG,
+        subscriber_backlog_strategy="dropleft",
+    )

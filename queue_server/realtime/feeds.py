@@ -1,0 +1,228 @@
+"""The websocket feeds: board, counter and ticket follower (message shapes: docs/realtime.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath, QueryParameter
+
+from display.board import BoardView
+from queue_server.api.auth import PUBLIC, STAFF, roles
+from queue_server.api.counter import console
+from queue_server.api.tickets import with_follow_url
+from queue_server.service import hall_config, views
+from queue_server.service.bus import Bus
+from queue_server.service.errors import NotFound
+from queue_server.service.queue import waiting_for_counter
+from queue_server.settings import Settings
+
+from .hub import HallHub, Hubs, Mailbox, snapshot_message
+
+log = logging.getLogger("onedoor.realtime")
+PING_SECONDS = 15.0
+MAILBOX = 64
+COALESCE_SECONDS = 0.05
+BOARD_ROLES = ("board", "admin", "manager", "clerk")
+Since = Annotated[int | None, QueryParameter(ge=0, description="last sequence number seen")]
+
+
+def ping(seq: int) -> bytes:
+    return msgspec.json.encode({"type": "ping", "seq": seq})
+
+
+class BoardListener:
+    """Queues the hub's ready-made messages for one board."""
+
+    def __init__(self) -> None:
+        self.mailbox = Mailbox(MAILBOX)
+
+    def snapshot(self, board: BoardView, message: bytes) -> None:
+        self.mailbox.replace(message)
+
+    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
+        self.mailbox.put(message)
+
+
+class ChangeListener:
+    """Marks its feed stale when an event it cares about happens; the feed then re-reads."""
+
+    def __init__(self, cares: Callable[[str, Mapping[str, Any]], bool]) -> None:
+        self.cares = cares
+        self.stale = asyncio.Event()
+        self.last_event: dict[str, Any] | None = None
+
+    def snapshot(self, board: BoardView, message: bytes) -> None:
+        self.stale.set()
+
+    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
+        if name and self.cares(name, data):
+            self.last_event = {"name": name, "seq": seq, **data}
+            self.stale.set()
+
+
+async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:
+    """Read (and ignore) what the client sends until it goes away."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await socket.receive_data(mode="text")
+
+
+async def _run(socket: WebSocket[Any, Any, Any], sender: Awaitable[None]) -> None:
+    tasks = [asyncio.ensure_future(sender), asyncio.ensure_future(_until_closed(socket))]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if not isinstance(exc, WebSocketDisconnect | OSError):
+                    log.warning("feed ended with %r", exc)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _send_board(
+    socket: WebSocket[Any, Any, Any], hub: HallHub, listener: BoardListener
+) -> None:
+    box = listener.mailbox
+    while True:
+        try:
+            await asyncio.wait_for(box.ready.wait(), PING_SECONDS)
+        except TimeoutError:
+            await socket.send_data(ping(hub.seq))
+            continue
+        if box.overflowed and hub.board is not None:
+            # This screen fell behind: a snapshot replaces what it missed.
+            box.replace(snapshot_message(hub.board))
+        for message in box.take():
+            await socket.send_data(message)
+
+
+async def _send_changes(
+    socket: WebSocket[Any, Any, Any],
+    hub: HallHub,
+    listener: ChangeListener,
+    state: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    kind = "snapshot"
+    while True:
+        try:
+            await asyncio.wait_for(listener.stale.wait(), PING_SECONDS)
+        except TimeoutError:
+            await socket.send_data(ping(hub.seq))
+            continue
+        await asyncio.sleep(COALESCE_SECONDS)  # a burst of events, one re-read
+        listener.stale.clear()
+        event, listener.last_event = listener.last_event, None
+        body = {"type": kind, "seq": hub.seq, **await state()}
+        if kind == "update":
+            body["event"] = event
+        await socket.send_data(msgspec.json.encode(body))
+        kind = "update"
+
+
+@websocket("/ws/halls/{hall_id:int}/board", opt=roles(*BOARD_ROLES))
+async def board_feed(
+    socket: WebSocket[Any, Any, Any],
+    hall_id: FromPath[int],
+    hubs: NamedDependency[Hubs],
+    since: Since = None,
+) -> None:
+    """The hall's board: a snapshot (or the events after ``since``), then every event."""
+    await socket.accept()
+    hub = await hubs.acquire(hall_id)
+    listener = BoardListener()
+    hub.attach(listener, since)
+    try:
+        await _run(socket, _send_board(socket, hub, listener))
+    finally:
+        hub.detach(listener)
+        await hubs.release(hall_id)
+
+
+@websocket("/ws/counters/{counter_id:int}", opt=roles(*STAFF))
+async def counter_feed(
+    socket: WebSocket[Any, Any, Any],
+    counter_id: FromPath[int],
+    hubs: NamedDependency[Hubs],
+    bus: NamedDependency[Bus],
+    settings: NamedDependency[Settings],
+) -> None:
+    """A counter's console: its state and current ticket, and its waiting list, kept fresh."""
+    await socket.accept()
+    try:
+        counter = await bus.run(hall_config.get_counter, counter_id)
+    except NotFound as exc:
+        await socket.close(code=4404, reason=str(exc)[:120])
+        return
+    matters = {p.service_id for p in counter.profile}
+
+    def cares(name: str, data: Mapping[str, Any]) -> bool:
+        return data.get("counter_id") == counter_id or data.get("service_id") in matters
+
+    async def state() -> dict[str, Any]:
+        return {
+            "counter": await console(bus, settings, counter_id),
+            "waiting": await bus.run(waiting_for_counter, counter_id),
+        }
+
+    hub = await hubs.acquire(counter.hall_id)
+    listener = ChangeListener(cares)
+    hub.attach(listener)
+    try:
+        await _run(socket, _send_changes(socket, hub, listener, state))
+    finally:
+        hub.detach(listener)
+        await hubs.release(counter.hall_id)
+
+
+@websocket("/ws/tickets/{token:str}", opt=PUBLIC)
+async def ticket_feed(
+    socket: WebSocket[Any, Any, Any],
+    token: FromPath[str],
+    hubs: NamedDependency[Hubs],
+    bus: NamedDependency[Bus],
+    settings: NamedDependency[Settings],
+) -> None:
+    """A visitor's ticket: state, people ahead, estimate, counter when called; kept fresh."""
+    await socket.accept()
+    try:
+        first = await bus.run(views.ticket_by_follow_token, token)
+    except NotFound as exc:
+        await socket.close(code=4404, reason=str(exc)[:120])
+        return
+    current = {"service_id": first.service.id, "ticket_id": first.id}
+
+    def cares(name: str, data: Mapping[str, Any]) -> bool:
+        if name.startswith("Counter"):
+            return True  # open counters change the estimate
+        return (
+            data.get("service_id") == current["service_id"]
+            or data.get("ticket_id") == current["ticket_id"]
+        )
+
+    async def state() -> dict[str, Any]:
+        view = await bus.run(views.ticket_by_follow_token, token)
+        current.update(service_id=view.service.id, ticket_id=view.id)
+        return {"ticket": with_follow_url(view, settings)}
+
+    hub = await hubs.acquire(first.hall_id)
+    listener = ChangeListener(cares)
+    hub.attach(listener)
+    try:
+        await _run(socket, _send_changes(socket, hub, listener, state))
+    finally:
+        hub.detach(listener)
+        await hubs.release(first.hall_id)
+
+
+FEEDS = [board_feed, counter_feed, ticket_feed]

@@ -1,0 +1,232 @@
+"""One hub per hall and process: one channel subscription, one board, many listeners.
+
+The hub applies the hall's events to its board (display.board) in sequence order and
+hands each listener what it needs. A listener never blocks the hub: board feeds get a
+bounded mailbox that drops the oldest message and then resynchronises with a snapshot;
+counter and ticket feeds only get a "something changed" mark. A gap in the sequence
+(a message lost to a full backlog, a Redis restart, two processes publishing out of
+order) makes the hub reload a snapshot from the database; so does a watcher that sees the
+database ahead of the hub for more than a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+from litestar.channels import ChannelsPlugin, Subscriber
+
+from display.board import BoardView, NeedsSnapshot, apply, board_from_snapshot
+
+from .channels import hall_channel
+
+log = logging.getLogger("onedoor.realtime")
+REPLAY = 256
+LoadSnapshot = Callable[[int], Awaitable[Mapping[str, Any]]]
+
+
+class Listener(Protocol):
+    def snapshot(self, board: BoardView, message: bytes) -> None: ...
+
+    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None: ...
+
+
+class Mailbox:
+    """A feed's outgoing messages: bounded; when full the oldest goes and a resync is due."""
+
+    def __init__(self, size: int) -> None:
+        self.messages: deque[bytes] = deque(maxlen=size)
+        self.ready = asyncio.Event()
+        self.overflowed = False
+
+    def put(self, message: bytes) -> None:
+        if len(self.messages) == self.messages.maxlen:
+            self.overflowed = True
+        self.messages.append(message)
+        self.ready.set()
+
+    def replace(self, message: bytes) -> None:
+        self.messages.clear()
+        self.overflowed = False
+        self.put(message)
+
+    def take(self) -> list[bytes]:
+        taken = list(self.messages)
+        self.messages.clear()
+        self.ready.clear()
+        return taken
+
+
+def snapshot_message(board: BoardView) -> bytes:
+    return msgspec.json.encode({"type": "snapshot", "seq": board.seq, "board": board})
+
+
+def event_message(board: BoardView, seq: int, name: str, data: Mapping[str, Any]) -> bytes:
+    return msgspec.json.encode(
+        {"type": "event", "seq": seq, "event": {"name": name, **data}, "board": board}
+    )
+
+
+class HallHub:
+    def __init__(self, hall_id: int, channels: ChannelsPlugin, load: LoadSnapshot) -> None:
+        self.hall_id = hall_id
+        self._channels = channels
+        self._load = load
+        self.board: BoardView | None = None
+        self._snapshot: bytes = b""
+        self._replay: deque[tuple[int, bytes]] = deque(maxlen=REPLAY)
+        self.listeners: set[Listener] = set()
+        self._subscriber: Subscriber | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.lagging_since: float | None = None
+        self.resyncs = 0
+
+    @property
+    def seq(self) -> int:
+        return self.board.seq if self.board else 0
+
+    async def start(self) -> None:
+        # Subscribe before loading: an event committed meanwhile arrives after the snapshot
+        # and is applied or skipped by its sequence number, never lost.
+        self._subscriber = await self._channels.subscribe(hall_channel(self.hall_id))
+        await self.resync()
+        self._task = asyncio.create_task(self._pump(), name=f"hub-{self.hall_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._subscriber is not None:
+            await self._channels.unsubscribe(self._subscriber)
+
+    async def _pump(self) -> None:
+        assert self._subscriber is not None
+        async for payload in self._subscriber.iter_events():
+            try:
+                message = msgspec.json.decode(payload)
+                await self.receive(message["seq"], message["name"], message["data"])
+            except Exception:
+                log.exception("hall %s: could not apply a message; resynchronising", self.hall_id)
+                await self.resync()
+
+    async def receive(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
+        """Apply event ``seq``; on a gap or an unknown reference, reload a snapshot."""
+        if self.board is None or seq <= self.board.seq:
+            return
+        try:
+            board = apply(self.board, seq, name, data)
+        except NeedsSnapshot as why:
+            log.info("hall %s: %s; loading a snapshot", self.hall_id, why)
+            await self.resync()
+            return
+        self.board = board
+        message = event_message(board, seq, name, data)
+        self._replay.append((seq, message))
+        for listener in list(self.listeners):
+            listener.event(seq, name, data, message)
+
+    async def resync(self) -> None:
+        """Reload the board from the database and send every listener a snapshot."""
+        async with self._lock:
+            snapshot = await self._load(self.hall_id)
+            if self.board is not None and snapshot["seq"] < self.board.seq:
+                return  # a replica lagging behind what we already applied
+            self.board = board_from_snapshot(snapshot)
+            self._snapshot = snapshot_message(self.board)
+            self._replay.clear()
+            self.lagging_since = None
+            self.resyncs += 1
+            for listener in list(self.listeners):
+                listener.snapshot(self.board, self._snapshot)
+
+    def attach(self, listener: Listener, since: int | None = None) -> None:
+        """Add a listener; it first gets the events after ``since`` if the hub still has
+        them all, else the current snapshot."""
+        assert self.board is not None, "start() first"
+        self.listeners.add(listener)
+        held = [seq for seq, _ in self._replay]
+        if since is not None and since == self.board.seq:
+            return
+        if since is not None and held and held[0] <= since + 1 and since < self.board.seq:
+            for seq, message in self._replay:
+                if seq > since:
+                    listener.event(seq, "", {}, message)
+            return
+        listener.snapshot(self.board, self._snapshot)
+
+    def detach(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+
+    def note_database_seq(self, seq: int, now: float) -> bool:
+        """The watcher's report; True when the hub has lagged for a second: time to resync."""
+        if seq <= self.seq:
+            self.lagging_since = None
+            return False
+        if self.lagging_since is None:
+            self.lagging_since = now
+            return False
+        return now - self.lagging_since >= 1.0
+
+
+ReadSeqs = Callable[[list[int]], Awaitable[dict[int, int]]]
+
+
+class Hubs:
+    """The process's hubs, created on first use and stopped when their last feed leaves."""
+
+    def __init__(self, channels: ChannelsPlugin, load: LoadSnapshot, read_seqs: ReadSeqs) -> None:
+        self._channels = channels
+        self._load = load
+        self._read_seqs = read_seqs
+        self._hubs: dict[int, HallHub] = {}
+        self._users: dict[int, int] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def acquire(self, hall_id: int) -> HallHub:
+        lock = self._locks.setdefault(hall_id, asyncio.Lock())
+        async with lock:
+            hub = self._hubs.get(hall_id)
+            if hub is None:
+                hub = HallHub(hall_id, self._channels, self._load)
+                await hub.start()
+                self._hubs[hall_id] = hub
+            self._users[hall_id] = self._users.get(hall_id, 0) + 1
+            return hub
+
+    async def release(self, hall_id: int) -> None:
+        async with self._locks.setdefault(hall_id, asyncio.Lock()):
+            self._users[hall_id] -= 1
+            if self._users[hall_id] == 0:
+                hub = self._hubs.pop(hall_id)
+                del self._users[hall_id]
+                await hub.stop()
+
+    def resync_all_soon(self) -> None:
+        """After a broker reconnect: let the watcher compare every hub with the database."""
+        for hub in self._hubs.values():
+            hub.lagging_since = 0.0
+
+    async def watch(self, interval: float = 0.5) -> None:
+        """Compare each hub's sequence with the database and resync the ones left behind."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self._hubs:
+                continue
+            try:
+                seqs = await self._read_seqs(list(self._hubs))
+            except Exception as exc:
+                log.warning("could not read hall sequences: %s", exc)
+                continue
+            now = time.monotonic()
+            for hall_id, hub in list(self._hubs.items()):
+                if hub.note_database_seq(seqs.get(hall_id, 0), now):
+                    log.info("hall %s: board behind the database; resynchronising", hall_id)
+                    await hub.resync()
+
+    def __len__(self) -> int:
+        return len(self._hubs)

@@ -1,0 +1,96 @@
+"""The outbox relay: publishes committed events from the ``hall_events`` log, in order.
+
+Events are written in the same transaction as the change they record, so only committed
+changes are ever published, and a crash between commit and publish loses nothing: the
+row is still unpublished and the next pass (in this process after a restart, or in any
+other) sends it. Several processes may relay at once: each claims rows with
+``FOR UPDATE SKIP LOCKED``, so an event goes out once (a crash mid-batch may send it
+twice; listeners ignore a sequence number they have seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+from litestar.channels import ChannelsPlugin
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from queue_server.db.tables import HallEventRow
+
+from .channels import hall_channel
+
+log = logging.getLogger("onedoor.realtime")
+BATCH = 500
+
+
+def event_message(row: HallEventRow) -> bytes:
+    """What goes on the hall's channel for one logged event."""
+    return msgspec.json.encode(
+        {"hall_id": row.hall_id, "seq": row.seq, "name": row.name, "data": row.payload}
+    )
+
+
+class Relay:
+    """Runs beside the app; ``wake()`` after a commit that wrote events."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        channels: ChannelsPlugin,
+        poll_interval: float,
+    ) -> None:
+        self._sessions = sessions
+        self._channels = channels
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished events, oldest first; return how many."""
+        async with self._sessions() as session, session.begin():
+            rows = (
+                (
+                    await session.execute(
+                        select(HallEventRow)
+                        .where(HallEventRow.published_at.is_(None))
+                        .order_by(HallEventRow.id)
+                        .limit(BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            now = datetime.now(UTC)
+            for row in rows:
+                await self._channels.wait_published(event_message(row), hall_channel(row.hall_id))
+                row.published_at = now
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self) -> None:
+        """Relay until cancelled: at once when woken, else every ``poll_interval`` seconds."""
+        backoff = 0.1
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+            self._wake.clear()
+            try:
+                while await self.relay_once() == BATCH:
+                    pass
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker or database is away: keep the rows, retry
+                log.warning("relay could not publish (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
