@@ -8,18 +8,29 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
+from display.page import STATIC as DISPLAY_STATIC
+from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
 from queue_server.api.auth import authorize
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.counter import CounterController
-from queue_server.api.deps import provide_bus, provide_hubs, provide_principal, provide_settings
+from queue_server.api.deps import (
+    provide_bus,
+    provide_hall_lookup,
+    provide_hubs,
+    provide_principal,
+    provide_settings,
+    provide_speech_cache,
+)
 from queue_server.api.errors import EXCEPTION_HANDLERS
 from queue_server.api.public import PublicController
 from queue_server.api.tickets import TicketController
@@ -82,6 +93,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             TicketController,
             CounterController,
             PublicController,
+            BoardPage,
+            create_static_files_router(
+                path="/static/display",
+                directories=[DISPLAY_STATIC],
+                opt={"public": True},
+                include_in_schema=False,
+                name="display-static",
+            ),
             create_static_files_router(
                 path="/static", directories=[STATIC], opt={"public": True}, include_in_schema=False
             ),
@@ -91,7 +110,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "settings": Provide(provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal),
             "hubs": Provide(provide_hubs, sync_to_thread=False),
+            "halls": Provide(provide_hall_lookup, sync_to_thread=False),
+            "speech_cache": Provide(provide_speech_cache, sync_to_thread=False),
         },
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         plugins=[realtime.channels, realtime],
         guards=[authorize],
         middleware=[sessions.middleware],

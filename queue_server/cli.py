@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import sys
@@ -107,6 +108,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_board_client(settings: Settings, args: argparse.Namespace) -> int:
+    from display import client
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(client.run(args.url, args.hall, args.token))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onedoor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="load the demo hall into an empty database")
     demo.set_defaults(run=cmd_demo)
+
+    board = sub.add_parser(
+        "board-client", help="print a hall's calls as they happen (terminal board)"
+    )
+    board.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    board.add_argument("--hall", type=int, required=True, help="hall id")
+    board.add_argument("--token", required=True, help="a board device token of that hall")
+    board.set_defaults(run=cmd_board_client)
 
     admin = sub.add_parser("create-admin", help="create an admin account")
     admin.add_argument("--username", default="admin")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
 
+from queue_server.service import hall_config
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
+from queue_server.service.hall_config import HallOut
 from queue_server.settings import Settings
 
 from .auth import current_principal
@@ -32,3 +36,17 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 def provide_hubs(state: State) -> Any:
     """The process's hall hubs (queue_server.realtime.hub.Hubs), set up at startup."""
     return state.hubs
+
+
+def provide_hall_lookup(state: State) -> Callable[[int], Awaitable[HallOut]]:
+    """For pages outside the API (the board): look a hall up by id (404 if unknown)."""
+
+    async def lookup(hall_id: int) -> HallOut:
+        return await state.bus.run(hall_config.get_hall, hall_id)  # type: ignore[no-any-return]
+
+    return lookup
+
+
+def provide_speech_cache(state: State) -> Path:
+    """Where rendered announcements are kept."""
+    return state.settings.var_dir / "speech"  # type: ignore[no-any-return]
