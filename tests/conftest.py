@@ -87,14 +87,8 @@ TABLES = (
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
-    if request.param == "sqlite":
-        path = tmp_path / "onedoor.sqlite3"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite+aiosqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_url")
+def empty_postgres(url: str) -> str:
+    """Empty every table of the session's PostgreSQL database and return its URL."""
 
     async def truncate() -> None:
         conn = await asyncpg.connect(_plain_dsn(url))
@@ -105,6 +99,44 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     asyncio.run(truncate())
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "onedoor.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    return empty_postgres(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    """An empty PostgreSQL database (for tests that need several server processes)."""
+    return empty_postgres(postgres_url)
+
+
+REDIS_URL = os.environ.get("ONEDOOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+HOW_TO_RUN_REDIS = (
+    "Redis is not reachable at {url} ({error}). Start it (redis-server --daemonize yes "
+    "--bind 127.0.0.1 --port 6379 --save '' --appendonly no) or set ONEDOOR_TEST_REDIS_URL."
+)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server the multi-process tests fan out through."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except (redis.exceptions.ConnectionError, OSError) as exc:
+        message = HOW_TO_RUN_REDIS.format(url=REDIS_URL, error=exc)
+        if REQUIRE_SERVICES:
+            pytest.fail(f"ONEDOOR_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+    return REDIS_URL
 
 
 @pytest.fixture

@@ -62,11 +62,12 @@ class RedisPubSubBackend(ChannelsBackend):
     async def subscribe(self, channels: Iterable[str]) -> None:
         new = set(channels)
         self._channels |= new
-        self._has_channels.set()
         try:
             await self._ps().subscribe(*new)
         except REDIS_ERRORS as exc:
             log.warning("redis subscribe failed (%s); will resubscribe on reconnect", exc)
+            self._pubsub = None
+        self._has_channels.set()
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         gone = set(channels)
@@ -89,7 +90,11 @@ class RedisPubSubBackend(ChannelsBackend):
         while True:
             await self._has_channels.wait()
             try:
-                message = await self._ps().get_message(ignore_subscribe_messages=True, timeout=1.0)
+                pubsub = self._ps()
+                if pubsub.connection is None:
+                    # Not subscribed yet (or the last attempt failed): (re)subscribe first.
+                    raise RedisConnectionError("pub/sub not connected")
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except REDIS_ERRORS as exc:
                 log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(backoff)

@@ -24,7 +24,7 @@ from queue_server.service.errors import NotFound
 from queue_server.service.queue import waiting_for_counter
 from queue_server.settings import Settings
 
-from .hub import HallHub, Hubs, Mailbox, snapshot_message
+from .hub import HallHub, Hubs, Mailbox
 
 log = logging.getLogger("onedoor.realtime")
 PING_SECONDS = 15.0
@@ -102,7 +102,7 @@ async def _send_board(
             continue
         if box.overflowed and hub.board is not None:
             # This screen fell behind: a snapshot replaces what it missed.
-            box.replace(snapshot_message(hub.board))
+            box.replace(hub.snapshot_now())
         for message in box.take():
             await socket.send_data(message)
 

@@ -78,13 +78,14 @@ class HallHub:
         self._channels = channels
         self._load = load
         self.board: BoardView | None = None
-        self._snapshot: bytes = b""
+        self._snapshot: tuple[int, bytes] = (-1, b"")
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=REPLAY)
         self.listeners: set[Listener] = set()
         self._subscriber: Subscriber | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.lagging_since: float | None = None
+        self._lag_target = 0
         self.resyncs = 0
 
     @property
@@ -137,12 +138,19 @@ class HallHub:
             if self.board is not None and snapshot["seq"] < self.board.seq:
                 return  # a replica lagging behind what we already applied
             self.board = board_from_snapshot(snapshot)
-            self._snapshot = snapshot_message(self.board)
             self._replay.clear()
             self.lagging_since = None
             self.resyncs += 1
+            message = self.snapshot_now()
             for listener in list(self.listeners):
-                listener.snapshot(self.board, self._snapshot)
+                listener.snapshot(self.board, message)
+
+    def snapshot_now(self) -> bytes:
+        """The snapshot message of the board as it is now (encoded once per sequence number)."""
+        assert self.board is not None, "start() first"
+        if self._snapshot[0] != self.board.seq:
+            self._snapshot = (self.board.seq, snapshot_message(self.board))
+        return self._snapshot[1]
 
     def attach(self, listener: Listener, since: int | None = None) -> None:
         """Add a listener; it first gets the events after ``since`` if the hub still has
@@ -157,20 +165,21 @@ class HallHub:
                 if seq > since:
                     listener.event(seq, "", {}, message)
             return
-        listener.snapshot(self.board, self._snapshot)
+        listener.snapshot(self.board, self.snapshot_now())
 
     def detach(self, listener: Listener) -> None:
         self.listeners.discard(listener)
 
     def note_database_seq(self, seq: int, now: float) -> bool:
-        """The watcher's report; True when the hub has lagged for a second: time to resync."""
-        if seq <= self.seq:
+        """The watcher's report of the database's sequence number; True when the hub has
+        not reached a number the database had a second ago: time to resync."""
+        if self.lagging_since is not None and self.seq < self._lag_target:
+            return now - self.lagging_since >= 1.0
+        if seq > self.seq:
+            self._lag_target, self.lagging_since = seq, now
+        else:
             self.lagging_since = None
-            return False
-        if self.lagging_since is None:
-            self.lagging_since = now
-            return False
-        return now - self.lagging_since >= 1.0
+        return False
 
 
 ReadSeqs = Callable[[list[int]], Awaitable[dict[int, int]]]
@@ -209,7 +218,7 @@ class Hubs:
     def resync_all_soon(self) -> None:
         """After a broker reconnect: let the watcher compare every hub with the database."""
         for hub in self._hubs.values():
-            hub.lagging_since = 0.0
+            hub.lagging_since, hub._lag_target = 0.0, hub.seq + 1
 
     async def watch(self, interval: float = 0.5) -> None:
         """Compare each hub's sequence with the database and resync the ones left behind."""

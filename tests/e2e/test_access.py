@@ -116,9 +116,7 @@ async def test_cookie_writes_need_the_csrf_header(client: AsyncTestClient[Any], 
     no_header = await client.post(url)
     assert no_header.status_code == 403
     assert "X-CSRF-Token" in no_header.json()["detail"]
-    wrong = await client.post(
-        url, headers={"X-CSRF-Token": "guess"}
-    )
+    wrong = await client.post(url, headers={"X-CSRF-Token": "guess"})
     assert wrong.status_code == 403
     right = await call_as(client, hall.clerks[0], "POST", url)
     assert right.status_code == 200

@@ -1,0 +1,139 @@
+"""The outbox relay publishes exactly the committed events, in order, once — on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from sqlalchemy import func, select
+
+from queue_server.db.tables import HallEventRow
+from queue_server.domain.events import HallNoticeChanged
+from queue_server.realtime.relay import Relay
+from queue_server.service import commands, hall_config
+from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
+from tests.support import ALL_DAY
+
+
+@pytest.fixture
+async def channels() -> AsyncIterator[ChannelsPlugin]:
+    plugin = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
+    async with plugin:
+        yield plugin
+
+
+async def hall_with_matter(bus: Bus) -> tuple[int, int]:
+    hall = await bus.run(
+        hall_config.create_hall,
+        {"name_zh": "大厅", "name_en": "Hall", "timezone": "Asia/Shanghai",
+         "opening_hours": ALL_DAY, "priority_boosts": {}},
+    )  # fmt: skip
+    matter = await bus.run(
+        hall_config.create_service,
+        hall.id,
+        {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
+    )
+    return hall.id, matter.id
+
+
+async def received(subscriber: Any, count: int) -> list[dict[str, Any]]:
+    out = []
+    async with asyncio.timeout(5):
+        async for payload in subscriber.iter_events():
+            out.append(json.loads(payload))
+            if len(out) == count:
+                return out
+    return out
+
+
+async def test_rolled_back_changes_are_never_published(bus: Bus, channels: ChannelsPlugin) -> None:
+    hall_id, matter_id = await hall_with_matter(bus)
+    relay = Relay(bus.sessions, channels, poll_interval=0.05)
+    bus.on_events = relay.wake
+    subscriber = await channels.subscribe(f"onedoor:hall:{hall_id}")
+    running = asyncio.create_task(relay.run())
+    try:
+
+        async def change_then_fail(uow: UnitOfWork) -> None:
+            uow.collect([HallNoticeChanged(hall_id, uow.clock.now(), "closing early")])
+            await uow.repo.record_events(uow.events, uow.clock.now())
+            await uow.session.flush()
+            raise RuntimeError("the change failed after writing its event")
+
+        with pytest.raises(RuntimeError):
+            await bus.run(change_then_fail)
+        await bus.execute(commands.IssueTicket(hall_id, matter_id, commands.Actor(user_id=None)))
+        events = await received(subscriber, 1)
+        assert [(e["seq"], e["name"]) for e in events] == [(1, "TicketIssued")]
+        with pytest.raises(TimeoutError):  # and nothing else comes
+            async with asyncio.timeout(0.5):
+                async for _ in subscriber.iter_events():
+                    break
+    finally:
+        running.cancel()
+
+    async def logged(uow: UnitOfWork) -> list[str]:
+        rows = await uow.session.execute(select(HallEventRow.name).order_by(HallEventRow.seq))
+        return list(rows.scalars())
+
+    assert await bus.run(logged) == ["TicketIssued"]
+
+
+async def test_events_committed_while_no_relay_ran_go_out_later_in_order(
+    bus: Bus, channels: ChannelsPlugin
+) -> None:
+    hall_id, matter_id = await hall_with_matter(bus)
+    # As if the process died right after these commits, before publishing anything.
+    for _ in range(5):
+        await bus.execute(commands.IssueTicket(hall_id, matter_id, commands.Actor()))
+    subscriber = await channels.subscribe(f"onedoor:hall:{hall_id}")
+    relay = Relay(bus.sessions, channels, poll_interval=0.05)
+    assert await relay.relay_once() == 5
+    events = await received(subscriber, 5)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert {e["data"]["number"] for e in events} == {"A001", "A002", "A003", "A004", "A005"}
+    assert await relay.relay_once() == 0, "published events are not sent again"
+
+
+@pytest.mark.postgres
+async def test_two_relays_publish_each_event_once(pg_url: str) -> None:
+    from queue_server.clock import SystemClock
+    from queue_server.db.engine import create_engine, session_factory
+
+    engine = create_engine(pg_url)
+    try:
+        bus = Bus(session_factory(engine), SystemClock())
+        hall_id, matter_id = await hall_with_matter(bus)
+        for _ in range(300):
+            await bus.execute(commands.IssueTicket(hall_id, matter_id, commands.Actor()))
+        plugin = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
+        async with plugin:
+            subscriber = await plugin.subscribe(f"onedoor:hall:{hall_id}")
+            relays = [Relay(bus.sessions, plugin, 0.05) for _ in range(2)]
+
+            async def drain(relay: Relay) -> None:
+                while await relay.relay_once():
+                    pass
+
+            await asyncio.gather(*(drain(r) for r in relays))
+            events = await received(subscriber, 300)
+            assert sorted(e["seq"] for e in events) == list(range(1, 301))
+            assert sum(r.published for r in relays) == 300
+
+        async def unpublished(uow: UnitOfWork) -> int:
+            return int(
+                await uow.session.scalar(
+                    select(func.count()).where(HallEventRow.published_at.is_(None))
+                )
+                or 0
+            )
+
+        assert await bus.run(unpublished) == 0
+    finally:
+        await engine.dispose()

@@ -1,0 +1,131 @@
+"""Real OneDoor server processes (and a private Redis) for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ONEDOOR = [sys.executable, "-m", "queue_server.cli"]
+CREDENTIAL = re.compile(r"^\s+(\w+)\s+(?:login|token): (?:\w+ / )?(\S+)$", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def onedoor(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ONEDOOR, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def load_demo(env: dict[str, str]) -> dict[str, str]:
+    """Load the demo hall; its credentials by name (manager, clerk, kiosk, board)."""
+    done = onedoor(["demo"], env)
+    assert done.returncode == 0, done.stderr
+    return dict(CREDENTIAL.findall(done.stdout))
+
+
+def server_env(var_dir: Path, database_url: str, redis_url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "ONEDOOR_VAR_DIR": str(var_dir), "ONEDOOR_DATABASE_URL": database_url,
+           "ONEDOOR_SECRET_KEY": "ab" * 32}  # fmt: skip
+    if redis_url:
+        env["ONEDOOR_REDIS_URL"] = redis_url
+    return env
+
+
+@dataclass
+class Server:
+    """``onedoor serve`` in a subprocess on its own port."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+    log: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.log = Path(self.env["ONEDOOR_VAR_DIR"]) / f"server-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [*ONEDOOR, "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"server not healthy in 20 s: {self.log.read_text()}")
+
+    def stop(self) -> str:
+        """Stop the server; return what it logged (asserting it logged no traceback)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        output = self.log.read_text() if self.log else ""
+        return output
+
+    def kill(self) -> None:
+        """Die without a goodbye, as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of the test's own, so the test may stop and restart it."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        exe = shutil.which("redis-server")
+        assert exe, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("private redis did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
