@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from . import procs
-from .hall import Hall, build_hall, open_counters
 from .hall import TIMEOUT as REQUEST_TIMEOUT
-from .hall import ClerkSession
+from .hall import ClerkSession, Hall, build_hall, open_counters
 from .stats import PhaseResult
 
 MAX_ERROR_SAMPLES = 5
@@ -138,32 +137,33 @@ async def issue_phase(plan: LoadPlan, hall: Hall, outcome: LoadOutcome) -> Phase
 
 
 async def drain_counter(session: ClerkSession, recorder: Recorder, called: list[int]) -> bool:
-    """Call-next and no-show at one counter until nobody waits; False if it gave up."""
+    """Call-next then no-show at one counter until call-next finds nobody waiting.
+
+    A failed request is booked and the loop goes on with the other step (a failed no-show
+    is followed by call-next, which tells whether the counter is still busy); the counter
+    gives up, returning False, after MAX_FAILURES_IN_A_ROW failures in a row.
+    """
     counter = f"/api/counters/{session.clerk.counter_id}"
     headers = {"X-CSRF-Token": session.csrf_token}
-    busy = False
     failures = 0
+    step = "call-next"
     while failures < MAX_FAILURES_IN_A_ROW:
-        if busy:
-            answer = await recorder.post(session.client, f"{counter}/no-show", headers=headers)
-            busy = answer is None
-            failures = failures + 1 if busy else 0
-            continue
-        answer = await recorder.post(session.client, f"{counter}/call-next", headers=headers)
-        if not isinstance(answer, dict):
-            failures += 1
+        answer = await recorder.post(session.client, f"{counter}/{step}", headers=headers)
+        failures = 0 if isinstance(answer, dict) else failures + 1
+        if step == "no-show" or not isinstance(answer, dict):
+            step = "call-next" if step == "no-show" else "no-show"
             continue
         ticket = answer.get("ticket")
         if ticket is None:
             return True
         called.append(int(ticket["id"]))
-        busy, failures = True, 0
+        step = "no-show"
     return False
 
 
-async def call_phase(plan: LoadPlan, sessions: list[ClerkSession], outcome: LoadOutcome) -> (
-    PhaseResult
-):
+async def call_phase(
+    plan: LoadPlan, sessions: list[ClerkSession], outcome: LoadOutcome
+) -> PhaseResult:
     """Every counter drains the queue concurrently (call-next, then no-show)."""
     result = PhaseResult("call-next", len(sessions))
     recorder = Recorder(result)

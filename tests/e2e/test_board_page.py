@@ -1,0 +1,121 @@
+"""The board page in headless Chromium: a clerk's call shows within a blink, is announced,
+and the page recovers by itself when the server restarts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_live_feeds import Clerk, issue
+from tests.servers import Server, load_demo, server_env
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]  # fmt: skip
+SHOTS = Path(os.environ.get("ONEDOOR_TEST_OUTPUT", "test-output")) / "screenshots"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = "Chromium is not installed (Debian: apt-get install chromium)"
+        if os.environ.get("ONEDOOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
+    creds = load_demo(env)
+    server = Server(env).start()
+    yield server, creds
+    server.stop()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (412, 915)])
+async def test_the_board_shows_and_announces_a_call(
+    browser: Any, hall: tuple[Server, dict[str, str]], width: int, height: int
+) -> None:
+    server, creds = hall
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{server.base}/board/1?token={creds['board']}")
+    await page.wait_for_function("window.onedoorBoard && window.onedoorBoard.seq !== null")
+    assert await page.locator("h1").inner_text() == "示范政务服务中心 Demo Service Centre"
+    assert await page.locator("#counters li").count() == 8
+
+    await issue(server.base, creds["kiosk"])
+    async with Clerk(server.base, creds["clerk"]) as clerk:
+        await clerk.do(1, "open")
+        clicked = time.monotonic()
+        await clerk.do(1, "call-next")
+        await page.wait_for_function(
+            "document.querySelector('#now .number')?.textContent === 'A001'", timeout=3000
+        )
+        shown_after = time.monotonic() - clicked
+    assert shown_after < 1.5, f"the call took {shown_after:.2f} s to show"
+    now = await page.locator("#now").inner_text()
+    assert "请到 1 号窗口" in now and "Counter 1" in now
+    assert await page.locator("#now").get_attribute("role") == "status"
+    tile = page.locator("#counters li[data-counter='1'] .ticket")
+    assert await tile.inner_text() == "A001"
+    await page.wait_for_function("window.onedoorBoard.spoken.includes('A001')", timeout=3000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"board-{width}x{height}.png"))
+    assert errors == []
+
+
+async def test_the_board_recovers_when_the_server_restarts(
+    browser: Any, hall: tuple[Server, dict[str, str]]
+) -> None:
+    server, creds = hall
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await page.goto(f"{server.base}/board/1?token={creds['board']}")
+    await page.wait_for_function("window.onedoorBoard && window.onedoorBoard.seq !== null")
+    server.kill()
+    await page.wait_for_function(
+        "document.getElementById('link').textContent.includes('Reconnecting')", timeout=5000
+    )
+    server.start()  # same port, same database
+    await issue(server.base, creds["kiosk"])
+    async with Clerk(server.base, creds["clerk"]) as clerk:
+        await clerk.do(1, "open")
+        await clerk.do(1, "call-next")
+    await page.wait_for_function(
+        "document.querySelector('#now .number')?.textContent === 'A001'", timeout=15000
+    )
+    assert await page.locator("#link").inner_text() == ""
+
+
+def test_the_board_page_needs_a_board_token(hall: tuple[Server, dict[str, str]]) -> None:
+    server, creds = hall
+    assert httpx.get(f"{server.base}/board/1").status_code == 401
+    assert httpx.get(f"{server.base}/board/1?token={creds['kiosk']}").status_code == 403
+    speech = httpx.get(
+        f"{server.base}/api/halls/1/speech",
+        params={"number": "A001", "counter": 1, "lang": "zh", "token": creds["board"]},
+    )
+    if speech.status_code == 200:
+        assert speech.headers["content-type"] == "audio/wav"
+        assert speech.content[:4] == b"RIFF"
+    else:
+        assert speech.status_code == 503
+        assert "no server speech" in speech.json()["detail"]
