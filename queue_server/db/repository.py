@@ -278,7 +278,7 @@ class Repository:
         )
         return [
             Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in rows.tuples()
+            for ticket_id, number, service_id, kind, priority, queued, due in rows
         ]
 
     async def recent_durations(self, service_id: int) -> list[timedelta]:

@@ -67,7 +67,7 @@ class Realtime(InitPluginProtocol):
                 rows = await uow.session.execute(
                     select(HallRow.id, HallRow.event_seq).where(HallRow.id.in_(hall_ids))
                 )
-                return {hall_id: seq for hall_id, seq in rows.tuples()}
+                return {hall_id: seq for hall_id, seq in rows}
 
             return await bus.run(read)
 
