@@ -26,7 +26,7 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 run: $(STAMP) ## install, migrate, load the demo hall (once) and serve on http://127.0.0.1:8000
 	$(BIN)/onedoor db upgrade
 	$(BIN)/onedoor demo
-	$(BIN)/onedoor serve --no-migrate
+	$(BIN)/onedoor serve --no-migrate --demo-printer
 
 migrate: $(STAMP) ## apply database migrations (ONEDOOR_DATABASE_URL, default SQLite under var/)
 	$(BIN)/onedoor db upgrade

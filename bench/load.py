@@ -149,9 +149,13 @@ async def drain_counter(session: ClerkSession, recorder: Recorder, called: list[
     step = "call-next"
     while failures < MAX_FAILURES_IN_A_ROW:
         answer = await recorder.post(session.client, f"{counter}/{step}", headers=headers)
-        failures = 0 if isinstance(answer, dict) else failures + 1
-        if step == "no-show" or not isinstance(answer, dict):
-            step = "call-next" if step == "no-show" else "no-show"
+        if not isinstance(answer, dict):
+            failures += 1
+            step = "no-show" if step == "call-next" else "call-next"
+            continue
+        failures = 0
+        if step == "no-show":
+            step = "call-next"
             continue
         ticket = answer.get("ticket")
         if ticket is None:

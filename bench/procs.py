@@ -32,6 +32,20 @@ def group_pids(pgid: int) -> list[int]:
     return sorted(members)
 
 
+def role(pid: int) -> str:
+    """What a server process is, from its command line: "worker" (a uvicorn worker),
+    "resource tracker" (multiprocessing's helper) or "main"; "gone" if it has exited."""
+    try:
+        command = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return "gone"
+    if b"multiprocessing.spawn" in command:
+        return "worker"
+    if b"multiprocessing.resource_tracker" in command:
+        return "resource tracker"
+    return "main"
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time the live ``pids`` have used so far (exited ones count 0)."""
     total = 0

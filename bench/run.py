@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,12 +27,20 @@ from types import FrameType
 from . import load, postgres, procs
 from .load import LoadOutcome, LoadPlan
 from .report import LEGEND, Row, failure_row, format_table, phase_row
-from .server import ADMIN_PASSWORD, ADMIN_USERNAME, ServerError, ServerSpec, running_server
+from .server import (
+    ADMIN_PASSWORD,
+    ADMIN_USERNAME,
+    RunningServer,
+    ServerError,
+    ServerSpec,
+    running_server,
+)
 from .stats import PhaseResult, Verdict, check_calls, check_numbers
 
 RESULTS = Path(__file__).parent / "results"
 COUNTERS = 20
 REQUIRE_SERVICES_ENV = "ONEDOOR_REQUIRE_SERVICES"
+CONFIGS = ("sqlite-1w", "postgres-1w", "postgres-2w")
 LOG_MARKERS = ("transaction retried", "Traceback", "unhandled error")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)\b.*$", re.MULTILINE)
 """The last line of a Python traceback, e.g. ``FileExistsError: [Errno 17] File exists``."""
@@ -72,7 +80,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tickets", type=int, help="tickets to issue per configuration")
     parser.add_argument("--concurrency", type=int, help="concurrent clients in the issue phase")
     parser.add_argument(
-        "--only", action="append", metavar="CONFIG", help="run only this configuration (repeat)"
+        "--only",
+        action="append",
+        choices=CONFIGS,
+        help="run only this configuration (repeatable)",
     )
     return parser.parse_args(argv)
 
@@ -115,19 +126,44 @@ def describe_setup(plan: CpuPlan) -> list[str]:
 
 
 def postgres_specs() -> tuple[list[ServerSpec], str | None]:
-    """The PostgreSQL configurations and, if PostgreSQL cannot be used, why not."""
-    try:
-        url = postgres.bench_url()
-    except ValueError as exc:
-        return [], str(exc)
+    """The PostgreSQL configurations and, if PostgreSQL is unreachable, why; ValueError if
+    the bench database URL is unusable."""
+    url = postgres.bench_url()
     reason = postgres.unreachable_reason(url)
     if reason:
         return [], reason
     server_url = postgres.server_url(url)
     return [
         ServerSpec("postgres-1w", server_url, workers=1),
-        ServerSpec("postgres-2w", server_url, workers=2),
+        ServerSpec(
+            "postgres-2w",
+            server_url,
+            workers=2,
+            redis_url=os.environ.get("ONEDOOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ),
     ], None
+
+
+def plan_configs(only: list[str] | None) -> tuple[list[ServerSpec], list[ConfigReport], str]:
+    """The configurations to run (``only`` those, if given), failure reports for those that
+    cannot run, and a message when the PostgreSQL ones are skipped."""
+    wanted = set(only or CONFIGS)
+    specs = [ServerSpec("sqlite-1w", None, workers=1)]
+    if not wanted & {"postgres-1w", "postgres-2w"}:
+        return [s for s in specs if s.name in wanted], [], ""
+    try:
+        pg_specs, unreachable = postgres_specs()
+    except ValueError as exc:
+        return [s for s in specs if s.name in wanted], [_failed("postgres-*", str(exc))], ""
+    if unreachable and os.environ.get(REQUIRE_SERVICES_ENV) == "1":
+        failed = _failed("postgres-*", f"{unreachable} and {REQUIRE_SERVICES_ENV}=1")
+        return [s for s in specs if s.name in wanted], [failed], ""
+    skipped = f"skipping the PostgreSQL configurations: {unreachable}" if unreachable else ""
+    return [s for s in specs + pg_specs if s.name in wanted], [], skipped
+
+
+def _failed(config: str, why: str) -> ConfigReport:
+    return ConfigReport([failure_row(config, "start", why)], [f"{config}: {why}"])
 
 
 def judge(name: str, outcome: LoadOutcome) -> list[Row]:
@@ -172,7 +208,8 @@ def log_notes(log_path: Path) -> list[str]:
     distinct exceptions its tracebacks end with."""
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
     counts = ", ".join(f"{text.count(marker)} x {marker!r}" for marker in LOG_MARKERS)
-    notes = [f"  server log {_shown(log_path)}: {counts}"]
+    warning = "WARNING: " if "Traceback" in text else ""
+    notes = [f"  {warning}server log {_shown(log_path)}: {counts}"]
     exceptions = dict.fromkeys(m.group(0) for m in EXCEPTION_LINE.finditer(text))
     notes += [f"    {line[:200]}" for line in list(exceptions)[:MAX_EXCEPTIONS_SHOWN]]
     return notes
@@ -184,6 +221,20 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def load_plan(server: RunningServer, sizes: Sizes) -> LoadPlan:
+    """What the load generator is to do against ``server``."""
+    return LoadPlan(
+        base_url=server.base_url,
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
+        tickets=sizes.tickets,
+        concurrency=sizes.concurrency,
+        counters=COUNTERS,
+        server_pgid=server.pgid,
+        phase_timeout_s=sizes.phase_timeout_s,
+    )
 
 
 def run_config(
@@ -200,29 +251,29 @@ def run_config(
             tempfile.TemporaryDirectory(prefix=f"onedoor-bench-{spec.name}-") as var_dir,
             running_server(spec, Path(var_dir), log_path, plan.server) as server,
         ):
-            report.notes.append(
-                f"{spec.name}: server pids {server.pids} on {procs.format_cpus(plan.server)}"
-            )
-            load_plan = LoadPlan(
-                base_url=server.base_url,
-                admin_username=ADMIN_USERNAME,
-                admin_password=ADMIN_PASSWORD,
-                tickets=sizes.tickets,
-                concurrency=sizes.concurrency,
-                counters=COUNTERS,
-                server_pgid=server.pgid,
-                phase_timeout_s=sizes.phase_timeout_s,
-            )
             print(f"{spec.name}: setting up the hall and running the phases ...", flush=True)
-            outcome = pool.submit(load.run_load, load_plan).result()
-    except (ServerError, OSError, postgres.DatabaseError) as exc:
-        report.rows.append(failure_row(spec.name, "start", str(exc).splitlines()[0]))
+            outcome = pool.submit(load.run_load, load_plan(server, sizes)).result()
+        report.notes += server_notes(spec, server, plan)
+    except (ServerError, OSError, postgres.DatabaseError, BrokenExecutor) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        report.rows.append(failure_row(spec.name, "start", why))
         report.notes += [f"{spec.name}: could not run: {exc}", *log_notes(log_path)]
         return report
     report.rows = judge(spec.name, outcome)
     report.notes += outcome_notes(outcome, plan, len(plan.server))
     report.notes += log_notes(log_path)
     return report
+
+
+def server_notes(spec: ServerSpec, server: RunningServer, plan: CpuPlan) -> list[str]:
+    """The server's processes, where they ran, and how the server stopped."""
+    notes = [
+        f"{spec.name}: server processes ({server.processes}) on "
+        f"{procs.format_cpus(plan.server)}; {server.exit_status}"
+    ]
+    if server.repinned:
+        notes.append(f"  pids {server.repinned} had not inherited the pinning; pinned late")
+    return notes
 
 
 def outcome_notes(outcome: LoadOutcome, plan: CpuPlan, server_cpus: int) -> list[str]:
@@ -261,20 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n".join(header), flush=True)
 
-    reports: list[ConfigReport] = []
-    specs = [ServerSpec("sqlite-1w", None, workers=1)]
-    pg_specs, pg_problem = postgres_specs()
-    if pg_problem:
-        if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
-            problem = ConfigReport([failure_row("postgres-*", "start", pg_problem)])
-            problem.notes.append(f"postgres-*: {pg_problem} and {REQUIRE_SERVICES_ENV}=1")
-            reports.append(problem)
-        else:
-            header.append(f"skipping the PostgreSQL configurations: {pg_problem}")
-            print(header[-1], flush=True)
-    specs += pg_specs
-    if args.only:
-        specs = [s for s in specs if s.name in args.only]
+    specs, reports, skipped = plan_configs(args.only)
+    if skipped:
+        header.append(skipped)
+        print(skipped, flush=True)
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -287,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join([*header, "", format_table(rows), LEGEND, "", *notes])
     print("\n" + "\n".join(text.split("\n")[len(header) :]))
     (RESULTS / "latest.txt").write_text(text + "\n")
-    return 0 if rows and all(row.ok for row in rows) else 1
+    return 0 if (rows or skipped) and all(row.ok for row in rows) else 1
 
 
 if __name__ == "__main__":

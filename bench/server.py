@@ -36,15 +36,23 @@ class ServerSpec:
     database_url: str | None
     """SQLAlchemy async URL, or None for a SQLite file in the fresh var dir."""
     workers: int
+    redis_url: str | None = None
+    """Fan-out between the worker processes, as a real multi-process deployment has."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunningServer:
     base_url: str
     pgid: int
     pids: list[int]
-    """The master and its workers, as seen once the server answered /healthz."""
+    """The main process and its helpers and workers, as seen once /healthz answered."""
+    processes: str
+    """``pids`` with their roles, e.g. ``main 10, resource tracker 11, worker 12``."""
     log_path: Path
+    repinned: list[int]
+    """Processes that had not inherited the CPU pinning and were pinned after the start."""
+    exit_status: str = "running"
+    """How it ended, once stopped: a clean exit on SIGTERM, or killed."""
 
 
 def free_port() -> int:
@@ -65,6 +73,8 @@ def server_env(spec: ServerSpec, var_dir: Path, port: int) -> dict[str, str]:
     )
     if spec.database_url:
         env["ONEDOOR_DATABASE_URL"] = spec.database_url
+    if spec.redis_url:
+        env["ONEDOOR_REDIS_URL"] = spec.redis_url
     return env
 
 
@@ -101,14 +111,21 @@ def wait_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path
 
 
 def wait_for_workers(pgid: int, workers: int) -> list[int]:
-    """The server's processes once all ``workers`` have started (master + workers when >1)."""
-    expected = 1 if workers == 1 else workers + 1
+    """The server's processes once ``workers`` uvicorn workers run (when more than one; a
+    single worker is the main process itself), or as they are after START_TIMEOUT_S."""
     deadline = time.monotonic() + START_TIMEOUT_S
     pids = procs.group_pids(pgid)
-    while len(pids) < expected and time.monotonic() < deadline:
+    while workers > 1 and time.monotonic() < deadline:
+        if sum(procs.role(pid) == "worker" for pid in pids) >= workers:
+            break
         time.sleep(0.1)
         pids = procs.group_pids(pgid)
     return pids
+
+
+def describe_processes(pids: list[int]) -> str:
+    """E.g. ``main 10, resource tracker 11, worker 12, worker 13``."""
+    return ", ".join(f"{procs.role(pid)} {pid}" for pid in pids)
 
 
 def pin_group(pids: list[int], cpus: frozenset[int]) -> list[int]:
@@ -124,30 +141,38 @@ def pin_group(pids: list[int], cpus: frozenset[int]) -> list[int]:
     return repinned
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's whole process group, then SIGKILL whatever is left after a while."""
+def _ended(returncode: int) -> str:
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is normal.
+    return f"ended by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM the server's whole process group, SIGKILL whatever is left after
+    STOP_TIMEOUT_S; return how it ended."""
     pgid = process.pid
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return f"had exited by itself ({_ended(process.wait())})"
     with suppress(subprocess.TimeoutExpired):
         process.wait(STOP_TIMEOUT_S)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while procs.group_pids(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if procs.group_pids(pgid):
-        with suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    process.wait()
+    if not procs.group_pids(pgid):
+        return f"stopped on SIGTERM ({_ended(process.wait())})"
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    ended = _ended(process.wait())
+    return f"NOT stopped by SIGTERM within {STOP_TIMEOUT_S:.0f} s; killed ({ended})"
 
 
 @contextmanager
 def running_server(
     spec: ServerSpec, var_dir: Path, log_path: Path, cpus: frozenset[int]
 ) -> Iterator[RunningServer]:
-    """Create the admin (which migrates the database), start ``onedoor serve`` on ``cpus`` and yield it once healthy; the
-    server is stopped on the way out, whatever happened."""
+    """Create the admin (which migrates the database), start ``onedoor serve`` on ``cpus``
+    and yield it once healthy; the server is stopped on the way out, whatever happened."""
     port = free_port()
     env = server_env(spec, var_dir, port)
     create_admin(env)
@@ -160,14 +185,14 @@ def running_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        server = RunningServer(base_url, process.pid, [process.pid], "", log_path, [])
         try:
             # Set before the interpreter gets to start uvicorn, so its workers inherit it.
             os.sched_setaffinity(process.pid, cpus)
             wait_healthy(process, base_url, log_path)
-            pids = wait_for_workers(process.pid, spec.workers)
-            repinned = pin_group(pids, cpus)
-            if repinned:
-                print(f"  note: server pids {repinned} had to be pinned after start", flush=True)
-            yield RunningServer(base_url, process.pid, pids, log_path)
+            server.pids = wait_for_workers(process.pid, spec.workers)
+            server.processes = describe_processes(server.pids)
+            server.repinned = pin_group(server.pids, cpus)
+            yield server
         finally:
-            stop(process)
+            server.exit_status = stop(process)

@@ -108,7 +108,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         dependencies={
             "bus": Provide(provide_bus, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
-            "principal": Provide(provide_principal),
+            "principal": Provide(provide_principal, sync_to_thread=False),
             "hubs": Provide(provide_hubs, sync_to_thread=False),
             "halls": Provide(provide_hall_lookup, sync_to_thread=False),
             "speech_cache": Provide(provide_speech_cache, sync_to_thread=False),

@@ -9,6 +9,7 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from queue_server.clock import SystemClock
@@ -50,6 +51,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     text = demo.describe(created)
     path = demo.save_credentials(text, settings.var_dir)
+    demo.save_printer_token(created.printer_token, settings.var_dir)
     print(text)
     print(f"  ({path})")
     return 0
@@ -78,11 +80,57 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_demo_printer(settings: Settings) -> None:
+    """The demo's print agent, in this process: tickets go to files under var/tickets/."""
+    import threading
+
+    from printer.agent import Agent
+    from printer.config import PrinterConfig
+    from printer.layout import PrinterProfile
+    from printer.transports import FileTransport
+
+    token_file = settings.var_dir / "demo-printer-token"
+    if not token_file.exists():
+        print("no demo printer token (run 'onedoor demo' on an empty database first)")
+        return
+    folder = settings.var_dir / "tickets"
+    agent = Agent(
+        f"http://127.0.0.1:{settings.port}",
+        token_file.read_text().strip(),
+        PrinterConfig(PrinterProfile(), FileTransport(folder), "file"),
+        settings.var_dir / "printer-agent",
+        say=lambda line: print(f"[demo printer] {line}", flush=True),
+    )
+    threading.Thread(
+        target=lambda: asyncio.run(agent.run()), daemon=True, name="demo-printer"
+    ).start()
+    print(f"  demo printer:   tickets are written to {folder}/", flush=True)
+
+
+def cmd_printer_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from printer.agent import Agent
+    from printer.config import PrinterConfigError, load_config
+
+    try:
+        config = load_config(Path(args.config))
+    except PrinterConfigError as exc:
+        print(f"onedoor printer-agent: {exc}", file=sys.stderr)
+        return 2
+    agent = Agent(args.server, args.token, config, Path(args.state_dir),
+                  say=lambda line: print(line, flush=True))  # fmt: skip
+    print(f"print agent for a {config.kind} printer ({config.profile.paper_mm} mm); "
+          f"serving {args.server}", flush=True)  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(agent.run())
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     if not args.no_migrate:
         upgrade(settings.effective_database_url)
+    settings.session_secret()  # made here, once, before any worker process starts
     base = settings.effective_public_base_url
     print(
         "\n".join(
@@ -96,6 +144,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
+    if args.demo_printer:
+        _start_demo_printer(settings)
     uvicorn.run(
         "queue_server.asgi:create_from_env",
         factory=True,
@@ -128,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo-printer", action="store_true", help="run the demo hall's print agent in-process"
+    )
     serve.set_defaults(run=cmd_serve)
 
     db = sub.add_parser("db", help="database schema")
@@ -146,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--hall", type=int, required=True, help="hall id")
     board.add_argument("--token", required=True, help="a board device token of that hall")
     board.set_defaults(run=cmd_board_client)
+
+    agent = sub.add_parser("printer-agent", help="print a kiosk's tickets on a local printer")
+    agent.add_argument("--server", required=True, help="the server, e.g. http://10.0.0.5:8000")
+    agent.add_argument("--token", required=True, help="the printer's device token")
+    agent.add_argument("--config", required=True, help="printer config TOML (see README)")
+    agent.add_argument(
+        "--state-dir", default="var/printer-agent", help="where printed job ids are kept"
+    )
+    agent.set_defaults(run=cmd_printer_agent)
 
     admin = sub.add_parser("create-admin", help="create an admin account")
     admin.add_argument("--username", default="admin")

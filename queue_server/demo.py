@@ -54,6 +54,7 @@ class DemoHall:
     clerk_password: str
     kiosk_token: str
     board_token: str
+    printer_token: str
 
 
 async def _has_halls(uow: UnitOfWork) -> bool:
@@ -119,9 +120,17 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
     )
     kiosk = await bus.run(accounts.create_device, hall.id, DeviceKind.KIOSK, "大厅取号机 Kiosk 1")
     board = await bus.run(accounts.create_device, hall.id, DeviceKind.BOARD, "大厅显示屏 Board 1")
-    return DemoHall(
-        hall.id, "manager", manager_password, "clerk", clerk_password, kiosk.token, board.token
+    printer = await bus.run(
+        accounts.create_device,
+        hall.id,
+        DeviceKind.PRINTER,
+        "取号机打印机 Kiosk 1 printer",
+        kiosk.id,
     )
+    return DemoHall(
+        hall.id, "manager", manager_password, "clerk", clerk_password, kiosk.token, board.token,
+        printer.token,
+    )  # fmt: skip
 
 
 def describe(demo: DemoHall) -> str:
@@ -132,9 +141,19 @@ def describe(demo: DemoHall) -> str:
             f"  clerk    login: {demo.clerk} / {demo.clerk_password}",
             f"  kiosk    token: {demo.kiosk_token}",
             f"  board    token: {demo.board_token}",
+            f"  printer  token: {demo.printer_token}",
             "These are shown once and kept nowhere else but the file below.",
         ]
     )
+
+
+def save_printer_token(token: str, var_dir: Path) -> Path:
+    """Where ``onedoor serve --demo-printer`` finds the demo's print agent token."""
+    path = var_dir / "demo-printer-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return path
 
 
 def save_credentials(text: str, var_dir: Path) -> Path:

@@ -6,8 +6,10 @@ default documented under each field.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -51,6 +53,9 @@ class Settings:
     """Mark the session cookie Secure (ONEDOOR_SECURE_COOKIES); turn on behind HTTPS."""
     db_pool_size: int = 10
     """PostgreSQL connections per process (ONEDOOR_DB_POOL_SIZE)."""
+    print_wait_seconds: float = 3.0
+    """How long a kiosk's request waits to hear whether its ticket printed
+    (ONEDOOR_PRINT_WAIT_SECONDS); after that the kiosk shows the ticket on screen."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unrecognised TOML tables, kept for later features."""
 
@@ -70,9 +75,16 @@ class Settings:
         path = self.var_dir / "secret_key"
         if not path.exists():
             self.var_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
+            # Written whole under a temporary name, then linked into place: of several
+            # processes starting at once one wins and all read the same complete key.
+            fd, tmp = tempfile.mkstemp(dir=self.var_dir, prefix=".secret_key-")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
         return _parse_key(path.read_text().strip(), str(path))
 
 
@@ -100,6 +112,11 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise SettingsError(f"{env} must be true or false, got {raw!r}")
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{env} must be a number of seconds, got {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)

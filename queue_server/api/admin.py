@@ -188,7 +188,9 @@ class HallAdminController(Controller):
         self, hall_id: FromPath[int], data: JSONBody[DeviceIn], bus: NamedDependency[Bus]
     ) -> NewDevice:
         """Register a kiosk, board or print agent. The answer holds its token, shown only once."""
-        return await bus.run(accounts.create_device, hall_id, DeviceKind(data.kind), data.name)
+        return await bus.run(
+            accounts.create_device, hall_id, DeviceKind(data.kind), data.name, data.kiosk_id
+        )
 
     @delete("/{hall_id:int}/devices/{device_id:int}", status_code=200)
     async def revoke_device(

@@ -37,13 +37,14 @@ def roles(*allowed: str) -> dict[str, Any]:
 
 
 PUBLIC: dict[str, Any] = {"public": True}
+PRINCIPAL_KEY = "onedoor_principal"
 
 
 async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """The caller, from a bearer device token or the session cookie (cached per request)."""
     state = connection.scope.setdefault("state", {})
-    if "onedoor_principal" in state:
-        return state["onedoor_principal"]  # type: ignore[no-any-return]
+    if PRINCIPAL_KEY in state:
+        return state[PRINCIPAL_KEY]  # type: ignore[no-any-return]
     bus: Bus = connection.app.state.bus
     principal: Principal | None = None
     header = connection.headers.get("authorization", "")
@@ -58,7 +59,7 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
             )
     elif "session" in connection.scope and connection.session.get("uid") is not None:
         principal = await bus.run(accounts.user_principal, int(connection.session["uid"]))
-    state["onedoor_principal"] = principal
+    state[PRINCIPAL_KEY] = principal
     return principal
 
 

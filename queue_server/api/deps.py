@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from litestar import Request
 from litestar.datastructures import State
+from litestar.types import Scope
 
 from queue_server.service import hall_config
 from queue_server.service.accounts import Principal
@@ -15,7 +15,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.hall_config import HallOut
 from queue_server.settings import Settings
 
-from .auth import current_principal
+from .auth import PRINCIPAL_KEY
 
 
 def provide_bus(state: State) -> Bus:
@@ -26,11 +26,14 @@ def provide_settings(state: State) -> Settings:
     return state.settings  # type: ignore[no-any-return]
 
 
-async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    """The authenticated caller; routes that take it are never public, so it is set."""
-    principal = await current_principal(request)
+def provide_principal(scope: Scope) -> Principal:
+    """The authenticated caller (HTTP or websocket), as the ``authorize`` guard found it.
+
+    Routes that take it are never public, so the guard has always run and set it.
+    """
+    principal = scope.get("state", {}).get(PRINCIPAL_KEY)
     assert principal is not None, "authorize() lets no anonymous caller reach this route"
-    return principal
+    return principal  # type: ignore[no-any-return]
 
 
 def provide_hubs(state: State) -> Any:

@@ -96,6 +96,8 @@ class StaffPatch(Struct, forbid_unknown_fields=True):
 class DeviceIn(Struct, forbid_unknown_fields=True):
     kind: Literal["kiosk", "board", "printer"]
     name: Name
+    kiosk_id: Id | None = None
+    """For a printer: the kiosk whose tickets it prints."""
 
 
 class IssueIn(Struct, forbid_unknown_fields=True):
@@ -115,3 +117,7 @@ class TransferIn(Struct, forbid_unknown_fields=True):
 
 class NoticeIn(Struct, forbid_unknown_fields=True):
     notice: Annotated[str, Meta(max_length=500)]
+
+
+class ReprintIn(Struct, forbid_unknown_fields=True):
+    printer_id: Id | None = None

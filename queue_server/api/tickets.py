@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Annotated
 
@@ -9,16 +10,27 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from queue_server.service import views
+from queue_server.service import printing, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.errors import NotFound
-from queue_server.service.views import HallSnapshot, TicketView
+from queue_server.service.printing import Alert
+from queue_server.service.views import HallSnapshot, PrintState, TicketView
 from queue_server.settings import Settings
 
 from .auth import HALL_VIEWERS, ISSUERS, STAFF, roles
-from .schemas import IssueIn
+from .schemas import IssueIn, ReprintIn
+
+
+async def wait_for_print(bus: Bus, job_id: int, seconds: float) -> PrintState:
+    """The job's state once printed or failed, or after ``seconds`` (pending or sent)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        state = await bus.run(printing.outcome, job_id)
+        if state.state in ("printed", "failed") or asyncio.get_running_loop().time() >= deadline:
+            return state
+        await asyncio.sleep(0.05)
 
 
 def with_follow_url(view: TicketView, settings: NamedDependency[Settings]) -> TicketView:
@@ -61,9 +73,41 @@ class TicketController(Controller):
                 priority=data.priority,
                 actor=Actor(user_id=principal.user_id, device_id=principal.device_id),
                 idempotency_key=idempotency_key,
+                follow_base=settings.effective_public_base_url,
             )
         )
-        return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+        view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+        job = await bus.run(printing.job_for_ticket, ticket_id)
+        printed = (
+            await wait_for_print(bus, job, settings.print_wait_seconds)
+            if job is not None
+            else PrintState("no_printer")
+        )
+        return dataclasses.replace(view, printing=printed)
+
+    @post("/tickets/{ticket_id:int}/reprint", opt=roles(*STAFF), status_code=200)
+    async def reprint(
+        self,
+        hall_id: FromPath[int],
+        ticket_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+        data: JSONBody[ReprintIn | None] = None,
+    ) -> PrintState:
+        """Print a ticket again, on the printer of the kiosk that issued it or on ``printer_id``."""
+        job_id = await bus.run(
+            printing.reprint,
+            hall_id,
+            ticket_id,
+            data.printer_id if data else None,
+            settings.effective_public_base_url,
+        )
+        return await wait_for_print(bus, job_id, settings.print_wait_seconds)
+
+    @get("/alerts", opt=roles(*HALL_VIEWERS))
+    async def alerts(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> list[Alert]:
+        """Devices that need staff now: a print agent gone, paper out, cover open."""
+        return await bus.run(printing.alerts, hall_id)
 
     @get("/tickets/{ticket_id:int}", opt=roles(*STAFF))
     async def get_ticket(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false as sa_false
 
 from .types import UTCDateTime
 
@@ -119,6 +120,12 @@ class DeviceRow(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
+    # A print agent serves one kiosk: that kiosk's tickets are printed through it.
+    kiosk_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    # What a print agent last reported (online, paper, cover, problem) and whether its
+    # websocket is connected now.
+    status: Mapped[dict[str, Any] | None]
+    connected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class VisitRow(Base):
@@ -190,6 +197,23 @@ class IdempotencyKeyRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     created_at: Mapped[datetime]
+
+
+class PrintJobRow(Base):
+    """One ticket to print on one printer: pending → sent → printed | failed."""
+
+    __tablename__ = "print_jobs"
+    __table_args__ = (Index("ix_print_jobs_printer_state", "printer_id", "state"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    printer_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
 
 
 class HallEventRow(Base):

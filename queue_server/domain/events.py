@@ -105,3 +105,32 @@ class CounterClosed(CounterEvent):
 @dataclass(frozen=True)
 class HallNoticeChanged(Event):
     notice: str
+
+
+@dataclass(frozen=True)
+class PrintJobEvent(Event):
+    job_id: int
+    printer_id: int
+    ticket_id: int
+
+
+@dataclass(frozen=True)
+class PrintJobQueued(PrintJobEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class PrintJobPrinted(PrintJobEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class PrintJobFailed(PrintJobEvent):
+    detail: str
+
+
+@dataclass(frozen=True)
+class PrinterStatusChanged(Event):
+    printer_id: int
+    connected: bool
+    problem: str | None

@@ -18,7 +18,8 @@ from display.board import BoardView
 from queue_server.api.auth import PUBLIC, STAFF, roles
 from queue_server.api.counter import console
 from queue_server.api.tickets import with_follow_url
-from queue_server.service import hall_config, views
+from queue_server.service import hall_config, printing, views
+from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.errors import NotFound
 from queue_server.service.queue import waiting_for_counter
@@ -167,12 +168,15 @@ async def counter_feed(
     matters = {p.service_id for p in counter.profile}
 
     def cares(name: str, data: Mapping[str, Any]) -> bool:
+        if name in ("PrinterStatusChanged", "PrintJobFailed"):
+            return True  # staff see printer alerts on their console
         return data.get("counter_id") == counter_id or data.get("service_id") in matters
 
     async def state() -> dict[str, Any]:
         return {
             "counter": await console(bus, settings, counter_id),
             "waiting": await bus.run(waiting_for_counter, counter_id),
+            "alerts": await bus.run(printing.alerts, counter.hall_id),
         }
 
     hub = await hubs.acquire(counter.hall_id)
@@ -225,4 +229,70 @@ async def ticket_feed(
         await hubs.release(first.hall_id)
 
 
-FEEDS = [board_feed, counter_feed, ticket_feed]
+@websocket("/ws/printers", opt=roles("printer"))
+async def printer_feed(
+    socket: WebSocket[Any, Any, Any],
+    hubs: NamedDependency[Hubs],
+    bus: NamedDependency[Bus],
+    principal: NamedDependency[Principal],
+) -> None:
+    """A print agent's link: its jobs out (unacknowledged ones again on every connect),
+    acknowledgements and printer status in."""
+    await socket.accept()
+    printer_id, hall_id = principal.device_id, principal.hall_id
+    assert printer_id is not None and hall_id is not None
+    hub = await hubs.acquire(hall_id)
+    listener = ChangeListener(
+        lambda name, data: name == "PrintJobQueued" and data.get("printer_id") == printer_id
+    )
+    hub.attach(listener)
+    await bus.run(printing.report_status, printer_id, True, None)
+
+    async def send_jobs() -> None:
+        resend = True
+        while True:
+            try:
+                await asyncio.wait_for(listener.stale.wait(), PING_SECONDS)
+            except TimeoutError:
+                await socket.send_data(ping(hub.seq))
+                continue
+            listener.stale.clear()
+            for job_id, ticket in await bus.run(printing.jobs_to_send, printer_id, resend=resend):
+                await socket.send_data(
+                    msgspec.json.encode({"type": "job", "job_id": job_id, "ticket": ticket})
+                )
+            resend = False
+
+    async def receive() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                message = msgspec.json.decode(await socket.receive_data(mode="text"))
+                if message.get("type") == "ack":
+                    await bus.run(
+                        printing.acknowledge,
+                        printer_id,
+                        int(message["job_id"]),
+                        str(message.get("state")),
+                        message.get("detail"),
+                    )
+                elif message.get("type") == "status":
+                    status = {k: message.get(k) for k in ("online", "paper", "cover", "problem")}
+                    await bus.run(printing.report_status, printer_id, True, status)
+
+    tasks = [asyncio.ensure_future(send_jobs()), asyncio.ensure_future(receive())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
+                log.error("printer %s feed failed", printer_id, exc_info=exc)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hub.detach(listener)
+        await hubs.release(hall_id)
+        await bus.run(printing.report_status, printer_id, False, None)
+
+
+FEEDS = [board_feed, counter_feed, ticket_feed, printer_feed]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -53,10 +54,11 @@ class Principal:
         return self.role == Role.ADMIN or self.hall_id == hall_id
 
 
-def hash_password(password: str) -> str:
+async def hash_password(password: str) -> str:
+    """An argon2 hash of ``password`` (computed in a worker thread)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
-    return _hasher.hash(password)
+    return await asyncio.to_thread(_hasher.hash, password)
 
 
 def generate_password() -> str:
@@ -70,14 +72,15 @@ def token_digest(token: str) -> str:
 async def authenticate_user(uow: UnitOfWork, username: str, password: str) -> Principal | None:
     """The principal for a correct username and password, else None (same timing either way)."""
     row = await uow.session.scalar(select(UserRow).where(UserRow.username == username))
+    # argon2 takes a few hundred milliseconds of CPU on purpose: off the event loop.
     try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+        await asyncio.to_thread(_hasher.verify, row.password_hash if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or not row.active:
         return None
     if _hasher.check_needs_rehash(row.password_hash):
-        row.password_hash = _hasher.hash(password)
+        row.password_hash = await asyncio.to_thread(_hasher.hash, password)
         await uow.commit()
     return principal_for_user(row)
 
@@ -128,7 +131,7 @@ async def create_user(
     row = UserRow(
         username=username,
         display_name=display_name or username,
-        password_hash=hash_password(password),
+        password_hash=await hash_password(password),
         role=str(role),
         hall_id=hall_id,
         active=True,
@@ -153,9 +156,18 @@ class NewDevice:
     """Shown once: only its hash is stored."""
 
 
-async def create_device(uow: UnitOfWork, hall_id: int, kind: DeviceKind, name: str) -> NewDevice:
+async def create_device(
+    uow: UnitOfWork, hall_id: int, kind: DeviceKind, name: str, kiosk_id: int | None = None
+) -> NewDevice:
+    """Register a device; a printer names the kiosk whose tickets it prints."""
     if await uow.session.get(HallRow, hall_id) is None:
         raise NotFound(f"no hall with id {hall_id}")
+    if kiosk_id is not None:
+        if kind != DeviceKind.PRINTER:
+            raise Invalid("kiosk_id", "only a printer serves a kiosk")
+        kiosk = await uow.session.get(DeviceRow, kiosk_id)
+        if kiosk is None or kiosk.hall_id != hall_id or kiosk.kind != DeviceKind.KIOSK:
+            raise Invalid("kiosk_id", f"hall {hall_id} has no kiosk with id {kiosk_id}")
     token = secrets.token_urlsafe(32)
     row = DeviceRow(
         hall_id=hall_id,
@@ -164,6 +176,8 @@ async def create_device(uow: UnitOfWork, hall_id: int, kind: DeviceKind, name: s
         token_hash=token_digest(token),
         token_hint=token[:6],
         created_at=uow.clock.now(),
+        kiosk_id=kiosk_id,
+        connected=False,
     )
     uow.session.add(row)
     await uow.commit()

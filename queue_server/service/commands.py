@@ -23,6 +23,8 @@ class IssueTicket:
     priority: str = NO_PRIORITY
     kind: TicketKind = TicketKind.WALK_IN
     idempotency_key: str | None = None
+    follow_base: str = ""
+    """Public base URL for the follow link printed on the ticket."""
 
 
 @dataclass(frozen=True)

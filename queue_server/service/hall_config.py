@@ -88,6 +88,11 @@ class DeviceOut:
     token_hint: str
     created_at: datetime
     revoked_at: datetime | None
+    kiosk_id: int | None
+    connected: bool
+    status: dict[str, Any] | None
+    """A print agent's last report: online, paper, cover, problem."""
+    last_seen_at: datetime | None
 
 
 def hall_out(r: HallRow) -> HallOut:
@@ -108,7 +113,10 @@ def staff_out(r: UserRow) -> StaffOut:
 
 
 def device_out(r: DeviceRow) -> DeviceOut:
-    return DeviceOut(r.id, r.hall_id, r.kind, r.name, r.token_hint, r.created_at, r.revoked_at)
+    return DeviceOut(
+        r.id, r.hall_id, r.kind, r.name, r.token_hint, r.created_at, r.revoked_at, r.kiosk_id,
+        r.connected, r.status, r.last_seen_at,
+    )  # fmt: skip
 
 
 def _check_hall_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,7 +333,7 @@ async def update_staff(
         raise NotFound(f"hall {hall_id} has no staff member with id {user_id}")
     values = dict(fields)
     if "password" in values:
-        row.password_hash = hash_password(values.pop("password"))
+        row.password_hash = await hash_password(values.pop("password"))
     for key, value in values.items():
         setattr(row, key, value)
     await uow.commit()

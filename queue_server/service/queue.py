@@ -22,6 +22,7 @@ from queue_server.domain.model import Counter, Hall, Ticket, format_number
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
+from . import printing
 from .errors import Forbidden, NotFound, RetryTransaction
 from .unit_of_work import UnitOfWork
 
@@ -99,6 +100,10 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
             )
         ]
     )  # fmt: skip
+    if c.actor.device_id is not None:
+        printer = await printing.printer_for_kiosk(uow, c.actor.device_id)
+        if printer is not None:
+            await printing.queue_job(uow, ticket.ref, printer, c.follow_base)
     await uow.commit()
     return ticket.ref
 

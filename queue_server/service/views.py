@@ -27,6 +27,16 @@ class ServiceRef:
 
 
 @dataclass(frozen=True)
+class PrintState:
+    """What the kiosk is told about its ticket's print job."""
+
+    state: str
+    """printed | failed | pending | sent | no_printer"""
+    job_id: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class TicketView:
     id: int
     hall_id: int
@@ -46,6 +56,8 @@ class TicketView:
     due_at: datetime | None = None
     follow_url: str = ""
     """Filled in by the API from the public base URL."""
+    printing: PrintState | None = None
+    """For a kiosk's fresh ticket: whether it printed (else show it on screen)."""
 
 
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:

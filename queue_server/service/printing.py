@@ -1,0 +1,229 @@
+"""Print jobs: made with the ticket, sent to the kiosk's print agent, acknowledged once.
+
+The ticket exists whatever the printer does; a job that fails leaves an alert and the
+kiosk shows the number and QR on screen instead. Staff can reprint (a new job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, TicketRow
+from queue_server.domain import events as ev
+
+from .errors import Invalid, NotFound
+from .unit_of_work import UnitOfWork
+from .views import PrintState, TicketView, ticket_view
+
+PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
+# An agent that has not reported for this long is treated as gone.
+AGENT_SILENT_AFTER = timedelta(seconds=45)
+
+
+def ticket_payload(
+    view: TicketView, hall: HallRow, follow_url: str, local_issued: str
+) -> dict[str, object]:
+    """The structured ticket a print agent lays out (printer.layout.TicketPrint)."""
+    return {
+        "hall_zh": hall.name_zh,
+        "hall_en": hall.name_en,
+        "matter_zh": view.service.name_zh,
+        "matter_en": view.service.name_en,
+        "number": view.number,
+        "issued_at": local_issued,
+        "follow_url": follow_url,
+        "kind": view.kind,
+        "priority": view.priority,
+        "people_ahead": view.people_ahead,
+        "estimate_minutes": view.estimate_minutes,
+        "appointment_at": None,
+        "notice": hall.notice,
+    }
+
+
+async def printer_for_kiosk(uow: UnitOfWork, kiosk_id: int) -> DeviceRow | None:
+    return await uow.session.scalar(
+        select(DeviceRow)
+        .where(
+            DeviceRow.kiosk_id == kiosk_id,
+            DeviceRow.kind == "printer",
+            DeviceRow.revoked_at.is_(None),
+        )
+        .order_by(DeviceRow.id)
+        .limit(1)
+    )
+
+
+async def queue_job(uow: UnitOfWork, ticket_id: int, printer: DeviceRow, follow_base: str) -> int:
+    """Add a pending job for ``ticket_id`` on ``printer`` to this transaction; its id."""
+    view = await ticket_view(uow, ticket_id)
+    hall = await uow.session.get(HallRow, view.hall_id)
+    assert hall is not None
+    local = view.issued_at.astimezone(ZoneInfo(hall.timezone)).strftime("%Y-%m-%d %H:%M")
+    job = PrintJobRow(
+        hall_id=view.hall_id,
+        ticket_id=ticket_id,
+        printer_id=printer.id,
+        payload=ticket_payload(view, hall, f"{follow_base}/t/{view.follow_token}", local),
+        state=PENDING,
+        created_at=uow.clock.now(),
+    )
+    uow.session.add(job)
+    await uow.session.flush()
+    uow.collect([ev.PrintJobQueued(view.hall_id, uow.clock.now(), job.id, printer.id, ticket_id)])
+    return job.id
+
+
+async def reprint(
+    uow: UnitOfWork, hall_id: int, ticket_id: int, printer_id: int | None, follow_base: str
+) -> int:
+    """A new job for a ticket (the old one's paper ran out, or the visitor lost it)."""
+    ticket = await uow.session.get(TicketRow, ticket_id)
+    if ticket is None or ticket.hall_id != hall_id:
+        raise NotFound(f"hall {hall_id} has no ticket with id {ticket_id}")
+    printer: DeviceRow | None
+    if printer_id is not None:
+        printer = await uow.session.get(DeviceRow, printer_id)
+        if (
+            printer is None
+            or printer.hall_id != hall_id
+            or printer.kind != "printer"
+            or printer.revoked_at
+        ):
+            raise Invalid(
+                "printer_id", f"hall {hall_id} has no active printer with id {printer_id}"
+            )
+    else:
+        kiosk = ticket.issued_by_device_id
+        printer = await printer_for_kiosk(uow, kiosk) if kiosk else None
+        if printer is None:
+            raise Invalid(
+                "printer_id",
+                "this ticket was not issued at a kiosk with a printer; name the printer",
+            )
+    job_id = await queue_job(uow, ticket_id, printer, follow_base)
+    await uow.commit()
+    return job_id
+
+
+async def job_for_ticket(uow: UnitOfWork, ticket_id: int) -> int | None:
+    """The id of the ticket's latest print job, if it has one."""
+    return await uow.session.scalar(
+        select(PrintJobRow.id)
+        .where(PrintJobRow.ticket_id == ticket_id)
+        .order_by(PrintJobRow.id.desc())
+        .limit(1)
+    )
+
+
+async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
+    job = await uow.session.get(PrintJobRow, job_id)
+    if job is None:
+        raise NotFound(f"no print job with id {job_id}")
+    return PrintState(job.state, job.id, job.detail)
+
+
+async def jobs_to_send(
+    uow: UnitOfWork, printer_id: int, *, resend: bool
+) -> list[tuple[int, dict[str, object]]]:
+    """The printer's new jobs (with ``resend``: also those sent but never acknowledged, as
+    after a reconnect), marked sent, oldest first."""
+    states = [PENDING, SENT] if resend else [PENDING]
+    stmt = select(PrintJobRow).where(
+        PrintJobRow.printer_id == printer_id, PrintJobRow.state.in_(states)
+    )
+    jobs = (
+        (await uow.session.execute(stmt.order_by(PrintJobRow.id).with_for_update())).scalars().all()
+    )
+    now = uow.clock.now()
+    for job in jobs:
+        job.state, job.sent_at = SENT, now
+    await uow.commit()
+    return [(job.id, dict(job.payload)) for job in jobs]
+
+
+async def acknowledge(
+    uow: UnitOfWork, printer_id: int, job_id: int, state: str, detail: str | None
+) -> None:
+    """Record the agent's answer; a second answer for a finished job changes nothing."""
+    job = await uow.session.get(PrintJobRow, job_id, with_for_update=True)
+    if job is None or job.printer_id != printer_id:
+        raise NotFound(f"this printer has no job {job_id}")
+    if job.state in (PRINTED, FAILED) or state not in (PRINTED, FAILED):
+        return
+    now = uow.clock.now()
+    job.state, job.detail, job.done_at = state, (detail or None), now
+    if state == PRINTED:
+        uow.collect([ev.PrintJobPrinted(job.hall_id, now, job.id, printer_id, job.ticket_id)])
+    else:
+        uow.collect(
+            [
+                ev.PrintJobFailed(
+                    job.hall_id, now, job.id, printer_id, job.ticket_id, detail or "failed"
+                )
+            ]
+        )
+    await uow.commit()
+
+
+async def report_status(
+    uow: UnitOfWork, printer_id: int, connected: bool, status: dict[str, object] | None
+) -> None:
+    """Store what the agent reported (or that it left); an event when the problem changes."""
+    device = await uow.session.get(DeviceRow, printer_id, with_for_update=True)
+    if device is None:
+        raise NotFound(f"no device {printer_id}")
+    before = problem_of(device, uow.clock.now())
+    if status is not None:
+        device.status = dict(status)
+    device.connected = connected
+    device.last_seen_at = uow.clock.now()
+    after = problem_of(device, uow.clock.now())
+    if after != before:
+        uow.collect(
+            [ev.PrinterStatusChanged(device.hall_id, uow.clock.now(), device.id, connected, after)]
+        )
+    await uow.commit()
+
+
+def problem_of(device: DeviceRow, now: datetime) -> str | None:
+    """What is wrong with a print agent, in words, or None."""
+    if not device.connected:
+        return "print agent offline"
+    if device.last_seen_at is None or now - device.last_seen_at > AGENT_SILENT_AFTER:
+        return "print agent not reporting"
+    problem = (device.status or {}).get("problem")
+    return str(problem) if problem else None
+
+
+@dataclass(frozen=True)
+class Alert:
+    device_id: int
+    kind: str
+    name: str
+    kiosk_id: int | None
+    problem: str
+
+
+async def alerts(uow: UnitOfWork, hall_id: int) -> list[Alert]:
+    """Printers (and so kiosks) that need staff: agent gone, paper out, cover open…"""
+    now = uow.clock.now()
+    rows = (
+        await uow.session.execute(
+            select(DeviceRow).where(
+                DeviceRow.hall_id == hall_id,
+                DeviceRow.kind == "printer",
+                DeviceRow.revoked_at.is_(None),
+            )
+        )
+    ).scalars()
+    found = []
+    for device in rows:
+        problem = problem_of(device, now)
+        if problem:
+            found.append(Alert(device.id, device.kind, device.name, device.kiosk_id, problem))
+    return found

@@ -1,0 +1,187 @@
+"""Printing end to end: kiosk API → print agent (a real process) → a fake network printer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_live_feeds import Clerk
+from tests.fakeprinter import FakePrinter, qr_payload, strip_escpos
+from tests.servers import ONEDOOR, Server, load_demo, server_env
+
+pytestmark = pytest.mark.slow
+
+
+class AgentProcess:
+    def __init__(self, server: Server, token: str, printer: FakePrinter, tmp: Path) -> None:
+        self.config = tmp / "printers.toml"
+        self.config.write_text(
+            f'[printer]\ntransport = "network"\nhost = "127.0.0.1"\nport = {printer.port}\n'
+            'paper_mm = 80\nencoding = "gb18030"\nstatus_timeout = 0.3\n'
+        )
+        self.args = [*ONEDOOR, "printer-agent", "--server", server.base, "--token", token,
+                     "--config", str(self.config), "--state-dir", str(tmp / "agent-state")]  # fmt: skip
+        self.env = server.env
+        self.log = tmp / "agent.log"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> AgentProcess:
+        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log.open("a"),
+                                        stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str], FakePrinter, AgentProcess]]:
+    env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
+    env["ONEDOOR_PRINT_WAIT_SECONDS"] = "3"
+    creds = load_demo(env)
+    printer = FakePrinter().start()
+    server = Server(env).start()
+    agent = AgentProcess(server, creds["printer"], printer, tmp_path).start()
+    wait_until(lambda: "connected to the server" in agent.output())
+    yield server, creds, printer, agent
+    agent.kill()
+    output = server.stop()
+    printer.stop()
+    assert "Traceback" not in output, output
+
+
+def wait_until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+async def issue(server: Server, creds: dict[str, str], service_id: int = 1) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.base, timeout=15) as http:
+        answer = await http.post(
+            "/api/halls/1/tickets", json={"service_id": service_id},
+            headers={"Authorization": f"Bearer {creds['kiosk']}"},
+        )  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def alerts(server: Server, creds: dict[str, str]) -> list[dict[str, Any]]:
+    """The hall's device alerts, as a manager's or clerk's screen shows them."""
+    answer = httpx.get(
+        f"{server.base}/api/halls/1/alerts", headers={"Authorization": f"Bearer {creds['board']}"}
+    )
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def printed_numbers(printer: FakePrinter) -> list[str]:
+    return [
+        re.search(r"[A-F]\d{3}", strip_escpos(job).decode("gb18030")).group(0)
+        for job in printer.jobs
+    ]  # type: ignore[union-attr]
+
+
+async def test_a_kiosk_ticket_prints_in_chinese_with_its_qr(hall: Any) -> None:
+    server, creds, printer, _ = hall
+    ticket = await issue(server, creds)
+    assert ticket["printing"]["state"] == "printed"
+    assert len(printer.jobs) == 1
+    job = printer.jobs[0]
+    text = strip_escpos(job).decode("gb18030")
+    assert "A001" in text
+    assert "社会保险" in text and "Social insurance" in text
+    assert "示范政务服务中心" in text
+    assert "前面还有 0 人" in text
+    assert job.startswith(b"\x1b@\x1c&"), "initialise, then Chinese mode"
+    assert job.endswith(b"\x1dV\x00") or b"\x1dV" in job[-8:], "the ticket is cut"
+    assert qr_payload(job) == ticket["follow_url"]
+
+
+async def test_paper_out_fails_the_job_raises_an_alert_and_reprint_prints_once(hall: Any) -> None:
+    server, creds, printer, _ = hall
+    printer.mode = "paper_out"
+    ticket = await issue(server, creds)
+    assert ticket["printing"] == {**ticket["printing"], "state": "failed", "detail": "paper out"}
+    assert printer.jobs == []
+    found = alerts(server, creds)
+    assert [a["problem"] for a in found] == ["paper out"]
+
+    # The ticket is valid all the same: the clerk calls it.
+    async with Clerk(server.base, creds["clerk"]) as clerk:
+        await clerk.do(1, "open")
+        called = await clerk.do(1, "call-next")
+        assert called["ticket"]["number"] == ticket["number"]
+
+        printer.mode = "online"
+        answer = await clerk.http.post(f"/api/halls/1/tickets/{ticket['id']}/reprint")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "printed"
+    assert printed_numbers(printer) == ["A001"]
+    await asyncio.sleep(0.5)
+    assert printed_numbers(printer) == ["A001"], "printed once, not again"
+
+
+async def test_a_silent_printer_is_unknown_never_ok(hall: Any) -> None:
+    server, creds, printer, _ = hall
+    printer.mode = "silent"
+    ticket = await issue(server, creds)
+    # The bytes went out, but nobody confirmed them: printed, with the doubt said.
+    assert ticket["printing"]["state"] == "printed"
+    assert "did not answer" in ticket["printing"]["detail"]
+    assert [a["problem"] for a in alerts(server, creds)] == ["printer not answering"]
+
+
+async def test_agent_gone_flags_the_kiosk_and_nothing_is_lost(hall: Any, tmp_path: Path) -> None:
+    server, creds, printer, agent = hall
+    agent.kill()
+    wait_until(lambda: alerts(server, creds) != [])
+    assert [a["problem"] for a in alerts(server, creds)] == ["print agent offline"]
+    ticket = await issue(server, creds)
+    assert ticket["printing"]["state"] == "pending", "kiosk shows the ticket on screen"
+    assert printer.jobs == []
+    agent.start()  # back: the unsent job goes out now, once
+    wait_until(lambda: len(printer.jobs) == 1)
+    assert printed_numbers(printer) == ["A001"]
+    wait_until(lambda: alerts(server, creds) == [])
+
+
+async def test_agent_killed_mid_job_and_restarted_prints_each_job_once(hall: Any) -> None:
+    server, creds, printer, agent = hall
+    printer.status_delay = 1.5  # the agent is busy asking the printer when it dies
+    pending = asyncio.create_task(issue(server, creds))
+    await asyncio.sleep(0.8)
+    agent.kill()
+    ticket = await pending
+    assert ticket["printing"]["state"] in ("sent", "pending")
+    assert printer.jobs == []
+    printer.status_delay = 0.0
+    agent.start()
+    wait_until(lambda: len(printer.jobs) == 1)
+    assert printed_numbers(printer) == ["A001"]
+
+    # The ack of a printed job is lost (the job is marked unacknowledged again) and the
+    # agent restarts: the job is resent, recognised and not printed a second time.
+    agent.kill()
+    with sqlite3.connect(server.env["ONEDOOR_DATABASE_URL"].split("///", 1)[1]) as db:
+        db.execute("UPDATE print_jobs SET state = 'sent' WHERE ticket_id = 1")
+    agent.start()
+    wait_until(lambda: "job 1: already printed by this agent" in agent.output())
+    with sqlite3.connect(server.env["ONEDOOR_DATABASE_URL"].split("///", 1)[1]) as db:
+        wait_until(lambda: db.execute("SELECT state FROM print_jobs").fetchall() == [("printed",)])
+    assert printed_numbers(printer) == ["A001"]
