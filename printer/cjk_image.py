@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .layout import PrinterProfile
 
-DOTS = {58: 384, 80: 576}
+DOTS = {58: 384, 80: 512}
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
