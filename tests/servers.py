@@ -36,6 +36,42 @@ def load_demo(env: dict[str, str]) -> dict[str, str]:
     return dict(CREDENTIAL.findall(done.stdout))
 
 
+def load_demo_without_printer(env: dict[str, str]) -> dict[str, str]:
+    creds = load_demo(env)
+    remove_printers(env)
+    return creds
+
+
+def remove_printers(env: dict[str, str]) -> None:
+    """Take the demo's printer away (for tests about other things than printing)."""
+    import sqlalchemy
+
+    url = env["ONEDOOR_DATABASE_URL"]
+    if url.startswith("postgresql"):
+        import asyncio
+        import concurrent.futures
+
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(env["ONEDOOR_DATABASE_URL"].replace("+asyncpg", ""))
+            await conn.execute("UPDATE devices SET revoked_at = now() WHERE kind = 'printer'")
+            await conn.close()
+
+        # Callers may be inside an event loop: run the query on a thread of its own.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, drop()).result()
+        return
+    engine = sqlalchemy.create_engine(url.replace("+aiosqlite", ""))
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE devices SET revoked_at = CURRENT_TIMESTAMP WHERE kind = 'printer'"
+            )
+        )
+    engine.dispose()
+
+
 def server_env(var_dir: Path, database_url: str, redis_url: str | None = None) -> dict[str, str]:
     env = {**os.environ, "ONEDOOR_VAR_DIR": str(var_dir), "ONEDOOR_DATABASE_URL": database_url,
            "ONEDOOR_SECRET_KEY": "ab" * 32}  # fmt: skip

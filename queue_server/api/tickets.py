@@ -24,11 +24,16 @@ from .schemas import IssueIn, ReprintIn
 
 
 async def wait_for_print(bus: Bus, job_id: int, seconds: float) -> PrintState:
-    """The job's state once printed or failed, or after ``seconds`` (pending or sent)."""
+    """The job's state once printed or failed, or after ``seconds`` (pending or sent);
+    at once when no agent is there to print it."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
         state = await bus.run(printing.outcome, job_id)
-        if state.state in ("printed", "failed") or asyncio.get_running_loop().time() >= deadline:
+        if (
+            state.state in ("printed", "failed")
+            or state.detail is not None
+            or asyncio.get_running_loop().time() >= deadline
+        ):
             return state
         await asyncio.sleep(0.05)
 

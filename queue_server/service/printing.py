@@ -121,10 +121,17 @@ async def job_for_ticket(uow: UnitOfWork, ticket_id: int) -> int | None:
 
 
 async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
+    """The job's state; a job still waiting for a printer whose agent is away says so."""
     job = await uow.session.get(PrintJobRow, job_id)
     if job is None:
         raise NotFound(f"no print job with id {job_id}")
-    return PrintState(job.state, job.id, job.detail)
+    detail = job.detail
+    if job.state in (PENDING, SENT):
+        printer = await uow.session.get(DeviceRow, job.printer_id)
+        problem = problem_of(printer, uow.clock.now()) if printer else "printer removed"
+        if problem in ("print agent offline", "print agent not reporting", "printer removed"):
+            detail = problem
+    return PrintState(job.state, job.id, detail)
 
 
 async def jobs_to_send(

@@ -16,7 +16,11 @@ from tests.support import ALL_DAY, Staff, build_hall, call_as, login
 
 ALL_ROLES = ("admin", "manager", "clerk", "kiosk", "board", "printer")
 # Routes meant for every signed-in role or device; the hall scope still applies.
-OPEN_TO_ALL_ROLES = {("GET", "/api/auth/me"), ("GET", "/api/halls/{hall_id:int}/snapshot")}
+OPEN_TO_ALL_ROLES = {
+    ("GET", "/api/auth/me"),
+    ("GET", "/api/halls/{hall_id:int}/snapshot"),
+    ("GET", "/api/halls/{hall_id:int}/alerts"),
+}
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/login"),
     ("GET", "/api/public/halls/{hall_id:int}"),

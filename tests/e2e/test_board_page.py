@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_live_feeds import Clerk, issue
-from tests.servers import Server, load_demo, server_env
+from tests.servers import Server, load_demo_without_printer, server_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,7 +43,7 @@ async def browser() -> AsyncIterator[Any]:
 @pytest.fixture
 def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
-    creds = load_demo(env)
+    creds = load_demo_without_printer(env)
     server = Server(env).start()
     yield server, creds
     server.stop()

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from tests.servers import ONEDOOR, PrivateRedis, Server, load_demo, server_env
+from tests.servers import ONEDOOR, PrivateRedis, Server, load_demo_without_printer, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def waiting_counts(board: dict[str, Any]) -> dict[str, int]:
 def sqlite_hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     """The demo hall on SQLite, served by one process."""
     env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
-    creds = load_demo(env)
+    creds = load_demo_without_printer(env)
     server = Server(env).start()
     yield server, creds
     output = server.stop()
@@ -269,7 +269,7 @@ def two_processes(
 ) -> Iterator[tuple[Server, Server, dict[str, str]]]:
     """The demo hall on PostgreSQL, served by two processes that fan out through Redis."""
     env = server_env(tmp_path / "var", pg_url, redis_url)
-    creds = load_demo(env)
+    creds = load_demo_without_printer(env)
     a, b = Server(env).start(), Server(env).start()
     yield a, b, creds
     for server in (a, b):
@@ -326,7 +326,7 @@ async def test_boards_are_consistent_again_within_5_s_after_redis_restarts(
 ) -> None:
     broker = PrivateRedis().start()
     env = server_env(tmp_path / "var", pg_url, broker.url)
-    creds = load_demo(env)
+    creds = load_demo_without_printer(env)
     a, b = Server(env).start(), Server(env).start()
     try:
         board = await feed(board_url(b, creds))

@@ -64,7 +64,7 @@ def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str], FakePrinter, 
     assert "Traceback" not in output, output
 
 
-def wait_until(check: Any, timeout: float = 10.0) -> None:
+def wait_until(check: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
