@@ -1,45 +1,52 @@
 """Websocket fan-out benchmark: ``python -m bench.fanout`` (full, a few minutes) or ``--smoke``.
 
 What it measures, per server configuration (each on a fresh PostgreSQL database
-``onedoor_fanout``, server processes pinned to CPU 0):
+``onedoor_fanout``, the server processes pinned to CPU 0):
 
 1. Setup over the API as an admin: N halls, each with one matter, one counter, a kiosk, a
    board device and a clerk who signs in and opens the counter.
 2. A load-generator process pinned to CPU 1 opens B board websockets per hall
-   (``/ws/halls/{id}/board?token=…``, the ``websockets`` client with its default
-   permessage-deflate offer, as browsers and ``onedoor board-client`` make), in batches of
-   bounded concurrency, with retries. Every board reads every message and keeps, per message,
-   its seq and, for ``TicketCalled`` events, the ticket id and the receive wall-clock time.
-3. The parent process (also on CPU 1) then makes calls at a steady total rate, round robin
-   over the halls: the kiosk issues a ticket, the clerk calls next (the moment its HTTP answer
-   arrives is recorded: the transaction has committed by then) and marks a no-show.
-4. Results per configuration:
+   (``/ws/halls/{id}/board?token=…`` with the ``websockets`` client, which offers
+   permessage-deflate as browsers and ``onedoor board-client`` do), a bounded number of
+   handshakes at a time, with retries. Every board reads every message and keeps a compact
+   timeline: the seq, kind (snapshot or event) and receive time (``time.time()``) of each.
+3. The parent process (also on CPU 1) makes calls at a steady total rate, round robin over the
+   halls: the kiosk issues a ticket, the clerk calls next (when the HTTP answer arrives is
+   recorded) and marks a no-show. Three events per call fan out to the hall's boards.
+4. Per configuration:
 
-   - commit→delivery latency per (board, TicketCalled): board receive time minus the time
-     the call-next answer arrived, both ``time.time()`` on this machine (p50/p99/max). This
-     slightly *under*-states commit→delivery (the commit precedes the answer); the notes also
-     give receive time minus the event's ``at`` (the server's clock at the change, before the
-     commit), which slightly *over*-states it.
+   - latency per (board, TicketCalled event): when the board first showed the call, i.e. the
+     receive time of its first message (event, or snapshot after a resync) with a seq at least
+     the call's, minus the event's ``at`` (the server's clock at the change, inside the
+     transaction, so this includes the commit and slightly *over*-states commit→delivery);
+     p50/p99/max. The notes also give it minus the time the call-next answer arrived (which
+     *under*-states it: the answer leaves after the commit and a second read, and is often
+     later than the board) and minus the event's ``published_at`` (when the outbox relay
+     claimed it: the fan-out part alone), both read from ``hall_events`` after the calls.
    - events lost: per board, every seq of its hall after its first snapshot must have arrived
      as an event or be covered by a later snapshot (seq ≤ the snapshot's); 0 is required.
-   - resyncs: snapshots received after the first one (a hub resync or a mailbox overflow).
-   - server memory per connection: the summed VmRSS of the server processes (and their
+   - resyncs: snapshots a board received after its first message (hub resync or overflow).
+   - server memory per connection: the summed VmRSS of the server processes (and any
      children) after setup, before any board, versus with every board open and idle, divided
-     by the boards; the column after it is the same after the call phase (deflate windows
-     and buffers touched by traffic).
+     by the boards; the next column is the same after the calls (buffers and compression
+     windows touched by traffic).
+   - CPU used during the calls by the server, the boards process, the caller and everything
+     else on the machine (PostgreSQL, Redis and any other process), from /proc.
 
 Configurations: ``pg-1p`` is ``onedoor serve`` (uvicorn's ``--ws auto``, i.e.
 websockets-sansio, with permessage-deflate); ``pg-redis-2p`` is two ``onedoor serve``
-processes sharing PostgreSQL and Redis, each hall's boards split over both and every call
-made through the first, so every event reaches half its boards through Redis. The
-``uvicorn-*`` configurations start ``uvicorn --factory queue_server.asgi:create_from_env``
-with another ``--ws`` implementation or without permessage-deflate, to see where the memory
-per connection goes (``wsproto`` runs only where that package is importable).
+processes sharing PostgreSQL and Redis, each hall's boards split over both and every call made
+through the first, so half of every hall's boards get its events through Redis. The
+``uvicorn-*`` configurations run ``uvicorn --factory queue_server.asgi:create_from_env`` with
+another ``--ws`` implementation or without permessage-deflate, to see where the memory per
+connection goes (``uvicorn-wsproto`` is skipped where ``wsproto`` is not importable);
+``uvicorn-sansio-deflate-nct`` is a prototype (``serve_no_context_takeover``) that keeps
+permessage-deflate but without context takeover, so idle connections hold no zlib state.
 
-Targets (from the issue): p99 ≤ 100 ms, ≤ 20 KiB per connection; the output says whether
-they were met. The table goes to stdout and bench/results/fanout.txt. Exit status 1 if a
-board lost an event, a websocket failed to connect (after retries) or dropped, a call got a
-non-2xx answer (5xx or other) or a configuration could not run.
+Targets (from the issue): p99 ≤ 100 ms and ≤ 20 KiB per connection; the output says whether
+each was met. The report goes to stdout and bench/results/fanout.txt (server logs beside it).
+Exit status 1 if a board lost an event, a websocket failed to connect (after retries) or was
+dropped, a call got a non-2xx answer (5xx or other), or a configuration could not run.
 """
 
 from __future__ import annotations
@@ -82,7 +89,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from . import procs
 from .stats import percentile
 
-RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 DATABASE = "onedoor_fanout"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
@@ -152,6 +160,10 @@ FULL = Sizes(
 )
 
 
+NO_CONTEXT_TAKEOVER = "deflate-no-context-takeover"
+"""The ``ws`` of the prototype served by ``serve_no_context_takeover`` (see there)."""
+
+
 @dataclass(frozen=True)
 class Config:
     """A way of serving the feeds: how many processes, and which uvicorn websocket layer."""
@@ -160,14 +172,20 @@ class Config:
     processes: int
     """Server processes; with two, they share PostgreSQL and fan out through Redis."""
     ws: str | None = None
-    """None: ``onedoor serve`` (uvicorn's ``--ws auto``); else ``uvicorn --ws <ws>``."""
+    """None: ``onedoor serve`` (uvicorn's ``--ws auto``); NO_CONTEXT_TAKEOVER: the prototype;
+    else ``uvicorn --ws <ws>``."""
     deflate: bool = True
     """permessage-deflate offered by the server (uvicorn's ``--ws-per-message-deflate``)."""
     needs: str | None = None
     """A module the server must be able to import for this configuration to run."""
 
     def describe(self) -> str:
-        serve = "onedoor serve" if self.ws is None else f"uvicorn --ws {self.ws}"
+        if self.ws is None:
+            serve = "onedoor serve"
+        elif self.ws == NO_CONTEXT_TAKEOVER:
+            serve = "uvicorn websockets-sansio, deflate without context takeover (prototype)"
+        else:
+            serve = f"uvicorn --ws {self.ws}"
         deflate = "" if self.deflate else " --ws-per-message-deflate false"
         redis = " + Redis" if self.processes > 1 else ""
         return f"{self.processes} x {serve}{deflate} (PostgreSQL{redis})"
@@ -179,6 +197,7 @@ CONFIGS = {
         Config("pg-1p", 1),
         Config("pg-redis-2p", 2),
         Config("uvicorn-sansio-nodeflate", 1, ws="websockets-sansio", deflate=False),
+        Config("uvicorn-sansio-deflate-nct", 1, ws=NO_CONTEXT_TAKEOVER),
         Config("uvicorn-websockets", 1, ws="websockets"),
         Config("uvicorn-wsproto", 1, ws="wsproto", needs="wsproto"),
     )
@@ -331,9 +350,54 @@ def rss_kib(pids: list[int]) -> int:
 def server_command(config: Config, port: int) -> list[str]:
     if config.ws is None:
         return [*ONEDOOR, "serve", "--no-migrate", "--port", str(port), "--log-level", "warning"]
+    if config.ws == NO_CONTEXT_TAKEOVER:
+        code = "from bench.fanout import serve_no_context_takeover; serve_no_context_takeover()"
+        return [sys.executable, "-c", code]
     deflate = "true" if config.deflate else "false"
     return [*UVICORN, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             "--ws", config.ws, "--ws-per-message-deflate", deflate]  # fmt: skip
+
+
+def serve_no_context_takeover() -> None:
+    """Serve the app on ONEDOOR_PORT with uvicorn's websockets-sansio layer, changed to
+    negotiate permessage-deflate *without context takeover* in both directions.
+
+    A prototype for the ``uvicorn-sansio-deflate-nct`` configuration, not part of OneDoor:
+    uvicorn's layer keeps a zlib compressor and decompressor per connection for its whole
+    life (about 45 KiB); without context takeover websockets makes one per message and
+    frees it, so idle boards cost no zlib memory while messages are still compressed.
+    """
+    import logging
+
+    import uvicorn
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    from websockets.server import ServerProtocol
+
+    class NoContextTakeover(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            deflate = ServerPerMessageDeflateFactory(
+                server_no_context_takeover=True,
+                client_no_context_takeover=True,
+                server_max_window_bits=12,
+                client_max_window_bits=12,
+                compress_settings={"memLevel": 5},
+            )
+            self.conn = ServerProtocol(
+                extensions=[deflate],
+                max_size=self.config.ws_max_size,
+                logger=logging.getLogger("uvicorn.error"),
+            )
+
+    uvicorn.run(
+        "queue_server.asgi:create_from_env",
+        factory=True,
+        host="127.0.0.1",
+        port=int(os.environ["ONEDOOR_PORT"]),
+        ws=NoContextTakeover,
+        log_level="warning",
+    )
 
 
 def start_server(
@@ -348,6 +412,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=ROOT,
         )
     server = ServerProcess(process, port, log_path)
     try:
@@ -938,6 +1003,8 @@ class Result:
     config: Config
     sizes: Sizes
     error: str | None = None
+    skipped: str | None = None
+    """Why an optional configuration did not run (not a failure)."""
     connected: int = 0
     connect_failed: int = 0
     connect_samples: list[str] = field(default_factory=list)
@@ -968,6 +1035,8 @@ class Result:
     @property
     def failures(self) -> list[str]:
         """Why this configuration fails the run (empty when it passes)."""
+        if self.skipped is not None:
+            return []
         if self.error is not None:
             return [f"could not run: {self.error.strip().splitlines()[-1]}"]
         found = []
@@ -1070,7 +1139,7 @@ def run_config(config: Config, sizes: Sizes, cpus: CpuPlan, log_dir: Path) -> Re
     """One configuration from a fresh database to stopped servers, whatever happens."""
     result = Result(config, sizes)
     if config.needs and importlib.util.find_spec(config.needs) is None:
-        result.error = f"{config.needs} is not installed here"
+        result.skipped = f"skipped: {config.needs} is not installed here"
         return result
     servers: list[ServerProcess] = []
     boards: Boards | None = None
@@ -1124,7 +1193,7 @@ def _spread(values: list[float]) -> str:
 
 
 def row(result: Result) -> tuple[str, ...]:
-    if result.error is not None:
+    if result.error is not None or result.skipped is not None:
         return (result.config.name, *["-"] * (len(HEADERS) - 1))
     latencies = result.at_ms
     report = result.boards
@@ -1180,6 +1249,8 @@ def cpu_note(result: Result) -> str:
 def notes(result: Result) -> list[str]:
     """What a reader needs beside the row: targets, the load generator, errors, CPU use."""
     lines = [f"{result.config.name}: {result.config.describe()}"]
+    if result.skipped is not None:
+        return [*lines, f"  {result.skipped}"]
     if result.error is not None:
         return [*lines, f"  could not run: {result.error}", *result.servers, *result.log_notes]
     p99 = percentile(result.at_ms, 0.99)

@@ -139,6 +139,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 f"  API docs:       {base}/schema/swagger",
                 f"  OpenAPI schema: {base}/schema/openapi.json",
                 f"  health:         {base}/healthz",
+                f"  board page:     {base}/board/<hall id>?token=<board token>",
                 f"  database:       {settings.effective_database_url}",
             ]
         ),
