@@ -155,6 +155,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_level=args.log_level,
         proxy_headers=True,
+        # The sans-I/O websockets implementation keeps less per connection, and boards get
+        # small JSON messages: compressing each one for each board costs more than it saves.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
     )
     return 0
 

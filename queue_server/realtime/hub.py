@@ -27,6 +27,7 @@ from .channels import hall_channel
 
 log = logging.getLogger("onedoor.realtime")
 REPLAY = 256
+REORDER_WAIT = 0.25
 LoadSnapshot = Callable[[int], Awaitable[Mapping[str, Any]]]
 
 
@@ -84,6 +85,8 @@ class HallHub:
         self._subscriber: Subscriber | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._early: dict[int, tuple[str, Mapping[str, Any]]] = {}
+        self._gap_timer: asyncio.TimerHandle | None = None
         self.lagging_since: float | None = None
         self._lag_target = 0
         self.resyncs = 0
@@ -116,9 +119,40 @@ class HallHub:
                 await self.resync()
 
     async def receive(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
-        """Apply event ``seq``; on a gap or an unknown reference, reload a snapshot."""
+        """Apply event ``seq``. One that arrives early (two processes relaying out of order)
+        waits up to ``REORDER_WAIT`` for the ones before it; a gap still open then, or an
+        unknown reference, reloads a snapshot."""
         if self.board is None or seq <= self.board.seq:
             return
+        if seq > self.board.seq + 1:
+            self._early[seq] = (name, data)
+            if self._gap_timer is None:
+                self._gap_timer = asyncio.get_running_loop().call_later(
+                    REORDER_WAIT, lambda: asyncio.ensure_future(self._gap_expired())
+                )
+            return
+        await self._apply(seq, name, data)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Apply the early events that are next in line now."""
+        while self.board is not None and self.board.seq + 1 in self._early:
+            next_seq = self.board.seq + 1
+            await self._apply(next_seq, *self._early.pop(next_seq))
+        if not self._early and self._gap_timer is not None:
+            self._gap_timer.cancel()
+            self._gap_timer = None
+
+    async def _gap_expired(self) -> None:
+        self._gap_timer = None
+        if self._early:
+            log.info("hall %s: events before %s never came; loading a snapshot",
+                     self.hall_id, min(self._early))  # fmt: skip
+            await self.resync()
+            await self._drain()
+
+    async def _apply(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
+        assert self.board is not None
         try:
             board = apply(self.board, seq, name, data)
         except NeedsSnapshot as why:
@@ -138,6 +172,7 @@ class HallHub:
             if self.board is not None and snapshot["seq"] < self.board.seq:
                 return  # a replica lagging behind what we already applied
             self.board = board_from_snapshot(snapshot)
+            self._early = {k: v for k, v in self._early.items() if k > self.board.seq}
             self._replay.clear()
             self.lagging_since = None
             self.resyncs += 1
