@@ -92,9 +92,13 @@ class Agent:
         self.say = say
         self.last_status: PrinterStatus | None = None
         self.jobs_printed = 0
+        # One conversation with the printer at a time: many accept a single connection,
+        # and a status query in the middle of a job would garble it.
+        self._printer = asyncio.Lock()
 
     async def _status(self) -> PrinterStatus:
-        return await asyncio.to_thread(self.config.transport.status)
+        async with self._printer:
+            return await asyncio.to_thread(self.config.transport.status)
 
     async def _report(self, ws: Any, status: PrinterStatus) -> None:
         self.last_status = status
@@ -132,11 +136,13 @@ class Agent:
         data = render(ticket, self.config.profile)
         self.printed.add(job_id)
         try:
-            await asyncio.to_thread(self.config.transport.print_job, job_id, data, ticket)
-        except PrintFailed as exc:
+            async with self._printer:
+                await asyncio.to_thread(self.config.transport.print_job, job_id, data, ticket)
+        except Exception as exc:  # whatever it was, the ticket did not come out
             self.printed.forget(job_id)
-            self.say(f"job {job_id}: {exc}")
-            await self._ack(ws, job_id, "failed", str(exc))
+            detail = str(exc) if isinstance(exc, PrintFailed) else f"{type(exc).__name__}: {exc}"
+            self.say(f"job {job_id}: {detail}")
+            await self._ack(ws, job_id, "failed", detail)
             return
         self.jobs_printed += 1
         self.say(f"job {job_id}: printed {ticket.number}")

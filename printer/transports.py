@@ -6,6 +6,7 @@ purpose. All of them block: the agent runs them in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -75,10 +76,13 @@ class FileTransport:
         self.folder = folder
 
     def print_job(self, job_id: int, data: bytes, ticket: TicketPrint) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{ticket.number}-job{job_id}"
-        (self.folder / f"{stem}.bin").write_bytes(data)
-        (self.folder / f"{stem}.txt").write_text(preview(ticket), encoding="utf-8")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / f"{stem}.bin").write_bytes(data)
+            (self.folder / f"{stem}.txt").write_text(preview(ticket), encoding="utf-8")
+        except OSError as exc:
+            raise PrintFailed(f"ticket folder {self.folder}: {exc}") from exc
 
     def status(self) -> PrinterStatus:
         return HEALTHY  # a folder never runs out of paper
@@ -98,7 +102,8 @@ class _EscposDevice:
         except Exception as exc:  # the library raises many kinds; all mean "not printed"
             raise PrintFailed(f"{type(self.device).__name__}: {exc}") from exc
         finally:
-            self.device.close()
+            with contextlib.suppress(Exception):  # an unplugged device fails to close too
+                self.device.close()
 
     def status(self) -> PrinterStatus:
         try:
@@ -118,7 +123,8 @@ class _EscposDevice:
         except Exception:
             return PrinterStatus("offline", "unknown", "unknown")
         finally:
-            self.device.close()
+            with contextlib.suppress(Exception):
+                self.device.close()
 
 
 def usb_transport(vendor: int, product: int, status_timeout: float) -> _EscposDevice:

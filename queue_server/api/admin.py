@@ -173,9 +173,13 @@ class HallAdminController(Controller):
         user_id: FromPath[int],
         data: JSONBody[StaffPatch],
         bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
     ) -> StaffOut:
-        """Rename, reset the password of, or deactivate (``active: false``) a staff member."""
-        return await bus.run(hall_config.update_staff, hall_id, user_id, given(data))
+        """Rename, reset the password of, or deactivate (``active: false``) a staff member;
+        a manager's account only by an admin."""
+        return await bus.run(
+            hall_config.update_staff, hall_id, user_id, given(data), principal.role
+        )
 
     @get("/{hall_id:int}/devices")
     async def list_devices(

@@ -13,12 +13,14 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import IntegrityError
 
 from queue_server.domain.errors import DomainError, UnknownPriority
-from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound
+from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound, RetryTransaction
+from queue_server.service.unit_of_work import is_transient
 
 log = logging.getLogger("onedoor.api")
 AnyRequest = Request[Any, Any, Any]
@@ -60,7 +62,16 @@ def on_integrity(request: AnyRequest, exc: IntegrityError) -> Response[dict[str,
     )
 
 
+def on_busy(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
+    log.warning("gave up after retries on %s %s: %r", request.method, request.url.path, exc)
+    return _answer(
+        HTTP_503_SERVICE_UNAVAILABLE, "the hall is very busy right now; please try again"
+    )
+
+
 def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
+    if is_transient(exc):
+        return on_busy(request, exc)
     if isinstance(exc, HTTPException):
         body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
         if exc.extra:
@@ -77,5 +88,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     Forbidden: on_forbidden,
     Conflict: on_conflict,
     IntegrityError: on_integrity,
+    RetryTransaction: on_busy,
     Exception: on_unexpected,
 }

@@ -226,8 +226,9 @@ class Repository:
             stmt = stmt.with_for_update(skip_locked=skip_locked)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def claim_waiting(self, ticket_id: int) -> TicketRow | None:
-        """Lock ``ticket_id`` if it is still waiting and no other transaction holds it.
+    async def claim_waiting(self, ticket_id: int, *, skip_locked: bool = True) -> TicketRow | None:
+        """Lock ``ticket_id`` if it is still waiting (and, with ``skip_locked``, if no other
+        transaction holds it).
 
         On PostgreSQL this is ``FOR UPDATE SKIP LOCKED``: a counter racing another for the
         same ticket moves on to its next choice instead of waiting. SQLite transactions are
@@ -236,7 +237,7 @@ class Repository:
         stmt = (
             select(TicketRow)
             .where(TicketRow.id == ticket_id, TicketRow.state == TicketState.WAITING)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=skip_locked)
         )
         row = (await self.session.execute(stmt)).scalar_one_or_none()
         if row is not None:

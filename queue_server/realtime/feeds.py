@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
@@ -241,12 +242,12 @@ async def printer_feed(
     await socket.accept()
     printer_id, hall_id = principal.device_id, principal.hall_id
     assert printer_id is not None and hall_id is not None
+    connection = uuid.uuid4().hex
     hub = await hubs.acquire(hall_id)
     listener = ChangeListener(
         lambda name, data: name == "PrintJobQueued" and data.get("printer_id") == printer_id
     )
     hub.attach(listener)
-    await bus.run(printing.report_status, printer_id, True, None)
 
     async def send_jobs() -> None:
         resend = True
@@ -255,7 +256,7 @@ async def printer_feed(
                 await asyncio.wait_for(listener.stale.wait(), PING_SECONDS)
             except TimeoutError:
                 await socket.send_data(ping(hub.seq))
-                continue
+                # Jobs sent into a connection that died unnoticed go out again.
             listener.stale.clear()
             for job_id, ticket in await bus.run(printing.jobs_to_send, printer_id, resend=resend):
                 await socket.send_data(
@@ -277,10 +278,12 @@ async def printer_feed(
                     )
                 elif message.get("type") == "status":
                     status = {k: message.get(k) for k in ("online", "paper", "cover", "problem")}
-                    await bus.run(printing.report_status, printer_id, True, status)
+                    await bus.run(printing.report_status, printer_id, True, status, connection)
 
-    tasks = [asyncio.ensure_future(send_jobs()), asyncio.ensure_future(receive())]
+    tasks: list[asyncio.Future[None]] = []
     try:
+        await bus.run(printing.report_status, printer_id, True, None, connection)
+        tasks = [asyncio.ensure_future(send_jobs()), asyncio.ensure_future(receive())]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             exc = task.exception()
@@ -292,7 +295,7 @@ async def printer_feed(
         await asyncio.gather(*tasks, return_exceptions=True)
         hub.detach(listener)
         await hubs.release(hall_id)
-        await bus.run(printing.report_status, printer_id, False, None)
+        await bus.run(printing.report_status, printer_id, False, None, connection)
 
 
 FEEDS = [board_feed, counter_feed, ticket_feed, printer_feed]

@@ -87,6 +87,7 @@ class HallHub:
         self._lock = asyncio.Lock()
         self._early: dict[int, tuple[str, Mapping[str, Any]]] = {}
         self._gap_timer: asyncio.TimerHandle | None = None
+        self._gap_task: asyncio.Task[None] | None = None
         self.lagging_since: float | None = None
         self._lag_target = 0
         self.resyncs = 0
@@ -99,10 +100,16 @@ class HallHub:
         # Subscribe before loading: an event committed meanwhile arrives after the snapshot
         # and is applied or skipped by its sequence number, never lost.
         self._subscriber = await self._channels.subscribe(hall_channel(self.hall_id))
-        await self.resync()
+        try:
+            await self.resync()
+        except BaseException:
+            await self._channels.unsubscribe(self._subscriber)
+            raise
         self._task = asyncio.create_task(self._pump(), name=f"hub-{self.hall_id}")
 
     async def stop(self) -> None:
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
         if self._task is not None:
             self._task.cancel()
         if self._subscriber is not None:
@@ -116,7 +123,7 @@ class HallHub:
                 await self.receive(message["seq"], message["name"], message["data"])
             except Exception:
                 log.exception("hall %s: could not apply a message; resynchronising", self.hall_id)
-                await self.resync()
+                await self.try_resync()
 
     async def receive(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
         """Apply event ``seq``. One that arrives early (two processes relaying out of order)
@@ -128,7 +135,7 @@ class HallHub:
             self._early[seq] = (name, data)
             if self._gap_timer is None:
                 self._gap_timer = asyncio.get_running_loop().call_later(
-                    REORDER_WAIT, lambda: asyncio.ensure_future(self._gap_expired())
+                    REORDER_WAIT, self._gap_timer_fired
                 )
             return
         await self._apply(seq, name, data)
@@ -143,13 +150,27 @@ class HallHub:
             self._gap_timer.cancel()
             self._gap_timer = None
 
+    def _gap_timer_fired(self) -> None:
+        self._gap_task = asyncio.create_task(self._gap_expired(), name=f"hub-{self.hall_id}-gap")
+
     async def _gap_expired(self) -> None:
         self._gap_timer = None
         if self._early:
             log.info("hall %s: events before %s never came; loading a snapshot",
                      self.hall_id, min(self._early))  # fmt: skip
+            if await self.try_resync():
+                await self._drain()
+
+    async def try_resync(self) -> bool:
+        """``resync``, but a failure (the database away) is logged and left to the watcher,
+        which tries again within a second; the hub keeps running."""
+        try:
             await self.resync()
-            await self._drain()
+        except Exception as exc:
+            log.warning("hall %s: snapshot failed (%s); the watcher will retry", self.hall_id, exc)
+            self.lagging_since, self._lag_target = 0.0, self.seq + 1
+            return False
+        return True
 
     async def _apply(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
         assert self.board is not None
@@ -157,7 +178,7 @@ class HallHub:
             board = apply(self.board, seq, name, data)
         except NeedsSnapshot as why:
             log.info("hall %s: %s; loading a snapshot", self.hall_id, why)
-            await self.resync()
+            await self.try_resync()
             return
         self.board = board
         message = event_message(board, seq, name, data)
@@ -255,6 +276,17 @@ class Hubs:
         for hub in self._hubs.values():
             hub.lagging_since, hub._lag_target = 0.0, hub.seq + 1
 
+    async def watch_forever(self, interval: float = 0.5) -> None:
+        """``watch``, restarted if anything unforeseen ends it: boards must not freeze."""
+        while True:
+            try:
+                await self.watch(interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hub watcher failed; restarting it")
+                await asyncio.sleep(interval)
+
     async def watch(self, interval: float = 0.5) -> None:
         """Compare each hub's sequence with the database and resync the ones left behind."""
         while True:
@@ -270,7 +302,7 @@ class Hubs:
             for hall_id, hub in list(self._hubs.items()):
                 if hub.note_database_seq(seqs.get(hall_id, 0), now):
                     log.info("hall %s: board behind the database; resynchronising", hall_id)
-                    await hub.resync()
+                    await hub.try_resync()
 
     def __len__(self) -> int:
         return len(self._hubs)

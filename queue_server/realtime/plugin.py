@@ -76,7 +76,7 @@ class Realtime(InitPluginProtocol):
         app.state.relay = self.relay
         self._tasks = [
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
-            asyncio.create_task(self.hubs.watch(), name="hub-watcher"),
+            asyncio.create_task(self.hubs.watch_forever(), name="hub-watcher"),
         ]
 
     async def _stop(self, app: Litestar) -> None:

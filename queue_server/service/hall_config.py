@@ -24,7 +24,7 @@ from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import NO_PRIORITY, PREFIX_PATTERN, ServiceLevel
 
 from .accounts import hash_password
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
 
@@ -326,11 +326,14 @@ async def list_staff(uow: UnitOfWork, hall_id: int) -> list[StaffOut]:
 
 
 async def update_staff(
-    uow: UnitOfWork, hall_id: int, user_id: int, fields: Mapping[str, Any]
+    uow: UnitOfWork, hall_id: int, user_id: int, fields: Mapping[str, Any], by_role: str
 ) -> StaffOut:
+    """Change a staff member; only an admin may change a manager (as only one may add one)."""
     row = await uow.session.get(UserRow, user_id)
     if row is None or row.hall_id != hall_id:
         raise NotFound(f"hall {hall_id} has no staff member with id {user_id}")
+    if row.role == "manager" and by_role != "admin":
+        raise Forbidden("only an admin may change a manager's account")
     values = dict(fields)
     if "password" in values:
         row.password_hash = await hash_password(values.pop("password"))

@@ -22,6 +22,10 @@ from .views import PrintState, TicketView, ticket_view
 PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
 # An agent that has not reported for this long is treated as gone.
 AGENT_SILENT_AFTER = timedelta(seconds=45)
+# A job sent but not acknowledged for this long is sent again (its connection died).
+RESEND_AFTER = timedelta(seconds=60)
+# A job not printed within this time is dropped: the kiosk showed the ticket on screen.
+STALE_AFTER = timedelta(minutes=10)
 
 
 def ticket_payload(
@@ -137,20 +141,47 @@ async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
 async def jobs_to_send(
     uow: UnitOfWork, printer_id: int, *, resend: bool
 ) -> list[tuple[int, dict[str, object]]]:
-    """The printer's new jobs (with ``resend``: also those sent but never acknowledged, as
-    after a reconnect), marked sent, oldest first."""
-    states = [PENDING, SENT] if resend else [PENDING]
+    """The printer's new jobs, marked sent, oldest first. With ``resend`` (a reconnect),
+    also those sent but never acknowledged; without it, those unacknowledged for longer
+    than ``RESEND_AFTER`` (sent into a connection that had died).
+
+    Jobs older than ``STALE_AFTER`` are not printed any more: their kiosk showed the
+    ticket on screen long ago, and a burst of old tickets would only confuse the hall.
+    """
+    now = uow.clock.now()
+    await _expire_stale(uow, printer_id, now)
+    unanswered = PrintJobRow.state == SENT
+    if not resend:
+        unanswered = unanswered & (PrintJobRow.sent_at < now - RESEND_AFTER)
     stmt = select(PrintJobRow).where(
-        PrintJobRow.printer_id == printer_id, PrintJobRow.state.in_(states)
+        PrintJobRow.printer_id == printer_id, (PrintJobRow.state == PENDING) | unanswered
     )
     jobs = (
         (await uow.session.execute(stmt.order_by(PrintJobRow.id).with_for_update())).scalars().all()
     )
-    now = uow.clock.now()
     for job in jobs:
         job.state, job.sent_at = SENT, now
     await uow.commit()
     return [(job.id, dict(job.payload)) for job in jobs]
+
+
+async def _expire_stale(uow: UnitOfWork, printer_id: int, now: datetime) -> None:
+    stale = (
+        await uow.session.execute(
+            select(PrintJobRow)
+            .where(
+                PrintJobRow.printer_id == printer_id,
+                PrintJobRow.state.in_([PENDING, SENT]),
+                PrintJobRow.created_at < now - STALE_AFTER,
+            )
+            .with_for_update()
+        )
+    ).scalars()
+    for job in stale:
+        job.state, job.detail, job.done_at = FAILED, "expired: not printed in time", now
+        uow.collect(
+            [ev.PrintJobFailed(job.hall_id, now, job.id, printer_id, job.ticket_id, job.detail)]
+        )
 
 
 async def acknowledge(
@@ -178,15 +209,26 @@ async def acknowledge(
 
 
 async def report_status(
-    uow: UnitOfWork, printer_id: int, connected: bool, status: dict[str, object] | None
+    uow: UnitOfWork,
+    printer_id: int,
+    connected: bool,
+    status: dict[str, object] | None,
+    connection: str,
 ) -> None:
-    """Store what the agent reported (or that it left); an event when the problem changes."""
+    """Store what the agent reported (or that it left); an event when the problem changes.
+
+    ``connection`` names the websocket: when an agent reconnects before the server noticed
+    its old connection die, the old one's goodbye must not mark the new one offline.
+    """
     device = await uow.session.get(DeviceRow, printer_id, with_for_update=True)
     if device is None:
         raise NotFound(f"no device {printer_id}")
+    current = (device.status or {}).get("connection")
+    if not connected and current not in (None, connection):
+        return
     before = problem_of(device, uow.clock.now())
-    if status is not None:
-        device.status = dict(status)
+    if connected:
+        device.status = {**(device.status or {}), **(status or {}), "connection": connection}
     device.connected = connected
     device.last_seen_at = uow.clock.now()
     after = problem_of(device, uow.clock.now())

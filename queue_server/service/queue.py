@@ -129,15 +129,22 @@ def _save_counter(uow: UnitOfWork, row: CounterRow, counter: Counter) -> None:
 
 
 async def open_counter(uow: UnitOfWork, c: cmd.OpenCounter) -> None:
-    row, counter = await _counter_for_clerk(uow, c)
-    if counter.clerk_id not in (None, c.clerk_id):
-        # Someone else holds it; one clerk per counter at a time.
+    """Sign the clerk in here, signing them out of any other counter (one at a time)."""
+    # Lock this counter and every counter the clerk holds, in id order, before looking:
+    # the same order in every transaction, so two clerks swapping counters cannot deadlock.
+    held = (
         await uow.session.execute(select(CounterRow.id).where(CounterRow.clerk_id == c.clerk_id))
-    # A clerk works at one counter at a time: sign them out elsewhere first.
-    others = await uow.session.execute(
-        select(CounterRow).where(CounterRow.clerk_id == c.clerk_id, CounterRow.id != row.id)
-    )
-    for other in others.scalars():
+    ).scalars()
+    locked = {}
+    for counter_id in sorted({c.counter_id, *held}):
+        found = await uow.repo.counter(counter_id, lock=True)
+        if found is None:
+            raise NotFound(f"no counter with id {counter_id}")
+        locked[counter_id] = found
+    row, counter = locked.pop(c.counter_id)
+    for other_row, other in locked.values():
+        if other.clerk_id != c.clerk_id:
+            continue  # changed hands before we locked it
         if await uow.repo.active_ticket_at(other.id) is not None:
             raise IllegalTransition(
                 f"counter {row.number}",
@@ -145,11 +152,8 @@ async def open_counter(uow: UnitOfWork, c: cmd.OpenCounter) -> None:
                 f"not possible while you have a ticket at counter {other.number}",
                 "finish or return it first",
             )
-        other_found = await uow.repo.counter(other.id, lock=True)
-        assert other_found is not None
-        other_counter = other_found[1]
-        other_counter.close(uow.clock.now())
-        _save_counter(uow, other, other_counter)
+        other.close(uow.clock.now())
+        _save_counter(uow, other_row, other)
     counter.open(c.clerk_id, uow.clock.now())
     _save_counter(uow, row, counter)
     await uow.commit()
@@ -196,16 +200,17 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     counter, hall = await _ready_to_call(uow, c)
     now = uow.clock.now()
     waiting = await uow.repo.waiting(hall.id, business_day(now, hall.tz), counter.profile)
-    for choice in rank(counter.profile, waiting, now, policy_config(hall), hall.tz)[:CLAIM_TRIES]:
-        row = await uow.repo.claim_waiting(choice.candidate.ticket_id)
-        if row is None:
-            continue
-        _call(uow, row, counter, c.clerk_id, choice.reason)
-        await uow.commit()
-        return CallResult(row.id, choice.reason)
-    if waiting:
-        # Every candidate was claimed by other counters meanwhile: look again.
-        raise RetryTransaction
+    ranked = rank(counter.profile, waiting, now, policy_config(hall), hall.tz)[:CLAIM_TRIES]
+    # First pass skips tickets another counter is claiming right now; if that left
+    # nothing, wait for those claims to settle and take whatever is still waiting.
+    for skip_locked in (True, False):
+        for choice in ranked:
+            row = await uow.repo.claim_waiting(choice.candidate.ticket_id, skip_locked=skip_locked)
+            if row is None:
+                continue
+            _call(uow, row, counter, c.clerk_id, choice.reason)
+            await uow.commit()
+            return CallResult(row.id, choice.reason)
     return CallResult(None, "nobody is waiting for this counter's matters")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TypeVar
@@ -71,7 +72,8 @@ class UnitOfWork:
             self._on_events()
 
 
-def _is_transient(exc: Exception) -> bool:
+def is_transient(exc: Exception) -> bool:
+    """A failure that running the transaction again may cure (a lost race)."""
     if isinstance(exc, RetryTransaction):
         return True
     if isinstance(exc, OperationalError) and "database is locked" in str(exc):
@@ -94,8 +96,8 @@ async def run_in_transaction(
             async with UnitOfWork(sessions, clock, on_events) as uow:
                 return await work(uow)
         except Exception as exc:
-            if attempt == MAX_ATTEMPTS or not _is_transient(exc):
+            if attempt == MAX_ATTEMPTS or not is_transient(exc):
                 raise
             log.info("transaction retried (attempt %d): %s", attempt, exc.__class__.__name__)
-            await asyncio.sleep(0.01 * attempt)
+            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter
     raise AssertionError("unreachable")

@@ -200,3 +200,24 @@ async def test_only_admins_create_halls_and_managers(
         )  # fmt: skip
         assert manager.status_code == 403
         assert manager.json()["detail"] == "only an admin may add a manager"
+
+
+async def test_a_manager_cannot_take_over_another_managers_account(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus, clerks=1)
+    second = await call_as(
+        client, hall.admin, "POST", f"/api/halls/{hall.hall_id}/staff",
+        json={"username": "deputy", "password": "deputy-password", "role": "manager"},
+    )  # fmt: skip
+    takeover = await call_as(
+        client, hall.manager, "PATCH", f"/api/halls/{hall.hall_id}/staff/{second.json()['id']}",
+        json={"password": "i-own-you-now"},
+    )  # fmt: skip
+    assert takeover.status_code == 403
+    assert takeover.json()["detail"] == "only an admin may change a manager's account"
+    by_admin = await call_as(
+        client, hall.admin, "PATCH", f"/api/halls/{hall.hall_id}/staff/{second.json()['id']}",
+        json={"display_name": "Deputy"},
+    )  # fmt: skip
+    assert by_admin.status_code == 200

@@ -140,3 +140,19 @@ async def test_20_counters_calling_at_once_never_share_a_ticket(bus: Bus) -> Non
     seqs = await event_seqs(bus, hall_id)
     # 20 counters opened, 100 issued, 100 called, 100 no-shows: one gapless sequence.
     assert seqs == list(range(1, 321))
+
+
+async def test_two_counters_racing_for_the_last_ticket_get_it_once_and_no_error(bus: Bus) -> None:
+    hall_id, service_id, desks = await make_hall(bus, counters=2)
+    for _ in range(15):
+        ticket = await issue(bus, hall_id, service_id)
+        results = await asyncio.gather(
+            *(bus.execute(commands.CallNext(c, k)) for c, k in desks), return_exceptions=True
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        winners = [(r, d) for r, d in zip(results, desks, strict=True) if r.ticket_id is not None]
+        assert [r.ticket_id for r, _ in winners] == [ticket]
+        losers = [r for r in results if r.ticket_id is None]
+        assert [r.reason for r in losers] == ["nobody is waiting for this counter's matters"]
+        counter_id, clerk_id = winners[0][1]
+        await bus.execute(commands.MarkNoShow(counter_id, clerk_id))

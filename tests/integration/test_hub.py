@@ -19,7 +19,9 @@ async def test_reordered_events_are_applied_in_order_and_gaps_resync() -> None:
         loads.append(hall_id)
         return SNAPSHOT
 
-    async with ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True) as plugin:
+    async with ChannelsPlugin(
+        backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True
+    ) as plugin:
         hub = HallHub(1, plugin, load)
         await hub.start()
         assert loads == [1] and hub.seq == 10

@@ -1,0 +1,68 @@
+"""Print jobs on both databases: stale jobs are dropped, a late goodbye does not mark a
+reconnected agent offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queue_server.clock import FixedClock
+from queue_server.db.tables import DeviceRow
+from queue_server.service import accounts, commands, hall_config, printing
+from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
+from tests.support import ALL_DAY
+
+
+async def kiosk_with_printer(bus: Bus) -> tuple[int, int, int, int]:
+    hall = await bus.run(
+        hall_config.create_hall,
+        {"name_zh": "大厅", "name_en": "Hall", "timezone": "Asia/Shanghai",
+         "opening_hours": ALL_DAY, "priority_boosts": {}},
+    )  # fmt: skip
+    matter = await bus.run(
+        hall_config.create_service, hall.id,
+        {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
+    )  # fmt: skip
+    kiosk = await bus.run(accounts.create_device, hall.id, accounts.DeviceKind.KIOSK, "k")
+    printer = await bus.run(
+        accounts.create_device, hall.id, accounts.DeviceKind.PRINTER, "p", kiosk.id
+    )
+    return hall.id, matter.id, kiosk.id, printer.id
+
+
+async def test_jobs_not_printed_within_ten_minutes_are_dropped(bus: Bus, clock: FixedClock) -> None:
+    hall_id, matter_id, kiosk_id, printer_id = await kiosk_with_printer(bus)
+    ticket = await bus.execute(
+        commands.IssueTicket(hall_id, matter_id, commands.Actor(device_id=kiosk_id))
+    )
+    job = await bus.run(printing.job_for_ticket, ticket)
+    assert job is not None
+    clock.advance(minutes=11)
+    assert await bus.run(printing.jobs_to_send, printer_id, resend=True) == []
+    state = await bus.run(printing.outcome, job)
+    assert (state.state, state.detail) == ("failed", "expired: not printed in time")
+
+
+async def test_unacknowledged_jobs_go_out_again_after_a_minute(bus: Bus, clock: FixedClock) -> None:
+    hall_id, matter_id, kiosk_id, printer_id = await kiosk_with_printer(bus)
+    await bus.execute(commands.IssueTicket(hall_id, matter_id, commands.Actor(device_id=kiosk_id)))
+    first = await bus.run(printing.jobs_to_send, printer_id, resend=False)
+    assert len(first) == 1
+    assert await bus.run(printing.jobs_to_send, printer_id, resend=False) == []
+    clock.advance(seconds=61)
+    again = await bus.run(printing.jobs_to_send, printer_id, resend=False)
+    assert [job_id for job_id, _ in again] == [first[0][0]]
+
+
+async def test_an_old_connections_goodbye_does_not_mark_the_new_one_offline(bus: Bus) -> None:
+    *_, printer_id = await kiosk_with_printer(bus)
+    await bus.run(printing.report_status, printer_id, True, None, "old")
+    await bus.run(printing.report_status, printer_id, True, None, "new")
+    await bus.run(printing.report_status, printer_id, False, None, "old")
+
+    async def connected(uow: UnitOfWork) -> Any:
+        return (await uow.session.get(DeviceRow, printer_id)).connected  # type: ignore[union-attr]
+
+    assert await bus.run(connected) is True
+    await bus.run(printing.report_status, printer_id, False, None, "new")
+    assert await bus.run(connected) is False
