@@ -1,0 +1,146 @@
+"""A hall's slot calendar: which slots a matter offers on a day, and how many places each has.
+
+Slots are laid out on the hall's wall clock and then turned into UTC moments. On a
+daylight-saving day the wall clock jumps, so, to keep every slot exactly ``slot_minutes``
+long and every moment offered once:
+
+- a local time that repeats (autumn) is read as its first occurrence (``fold=0``), so the
+  repeated hour is offered once, never twice;
+- a slot whose start or end does not exist (spring), or that would last more or less than
+  ``slot_minutes`` of real time because it spans the jump, is not offered.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from queue_server.domain.hours import WEEKDAYS, OpeningHours, Period
+
+from .rules import BookingRules
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A bookable stretch of time; ``start`` and ``end`` are aware UTC datetimes."""
+
+    start: datetime
+    end: datetime
+    capacity: int
+    """Visitors the slot can take, walk-ins included."""
+    bookable: int
+    """Places open to booking: ``capacity`` less the walk-in share, never negative."""
+
+
+def _offset(moment: time) -> timedelta:
+    """Time since the day's midnight; ``time.max`` (24:00) is the whole day."""
+    if moment == time.max:
+        return DAY
+    return timedelta(hours=moment.hour, minutes=moment.minute, seconds=moment.second)
+
+
+def _check_periods(what: str, periods: Iterable[Period]) -> tuple[Period, ...]:
+    ordered = tuple(sorted(periods, key=lambda p: p.start))
+    for earlier, later in itertools.pairwise(ordered):
+        if later.start < earlier.end:
+            raise ValueError(f"{what}: periods overlap")
+    return ordered
+
+
+def _subtract(
+    spans: list[tuple[timedelta, timedelta]], cut: tuple[timedelta, timedelta]
+) -> list[tuple[timedelta, timedelta]]:
+    kept = []
+    for start, end in spans:
+        if cut[1] <= start or end <= cut[0]:
+            kept.append((start, end))
+            continue
+        if start < cut[0]:
+            kept.append((start, cut[0]))
+        if cut[1] < end:
+            kept.append((cut[1], end))
+    return kept
+
+
+def _utc(wall: datetime, tz: ZoneInfo) -> datetime | None:
+    """The UTC moment of naive hall wall time ``wall`` (first occurrence); None if skipped."""
+    moment = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if moment.astimezone(tz).replace(tzinfo=None) != wall:
+        return None
+    return moment
+
+
+@dataclass(frozen=True)
+class HallCalendar:
+    """When a hall takes bookings: weekly hours, daily breaks, holidays and special days.
+
+    ``breaks`` (e.g. lunch) close the hall within each day of the weekly hours. A special
+    day (a Saturday opened as a workday, a short day before a holiday) is given whole by its
+    own periods, which replace the weekly hours and the breaks for that date. A date cannot
+    be both a holiday and a special day.
+    """
+
+    hours: OpeningHours
+    breaks: tuple[Period, ...] = ()
+    holidays: frozenset[date] = frozenset()
+    special_days: Mapping[date, tuple[Period, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        both = sorted(self.holidays & set(self.special_days))
+        if both:
+            listed = ", ".join(day.isoformat() for day in both)
+            raise ValueError(
+                f"{listed}: both a holiday and a special day; remove it from one of them"
+            )
+        for day, periods in self.special_days.items():
+            _check_periods(f"special day {day.isoformat()}", periods)
+
+    def open_spans(self, day: date) -> list[tuple[timedelta, timedelta]]:
+        """The day's bookable stretches as offsets from its local midnight, in order."""
+        if day in self.holidays:
+            return []
+        special = self.special_days.get(day)
+        if special is not None:
+            return [(_offset(p.start), _offset(p.end)) for p in sorted(special, key=_start)]
+        periods = sorted(self.hours.week.get(WEEKDAYS[day.weekday()], ()), key=_start)
+        spans = [(_offset(p.start), _offset(p.end)) for p in periods]
+        for pause in self.breaks:
+            spans = _subtract(spans, (_offset(pause.start), _offset(pause.end)))
+        return spans
+
+    def slots(self, day: date, rules: BookingRules, tz: ZoneInfo, counters: int = 0) -> list[Slot]:
+        """The matter's slots on the hall's local date ``day``, earliest first.
+
+        Each slot lies inside one open stretch (never across a break or closing time: a slot
+        that would end after closing is not offered) and lasts exactly ``rules.slot_minutes``
+        of real time; see the module docstring for daylight-saving days. ``counters`` is the
+        number of counters serving the matter, used when the rules derive the capacity.
+        """
+        raw = rules.raw_capacity(counters)
+        bookable = rules.bookable_capacity(raw)
+        midnight = datetime.combine(day, time(0))
+        found = []
+        for span_start, span_end in self.open_spans(day):
+            wall = midnight + span_start
+            while wall + rules.slot_length <= midnight + span_end:
+                start, end = _utc(wall, tz), _utc(wall + rules.slot_length, tz)
+                if start is not None and end is not None and end - start == rules.slot_length:
+                    found.append(Slot(start, end, raw, bookable))
+                wall += rules.slot_length
+        return found
+
+    def slot_at(
+        self, start: datetime, rules: BookingRules, tz: ZoneInfo, counters: int = 0
+    ) -> Slot | None:
+        """The slot beginning at ``start`` (any aware datetime), or None if there is none."""
+        day = start.astimezone(tz).date()
+        return next((s for s in self.slots(day, rules, tz, counters) if s.start == start), None)
+
+
+def _start(period: Period) -> time:
+    return period.start
