@@ -55,11 +55,13 @@ format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(DEV_STAMP) ## load benchmark: issue and call-next on SQLite and PostgreSQL, 1 and 2 workers
+bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers) and websocket fan-out
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.fanout
 
-bench-smoke: $(DEV_STAMP) ## a short run of the benchmark (CI)
+bench-smoke: $(DEV_STAMP) ## a short run of both benchmarks (CI)
 	$(BIN)/python -m bench.run --smoke
+	$(BIN)/python -m bench.fanout --smoke
 
 clean: ## remove the virtualenv, caches and local data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

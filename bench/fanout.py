@@ -33,13 +33,13 @@ What it measures, per server configuration (each on a fresh PostgreSQL database
    - CPU used during the calls by the server, the boards process, the caller and everything
      else on the machine (PostgreSQL, Redis and any other process), from /proc.
 
-Configurations: ``pg-1p`` is ``onedoor serve`` (uvicorn's ``--ws auto``, i.e.
-websockets-sansio, with permessage-deflate); ``pg-redis-2p`` is two ``onedoor serve``
-processes sharing PostgreSQL and Redis, each hall's boards split over both and every call made
-through the first, so half of every hall's boards get its events through Redis. The
-``uvicorn-*`` configurations run ``uvicorn --factory queue_server.asgi:create_from_env`` with
-another ``--ws`` implementation or without permessage-deflate, to see where the memory per
-connection goes (``uvicorn-wsproto`` is skipped where ``wsproto`` is not importable);
+Configurations (the default runs the first two; ``--configs all`` runs every one):
+``pg-1p`` is ``onedoor serve`` as it is; ``pg-redis-2p`` is two ``onedoor serve`` processes
+sharing PostgreSQL and Redis, each hall's boards split over both and every call made through
+the first, so half of every hall's boards get its events through Redis. The ``uvicorn-*``
+configurations run ``uvicorn --factory queue_server.asgi:create_from_env`` with a given
+``--ws`` implementation, with or without permessage-deflate, to compare the memory and CPU
+per connection (``uvicorn-wsproto-nodeflate`` is skipped where ``wsproto`` is not importable);
 ``uvicorn-sansio-deflate-nct`` is a prototype (``serve_no_context_takeover``) that keeps
 permessage-deflate but without context takeover, so idle connections hold no zlib state.
 
@@ -103,6 +103,9 @@ ADMIN_PASSWORD = "fanout-admin-password"
 CLERK_PASSWORD = "fanout-clerk-password"
 ALL_DAY = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 HTTP_TIMEOUT = httpx.Timeout(30.0)
+HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
+"""Pooled connections are dropped after 2 s idle: uvicorn closes them after 5 s, and a request
+sent on one just as it closes fails with "Server disconnected without sending a response"."""
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 SETUP_CONCURRENCY = 8
@@ -116,6 +119,8 @@ REPLY_TIMEOUT_S = 600.0
 MAX_SAMPLES = 5
 TARGET_P99_MS = 100.0
 TARGET_KIB_PER_CONNECTION = 20.0
+BUSY_MACHINE_SHARE = 0.5
+"""Above this share of one CPU used by other work during the calls, the report warns."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,12 +202,13 @@ CONFIGS = {
         Config("pg-1p", 1),
         Config("pg-redis-2p", 2),
         Config("uvicorn-sansio-nodeflate", 1, ws="websockets-sansio", deflate=False),
+        Config("uvicorn-sansio-deflate", 1, ws="websockets-sansio"),
         Config("uvicorn-sansio-deflate-nct", 1, ws=NO_CONTEXT_TAKEOVER),
-        Config("uvicorn-websockets", 1, ws="websockets"),
-        Config("uvicorn-wsproto", 1, ws="wsproto", needs="wsproto"),
+        Config("uvicorn-websockets-nodeflate", 1, ws="websockets", deflate=False),
+        Config("uvicorn-wsproto-nodeflate", 1, ws="wsproto", deflate=False, needs="wsproto"),
     )
 }
-DEFAULT_FULL = ("pg-1p", "pg-redis-2p", "uvicorn-sansio-nodeflate")
+DEFAULT_FULL = ("pg-1p", "pg-redis-2p")
 DEFAULT_SMOKE = ("pg-1p", "pg-redis-2p")
 
 
@@ -502,7 +508,7 @@ async def build_hall(base_url: str, admin: httpx.AsyncClient, csrf: str, index: 
     username = f"clerk{index:03d}"
     staff = {"username": username, "password": CLERK_PASSWORD, "role": "clerk"}
     await post(admin, f"/api/halls/{hall_id}/staff", staff, csrf)
-    clerk = httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT)
+    clerk = httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS)
     try:
         clerk_csrf = await login(clerk, username, CLERK_PASSWORD)
         await post(clerk, f"/api/counters/{counter['id']}/open", None, clerk_csrf)
@@ -523,7 +529,9 @@ async def build_hall(base_url: str, admin: httpx.AsyncClient, csrf: str, index: 
 async def build_halls(base_url: str, count: int) -> list[Hall]:
     """``count`` halls, built a few at a time; the clerks' clients stay open for the calls."""
     limit = asyncio.Semaphore(SETUP_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT) as admin:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS
+    ) as admin:
         csrf = await login(admin, ADMIN_USERNAME, ADMIN_PASSWORD)
 
         async def one(index: int) -> Hall:
@@ -541,7 +549,9 @@ async def build_halls(base_url: str, count: int) -> list[Hall]:
 
 async def hall_seqs(base_url: str, halls: list[Hall]) -> dict[int, int]:
     """Each hall's current sequence number, from its snapshot (the database's truth)."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS
+    ) as client:
 
         async def seq(hall: Hall) -> tuple[int, int]:
             answer = await client.get(
@@ -926,8 +936,9 @@ async def make_calls(base_url: str, halls: list[Hall], sizes: Sizes) -> Calls:
     """``sizes.calls`` calls at a steady total rate, round robin over the halls (a hall's
     calls never overlap: its clerk has one counter)."""
     calls = Calls()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT, limits=limits) as kiosk:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS
+    ) as kiosk:
         started = time.monotonic()
         tasks = []
         for index in range(sizes.calls):
@@ -1023,6 +1034,8 @@ class Result:
     relay_ms: list[float] = field(default_factory=list)
     """Per call: ``published_at`` minus ``at`` (commit, relay wake-up and claim)."""
     by_snapshot: int = 0
+    board_messages: int = 0
+    """Events of the call phase times the boards of their hall: messages the server fanned out."""
     rss_before_kib: int = 0
     rss_idle_kib: int = 0
     rss_after_calls_kib: int = 0
@@ -1114,6 +1127,7 @@ async def measure(
                 machine_busy_seconds(),
             )
 
+        start_seqs = await hall_seqs(base_url, halls)
         before = cpu_now()
         result.calls = await make_calls(base_url, halls, sizes)
         after = cpu_now()
@@ -1125,6 +1139,9 @@ async def measure(
         )
         result.rss_after_calls_kib = rss_kib(server_pids)
         final_seqs = await hall_seqs(base_url, halls)
+        result.board_messages = sum(
+            (final_seqs[h] - start_seqs[h]) * sizes.boards_per_hall for h in final_seqs
+        )
         events = await called_events()
         called: dict[int, list[int]] = {}
         for hall_id, seq in sorted(events):
@@ -1230,8 +1247,9 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def cpu_note(result: Result) -> str:
-    """Who used the CPUs during the call phase, as a share of one CPU each."""
+def cpu_notes(result: Result) -> list[str]:
+    """Who used the CPUs during the call phase, as a share of one CPU each, and a warning
+    when work outside the benchmark's own processes may have slowed it down."""
     seconds = result.calls.seconds
     cpu = result.cpu
 
@@ -1239,11 +1257,18 @@ def cpu_note(result: Result) -> str:
         return f"{100 * used / seconds:.0f}%"
 
     rest = cpu.machine - cpu.server - cpu.boards - cpu.caller
-    return (
+    lines = [
         f"  CPU during the calls (share of one CPU): server {share(cpu.server)}, boards "
         f"process {share(cpu.boards)}, caller {share(cpu.caller)}, everything else "
         f"(PostgreSQL, Redis, other processes) {share(rest)}"
-    )
+    ]
+    if rest / seconds > BUSY_MACHINE_SHARE:
+        lines.append(
+            f"  WARNING: work outside the server and the load generator used {share(rest)} of "
+            "a CPU during the calls (more than PostgreSQL and Redis need here): other "
+            "processes were busy and the latencies above may be inflated"
+        )
+    return lines
 
 
 def notes(result: Result) -> list[str]:
@@ -1269,9 +1294,14 @@ def notes(result: Result) -> list[str]:
     ]
     if calls.seconds:
         lines += [
-            f"  calls: {len(calls.returned)} in {calls.seconds:.1f} s, start delay "
-            f"{_spread(calls.late_ms)}",
-            cpu_note(result),
+            f"  calls: {len(calls.returned)} in {calls.seconds:.1f} s "
+            f"({len(calls.returned) / calls.seconds:.1f}/s of {result.sizes.calls_per_s:g}/s "
+            f"offered), start delay {_spread(calls.late_ms)}",
+            f"  board messages fanned out during the calls: {result.board_messages} "
+            f"({result.board_messages / calls.seconds:.0f}/s; server CPU "
+            f"{1e6 * result.cpu.server / max(result.board_messages, 1):.0f} µs per message, "
+            "API requests included)",
+            *cpu_notes(result),
         ]
     if result.boards is not None:
         report = result.boards

@@ -43,6 +43,9 @@ class RedisPubSubBackend(ChannelsBackend):
         self._pubsub: PubSub | None = None
         self._channels: set[str] = set()
         self._has_channels = asyncio.Event()
+        # redis-py's PubSub takes its connection on first use: two subscriptions at once
+        # would each take one, and only the last would ever be read.
+        self._lock = asyncio.Lock()
 
     async def on_startup(self) -> None:
         self._redis = Redis.from_url(self._url, health_check_interval=5, socket_keepalive=True)
@@ -61,21 +64,23 @@ class RedisPubSubBackend(ChannelsBackend):
 
     async def subscribe(self, channels: Iterable[str]) -> None:
         new = set(channels)
-        self._channels |= new
-        try:
-            await self._ps().subscribe(*new)
-        except REDIS_ERRORS as exc:
-            log.warning("redis subscribe failed (%s); will resubscribe on reconnect", exc)
-            self._pubsub = None
+        async with self._lock:
+            self._channels |= new
+            try:
+                await self._ps().subscribe(*new)
+            except REDIS_ERRORS as exc:
+                log.warning("redis subscribe failed (%s); will resubscribe on reconnect", exc)
+                self._pubsub = None
         self._has_channels.set()
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         gone = set(channels)
-        self._channels -= gone
-        try:
-            await self._ps().unsubscribe(*gone)
-        except REDIS_ERRORS as exc:
-            log.warning("redis unsubscribe failed (%s)", exc)
+        async with self._lock:
+            self._channels -= gone
+            try:
+                await self._ps().unsubscribe(*gone)
+            except REDIS_ERRORS as exc:
+                log.warning("redis unsubscribe failed (%s)", exc)
         if not self._channels:
             self._has_channels.clear()
 
@@ -99,7 +104,8 @@ class RedisPubSubBackend(ChannelsBackend):
                 log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-                await self._reconnect()
+                async with self._lock:
+                    await self._reconnect()
                 continue
             backoff = 0.1
             if message is None or message.get("type") != "message":

@@ -98,7 +98,10 @@ async def _send_board(
     box = listener.mailbox
     while True:
         try:
-            await asyncio.wait_for(box.ready.wait(), PING_SECONDS)
+            # asyncio.timeout, unlike wait_for, makes no task per message: thousands of
+            # boards each wake for every call.
+            async with asyncio.timeout(PING_SECONDS):
+                await box.ready.wait()
         except TimeoutError:
             await socket.send_data(ping(hub.seq))
             continue
@@ -118,7 +121,8 @@ async def _send_changes(
     kind = "snapshot"
     while True:
         try:
-            await asyncio.wait_for(listener.stale.wait(), PING_SECONDS)
+            async with asyncio.timeout(PING_SECONDS):
+                await listener.stale.wait()
         except TimeoutError:
             await socket.send_data(ping(hub.seq))
             continue
@@ -253,7 +257,8 @@ async def printer_feed(
         resend = True
         while True:
             try:
-                await asyncio.wait_for(listener.stale.wait(), PING_SECONDS)
+                async with asyncio.timeout(PING_SECONDS):
+                    await listener.stale.wait()
             except TimeoutError:
                 await socket.send_data(ping(hub.seq))
                 # Jobs sent into a connection that died unnoticed go out again.

@@ -137,3 +137,22 @@ async def test_two_relays_publish_each_event_once(pg_url: str) -> None:
         assert await bus.run(unpublished) == 0
     finally:
         await engine.dispose()
+
+
+@pytest.mark.redis
+async def test_redis_backend_reads_every_channel_subscribed_at_once(redis_url: str) -> None:
+    """Halls whose first boards connect at the same moment all get live events."""
+    from queue_server.realtime.channels import RedisPubSubBackend
+
+    plugin = ChannelsPlugin(backend=RedisPubSubBackend(redis_url), arbitrary_channels_allowed=True)
+    async with plugin:
+        names = [f"onedoor:test-concurrent:{i}" for i in range(6)]
+        subscribers = await asyncio.gather(*(plugin.subscribe(name) for name in names))
+        await asyncio.sleep(0.2)
+        for name in names:
+            await plugin.wait_published(name.encode(), name)
+        for name, subscriber in zip(names, subscribers, strict=True):
+            async with asyncio.timeout(3):
+                async for payload in subscriber.iter_events():
+                    assert payload == name.encode()
+                    break
