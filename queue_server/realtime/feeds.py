@@ -136,6 +136,24 @@ async def _send_changes(
         kind = "update"
 
 
+async def _follow_changes(
+    socket: WebSocket[Any, Any, Any],
+    hubs: Hubs,
+    hall_id: int,
+    cares: Callable[[str, Mapping[str, Any]], bool],
+    state: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    """Send ``state()`` now and again whenever an event the feed ``cares`` about happens."""
+    hub = await hubs.acquire(hall_id)
+    listener = ChangeListener(cares)
+    hub.attach(listener)
+    try:
+        await _run(socket, _send_changes(socket, hub, listener, state))
+    finally:
+        hub.detach(listener)
+        await hubs.release(hall_id)
+
+
 @websocket("/ws/halls/{hall_id:int}/board", opt=roles(*BOARD_ROLES))
 async def board_feed(
     socket: WebSocket[Any, Any, Any],
@@ -184,14 +202,7 @@ async def counter_feed(
             "alerts": await bus.run(printing.alerts, counter.hall_id),
         }
 
-    hub = await hubs.acquire(counter.hall_id)
-    listener = ChangeListener(cares)
-    hub.attach(listener)
-    try:
-        await _run(socket, _send_changes(socket, hub, listener, state))
-    finally:
-        hub.detach(listener)
-        await hubs.release(counter.hall_id)
+    await _follow_changes(socket, hubs, counter.hall_id, cares, state)
 
 
 @websocket("/ws/tickets/{token:str}", opt=PUBLIC)
@@ -224,14 +235,7 @@ async def ticket_feed(
         current.update(service_id=view.service.id, ticket_id=view.id)
         return {"ticket": with_follow_url(view, settings)}
 
-    hub = await hubs.acquire(first.hall_id)
-    listener = ChangeListener(cares)
-    hub.attach(listener)
-    try:
-        await _run(socket, _send_changes(socket, hub, listener, state))
-    finally:
-        hub.detach(listener)
-        await hubs.release(first.hall_id)
+    await _follow_changes(socket, hubs, first.hall_id, cares, state)
 
 
 @websocket("/ws/printers", opt=roles("printer"))
