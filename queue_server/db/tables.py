@@ -197,6 +197,8 @@ class IdempotencyKeyRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     created_at: Mapped[datetime]
+    # What the request asked for (hall/matter/priority/kind): a reused key must match it.
+    fingerprint: Mapped[str] = mapped_column(String(128), default="", server_default="")
 
 
 class PrintJobRow(Base):

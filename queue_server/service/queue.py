@@ -23,7 +23,7 @@ from queue_server.domain.policy import rank
 
 from . import commands as cmd
 from . import printing
-from .errors import Forbidden, NotFound, RetryTransaction
+from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .unit_of_work import UnitOfWork
 
 CLAIM_TRIES = 50
@@ -48,9 +48,17 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
     """Issue a ticket and return its id; the same idempotency key returns the same ticket."""
     now = uow.clock.now()
     scope = f"device:{c.actor.device_id}" if c.actor.device_id else f"user:{c.actor.user_id}"
+    # The key stands for this request: the same key with another hall, matter or priority
+    # is a client bug, not a double tap, and must not hand out someone else's ticket.
+    fingerprint = f"{c.hall_id}/{c.service_id}/{c.priority}/{c.kind}"
     if c.idempotency_key:
         existing = await uow.session.get(IdempotencyKeyRow, (scope, c.idempotency_key))
         if existing is not None:
+            if existing.fingerprint not in ("", fingerprint):
+                raise Conflict(
+                    "this Idempotency-Key was already used for a different request; "
+                    "send a new key for each new ticket"
+                )
             return existing.ticket_id
     hall = await _hall(uow, c.hall_id)
     service_row = await uow.repo.service_row(c.service_id)
@@ -84,7 +92,11 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
     if c.idempotency_key:
         uow.session.add(
             IdempotencyKeyRow(
-                scope=scope, key=c.idempotency_key, ticket_id=ticket.ref, created_at=now
+                scope=scope,
+                key=c.idempotency_key,
+                ticket_id=ticket.ref,
+                created_at=now,
+                fingerprint=fingerprint,
             )
         )
         try:

@@ -258,6 +258,10 @@ async def test_double_tap_yields_one_ticket(client: AsyncTestClient[Any], bus: B
     assert first.json()["number"] == "A001"
     third = await client.post(url, json={"service_id": hall.services["A"]}, headers=hall.kiosk)
     assert third.json()["number"] == "A002"
+    # The same key for a different request is refused, not answered with A001.
+    misuse = await client.post(url, json={"service_id": hall.services["B"]}, headers=headers)
+    assert misuse.status_code == 409
+    assert "already used for a different request" in misuse.json()["detail"]
 
 
 async def test_follow_link(client: AsyncTestClient[Any], bus: Bus) -> None:
