@@ -11,11 +11,6 @@ VOICES = {"zh": "cmn", "en": "en"}
 TIMEOUT_S = 10.0
 
 
-def available() -> bool:
-    """Whether espeak-ng is installed (Debian package ``espeak-ng``)."""
-    return shutil.which("espeak-ng") is not None
-
-
 class SpeechUnavailable(Exception):
     """No espeak-ng here, or it failed: the board falls back to the browser's voice."""
 

@@ -91,7 +91,6 @@ class Agent:
         self.printed = PrintedLog(state_dir / "printed-jobs.json")
         self.say = say
         self.last_status: PrinterStatus | None = None
-        self.jobs_printed = 0
         # One conversation with the printer at a time: many accept a single connection,
         # and a status query in the middle of a job would garble it.
         self._printer = asyncio.Lock()
@@ -144,7 +143,6 @@ class Agent:
             self.say(f"job {job_id}: {detail}")
             await self._ack(ws, job_id, "failed", detail)
             return
-        self.jobs_printed += 1
         self.say(f"job {job_id}: printed {ticket.number}")
         unsure = None if status.online == "online" else "printer did not answer status queries"
         await self._ack(ws, job_id, "printed", unsure)

@@ -6,7 +6,6 @@ from typing import Any
 
 from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody
 
 from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
@@ -155,8 +154,6 @@ class HallAdminController(Controller):
         principal: NamedDependency[Principal],
     ) -> NewUser:
         """Add a clerk (managers and admins) or a manager (admins only)."""
-        if Role(data.role) == Role.MANAGER and principal.role != Role.ADMIN:
-            raise PermissionDeniedException("only an admin may add a manager")
         return await bus.run(
             accounts.create_user,
             data.username,
@@ -164,6 +161,7 @@ class HallAdminController(Controller):
             Role(data.role),
             hall_id,
             data.display_name,
+            by_role=principal.role,
         )
 
     @patch("/{hall_id:int}/staff/{user_id:int}")

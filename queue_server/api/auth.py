@@ -16,8 +16,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from queue_server.db.tables import CounterRow
-from queue_server.service import accounts
+from queue_server.service import accounts, hall_config
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 
@@ -89,18 +88,6 @@ def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         )
 
 
-async def _counter_hall(
-    connection: ASGIConnection[Any, Any, Any, Any], counter_id: int
-) -> int | None:
-    bus: Bus = connection.app.state.bus
-
-    async def hall_of(uow: Any) -> int | None:
-        row = await uow.session.get(CounterRow, counter_id)
-        return row.hall_id if row else None
-
-    return await bus.run(hall_of)
-
-
 OPENAPI_PATH = "/schema"
 
 
@@ -135,6 +122,7 @@ async def authorize(
     params = connection.path_params
     hall_id = params.get("hall_id")
     if hall_id is None and "counter_id" in params:
-        hall_id = await _counter_hall(connection, int(params["counter_id"]))
+        bus: Bus = connection.app.state.bus
+        hall_id = await bus.run(hall_config.counter_hall_id, int(params["counter_id"]))
     if hall_id is not None and not principal.may_access_hall(int(hall_id)):
         raise PermissionDeniedException(f"you have no access to hall {hall_id}")

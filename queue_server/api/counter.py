@@ -63,9 +63,6 @@ class CounterController(Controller):
     async def _view(self, bus: Bus, settings: Settings, ticket_id: int) -> TicketView:
         return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
 
-    async def _console(self, bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
-        return await console(bus, settings, counter_id)
-
     @get("/")
     async def get_console(
         self,
@@ -74,7 +71,7 @@ class CounterController(Controller):
         settings: NamedDependency[Settings],
     ) -> CounterConsole:
         """The counter, its profile and its current ticket."""
-        return await self._console(bus, settings, counter_id)
+        return await console(bus, settings, counter_id)
 
     @get("/waiting")
     async def waiting(
@@ -93,7 +90,7 @@ class CounterController(Controller):
     ) -> CounterConsole:
         """Sign in at this counter and open it for calls (signing out of any other)."""
         await bus.execute(cmd.OpenCounter(counter_id, _clerk(principal)))
-        return await self._console(bus, settings, counter_id)
+        return await console(bus, settings, counter_id)
 
     @post("/pause", status_code=200)
     async def pause(
@@ -104,7 +101,7 @@ class CounterController(Controller):
         settings: NamedDependency[Settings],
     ) -> CounterConsole:
         await bus.execute(cmd.PauseCounter(counter_id, _clerk(principal)))
-        return await self._console(bus, settings, counter_id)
+        return await console(bus, settings, counter_id)
 
     @post("/close", status_code=200)
     async def close(
@@ -116,7 +113,7 @@ class CounterController(Controller):
     ) -> CounterConsole:
         """Close the counter and sign out; it must have no current ticket."""
         await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
-        return await self._console(bus, settings, counter_id)
+        return await console(bus, settings, counter_id)
 
     async def _call(self, bus: Bus, settings: Settings, command: object) -> CallOut:
         result: CallResult = await bus.execute(command)

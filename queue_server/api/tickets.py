@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Annotated
 
@@ -21,21 +20,6 @@ from queue_server.settings import Settings
 
 from .auth import HALL_VIEWERS, ISSUERS, STAFF, roles
 from .schemas import IssueIn, ReprintIn
-
-
-async def wait_for_print(bus: Bus, job_id: int, seconds: float) -> PrintState:
-    """The job's state once printed or failed, or after ``seconds`` (pending or sent);
-    at once when no agent is there to print it."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        state = await bus.run(printing.outcome, job_id)
-        if (
-            state.state in ("printed", "failed")
-            or state.detail is not None
-            or asyncio.get_running_loop().time() >= deadline
-        ):
-            return state
-        await asyncio.sleep(0.05)
 
 
 def with_follow_url(view: TicketView, settings: NamedDependency[Settings]) -> TicketView:
@@ -84,7 +68,7 @@ class TicketController(Controller):
         view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
         job = await bus.run(printing.job_for_ticket, ticket_id)
         printed = (
-            await wait_for_print(bus, job, settings.print_wait_seconds)
+            await printing.wait_for_print(bus, job, settings.print_wait_seconds)
             if job is not None
             else PrintState("no_printer")
         )
@@ -107,7 +91,7 @@ class TicketController(Controller):
             data.printer_id if data else None,
             settings.effective_public_base_url,
         )
-        return await wait_for_print(bus, job_id, settings.print_wait_seconds)
+        return await printing.wait_for_print(bus, job_id, settings.print_wait_seconds)
 
     @get("/alerts", opt=roles(*HALL_VIEWERS))
     async def alerts(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> list[Alert]:

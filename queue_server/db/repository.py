@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queue_server.domain import events as ev
+from queue_server.domain.estimate import RECENT_SAMPLES
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import (
     ACTIVE_STATES,
@@ -36,8 +37,6 @@ from .tables import (
     TicketRow,
     VisitRow,
 )
-
-RECENT_DURATIONS = 20
 
 
 def hall_from_row(row: HallRow) -> Hall:
@@ -291,7 +290,7 @@ class Repository:
                 TicketRow.started_at.is_not(None),
             )
             .order_by(TicketRow.finished_at.desc())
-            .limit(RECENT_DURATIONS)
+            .limit(RECENT_SAMPLES)
         )
         return [finished - started for started, finished in rows if finished and started]
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from queue_server.db.tables import DeviceRow, HallRow, UserRow
 
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
 MIN_PASSWORD_LENGTH = 10
@@ -119,8 +119,14 @@ async def create_user(
     role: Role,
     hall_id: int | None,
     display_name: str = "",
+    by_role: str = Role.ADMIN,
 ) -> NewUser:
-    """Create a staff account; admins have no hall, managers and clerks exactly one."""
+    """Create a staff account; admins have no hall, managers and clerks exactly one.
+
+    ``by_role`` is who asks: only an admin may add a manager (or an admin).
+    """
+    if role != Role.CLERK and by_role != Role.ADMIN:
+        raise Forbidden(f"only an admin may add a {role}")
     if role == Role.ADMIN and hall_id is not None:
         raise Invalid("hall_id", "an admin serves all halls; leave it out")
     if role != Role.ADMIN:

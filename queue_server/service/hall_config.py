@@ -308,6 +308,11 @@ async def list_counters(uow: UnitOfWork, hall_id: int) -> list[CounterOut]:
     return [await _counter_out(uow, r) for r in rows]
 
 
+async def counter_hall_id(uow: UnitOfWork, counter_id: int) -> int | None:
+    """The hall a counter belongs to (None for an unknown counter: the route will 404)."""
+    return await uow.session.scalar(select(CounterRow.hall_id).where(CounterRow.id == counter_id))
+
+
 async def get_counter(uow: UnitOfWork, counter_id: int) -> CounterOut:
     row = await uow.session.get(CounterRow, counter_id)
     if row is None:

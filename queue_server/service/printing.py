@@ -6,8 +6,10 @@ kiosk shows the number and QR on screen instead. Staff can reprint (a new job).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -17,6 +19,9 @@ from queue_server.domain import events as ev
 
 from .errors import Invalid, NotFound
 from .unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # the bus imports the handlers, which import this module
+    from .bus import Bus
 from .views import PrintState, TicketView, ticket_view
 
 PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
@@ -136,6 +141,21 @@ async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
         if problem in ("print agent offline", "print agent not reporting", "printer removed"):
             detail = problem
     return PrintState(job.state, job.id, detail)
+
+
+async def wait_for_print(bus: Bus, job_id: int, seconds: float) -> PrintState:
+    """The job's state once printed or failed, or after ``seconds`` (pending or sent);
+    at once when no agent is there to print it."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        state = await bus.run(outcome, job_id)
+        if (
+            state.state in (PRINTED, FAILED)
+            or state.detail is not None
+            or asyncio.get_running_loop().time() >= deadline
+        ):
+            return state
+        await asyncio.sleep(0.05)
 
 
 async def jobs_to_send(

@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import CounterRow, HallRow, ServiceRow, TicketRow, VisitRow
 from queue_server.domain.estimate import estimate_wait, people_ahead
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import ACTIVE_STATES, TicketState
+from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, TicketState
 
 from .errors import NotFound
+from .hall_config import ServiceOut, list_services
 from .unit_of_work import UnitOfWork
 
 RECENT_CALLS = 10
@@ -260,3 +261,41 @@ async def hall_snapshot(uow: UnitOfWork, hall_id: int) -> HallSnapshot:
         recent_calls=recent,
         notice=hall_row.notice,
     )
+
+
+@dataclass(frozen=True)
+class PublicHall:
+    id: int
+    name_zh: str
+    name_en: str
+    timezone: str
+    open_now: bool
+    next_opening: datetime | None
+    priority_classes: list[str]
+    services: list[ServiceOut]
+
+
+async def public_hall(uow: UnitOfWork, hall_id: int) -> PublicHall:
+    """What a kiosk or a phone shows of a hall: names, open now, priorities, active matters."""
+    row = await uow.session.get(HallRow, hall_id)
+    if row is None:
+        raise NotFound(f"no hall with id {hall_id}")
+    hall = hall_from_row(row)
+    local = uow.clock.now().astimezone(hall.tz)
+    open_now = hall.opening_hours.is_open(local)
+    return PublicHall(
+        id=hall.id,
+        name_zh=hall.name_zh,
+        name_en=hall.name_en,
+        timezone=hall.timezone,
+        open_now=open_now,
+        next_opening=None if open_now else hall.opening_hours.next_opening(local),
+        priority_classes=[NO_PRIORITY, *sorted(hall.priority_boosts)],
+        services=await list_services(uow, hall_id, active_only=True),
+    )
+
+
+async def database_ok(uow: UnitOfWork) -> bool:
+    """True when the database answers (for the health check)."""
+    await uow.session.execute(text("SELECT 1"))
+    return True
