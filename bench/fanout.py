@@ -62,7 +62,6 @@ import multiprocessing
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,6 +86,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from . import procs
+from .server import ADMIN_PASSWORD, ADMIN_USERNAME, ServerError, create_admin, free_port
 from .stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,8 +98,6 @@ DATABASE_DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ONEDOOR = [sys.executable, "-m", "queue_server.cli"]
 UVICORN = [sys.executable, "-m", "uvicorn", "--factory", "queue_server.asgi:create_from_env"]
-ADMIN_USERNAME = "admin"
-ADMIN_PASSWORD = "fanout-admin-password"
 CLERK_PASSWORD = "fanout-clerk-password"
 ALL_DAY = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 HTTP_TIMEOUT = httpx.Timeout(30.0)
@@ -272,23 +270,6 @@ def server_env(config: Config, var_dir: Path) -> dict[str, str]:
     if config.processes > 1:
         env["ONEDOOR_REDIS_URL"] = REDIS_URL
     return env
-
-
-def create_admin(env: dict[str, str]) -> None:
-    """Migrate the fresh database and create the admin (``onedoor create-admin``)."""
-    command = [*ONEDOOR, "create-admin", "--username", ADMIN_USERNAME, "--password"]
-    done = subprocess.run(
-        [*command, ADMIN_PASSWORD], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(f"onedoor create-admin failed ({done.returncode}): {done.stderr[-800:]}")
-
-
-def free_port() -> int:
-    """A TCP port on localhost that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -1170,7 +1151,7 @@ def run_config(config: Config, sizes: Sizes, cpus: CpuPlan, log_dir: Path) -> Re
                 log_path = log_dir / f"fanout-{config.name}-{index}.server.log"
                 servers.append(start_server(config, env, log_path, cpus.server))
             asyncio.run(measure(result, servers, boards, sizes))
-        except (BenchError, OSError, httpx.HTTPError, asyncpg.PostgresError) as exc:
+        except (BenchError, ServerError, OSError, httpx.HTTPError, asyncpg.PostgresError) as exc:
             result.error = str(exc) or repr(exc)
         except Exception:
             result.error = traceback.format_exc()

@@ -152,3 +152,21 @@ async def build_hall(
     return DemoSetup(
         hall_id, services, counter_ids, tokens["kiosk"], tokens["board"], admin, staff[0], staff[1:]
     )
+
+
+async def hall_with_matter(bus: Bus) -> tuple[int, int]:
+    """A hall open all day with one matter (A, social insurance), made through the service
+    layer: the ids of both."""
+    from queue_server.service import hall_config
+
+    hall = await bus.run(
+        hall_config.create_hall,
+        {"name_zh": "大厅", "name_en": "Hall", "timezone": "Asia/Shanghai",
+         "opening_hours": ALL_DAY, "priority_boosts": {}},
+    )  # fmt: skip
+    matter = await bus.run(
+        hall_config.create_service,
+        hall.id,
+        {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
+    )
+    return hall.id, matter.id

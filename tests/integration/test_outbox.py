@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 from queue_server.db.tables import HallEventRow
 from queue_server.domain.events import HallNoticeChanged
 from queue_server.realtime.relay import Relay
-from queue_server.service import commands, hall_config
+from queue_server.service import commands
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
-from tests.support import ALL_DAY
+from tests.support import hall_with_matter
 
 
 @pytest.fixture
@@ -26,20 +26,6 @@ async def channels() -> AsyncIterator[ChannelsPlugin]:
     plugin = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
     async with plugin:
         yield plugin
-
-
-async def hall_with_matter(bus: Bus) -> tuple[int, int]:
-    hall = await bus.run(
-        hall_config.create_hall,
-        {"name_zh": "大厅", "name_en": "Hall", "timezone": "Asia/Shanghai",
-         "opening_hours": ALL_DAY, "priority_boosts": {}},
-    )  # fmt: skip
-    matter = await bus.run(
-        hall_config.create_service,
-        hall.id,
-        {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
-    )
-    return hall.id, matter.id
 
 
 async def received(subscriber: Any, count: int) -> list[dict[str, Any]]:

@@ -7,27 +7,19 @@ from typing import Any
 
 from queue_server.clock import FixedClock
 from queue_server.db.tables import DeviceRow
-from queue_server.service import accounts, commands, hall_config, printing
+from queue_server.service import accounts, commands, printing
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
-from tests.support import ALL_DAY
+from tests.support import hall_with_matter
 
 
 async def kiosk_with_printer(bus: Bus) -> tuple[int, int, int, int]:
-    hall = await bus.run(
-        hall_config.create_hall,
-        {"name_zh": "大厅", "name_en": "Hall", "timezone": "Asia/Shanghai",
-         "opening_hours": ALL_DAY, "priority_boosts": {}},
-    )  # fmt: skip
-    matter = await bus.run(
-        hall_config.create_service, hall.id,
-        {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
-    )  # fmt: skip
-    kiosk = await bus.run(accounts.create_device, hall.id, accounts.DeviceKind.KIOSK, "k")
+    hall_id, matter_id = await hall_with_matter(bus)
+    kiosk = await bus.run(accounts.create_device, hall_id, accounts.DeviceKind.KIOSK, "k")
     printer = await bus.run(
-        accounts.create_device, hall.id, accounts.DeviceKind.PRINTER, "p", kiosk.id
+        accounts.create_device, hall_id, accounts.DeviceKind.PRINTER, "p", kiosk.id
     )
-    return hall.id, matter.id, kiosk.id, printer.id
+    return hall_id, matter_id, kiosk.id, printer.id
 
 
 async def test_jobs_not_printed_within_ten_minutes_are_dropped(bus: Bus, clock: FixedClock) -> None:
