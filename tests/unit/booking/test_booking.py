@@ -152,6 +152,15 @@ def test_other_peoples_bookings_do_not_count() -> None:
     assert book(id_tail="002X", existing=[someone_else]).state == BookingState.BOOKED
 
 
+def test_a_shared_id_tail_under_another_name_is_someone_else() -> None:
+    # Four characters are shared by one person in ten thousand: a stranger with the same
+    # tail on another phone must not use up this visitor's limit.
+    stranger = book(slot(local(4, 9)), phone="13900139000", id_tail="002X")
+    stranger.name = "李四"
+
+    assert book(id_tail="002X", existing=[stranger]).state == BookingState.BOOKED
+
+
 def test_another_matter_or_a_cancelled_or_used_booking_is_not_active() -> None:
     other_matter = book(service_id=RESIDENCE, code="OTHR2345")
     cancelled = book(slot(local(4, 9)), code="GONE2345")
@@ -187,6 +196,7 @@ def test_the_day_of_the_limit_is_the_halls_date() -> None:
             [held],
             phone=PHONE,
             id_tail=None,
+            name="王小明",
             service_id=RESIDENCE,
             slot=TUESDAY_10,
             rules=rules,
