@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -22,6 +23,12 @@ from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
 from queue_server.api.auth import authorize
 from queue_server.api.auth_routes import AuthController
+from queue_server.api.bookings import (
+    BookingLinkController,
+    BookingSettingsController,
+    HallBookingController,
+    PublicBookingController,
+)
 from queue_server.api.counter import CounterController
 from queue_server.api.deps import (
     provide_bus,
@@ -38,6 +45,7 @@ from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
 from queue_server.realtime.feeds import FEEDS
 from queue_server.realtime.plugin import Realtime
+from queue_server.scheduler import SchedulerPlugin
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
 
@@ -85,6 +93,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ],
     )
     realtime = Realtime(settings)
+    booking_limit = []
+    if settings.booking_rate_limit:
+        # Per client address and process (behind several workers, each counts its own).
+        limit = RateLimitConfig(rate_limit=("minute", settings.booking_rate_limit))
+        booking_limit.append(limit.middleware)
+    public_booking = Router(
+        path="/", route_handlers=[PublicBookingController], middleware=booking_limit
+    )
     app = Litestar(
         route_handlers=[
             *FEEDS,
@@ -93,6 +109,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             TicketController,
             CounterController,
             PublicController,
+            public_booking,
+            BookingLinkController,
+            HallBookingController,
+            BookingSettingsController,
             BoardPage,
             create_static_files_router(
                 path="/static/display",
@@ -114,7 +134,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "speech_cache": Provide(provide_speech_cache, sync_to_thread=False),
         },
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
-        plugins=[realtime.channels, realtime],
+        plugins=[realtime.channels, realtime, SchedulerPlugin(settings)],
         guards=[authorize],
         middleware=[sessions.middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -56,6 +56,23 @@ class Settings:
     print_wait_seconds: float = 3.0
     """How long a kiosk's request waits to hear whether its ticket printed
     (ONEDOOR_PRINT_WAIT_SECONDS); after that the kiosk shows the ticket on screen."""
+    scheduler: bool = True
+    """Run the scheduled jobs (booking release, no-show sweep, reminders, day close) in
+    this deployment (ONEDOOR_SCHEDULER). With several processes exactly one leads."""
+    leader_poll_seconds: float = 5.0
+    """How often a process checks it still leads, or tries to take over from a leader that
+    died (ONEDOOR_LEADER_POLL_SECONDS)."""
+    sweep_seconds: float = 60.0
+    """How often no-shows are swept and reminders sent (ONEDOOR_SWEEP_SECONDS)."""
+    notify: str = "log"
+    """How reminders reach visitors (ONEDOOR_NOTIFY): ``log``, or ``webhook`` (POST JSON to
+    ONEDOOR_NOTIFY_WEBHOOK_URL). An SMS gateway is a subclass of
+    ``booking.notify.SmsNotifier``."""
+    notify_webhook_url: str = ""
+    """Where the webhook notifier posts reminders (ONEDOOR_NOTIFY_WEBHOOK_URL)."""
+    booking_rate_limit: int = 30
+    """Requests per minute one client address may make to the public booking endpoints
+    (ONEDOOR_BOOKING_RATE_LIMIT); 0 turns the limit off."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unrecognised TOML tables, kept for later features."""
 
@@ -161,6 +178,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             f"ONEDOOR_DEFAULT_TIMEZONE={settings.default_timezone!r} is not a known timezone; "
             "use an IANA name such as Asia/Shanghai"
         ) from None
+    if settings.notify not in ("log", "webhook"):
+        raise SettingsError(f"ONEDOOR_NOTIFY={settings.notify!r}: use log or webhook")
+    if settings.notify == "webhook" and not settings.notify_webhook_url:
+        raise SettingsError("ONEDOOR_NOTIFY=webhook needs ONEDOOR_NOTIFY_WEBHOOK_URL")
+    if settings.booking_rate_limit < 0:
+        raise SettingsError("ONEDOOR_BOOKING_RATE_LIMIT must be 0 (off) or more")
     if settings.workers > 1 and settings.effective_database_url.startswith("sqlite"):
         raise SettingsError(
             "ONEDOOR_WORKERS > 1 needs a shared database: set ONEDOOR_DATABASE_URL to PostgreSQL"

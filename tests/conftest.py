@@ -82,8 +82,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TABLES = (
-    "hall_events, idempotency_keys, tickets, visits, number_sequences, counter_services, "
-    "counters, devices, users, services, halls"
+    "hall_events, idempotency_keys, bookings, booking_holders, slots, print_jobs, tickets, "
+    "visits, number_sequences, counter_services, counters, devices, users, services, halls, "
+    "scheduler_leader"
 )
 
 
@@ -151,6 +152,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         public_base_url="https://hall.example.org",
         db_pool_size=25,
+        # Tests run the jobs themselves, at the moments they choose.
+        scheduler=False,
     )
 
 

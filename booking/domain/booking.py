@@ -61,7 +61,8 @@ class Booking:
     service_id: int
     slot_start: datetime
     name: str
-    phone: str
+    phone: str | None
+    """None for a booking staff made for a visitor without a phone."""
     code: str
     timezone: str
     """The hall's, for telling the visitor times on its clock."""
@@ -234,7 +235,7 @@ def check_capacity(slot: Slot, taken: int, tz: ZoneInfo) -> None:
 def check_limits(
     existing: Iterable[Booking],
     *,
-    phone: str,
+    phone: str | None,
     id_tail: str | None,
     name: str,
     service_id: int,
@@ -257,11 +258,14 @@ def check_limits(
         b
         for b in existing
         if b.code != ignore_code
-        and (b.phone == phone or (id_tail is not None and (b.id_tail, b.name) == (id_tail, name)))
+        and (
+            (phone is not None and b.phone == phone)
+            or (id_tail is not None and (b.id_tail, b.name) == (id_tail, name))
+        )
     ]
 
     def whose(bookings: list[Booking]) -> str:
-        if any(b.phone == phone for b in bookings):
+        if phone is not None and any(b.phone == phone for b in bookings):
             return "this phone number"
         return "this ID"
 
@@ -291,7 +295,7 @@ def make_booking(
     service_id: int,
     slot: Slot,
     name: str,
-    phone: str,
+    phone: str | None,
     id_tail: str | None,
     code: str,
     now: datetime,
@@ -305,8 +309,10 @@ def make_booking(
     Checks, in this order: the contact details (normalised), the booking window, a free
     place (``taken`` are booked already), and the per-person limits against ``existing``
     (the hall's bookings of this phone number or ID tail). Each refusal says what to change.
+    ``phone`` None is for staff booking on behalf of a visitor without a phone (the online
+    channel always asks for one).
     """
-    clean_phone = normalise_phone(phone)
+    clean_phone = normalise_phone(phone) if phone is not None else None
     clean_tail = normalise_id_tail(id_tail) if id_tail else None
     clean_name = normalise_name(name)
     check_bookable(slot, now, tz, rules)

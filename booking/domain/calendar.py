@@ -16,9 +16,10 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from queue_server.domain.hours import WEEKDAYS, OpeningHours, Period
+from queue_server.domain.hours import WEEKDAYS, OpeningHours, Period, parse_clock
 
 from .rules import BookingRules
 
@@ -100,6 +101,44 @@ class HallCalendar:
         for day, periods in self.special_days.items():
             _check_periods(f"special day {day.isoformat()}", periods)
 
+    @classmethod
+    def from_json(cls, hours: OpeningHours, data: Mapping[str, Any]) -> HallCalendar:
+        """The calendar from the hall's hours and its stored booking calendar::
+
+            {"breaks": [["12:00", "13:30"]], "holidays": ["2026-10-01"],
+             "special_days": {"2026-09-27": [["09:00", "17:00"]]}}
+
+        Raises ValueError naming what is wrong.
+        """
+        unknown = sorted(set(data) - {"breaks", "holidays", "special_days"})
+        if unknown:
+            raise ValueError(
+                f"unknown calendar entry {unknown[0]!r}; use breaks, holidays, special_days"
+            )
+        breaks = _check_periods("breaks", _periods("breaks", data.get("breaks", [])))
+        holidays = frozenset(_date(text, "holidays") for text in data.get("holidays", []))
+        special = data.get("special_days", {})
+        if not isinstance(special, Mapping):
+            raise ValueError('special_days: give {"2026-09-27": [["09:00", "17:00"]], ...}')
+        special_days = {
+            _date(day, "special_days"): _periods(f"special day {day}", periods)
+            for day, periods in special.items()
+        }
+        return cls(hours, breaks, holidays, special_days)
+
+    def to_json(self) -> dict[str, Any]:
+        def spans(periods: Iterable[Period]) -> list[list[str]]:
+            return [[_clock_text(p.start), _clock_text(p.end)] for p in periods]
+
+        return {
+            "breaks": spans(self.breaks),
+            "holidays": sorted(day.isoformat() for day in self.holidays),
+            "special_days": {
+                day.isoformat(): spans(periods)
+                for day, periods in sorted(self.special_days.items())
+            },
+        }
+
     def open_spans(self, day: date) -> list[tuple[timedelta, timedelta]]:
         """The day's bookable stretches as offsets from its local midnight, in order."""
         if day in self.holidays:
@@ -140,6 +179,28 @@ class HallCalendar:
         """The slot beginning at ``start`` (any aware datetime), or None if there is none."""
         day = start.astimezone(tz).date()
         return next((s for s in self.slots(day, rules, tz, counters) if s.start == start), None)
+
+
+def _clock_text(moment: time) -> str:
+    return "24:00" if moment == time.max else moment.strftime("%H:%M")
+
+
+def _periods(what: str, data: Any) -> tuple[Period, ...]:
+    if not isinstance(data, list | tuple):
+        raise ValueError(f'{what}: give a list of [start, end] periods, e.g. [["12:00", "13:30"]]')
+    found = []
+    for period in data:
+        if not isinstance(period, list | tuple) or len(period) != 2:
+            raise ValueError(f"{what}: each period is [start, end], got {period!r}")
+        found.append(Period(parse_clock(period[0]), parse_clock(period[1])))
+    return tuple(found)
+
+
+def _date(text: Any, what: str) -> date:
+    try:
+        return date.fromisoformat(str(text))
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a date; write it as YYYY-MM-DD") from None
 
 
 def _start(period: Period) -> time:

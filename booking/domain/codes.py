@@ -18,3 +18,17 @@ def new_code(randbelow: Callable[[int], int]) -> str:
     bookings is the store's to enforce (draw again on a clash).
     """
     return "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(CODE_LENGTH))
+
+
+def normalise_code(text: str) -> str | None:
+    """The booking code in what a visitor typed or a scanner read, or None if there is none.
+
+    A QR scanner types the whole link (``https://…/b/ABCD2345``); people type lower case,
+    spaces and dashes. Returns the upper-cased code when it has ``CODE_LENGTH`` symbols of
+    ``ALPHABET``; 0, O, 1 and I are not in it, so a code with them is refused, not guessed.
+    """
+    tail = text.strip().rstrip("/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in tail.upper() if ch not in " -")
+    if len(cleaned) != CODE_LENGTH or any(ch not in ALPHABET for ch in cleaned):
+        return None
+    return cleaned

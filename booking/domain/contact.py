@@ -57,3 +57,8 @@ def normalise_name(text: str) -> str:
     if len(name) > NAME_MAX:
         raise InvalidContact(f"the name has {len(name)} characters; shorten it to {NAME_MAX}")
     return name
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """The number as a shared screen may show it: ``138****8000``."""
+    return f"{phone[:3]}****{phone[-4:]}" if phone else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from queue_server.domain.events import Event
 
@@ -17,6 +18,13 @@ class BookingEvent(Event):
     code: str
     service_id: int
     slot_start: datetime
+
+    def payload(self) -> dict[str, Any]:
+        """As the base's, without the code: a kiosk checks a visitor in by code alone, so
+        the code must not travel on the hall's channel to boards and followers."""
+        data = super().payload()
+        del data["code"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -47,3 +55,13 @@ class BookingCheckedIn(BookingEvent):
 @dataclass(frozen=True)
 class BookingMarkedNoShow(BookingEvent):
     pass
+
+
+@dataclass(frozen=True)
+class BookingDayReleased(Event):
+    """A new day's slots of a matter opened for booking."""
+
+    service_id: int
+    day: str
+    slots: int
+    places: int

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import time, timedelta
 from enum import StrEnum
 from fractions import Fraction
+from typing import Any
+
+DURATIONS = ("cancel_cutoff", "reschedule_cutoff", "checkin_early", "checkin_late", "remind_before")
 
 
 class LatePolicy(StrEnum):
@@ -60,6 +64,8 @@ class BookingRules:
     """Bookings not yet used or cancelled that one phone number or ID may hold for the matter."""
     max_per_day: int = 3
     """Bookings (of any matter of the hall, cancelled ones aside) per phone or ID per day."""
+    remind_before: timedelta = timedelta(hours=2)
+    """A reminder goes out this long before the slot (0: none)."""
 
     def __post_init__(self) -> None:
         if not 5 <= self.slot_minutes <= 24 * 60:
@@ -74,7 +80,7 @@ class BookingRules:
             )
         if self.window_days < 0:
             raise ValueError(f"booking window {self.window_days} days: give 0 or more days")
-        for name in ("cancel_cutoff", "reschedule_cutoff", "checkin_early", "checkin_late"):
+        for name in DURATIONS:
             if getattr(self, name) < timedelta(0):
                 raise ValueError(f"{name.replace('_', ' ')} is negative; give 0 or more")
         if self.max_active_per_matter < 1 or self.max_per_day < 1:
@@ -101,3 +107,64 @@ class BookingRules:
         """
         share = Fraction(repr(float(self.walk_in_share)))
         return max(0, math.floor(max(0, raw) * (1 - share)))
+
+
+def rules_to_json(rules: BookingRules) -> dict[str, Any]:
+    """The stored form: durations as ``<name>_minutes``, the release time as ``HH:MM``."""
+    data: dict[str, Any] = {}
+    for name, value in asdict(rules).items():
+        if name in DURATIONS:
+            data[f"{name}_minutes"] = int(value.total_seconds() // 60)
+        elif name == "release_time":
+            data[name] = value.strftime("%H:%M")
+        else:
+            data[name] = str(value) if name == "late_policy" else value
+    return data
+
+
+def rules_from_json(data: Mapping[str, Any]) -> BookingRules:
+    """Rules from their stored (or a manager's) JSON; missing keys take the defaults.
+
+    Raises ValueError naming the setting and what to give instead.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError('booking rules are an object, e.g. {"slot_minutes": 30}')
+    known = {f.name for f in fields(BookingRules)} - set(DURATIONS)
+    known |= {f"{name}_minutes" for name in DURATIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown booking setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key.endswith("_minutes") and key[: -len("_minutes")] in DURATIONS:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key} must be a whole number of minutes")
+            values[key[: -len("_minutes")]] = timedelta(minutes=value)
+        elif key == "release_time":
+            values[key] = _clock(value)
+        elif key == "late_policy":
+            if value not in {p.value for p in LatePolicy}:
+                choices = " or ".join(policy.value for policy in LatePolicy)
+                raise ValueError(f"late_policy {value!r}: use {choices}")
+            values[key] = LatePolicy(value)
+        elif key == "walk_in_share":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError("walk_in_share must be a number from 0 to 1, e.g. 0.3")
+            values[key] = float(value)
+        elif key == "capacity" and value is None:
+            values[key] = None
+        else:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key} must be a whole number")
+            values[key] = value
+    return BookingRules(**values)
+
+
+def _clock(value: Any) -> time:
+    try:
+        hour, minute = str(value).split(":")
+        return time(int(hour), int(minute))
+    except ValueError:
+        raise ValueError(f"release_time {value!r}: write it as HH:MM, e.g. 08:00") from None

@@ -12,12 +12,14 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import IntegrityError
 
+from booking.domain.errors import InvalidContact
 from queue_server.domain.errors import DomainError, UnknownPriority
 from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound, RetryTransaction
 from queue_server.service.unit_of_work import is_transient
@@ -36,6 +38,8 @@ def _answer(status: int, detail: str, **extra: object) -> Response[dict[str, obj
 def on_domain_error(_: AnyRequest, exc: DomainError) -> Response[dict[str, object]]:
     if isinstance(exc, UnknownPriority):
         return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority")
+    if isinstance(exc, InvalidContact):
+        return _answer(HTTP_400_BAD_REQUEST, str(exc))
     return _answer(HTTP_409_CONFLICT, str(exc))
 
 
@@ -52,7 +56,7 @@ def on_forbidden(_: AnyRequest, exc: Forbidden) -> Response[dict[str, object]]:
 
 
 def on_conflict(_: AnyRequest, exc: Conflict) -> Response[dict[str, object]]:
-    return _answer(HTTP_409_CONFLICT, str(exc))
+    return _answer(HTTP_409_CONFLICT, str(exc), **exc.extra)
 
 
 def on_integrity(request: AnyRequest, exc: IntegrityError) -> Response[dict[str, object]]:
@@ -81,7 +85,18 @@ def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, obj
     return _answer(HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it has been logged")
 
 
+def on_too_many(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
+    answer = _answer(
+        HTTP_429_TOO_MANY_REQUESTS,
+        "too many booking requests from this address; wait a minute and try again",
+    )
+    if isinstance(exc, HTTPException) and exc.headers:
+        answer.headers.update(exc.headers)
+    return answer
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTP_429_TOO_MANY_REQUESTS: on_too_many,
     DomainError: on_domain_error,
     Invalid: on_invalid,
     NotFound: on_not_found,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -121,3 +122,57 @@ class NoticeIn(Struct, forbid_unknown_fields=True):
 
 class ReprintIn(Struct, forbid_unknown_fields=True):
     printer_id: Id | None = None
+
+
+Moment = Annotated[datetime, Meta(tz=True, description="ISO 8601 with its offset")]
+Phone = Annotated[str, Meta(min_length=1, max_length=32, description="mainland mobile number")]
+IdTail = Annotated[str, Meta(min_length=1, max_length=32, description="last 4 of the ID")]
+VisitorName = Annotated[str, Meta(min_length=1, max_length=100)]
+Priority = Annotated[str, Meta(min_length=1, max_length=32)]
+
+
+class BookIn(Struct, forbid_unknown_fields=True):
+    service_id: Id
+    slot_start: Moment
+    name: VisitorName
+    phone: Phone
+    id_tail: IdTail | None = None
+
+
+class StaffBookIn(Struct, forbid_unknown_fields=True):
+    """Assisted booking: staff book for a visitor, who may have no phone."""
+
+    service_id: Id
+    slot_start: Moment
+    name: VisitorName
+    phone: Phone | None = None
+    id_tail: IdTail | None = None
+
+
+class PhoneIn(Struct, forbid_unknown_fields=True):
+    phone: Phone
+
+
+class RescheduleIn(Struct, forbid_unknown_fields=True):
+    slot_start: Moment
+    phone: Phone | None = None
+    """Online: the booking's phone number. Staff leave it out."""
+
+
+class CheckInIn(Struct, forbid_unknown_fields=True):
+    """Name the booking by ``code`` (typed or scanned), or by ``phone``; add ``id_tail``
+    or ``service_id`` when several of the day's bookings share the phone."""
+
+    code: Annotated[str, Meta(min_length=1, max_length=300)] | None = None
+    phone: Phone | None = None
+    id_tail: IdTail | None = None
+    service_id: Id | None = None
+    priority: Priority = "none"
+
+
+class CalendarIn(Struct, forbid_unknown_fields=True):
+    breaks: list[list[str]] = msgspec.field(default_factory=list)
+    holidays: list[str] = msgspec.field(default_factory=list)
+    special_days: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)
+    remote_checkin: bool | None = None
+    day_close_time: Annotated[str, Meta(pattern="^[0-2][0-9]:[0-5][0-9]$")] | None = None

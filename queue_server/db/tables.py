@@ -59,6 +59,14 @@ class HallRow(Base):
     # The scrolling line on the hall's boards.
     notice: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime]
+    # Booking calendar on top of the opening hours: breaks, holidays, special days.
+    booking_calendar: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
+    # Visitors may check a booking in from their phone, not only at the kiosk.
+    remote_checkin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # Hall time at which the day is closed: tickets still waiting get an outcome.
+    day_close_time: Mapped[str] = mapped_column(String(5), default="23:30", server_default="23:30")
 
 
 class ServiceRow(Base):
@@ -71,6 +79,8 @@ class ServiceRow(Base):
     typical_minutes: Mapped[int] = mapped_column(Integer)
     documents: Mapped[list[Any]]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The matter's booking rules (booking.domain.rules JSON); None: not bookable online.
+    booking: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class UserRow(Base):
@@ -239,3 +249,81 @@ class HallEventRow(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None]
+
+
+class SlotRow(Base):
+    """A matter's slot and how many of its bookable places are taken.
+
+    ``booked`` only changes by ``UPDATE … SET booked = booked ± 1 WHERE booked < bookable``:
+    the row is the capacity's one point of truth under any number of racing bookers.
+    """
+
+    __tablename__ = "slots"
+    __table_args__ = (
+        UniqueConstraint("service_id", "starts_at", name="uq_slots_start"),
+        Index("ix_slots_hall_start", "hall_id", "starts_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    capacity: Mapped[int] = mapped_column(Integer)
+    bookable: Mapped[int] = mapped_column(Integer)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BookingRow(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ix_bookings_hall_phone", "hall_id", "phone"),
+        Index("ix_bookings_hall_id_tail", "hall_id", "id_tail"),
+        Index("ix_bookings_state_start", "state", "slot_start"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id", ondelete="CASCADE"), index=True)
+    slot_start: Mapped[datetime]
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(50))
+    phone: Mapped[str | None] = mapped_column(String(16))
+    id_tail: Mapped[str | None] = mapped_column(String(4))
+    state: Mapped[str] = mapped_column(String(24))
+    # online (the visitor) or staff (assisted booking, made_by_user_id says who).
+    channel: Mapped[str] = mapped_column(String(8))
+    made_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    made_at: Mapped[datetime]
+    checked_in_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
+    ended_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+
+
+class BookingHolderRow(Base):
+    """One row per phone number or ID (with name) that has booked in a hall.
+
+    A booking first upserts the rows of its holder, which locks them until it commits:
+    two bookings by the same person queue there, so the second sees the first and the
+    per-person limits hold under racing requests.
+    """
+
+    __tablename__ = "booking_holders"
+    hall_id: Mapped[int] = mapped_column(
+        ForeignKey("halls.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    touched_at: Mapped[datetime]
+
+
+class SchedulerLeaderRow(Base):
+    """Which process runs the scheduled jobs now (written by the leader, for operators)."""
+
+    __tablename__ = "scheduler_leader"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

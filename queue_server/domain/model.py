@@ -47,6 +47,8 @@ class Outcome(StrEnum):
     MISSING_DOCUMENTS = "missing_documents"
     NEEDS_ESCALATION = "needs_escalation"
     OTHER = "other"
+    DAY_CLOSED = "day_closed"
+    """Not served before the day was closed; recorded by the day-close job, never a clerk."""
 
 
 class ServiceLevel(StrEnum):
@@ -336,6 +338,17 @@ class Ticket:
         """The visitor gave up (or staff cancelled): only a waiting or called ticket can be."""
         self._require("cancel", TicketState.WAITING, TicketState.CALLED)
         self.state = TicketState.CANCELLED
+        self.finished_at = now
+        self.events.append(
+            ev.TicketCancelled(self.hall_id, now, self.ref, self.number, self.service_id)
+        )
+
+    def close_unserved(self, now: datetime) -> None:
+        """The day closed with this ticket still waiting or called: it ends cancelled with
+        the outcome ``day_closed``, so the day's figures say who was not served."""
+        self._require("close at the end of the day", TicketState.WAITING, TicketState.CALLED)
+        self.state = TicketState.CANCELLED
+        self.outcome = Outcome.DAY_CLOSED
         self.finished_at = now
         self.events.append(
             ev.TicketCancelled(self.hall_id, now, self.ref, self.number, self.service_id)

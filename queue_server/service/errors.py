@@ -12,7 +12,14 @@ class Forbidden(PermissionError):
 
 
 class Conflict(Exception):
-    """The request clashes with what is stored, e.g. a duplicate name (409)."""
+    """The request clashes with what is stored, e.g. a duplicate name (409).
+
+    ``extra`` goes into the answer beside the message: e.g. the next free slots.
+    """
+
+    def __init__(self, message: str, **extra: object) -> None:
+        self.extra = extra
+        super().__init__(message)
 
 
 class Invalid(ValueError):

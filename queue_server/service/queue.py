@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,11 +15,11 @@ from queue_server.db.repository import (
     service_from_row,
     ticket_from_row,
 )
-from queue_server.db.tables import CounterRow, IdempotencyKeyRow, TicketRow
+from queue_server.db.tables import CounterRow, IdempotencyKeyRow, ServiceRow, TicketRow
 from queue_server.domain import events as ev
 from queue_server.domain.errors import DomainError, IllegalTransition
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import Counter, Hall, Ticket, format_number
+from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_number
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
@@ -68,27 +69,10 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
         raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
     hall.check_priority(c.priority)
     hall.check_open(now)
-    day = business_day(now, hall.tz)
-    visit = await uow.repo.add_visit(hall.id, day, now)
-    seq = await uow.repo.allocate_seq(hall.id, day, service_row.prefix)
-    ticket = Ticket(
-        hall_id=hall.id,
-        visit_id=visit.id,
-        service_id=service_row.id,
-        number=format_number(service_row.prefix, seq),
-        business_day=day,
-        kind=c.kind,
-        priority=c.priority,
-        issued_at=now,
-        queued_at=now,
-    )
-    await uow.repo.add_ticket(
-        ticket,
-        service_row.prefix,
-        seq,
-        issued_by_device_id=c.actor.device_id,
-        issued_by_user_id=c.actor.user_id,
-    )
+    ticket = await enqueue(
+        uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
+        follow_base=c.follow_base,
+    )  # fmt: skip
     if c.idempotency_key:
         uow.session.add(
             IdempotencyKeyRow(
@@ -104,6 +88,46 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
         except IntegrityError as exc:
             # A second tap with the same key committed first: run again to return its ticket.
             raise RetryTransaction from exc
+    await uow.commit()
+    return ticket.ref
+
+
+async def enqueue(
+    uow: UnitOfWork,
+    hall: Hall,
+    service_row: ServiceRow,
+    *,
+    kind: TicketKind,
+    priority: str,
+    actor: cmd.Actor,
+    follow_base: str,
+    due_at: datetime | None = None,
+) -> Ticket:
+    """Put a new visit in the queue: its numbered ticket, the event, and the print job for
+    the kiosk's printer when a kiosk asked. Walk-ins and checked-in bookings both come here."""
+    now = uow.clock.now()
+    day = business_day(now, hall.tz)
+    visit = await uow.repo.add_visit(hall.id, day, now)
+    seq = await uow.repo.allocate_seq(hall.id, day, service_row.prefix)
+    ticket = Ticket(
+        hall_id=hall.id,
+        visit_id=visit.id,
+        service_id=service_row.id,
+        number=format_number(service_row.prefix, seq),
+        business_day=day,
+        kind=kind,
+        priority=priority,
+        issued_at=now,
+        queued_at=now,
+        due_at=due_at,
+    )
+    await uow.repo.add_ticket(
+        ticket,
+        service_row.prefix,
+        seq,
+        issued_by_device_id=actor.device_id,
+        issued_by_user_id=actor.user_id,
+    )
     uow.collect(
         [
             ev.TicketIssued(
@@ -112,12 +136,11 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
             )
         ]
     )  # fmt: skip
-    if c.actor.device_id is not None:
-        printer = await printing.printer_for_kiosk(uow, c.actor.device_id)
+    if actor.device_id is not None:
+        printer = await printing.printer_for_kiosk(uow, actor.device_id)
         if printer is not None:
-            await printing.queue_job(uow, ticket.ref, printer, c.follow_base)
-    await uow.commit()
-    return ticket.ref
+            await printing.queue_job(uow, ticket.ref, printer, follow_base)
+    return ticket
 
 
 async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:

@@ -7,8 +7,16 @@ from datetime import datetime
 
 from sqlalchemy import func, select, text
 
+from booking.domain.contact import mask_phone
 from queue_server.db.repository import hall_from_row, policy_config
-from queue_server.db.tables import CounterRow, HallRow, ServiceRow, TicketRow, VisitRow
+from queue_server.db.tables import (
+    BookingRow,
+    CounterRow,
+    HallRow,
+    ServiceRow,
+    TicketRow,
+    VisitRow,
+)
 from queue_server.domain.estimate import estimate_wait, people_ahead
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, TicketState
@@ -38,6 +46,22 @@ class PrintState:
 
 
 @dataclass(frozen=True)
+class BookingDetails:
+    """For a ticket that came from a booking: what the clerk needs to know of it."""
+
+    code: str
+    name: str
+    phone: str | None
+    """Masked (138****8000)."""
+    id_tail: str | None
+    slot_start: datetime
+    channel: str
+    """online, or staff (booked on the visitor's behalf)."""
+    checked_in_at: datetime | None
+    state: str
+
+
+@dataclass(frozen=True)
 class TicketView:
     id: int
     hall_id: int
@@ -59,6 +83,8 @@ class TicketView:
     """Filled in by the API from the public base URL."""
     printing: PrintState | None = None
     """For a kiosk's fresh ticket: whether it printed (else show it on screen)."""
+    booking: BookingDetails | None = None
+    """The booking this ticket was checked in from."""
 
 
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
@@ -83,6 +109,7 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
             await uow.repo.open_counters_for(row.service_id),
         )
         minutes, basis = estimate.minutes, estimate.basis
+    booking = await _booking_of(uow, row.id)
     counter_number = None
     if row.counter_id is not None:
         counter = await uow.session.get(CounterRow, row.counter_id)
@@ -104,7 +131,20 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         called_at=row.called_at,
         outcome=row.outcome,
         due_at=row.due_at,
+        booking=booking,
     )
+
+
+async def _booking_of(uow: UnitOfWork, ticket_id: int) -> BookingDetails | None:
+    found = (
+        await uow.session.execute(select(BookingRow).where(BookingRow.ticket_id == ticket_id))
+    ).scalar_one_or_none()
+    if found is None:
+        return None
+    return BookingDetails(
+        found.code, found.name, mask_phone(found.phone), found.id_tail, found.slot_start,
+        found.channel, found.checked_in_at, found.state,
+    )  # fmt: skip
 
 
 async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:

@@ -27,6 +27,14 @@ PUBLIC_ROUTES = {
     ("GET", "/api/follow/{token:str}"),
     ("GET", "/t/{token:str}"),
     ("GET", "/healthz"),
+    # Online booking: a visitor has no account; the code and phone number are the key.
+    ("GET", "/api/public/halls/{hall_id:int}/services/{service_id:int}/slots"),
+    ("POST", "/api/public/halls/{hall_id:int}/bookings"),
+    ("GET", "/api/bookings/{code:str}"),
+    ("POST", "/api/bookings/{code:str}/cancel"),
+    ("POST", "/api/bookings/{code:str}/reschedule"),
+    ("POST", "/api/bookings/{code:str}/check-in"),
+    ("GET", "/b/{code:str}"),
 }
 
 

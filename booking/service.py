@@ -1,0 +1,419 @@
+"""Booking a slot, and managing it after: view, cancel, reschedule (online or by staff).
+
+Each command is one transaction. A booking takes its place with the slot row's conditional
+update (``BookingStore.take_place``) after locking its holder rows, so neither the slot's
+capacity nor a person's limits can be beaten by racing requests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from booking.context import Matter, load_hall, load_matter
+from booking.domain import contact
+from booking.domain.booking import make_booking
+from booking.domain.calendar import Slot
+from booking.domain.codes import new_code, normalise_code
+from booking.domain.errors import SlotFull
+from booking.domain.rules import BookingRules
+from booking.domain.window import bookable_days, check_bookable, release_moment
+from booking.store import BookingStore, SlotCount, apply_booking, booking_from_row, holder_keys
+from queue_server.db.tables import BookingRow
+from queue_server.service.errors import Conflict, Invalid, NotFound, RetryTransaction
+from queue_server.service.unit_of_work import UnitOfWork
+
+NEXT_FREE = 5
+MAX_DAYS_LISTED = 31
+
+
+@dataclass(frozen=True)
+class BookSlot:
+    """Book ``slot_start`` of a matter for a visitor; ``staff_id`` when staff book for them."""
+
+    hall_id: int
+    service_id: int
+    slot_start: datetime
+    name: str
+    phone: str | None
+    id_tail: str | None = None
+    staff_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CancelBooking:
+    """Cancel by code: with the phone number online, or by staff of ``hall_id``."""
+
+    code: str
+    phone: str | None = None
+    hall_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RescheduleBooking:
+    code: str
+    slot_start: datetime
+    phone: str | None = None
+    hall_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SlotOut:
+    start: datetime
+    end: datetime
+    time: str
+    """Start on the hall's clock, HH:MM."""
+    places: int
+    """Places open to booking (walk-ins' share held back)."""
+    free: int
+
+
+@dataclass(frozen=True)
+class DayOut:
+    date: str
+    slots: list[SlotOut]
+
+
+@dataclass(frozen=True)
+class SlotsOut:
+    hall_id: int
+    service_id: int
+    timezone: str
+    days: list[DayOut]
+    next_release: datetime | None = None
+    """When the next day opens for booking (the day after the last one listed as bookable)."""
+
+
+@dataclass(frozen=True)
+class MatterRef:
+    id: int
+    name_zh: str
+    name_en: str
+    documents: list[str] = field(default_factory=list)
+    """The materials to bring."""
+
+
+@dataclass(frozen=True)
+class BookingOut:
+    code: str
+    state: str
+    hall_id: int
+    hall_name_zh: str
+    hall_name_en: str
+    timezone: str
+    service: MatterRef
+    slot_start: datetime
+    slot_end: datetime
+    local_date: str
+    local_time: str
+    name: str
+    phone: str | None
+    """Masked (138****8000): the answer may be shown on a shared screen."""
+    channel: str
+    made_at: datetime
+    cancel_until: datetime
+    checkin_opens: datetime
+    checkin_until: datetime
+    """After this, a late arrival is served per the matter's late policy."""
+    ticket_id: int | None = None
+    qr_url: str = ""
+    """Filled in by the API: the link in the booking's QR code (a kiosk scanner reads it)."""
+
+
+def booking_out(row: BookingRow, matter: Matter) -> BookingOut:
+    rules, tz = matter.rules, matter.tz
+    local = row.slot_start.astimezone(tz)
+    service = matter.service
+    return BookingOut(
+        code=row.code,
+        state=row.state,
+        hall_id=row.hall_id,
+        hall_name_zh=matter.hall_row.name_zh,
+        hall_name_en=matter.hall_row.name_en,
+        timezone=tz.key,
+        service=MatterRef(service.id, service.name_zh, service.name_en, list(service.documents)),
+        slot_start=row.slot_start,
+        slot_end=row.slot_start + rules.slot_length,
+        local_date=local.date().isoformat(),
+        local_time=f"{local:%H:%M}",
+        name=row.name,
+        phone=contact.mask_phone(row.phone),
+        channel=row.channel,
+        made_at=row.made_at,
+        cancel_until=row.slot_start - rules.cancel_cutoff,
+        checkin_opens=row.slot_start - rules.checkin_early,
+        checkin_until=row.slot_start + rules.checkin_late,
+        ticket_id=row.ticket_id,
+    )
+
+
+def _slot(matter: Matter, start: datetime) -> Slot:
+    slot = matter.calendar.slot_at(start, matter.rules, matter.tz, matter.counters)
+    if slot is None:
+        local = start.astimezone(matter.tz)
+        raise Invalid(
+            "slot_start",
+            f"matter {matter.service.name_en} has no slot starting {local:%Y-%m-%d %H:%M} "
+            f"({matter.tz.key}); choose one from the slot list",
+        )
+    return slot
+
+
+async def _next_free(uow: UnitOfWork, matter: Matter, after: datetime) -> list[dict[str, str]]:
+    """The next slots with a free place, for a refusal to offer instead."""
+    now = uow.clock.now()
+    days = bookable_days(now, matter.tz, matter.rules)
+    if not days:
+        return []
+    until = datetime.combine(days[-1] + timedelta(days=1), time(0), tzinfo=matter.tz)
+    rows = await BookingStore(uow.session).free_slots_after(
+        matter.service.id, max(after, now), until.astimezone(UTC), NEXT_FREE
+    )
+    return [
+        {
+            "start": r.starts_at.isoformat(),
+            "local": f"{r.starts_at.astimezone(matter.tz):%Y-%m-%d %H:%M}",
+        }
+        for r in rows
+    ]
+
+
+def _contact(c: BookSlot) -> tuple[str | None, str | None, str]:
+    """The visitor's details in stored form (the domain says what is wrong with them)."""
+    phone = contact.normalise_phone(c.phone) if c.phone is not None else None
+    tail = contact.normalise_id_tail(c.id_tail) if c.id_tail else None
+    return phone, tail, contact.normalise_name(c.name)
+
+
+async def book_slot(uow: UnitOfWork, c: BookSlot) -> BookingOut:
+    """Book the slot, or refuse with what to change: 409 slot full (with the next free
+    slots), outside the booking window, or a per-person limit reached."""
+    now = uow.clock.now()
+    store = BookingStore(uow.session)
+    matter = await load_matter(uow, c.hall_id, c.service_id)
+    slot = _slot(matter, c.slot_start)
+    phone, tail, name = _contact(c)
+    if phone is None and c.staff_id is None:
+        raise Invalid("phone", "give a mobile number: the booking is managed with it")
+    check_bookable(slot, now, matter.tz, matter.rules)
+    slot_id = await store.slot_id(c.hall_id, c.service_id, slot)
+    booked, bookable = await store.booked(slot_id)
+    try:
+        if booked >= bookable:  # refuse a full slot before taking any lock
+            raise SlotFull(_full_message(matter, slot))
+        await store.lock_holder(c.hall_id, holder_keys(phone, tail, name), now)
+        existing = [
+            booking_from_row(r, matter.tz.key)
+            for r in await store.bookings_of(c.hall_id, phone, tail)
+        ]
+        booking = make_booking(
+            hall_id=c.hall_id, service_id=c.service_id, slot=slot, name=name, phone=phone,
+            id_tail=tail, code=new_code(secrets.randbelow), now=now, tz=matter.tz,
+            rules=matter.rules, taken=booked, existing=existing,
+        )  # fmt: skip
+        if not await store.take_place(slot_id):
+            raise SlotFull(_full_message(matter, slot))
+    except SlotFull as exc:
+        raise Conflict(
+            str(exc), reason="slot_full", next_free=await _next_free(uow, matter, slot.start)
+        ) from None
+    row = BookingRow(
+        hall_id=c.hall_id, service_id=c.service_id, slot_id=slot_id, slot_start=slot.start,
+        code=booking.code, name=booking.name, phone=booking.phone, id_tail=booking.id_tail,
+        state=str(booking.state), channel="staff" if c.staff_id else "online",
+        made_by_user_id=c.staff_id, made_at=now,
+    )  # fmt: skip
+    uow.session.add(row)
+    try:
+        await uow.session.flush()
+    except IntegrityError as exc:  # the random code clashed with a stored one: draw again
+        raise RetryTransaction from exc
+    uow.collect(booking.events)
+    await uow.commit()
+    return booking_out(row, matter)
+
+
+def _full_message(matter: Matter, slot: Slot) -> str:
+    local = slot.start.astimezone(matter.tz)
+    return (
+        f"the {local:%H:%M} slot on {local:%Y-%m-%d} is fully booked; "
+        "choose another time (the next free ones are listed)"
+    )
+
+
+async def _find(
+    uow: UnitOfWork, code: str, phone: str | None, hall_id: int | None, *, lock: bool = False
+) -> BookingRow:
+    """The booking of ``code``: online only with its phone number, for staff in their hall.
+    A wrong phone answers like an unknown code, so codes cannot be probed."""
+    clean = normalise_code(code)
+    row = await BookingStore(uow.session).by_code(clean, lock=lock) if clean else None
+    if hall_id is not None:
+        if row is None or row.hall_id != hall_id:
+            raise NotFound(f"hall {hall_id} has no booking with code {code!r}")
+        return row
+    given = contact.normalise_phone(phone or "") if phone else None
+    if row is None or given is None or row.phone != given:
+        raise NotFound(
+            "no booking has this code and phone number; check both (the code has 8 "
+            "letters and digits, without 0, O, 1 or I)"
+        )
+    return row
+
+
+async def _matter_of(uow: UnitOfWork, row: BookingRow) -> Matter:
+    return await load_matter(uow, row.hall_id, row.service_id, for_booking=False)
+
+
+async def view_booking(
+    uow: UnitOfWork, code: str, phone: str | None, hall_id: int | None = None
+) -> BookingOut:
+    row = await _find(uow, code, phone, hall_id)
+    return booking_out(row, await _matter_of(uow, row))
+
+
+async def cancel_booking(uow: UnitOfWork, c: CancelBooking) -> BookingOut:
+    """Give the place back. Online until the cutoff; staff until the slot has begun."""
+    row = await _find(uow, c.code, c.phone, c.hall_id, lock=True)
+    matter = await _matter_of(uow, row)
+    booking = booking_from_row(row, matter.tz.key)
+    now = uow.clock.now()
+    rules = matter.rules
+    if c.hall_id is not None:
+        # At the desk the visitor is there in person: staff may cancel up to the slot.
+        rules = _with_cutoffs(rules, timedelta(0))
+    booking.cancel(now, rules)
+    apply_booking(row, booking)
+    row.ended_at = now
+    await BookingStore(uow.session).give_back_place(row.slot_id)
+    uow.collect(booking.events)
+    await uow.commit()
+    return booking_out(row, matter)
+
+
+def _with_cutoffs(rules: BookingRules, cutoff: timedelta) -> BookingRules:
+    return replace(rules, cancel_cutoff=cutoff, reschedule_cutoff=cutoff)
+
+
+async def reschedule_booking(uow: UnitOfWork, c: RescheduleBooking) -> BookingOut:
+    """Move to another slot of the same matter, keeping the code: the new place is taken
+    with the same conditional update as a booking, the old one given back."""
+    row = await _find(uow, c.code, c.phone, c.hall_id, lock=True)
+    matter = await _matter_of(uow, row)
+    if matter.service.booking is None:
+        raise Conflict(f"matter {matter.service.name_en} is no longer booked online")
+    store = BookingStore(uow.session)
+    now = uow.clock.now()
+    rules = matter.rules if c.hall_id is None else _with_cutoffs(matter.rules, timedelta(0))
+    slot = _slot(matter, c.slot_start)
+    booking = booking_from_row(row, matter.tz.key)
+    new_slot_id = await store.slot_id(row.hall_id, row.service_id, slot)
+    booked, _ = await store.booked(new_slot_id)
+    await store.lock_holder(row.hall_id, holder_keys(row.phone, row.id_tail, row.name), now)
+    existing = [
+        booking_from_row(r, matter.tz.key)
+        for r in await store.bookings_of(row.hall_id, row.phone, row.id_tail)
+    ]
+    try:
+        booking.reschedule(slot, now, rules, taken=booked, existing=existing)
+        if not await store.take_place(new_slot_id):
+            raise SlotFull(_full_message(matter, slot))
+    except SlotFull as exc:
+        raise Conflict(
+            str(exc), reason="slot_full", next_free=await _next_free(uow, matter, slot.start)
+        ) from None
+    await store.give_back_place(row.slot_id)
+    row.slot_id = new_slot_id
+    apply_booking(row, booking)
+    row.reminded_at = None
+    uow.collect(booking.events)
+    await uow.commit()
+    return booking_out(row, matter)
+
+
+async def list_slots(
+    uow: UnitOfWork, hall_id: int, service_id: int, first_day: date | None, days: int
+) -> SlotsOut:
+    """The matter's open slots and free places, by hall date, from ``first_day`` (default
+    today) over ``days`` days of the booking window: the slots come from the rules, the
+    booked places from one query."""
+    if not 1 <= days <= MAX_DAYS_LISTED:
+        raise Invalid("days", f"give 1 to {MAX_DAYS_LISTED} days")
+    matter = await load_matter(uow, hall_id, service_id)
+    now = uow.clock.now()
+    tz, rules = matter.tz, matter.rules
+    first_day = first_day or now.astimezone(tz).date()
+    open_days = [
+        d
+        for d in bookable_days(now, tz, rules)
+        if first_day <= d < first_day + timedelta(days=days)
+    ]
+    planned = {d: matter.calendar.slots(d, rules, tz, matter.counters) for d in open_days}
+    starts = [s for slots in planned.values() for s in slots]
+    counts: dict[datetime, SlotCount] = {}
+    if starts:
+        counts = await BookingStore(uow.session).counts(service_id, starts[0].start, starts[-1].end)
+    out = []
+    for day, slots in planned.items():
+        shown = []
+        for s in slots:
+            if s.start <= now:
+                continue
+            stored = counts.get(s.start)
+            places = stored.bookable if stored else s.bookable
+            booked = stored.booked if stored else 0
+            local = s.start.astimezone(tz)
+            shown.append(SlotOut(s.start, s.end, f"{local:%H:%M}", places, max(0, places - booked)))
+        out.append(DayOut(day.isoformat(), shown))
+    all_open = bookable_days(now, tz, rules)
+    upcoming = (all_open[-1] if all_open else now.astimezone(tz).date()) + timedelta(days=1)
+    return SlotsOut(hall_id, service_id, tz.key, out, release_moment(upcoming, tz, rules))
+
+
+@dataclass(frozen=True)
+class BookingLine:
+    """A booking in the staff's list of a day."""
+
+    code: str
+    state: str
+    service_id: int
+    slot_start: datetime
+    local_time: str
+    name: str
+    phone: str | None
+    id_tail: str | None
+    channel: str
+    ticket_id: int | None
+
+
+async def list_bookings(
+    uow: UnitOfWork, hall_id: int, day: date | None, service_id: int | None, phone: str | None
+) -> list[BookingLine]:
+    """A hall day's bookings for staff (full phone numbers: staff call visitors back)."""
+    hall_row = await load_hall(uow, hall_id)
+    tz = ZoneInfo(hall_row.timezone)
+    day = day or uow.clock.now().astimezone(tz).date()
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    stmt = select(BookingRow).where(
+        BookingRow.hall_id == hall_id, BookingRow.slot_start >= start, BookingRow.slot_start < end
+    )
+    if service_id is not None:
+        stmt = stmt.where(BookingRow.service_id == service_id)
+    if phone:
+        stmt = stmt.where(BookingRow.phone == contact.normalise_phone(phone))
+    rows = (
+        await uow.session.execute(stmt.order_by(BookingRow.slot_start, BookingRow.id))
+    ).scalars()
+    return [
+        BookingLine(
+            r.code, r.state, r.service_id, r.slot_start, f"{r.slot_start.astimezone(tz):%H:%M}",
+            r.name, r.phone, r.id_tail, r.channel, r.ticket_id,
+        )
+        for r in rows
+    ]  # fmt: skip

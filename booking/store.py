@@ -1,0 +1,304 @@
+"""The SQL of online booking: slots and their capacity counters, bookings, holder locks.
+
+Capacity is never read-then-written: a place is taken by one conditional
+``UPDATE slots SET booked = booked + 1 WHERE id = ? AND booked < bookable`` and given back
+by the opposite, so any number of racing bookers get at most ``bookable`` places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from booking.domain.booking import Booking, BookingState
+from booking.domain.calendar import Slot
+from queue_server.db.tables import (
+    BookingHolderRow,
+    BookingRow,
+    CounterRow,
+    CounterServiceRow,
+    SlotRow,
+)
+from queue_server.domain.model import CounterState
+
+
+@dataclass(frozen=True)
+class SlotCount:
+    """What the store knows of a slot: its row id and how many places are booked."""
+
+    slot_id: int
+    starts_at: datetime
+    bookable: int
+    booked: int
+
+
+def booking_from_row(row: BookingRow, timezone: str) -> Booking:
+    return Booking(
+        hall_id=row.hall_id,
+        service_id=row.service_id,
+        slot_start=row.slot_start,
+        name=row.name,
+        phone=row.phone,
+        code=row.code,
+        timezone=timezone,
+        made_at=row.made_at,
+        id_tail=row.id_tail,
+        id=row.id,
+        state=BookingState(row.state),
+        checked_in_at=row.checked_in_at,
+        due_at=row.due_at,
+    )
+
+
+def apply_booking(row: BookingRow, booking: Booking) -> None:
+    """Copy what a transition may have changed back to the row."""
+    row.state = str(booking.state)
+    row.slot_start = booking.slot_start
+    row.checked_in_at = booking.checked_in_at
+    row.due_at = booking.due_at
+
+
+def holder_keys(phone: str | None, id_tail: str | None, name: str) -> list[str]:
+    """The lock keys of a visitor: their phone, and their ID tail with their name."""
+    keys = []
+    if phone:
+        keys.append(f"phone:{phone}")
+    if id_tail:
+        keys.append(f"id:{id_tail}:{name}"[:96])
+    return sorted(keys)
+
+
+class BookingStore:
+    """All booking SQL over one session (one transaction)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _upsert(self, table: type, **values: object) -> postgresql.Insert | sqlite.Insert:
+        """``INSERT`` with the dialect's ``ON CONFLICT`` clauses (both speak the same)."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(table)
+        return stmt.values(**values) if values else stmt
+
+    async def counters_serving(self, service_id: int) -> int:
+        """How many counters have the matter in their profile (for derived capacity)."""
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(CounterServiceRow)
+            .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
+            .where(CounterServiceRow.service_id == service_id)
+        )
+        return int(count or 0)
+
+    async def open_counters_serving(self, service_id: int) -> int:
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(CounterServiceRow)
+            .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
+            .where(
+                CounterServiceRow.service_id == service_id, CounterRow.state == CounterState.OPEN
+            )
+        )
+        return int(count or 0)
+
+    async def counts(
+        self, service_id: int, start: datetime, end: datetime
+    ) -> dict[datetime, SlotCount]:
+        """Booked places of the matter's stored slots starting in ``[start, end)``: one query."""
+        rows = await self.session.execute(
+            select(SlotRow.id, SlotRow.starts_at, SlotRow.bookable, SlotRow.booked).where(
+                SlotRow.service_id == service_id,
+                SlotRow.starts_at >= start,
+                SlotRow.starts_at < end,
+            )
+        )
+        return {
+            starts_at: SlotCount(slot_id, starts_at, bookable, booked)
+            for slot_id, starts_at, bookable, booked in rows
+        }
+
+    async def ensure_slots(self, hall_id: int, service_id: int, slots: Sequence[Slot]) -> int:
+        """Store the slots that are not stored yet, and bring the places of the stored ones
+        up to date (capacity can change with the rules or the counters); return how many
+        were new. Never touches ``booked``."""
+        if not slots:
+            return 0
+        existing = await self.counts(service_id, slots[0].start, slots[-1].end)
+        new = [s for s in slots if s.start not in existing]
+        for s in slots:
+            known = existing.get(s.start)
+            if known is not None and known.bookable != s.bookable:
+                await self.session.execute(
+                    update(SlotRow)
+                    .where(SlotRow.id == known.slot_id)
+                    .values(capacity=s.capacity, bookable=s.bookable)
+                )
+        if new:
+            stmt = self._upsert(SlotRow).values(
+                [
+                    {
+                        "hall_id": hall_id,
+                        "service_id": service_id,
+                        "starts_at": s.start,
+                        "ends_at": s.end,
+                        "capacity": s.capacity,
+                        "bookable": s.bookable,
+                        "booked": 0,
+                    }
+                    for s in new
+                ]
+            )
+            await self.session.execute(stmt.on_conflict_do_nothing())
+        return len(new)
+
+    async def slot_id(self, hall_id: int, service_id: int, slot: Slot) -> int:
+        """The stored slot's id, storing it first if the release job has not yet."""
+        found = await self.session.scalar(
+            select(SlotRow.id).where(
+                SlotRow.service_id == service_id, SlotRow.starts_at == slot.start
+            )
+        )
+        if found is not None:
+            return int(found)
+        await self.ensure_slots(hall_id, service_id, [slot])
+        return int(
+            (
+                await self.session.execute(
+                    select(SlotRow.id).where(
+                        SlotRow.service_id == service_id, SlotRow.starts_at == slot.start
+                    )
+                )
+            ).scalar_one()
+        )
+
+    async def booked(self, slot_id: int) -> tuple[int, int]:
+        """(booked, bookable) of a slot as last committed: for refusing early, not deciding."""
+        row = (
+            await self.session.execute(
+                select(SlotRow.booked, SlotRow.bookable).where(SlotRow.id == slot_id)
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    async def take_place(self, slot_id: int) -> bool:
+        """Take one place of the slot if one is free; False if it is full."""
+        taken = await self.session.execute(
+            update(SlotRow)
+            .where(SlotRow.id == slot_id, SlotRow.booked < SlotRow.bookable)
+            .values(booked=SlotRow.booked + 1)
+            .returning(SlotRow.booked)
+        )
+        return taken.scalar_one_or_none() is not None
+
+    async def give_back_place(self, slot_id: int) -> None:
+        await self.session.execute(
+            update(SlotRow)
+            .where(SlotRow.id == slot_id, SlotRow.booked > 0)
+            .values(booked=SlotRow.booked - 1)
+        )
+
+    async def lock_holder(self, hall_id: int, keys: Iterable[str], now: datetime) -> None:
+        """Upsert the visitor's holder rows, in key order: their row locks, held until
+        commit, queue a person's concurrent bookings behind each other."""
+        for key in sorted(keys):
+            stmt = self._upsert(BookingHolderRow, hall_id=hall_id, key=key, touched_at=now)
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["hall_id", "key"], set_={"touched_at": now}
+                )
+            )
+
+    async def bookings_of(
+        self, hall_id: int, phone: str | None, id_tail: str | None
+    ) -> list[BookingRow]:
+        """The hall's bookings under this phone number or ID tail (the limits filter them)."""
+        who = []
+        if phone:
+            who.append(BookingRow.phone == phone)
+        if id_tail:
+            who.append(BookingRow.id_tail == id_tail)
+        if not who:
+            return []
+        rows = await self.session.execute(
+            select(BookingRow).where(BookingRow.hall_id == hall_id, or_(*who))
+        )
+        return list(rows.scalars())
+
+    async def by_code(self, code: str, *, lock: bool = False) -> BookingRow | None:
+        stmt = select(BookingRow).where(BookingRow.code == code)
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def booked_on_day(
+        self,
+        hall_id: int,
+        start: datetime,
+        end: datetime,
+        *,
+        phone: str | None = None,
+        service_id: int | None = None,
+        lock: bool = False,
+    ) -> list[BookingRow]:
+        """Bookings still to be used whose slot starts in ``[start, end)``."""
+        stmt = select(BookingRow).where(
+            BookingRow.hall_id == hall_id,
+            BookingRow.state == BookingState.BOOKED,
+            BookingRow.slot_start >= start,
+            BookingRow.slot_start < end,
+        )
+        if phone is not None:
+            stmt = stmt.where(BookingRow.phone == phone)
+        if service_id is not None:
+            stmt = stmt.where(BookingRow.service_id == service_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        return list((await self.session.execute(stmt.order_by(BookingRow.slot_start))).scalars())
+
+    async def free_slots_after(
+        self, service_id: int, after: datetime, until: datetime, limit: int
+    ) -> list[SlotRow]:
+        """The matter's stored slots with a free place, starting after ``after``."""
+        rows = await self.session.execute(
+            select(SlotRow)
+            .where(
+                SlotRow.service_id == service_id,
+                SlotRow.starts_at > after,
+                SlotRow.starts_at < until,
+                SlotRow.booked < SlotRow.bookable,
+            )
+            .order_by(SlotRow.starts_at)
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+    async def overdue(self, now: datetime, *, limit: int = 500) -> list[BookingRow]:
+        """Unused bookings whose slot has begun, locked (others skipped) for the sweep."""
+        stmt = (
+            select(BookingRow)
+            .where(BookingRow.state == BookingState.BOOKED, BookingRow.slot_start < now)
+            .order_by(BookingRow.slot_start)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def to_remind(self, now: datetime, horizon: datetime) -> list[BookingRow]:
+        """Unused, not yet reminded bookings whose slot starts between now and ``horizon``."""
+        stmt = (
+            select(BookingRow)
+            .where(
+                BookingRow.state == BookingState.BOOKED,
+                BookingRow.reminded_at.is_(None),
+                and_(BookingRow.slot_start > now, BookingRow.slot_start <= horizon),
+            )
+            .order_by(BookingRow.slot_start)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())

@@ -1,0 +1,326 @@
+"""Online booking over HTTP: slots, booking and managing it, check-in, staff on a visitor's
+behalf, and the manager's booking settings. Thin: every rule lives in ``booking``."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from datetime import date
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from booking import checkin, config, service
+from booking.checkin import CheckIn
+from booking.config import BookingRulesOut, CalendarOut
+from booking.domain.codes import normalise_code
+from booking.service import BookingLine, BookingOut, SlotsOut
+from queue_server.service import printing, views
+from queue_server.service.accounts import Principal
+from queue_server.service.bus import Bus
+from queue_server.service.commands import Actor
+from queue_server.service.views import PrintState, TicketView
+from queue_server.settings import Settings
+
+from .auth import ISSUERS, MANAGERS, PUBLIC, STAFF, roles
+from .schemas import BookIn, CalendarIn, CheckInIn, PhoneIn, RescheduleIn, StaffBookIn
+from .tickets import with_follow_url
+
+
+def with_links(booking: BookingOut, settings: Settings) -> BookingOut:
+    """Add the booking's link: its QR code carries it, and a kiosk scanner reads the code
+    out of it."""
+    return dataclasses.replace(
+        booking, qr_url=f"{settings.effective_public_base_url}/b/{booking.code}"
+    )
+
+
+async def ticket_answer(
+    bus: Bus, settings: Settings, ticket_id: int, *, wait_for_print: bool
+) -> TicketView:
+    """The new ticket of a check-in, with its follow link and, at a kiosk, whether it printed."""
+    view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+    if not wait_for_print:
+        return view
+    job = await bus.run(printing.job_for_ticket, ticket_id)
+    printed = (
+        await printing.wait_for_print(bus, job, settings.print_wait_seconds)
+        if job is not None
+        else PrintState("no_printer")
+    )
+    return dataclasses.replace(view, printing=printed)
+
+
+class PublicBookingController(Controller):
+    """What a visitor does from a phone. Rate-limited per client address (see app.py)."""
+
+    tags = ["booking"]
+    opt = PUBLIC
+
+    @get("/api/public/halls/{hall_id:int}/services/{service_id:int}/slots")
+    async def slots(
+        self,
+        hall_id: FromPath[int],
+        service_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        first_day: Annotated[
+            date | None, QueryParameter(name="from", description="first hall date (default today)")
+        ] = None,
+        days: Annotated[int, QueryParameter(ge=1, le=31)] = 8,
+    ) -> SlotsOut:
+        """Open slots of a bookable matter with their free places, day by day."""
+        return await bus.run(service.list_slots, hall_id, service_id, first_day, days)
+
+    @post("/api/public/halls/{hall_id:int}/bookings")
+    async def book(
+        self,
+        hall_id: FromPath[int],
+        data: JSONBody[BookIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Book a slot: the answer holds the booking code, its QR link and the materials to
+        bring. 409 when the slot is full (with the next free slots), outside the booking
+        window, or a limit per phone number or ID is reached."""
+        booking = await bus.run(
+            service.book_slot,
+            service.BookSlot(hall_id, data.service_id, data.slot_start, data.name, data.phone,
+                             data.id_tail),
+        )  # fmt: skip
+        return with_links(booking, settings)
+
+    @get("/api/bookings/{code:str}")
+    async def view(
+        self,
+        code: FromPath[str],
+        phone: Annotated[str, QueryParameter(min_length=1, max_length=32)],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """A booking by its code and the phone number it was made with."""
+        return with_links(await bus.run(service.view_booking, code, phone), settings)
+
+    @post("/api/bookings/{code:str}/cancel", status_code=200)
+    async def cancel(
+        self,
+        code: FromPath[str],
+        data: JSONBody[PhoneIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Cancel (until the matter's cutoff before the slot); the place is given back."""
+        booking = await bus.run(service.cancel_booking, service.CancelBooking(code, data.phone))
+        return with_links(booking, settings)
+
+    @post("/api/bookings/{code:str}/reschedule", status_code=200)
+    async def reschedule(
+        self,
+        code: FromPath[str],
+        data: JSONBody[RescheduleIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Move to another slot of the same matter, keeping the code."""
+        booking = await bus.run(
+            service.reschedule_booking,
+            service.RescheduleBooking(code, data.slot_start, phone=data.phone),
+        )
+        return with_links(booking, settings)
+
+    @post("/api/bookings/{code:str}/check-in", status_code=200)
+    async def remote_check_in(
+        self,
+        code: FromPath[str],
+        data: JSONBody[PhoneIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> TicketView:
+        """Check in from the phone, where the hall allows it: the answer is the ticket and
+        its follow link."""
+        ticket_id = await bus.run(
+            checkin.check_in,
+            CheckIn(None, Actor(), code=code, phone=data.phone, remote=True,
+                    follow_base=settings.effective_public_base_url),
+        )  # fmt: skip
+        return await ticket_answer(bus, settings, ticket_id, wait_for_print=False)
+
+
+class BookingLinkController(Controller):
+    """The link in a booking's QR code, stable while what it shows evolves."""
+
+    opt = PUBLIC
+    include_in_schema = False
+
+    @get("/b/{code:str}", media_type=MediaType.HTML)
+    async def link(self, code: FromPath[str]) -> str:
+        # Until the booking pages exist this says, in both languages, what the code is for.
+        shown = html.escape(normalise_code(code) or code)
+        return (
+            '<!doctype html><html lang="zh-CN"><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>预约 {shown}</title><body style="font-size:1.5rem;font-family:sans-serif">'
+            f"<h1>预约码 / Booking code: {shown}</h1>"
+            "<p>到厅后在取号机输入或扫描此码签到。</p>"
+            '<p lang="en">At the hall, type or scan this code at the kiosk to check in.</p>'
+            "</body></html>"
+        )
+
+
+class HallBookingController(Controller):
+    """Kiosk check-in, and staff acting for a visitor (assisted booking)."""
+
+    path = "/api/halls/{hall_id:int}"
+    tags = ["booking"]
+
+    @post("/check-in", opt=roles(*ISSUERS), status_code=200)
+    async def check_in(
+        self,
+        hall_id: FromPath[int],
+        data: JSONBody[CheckInIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+    ) -> TicketView:
+        """Check a visitor in by booking code (typed, or scanned from the QR) or phone
+        number: the answer is their ticket, printed at a kiosk with a printer."""
+        ticket_id = await bus.run(
+            checkin.check_in,
+            CheckIn(
+                hall_id, Actor(user_id=principal.user_id, device_id=principal.device_id),
+                code=data.code, phone=data.phone, id_tail=data.id_tail,
+                service_id=data.service_id, priority=data.priority,
+                follow_base=settings.effective_public_base_url,
+            ),
+        )  # fmt: skip
+        return await ticket_answer(
+            bus, settings, ticket_id, wait_for_print=principal.device_id is not None
+        )
+
+    @get("/bookings", opt=roles(*STAFF))
+    async def list(
+        self,
+        hall_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        day: Annotated[date | None, QueryParameter(description="hall date, default today")] = None,
+        service_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        phone: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    ) -> list[BookingLine]:
+        """A day's bookings (default today), optionally of one matter or one phone number."""
+        return await bus.run(service.list_bookings, hall_id, day, service_id, phone)
+
+    @post("/bookings", opt=roles(*STAFF))
+    async def book_for_visitor(
+        self,
+        hall_id: FromPath[int],
+        data: JSONBody[StaffBookIn],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Book for a visitor (who may have no phone); the same rules as online apply."""
+        booking = await bus.run(
+            service.book_slot,
+            service.BookSlot(hall_id, data.service_id, data.slot_start, data.name, data.phone,
+                             data.id_tail, staff_id=principal.user_id),
+        )  # fmt: skip
+        return with_links(booking, settings)
+
+    @get("/bookings/{code:str}", opt=roles(*STAFF))
+    async def view(
+        self,
+        hall_id: FromPath[int],
+        code: FromPath[str],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        return with_links(await bus.run(service.view_booking, code, None, hall_id), settings)
+
+    @post("/bookings/{code:str}/cancel", opt=roles(*STAFF), status_code=200)
+    async def cancel(
+        self,
+        hall_id: FromPath[int],
+        code: FromPath[str],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Cancel for a visitor at the desk (allowed until the slot begins)."""
+        booking = await bus.run(
+            service.cancel_booking, service.CancelBooking(code, hall_id=hall_id)
+        )
+        return with_links(booking, settings)
+
+    @post("/bookings/{code:str}/reschedule", opt=roles(*STAFF), status_code=200)
+    async def reschedule(
+        self,
+        hall_id: FromPath[int],
+        code: FromPath[str],
+        data: JSONBody[RescheduleIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        booking = await bus.run(
+            service.reschedule_booking,
+            service.RescheduleBooking(code, data.slot_start, hall_id=hall_id),
+        )
+        return with_links(booking, settings)
+
+    @post("/bookings/{code:str}/check-in", opt=roles(*STAFF), status_code=200)
+    async def clerk_check_in(
+        self,
+        hall_id: FromPath[int],
+        code: FromPath[str],
+        bus: NamedDependency[Bus],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+    ) -> TicketView:
+        """A clerk checks the visitor in (for instance one who came to the desk)."""
+        ticket_id = await bus.run(
+            checkin.check_in,
+            CheckIn(hall_id, Actor(user_id=principal.user_id), code=code,
+                    follow_base=settings.effective_public_base_url),
+        )  # fmt: skip
+        return await ticket_answer(bus, settings, ticket_id, wait_for_print=False)
+
+
+class BookingSettingsController(Controller):
+    """The manager's booking settings: rules per matter, the hall's calendar."""
+
+    path = "/api/halls/{hall_id:int}"
+    tags = ["booking settings"]
+    opt = roles(*MANAGERS)
+
+    @get("/services/{service_id:int}/booking", opt=roles(*STAFF))
+    async def get_rules(
+        self, hall_id: FromPath[int], service_id: FromPath[int], bus: NamedDependency[Bus]
+    ) -> BookingRulesOut:
+        return await bus.run(config.get_booking_rules, hall_id, service_id)
+
+    @put("/services/{service_id:int}/booking")
+    async def set_rules(
+        self,
+        hall_id: FromPath[int],
+        service_id: FromPath[int],
+        data: JSONBody[dict[str, Any] | None],
+        bus: NamedDependency[Bus],
+    ) -> BookingRulesOut:
+        """Open the matter to online booking with these rules (see docs/booking.md), or
+        send ``null`` to take it offline; missing settings take their defaults."""
+        return await bus.run(config.set_booking_rules, hall_id, service_id, data)
+
+    @get("/booking-calendar", opt=roles(*STAFF))
+    async def get_calendar(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> CalendarOut:
+        return await bus.run(config.get_calendar, hall_id)
+
+    @put("/booking-calendar")
+    async def set_calendar(
+        self, hall_id: FromPath[int], data: JSONBody[CalendarIn], bus: NamedDependency[Bus]
+    ) -> CalendarOut:
+        """Breaks, holidays and special days on top of the opening hours; remote check-in."""
+        calendar = {
+            "breaks": data.breaks, "holidays": data.holidays, "special_days": data.special_days
+        }  # fmt: skip
+        return await bus.run(
+            config.set_calendar, hall_id, calendar, data.remote_checkin, data.day_close_time
+        )
