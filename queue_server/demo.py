@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from booking import config as booking_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
 from queue_server.service import accounts, hall_config
@@ -43,6 +44,17 @@ COUNTERS = [
     (7, "综合窗口 General counter", {i: "secondary" for i in range(6)} | {5: "primary"}),
     (8, "办不成事反映窗口 Can't-get-it-done desk", {5: "primary", 0: "secondary", 1: "secondary"}),
 ]
+
+
+# Matters booked online (by index), with their rules: 30-minute slots, a share kept for
+# walk-ins, bookable a week ahead from 08:00.
+BOOKABLE = {
+    0: {"slot_minutes": 30, "per_counter": 2, "walk_in_share": 0.3, "window_days": 7},
+    1: {"slot_minutes": 30, "per_counter": 2, "walk_in_share": 0.3, "window_days": 7},
+    2: {"slot_minutes": 60, "capacity": 2, "walk_in_share": 0, "window_days": 14},
+}
+# Like the hall's hours, the demo's slots run around the clock, so booking and check-in can
+# be tried at any hour.
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,8 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
             name,
             [(services[i].id, level) for i, level in profile.items()],
         )
+    for index, rules in BOOKABLE.items():
+        await bus.run(booking_config.set_booking_rules, hall.id, services[index].id, rules)
     manager_password = accounts.generate_password()
     clerk_password = accounts.generate_password()
     await bus.run(

@@ -263,6 +263,17 @@ def test_cancel_ends_a_waiting_or_called_ticket(state: TicketState) -> None:
     assert recorded == [ev.TicketCancelled(HALL, LATER, TICKET_ID, "A023", 10)]
 
 
+@pytest.mark.parametrize("state", [TicketState.WAITING, TicketState.CALLED])
+def test_closing_the_day_records_who_was_not_served(state: TicketState) -> None:
+    ticket = ticket_in(state)
+
+    recorded = new_events(ticket, lambda: ticket.close_unserved(LATER))
+
+    assert (ticket.state, ticket.outcome) == (TicketState.CANCELLED, Outcome.DAY_CLOSED)
+    assert ticket.finished_at == LATER
+    assert recorded == [ev.TicketCancelled(HALL, LATER, TICKET_ID, "A023", 10)]
+
+
 # --- refusals -----------------------------------------------------------------------------
 
 Action = Callable[[Ticket, int], object]
@@ -276,14 +287,23 @@ ACTIONS: dict[str, Action] = {
     "finish": lambda t, c: t.finish(c, Outcome.DONE, None, LATER),
     "transfer": lambda t, c: t.transfer(c, RESIDENCE, None, LATER),
     "cancel": lambda t, c: t.cancel(LATER),
+    "close_unserved": lambda t, c: t.close_unserved(LATER),
 }
 
 # What the hall allows, written down independently of model.py.
 ALLOWED: dict[TicketState, frozenset[str]] = {
-    TicketState.WAITING: frozenset({"call", "cancel"}),
+    TicketState.WAITING: frozenset({"call", "cancel", "close_unserved"}),
     TicketState.CALLED: frozenset(
-        {"recall", "return_to_queue", "mark_no_show", "start", "transfer", "cancel"}
-    ),
+        {
+            "recall",
+            "return_to_queue",
+            "mark_no_show",
+            "start",
+            "transfer",
+            "cancel",
+            "close_unserved",
+        }
+    ),  # fmt: skip
     TicketState.SERVING: frozenset({"finish", "transfer"}),
     TicketState.DONE: frozenset(),
     TicketState.NO_SHOW: frozenset(),
@@ -303,6 +323,7 @@ NEXT_STATE: dict[str, TicketState] = {
     "finish": TicketState.DONE,
     "transfer": TicketState.TRANSFERRED,
     "cancel": TicketState.CANCELLED,
+    "close_unserved": TicketState.CANCELLED,
 }
 
 ILLEGAL = [

@@ -56,7 +56,7 @@ def book(
     at: Slot = TUESDAY_10,
     *,
     service_id: int = PASSPORTS,
-    phone: str = PHONE,
+    phone: str | None = PHONE,
     id_tail: str | None = None,
     code: str = "ABCD2345",
     now: datetime = NOW,
@@ -384,3 +384,18 @@ def test_after_a_no_show_the_visitor_is_sent_to_the_kiosk() -> None:
 
     with pytest.raises(IllegalTransition, match=r"it is no_show; take a walk-in ticket$"):
         booking.check_in(local(3, 11, 30), RULES)
+
+
+def test_staff_may_book_for_a_visitor_without_a_phone() -> None:
+    booking = book(phone=None, id_tail="110105194912310021")
+
+    assert (booking.phone, booking.id_tail) == (None, "0021")
+
+
+def test_without_a_phone_the_id_and_name_hold_the_limits() -> None:
+    held = book(slot(local(4, 9)), phone=None, id_tail="0021")
+
+    with pytest.raises(LimitReached, match=r"^this ID already has 1 active booking"):
+        book(phone=None, id_tail="0021", existing=[held])
+    # Another visitor without a phone is someone else.
+    assert book(phone=None, id_tail="9999", existing=[held]).phone is None
