@@ -4,6 +4,7 @@ back; staff do all of it for a visitor without a phone."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +12,12 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from booking import jobs
+from queue_server.app import create_app
 from queue_server.clock import FixedClock
 from queue_server.db.tables import SlotRow
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
+from queue_server.settings import Settings
 from tests.e2e.test_queue_flow import act, issue, open_counter
 from tests.support import DemoSetup, build_hall, call_as
 
@@ -321,3 +324,70 @@ async def test_remote_check_in_only_where_the_hall_allows_it(
     assert ticket["kind"] == "appointment"
     follow = await client.get(f"/api/follow/{ticket['follow_token']}")
     assert follow.json()["number"] == ticket["number"]
+
+
+async def test_booking_endpoints_are_rate_limited_per_address(
+    settings: Settings, clock: FixedClock, bus: Bus
+) -> None:
+    limited = dataclasses.replace(settings, booking_rate_limit=3)
+    async with AsyncTestClient(create_app(limited, clock), base_url="http://t.local") as client:
+        hall = await bookable_hall(client, bus)
+        url = f"/api/public/halls/{hall.hall_id}/services/{hall.services['A']}/slots?days=1"
+        answers = [await client.get(url) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert "wait a minute" in answers[3].json()["detail"]
+        # Staff and kiosks are not limited: the hall's own devices must always work.
+        for _ in range(5):
+            walk_in = await client.post(
+                f"/api/halls/{hall.hall_id}/tickets",
+                json={"service_id": hall.services["B"]},
+                headers=hall.kiosk,
+            )
+            assert walk_in.status_code == 201
+
+
+async def test_bad_booking_input_is_a_4xx_that_says_what_to_fix(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await bookable_hall(client, bus)
+    cases = [
+        ({"phone": "12345"}, 400, "is not a mainland China mobile number"),
+        ({"name": "   "}, 400, "the name is empty"),
+        ({"id_tail": "12"}, 400, "give its last 4 characters"),
+        ({"slot_start": "2026-03-02T11:00:00"}, 400, "with a timezone component"),
+        ({"slot_start": "2026-03-02T11:10:00+08:00"}, 400, "no slot starting 2026-03-02 11:10"),
+        ({"service_id": hall.services["B"]}, 409, "is not booked online"),
+        ({"service_id": 999}, 404, "no matter with id 999"),
+    ]
+    for change, status, shown in cases:
+        body = {
+            "service_id": hall.services["A"],
+            "slot_start": shanghai(2, 11).isoformat(),
+            "name": "王小明",
+            "phone": PHONE,
+            **change,
+        }
+        answer = await client.post(f"/api/public/halls/{hall.hall_id}/bookings", json=body)
+        assert answer.status_code == status, (change, answer.text)
+        assert shown in answer.text, (change, answer.text)
+    bad_rules = await call_as(
+        client,
+        hall.manager,
+        "PUT",
+        f"/api/halls/{hall.hall_id}/services/{hall.services['A']}/booking",
+        json={"walk_in_share": 2},
+    )
+    assert bad_rules.status_code == 400
+    assert "walk-in share 2" in bad_rules.json()["detail"]
+    bad_calendar = await call_as(
+        client,
+        hall.manager,
+        "PUT",
+        f"/api/halls/{hall.hall_id}/booking-calendar",
+        json={"holidays": ["next monday"]},
+    )
+    assert bad_calendar.status_code == 400
+    assert "write it as YYYY-MM-DD" in bad_calendar.json()["detail"]
+    # Nothing half-written: no booking was stored by any of the refusals.
+    listed = await call_as(client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/bookings")
+    assert listed.json() == []
