@@ -187,14 +187,17 @@ class Scheduler:
         aps = AsyncIOScheduler(timezone=UTC)
         options: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         every = IntervalTrigger(seconds=self.sweep_seconds, timezone=UTC)
-        aps.add_job(self._guard(self.sweep), every, id="no-show-sweep", **options)
-        aps.add_job(self._guard(self.remind), every, id="reminders", **options)
+        aps.add_job(
+            self._guard(self.sweep), every, id="no-show-sweep", name="no-show sweep", **options
+        )
+        aps.add_job(self._guard(self.remind), every, id="reminders", name="reminders", **options)
         aps.add_job(
             self._guard(self.reconcile),
             IntervalTrigger(seconds=RECONCILE_SECONDS, timezone=UTC),
             id="reconcile",
+            name="reconcile hall jobs",
             **options,
-        )
+        )  # fmt: skip
         self.aps = aps
         aps.start()
         await self.reconcile()
@@ -235,8 +238,8 @@ class Scheduler:
         for job_id, (func, trigger, args) in wanted.items():
             if self.aps.get_job(job_id) is None:
                 self.aps.add_job(
-                    func, trigger, args=args, id=job_id, coalesce=True, max_instances=1,
-                    misfire_grace_time=3600,
+                    func, trigger, args=args, id=job_id, name=job_id, coalesce=True,
+                    max_instances=1, misfire_grace_time=3600,
                 )  # fmt: skip
 
     async def catch_up(self) -> None:

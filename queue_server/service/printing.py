@@ -49,7 +49,12 @@ def ticket_payload(
         "priority": view.priority,
         "people_ahead": view.people_ahead,
         "estimate_minutes": view.estimate_minutes,
-        "appointment_at": None,
+        # A checked-in booking's slot, on the hall's clock.
+        "appointment_at": (
+            view.due_at.astimezone(ZoneInfo(hall.timezone)).strftime("%H:%M")
+            if view.due_at
+            else None
+        ),
         "notice": hall.notice,
     }
 

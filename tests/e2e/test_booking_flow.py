@@ -14,7 +14,8 @@ from sqlalchemy import select
 from booking import jobs
 from queue_server.app import create_app
 from queue_server.clock import FixedClock
-from queue_server.db.tables import SlotRow
+from queue_server.db.tables import DeviceRow, PrintJobRow, SlotRow
+from queue_server.service import accounts
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
@@ -391,3 +392,39 @@ async def test_bad_booking_input_is_a_4xx_that_says_what_to_fix(
     # Nothing half-written: no booking was stored by any of the refusals.
     listed = await call_as(client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/bookings")
     assert listed.json() == []
+
+
+async def test_the_printed_ticket_of_a_checked_in_booking_shows_its_slot(
+    client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
+) -> None:
+    hall = await bookable_hall(client, bus)
+
+    async def kiosk_id(uow: UnitOfWork) -> int:
+        return int(
+            (
+                await uow.session.execute(
+                    select(DeviceRow.id).where(
+                        DeviceRow.hall_id == hall.hall_id, DeviceRow.kind == "kiosk"
+                    )
+                )
+            ).scalar_one()
+        )
+
+    await bus.run(
+        accounts.create_device, hall.hall_id, accounts.DeviceKind.PRINTER, "打印机",
+        await bus.run(kiosk_id),
+    )  # fmt: skip
+    code = (await book(client, hall, shanghai(2, 11))).json()["code"]
+    clock.set(shanghai(2, 10, 50))
+    checked = await client.post(
+        f"/api/halls/{hall.hall_id}/check-in", json={"code": code}, headers=hall.kiosk
+    )
+    assert checked.status_code == 200, checked.text
+    # No agent is connected: the kiosk is told at once to show the ticket on screen.
+    assert checked.json()["printing"]["state"] == "pending"
+
+    async def payload(uow: UnitOfWork) -> dict[str, Any]:
+        return (await uow.session.execute(select(PrintJobRow.payload))).scalar_one()
+
+    job = await bus.run(payload)
+    assert (job["kind"], job["appointment_at"], job["number"]) == ("appointment", "11:00", "A001")
