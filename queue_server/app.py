@@ -16,6 +16,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
 from display.page import STATIC as DISPLAY_STATIC
@@ -94,10 +96,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     )
     realtime = Realtime(settings)
     booking_limit = []
+    stores: dict[str, Store] = {}
     if settings.booking_rate_limit:
-        # Per client address and process (behind several workers, each counts its own).
         limit = RateLimitConfig(rate_limit=("minute", settings.booking_rate_limit))
         booking_limit.append(limit.middleware)
+        if settings.redis_url:
+            # Several processes count one address together.
+            stores[limit.store] = RedisStore.with_client(
+                url=settings.redis_url, namespace="onedoor-rate-limit"
+            )
     public_booking = Router(
         path="/", route_handlers=[PublicBookingController], middleware=booking_limit
     )
@@ -144,6 +151,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="debug"
         ),
         lifespan=[lifespan],
+        stores=stores,
     )
     app.state.settings = settings
     app.state.clock = clock

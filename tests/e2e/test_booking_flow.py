@@ -8,6 +8,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
@@ -428,3 +429,25 @@ async def test_the_printed_ticket_of_a_checked_in_booking_shows_its_slot(
 
     job = await bus.run(payload)
     assert (job["kind"], job["appointment_at"], job["number"]) == ("appointment", "11:00", "A001")
+
+
+@pytest.mark.redis
+async def test_with_redis_the_limit_counts_across_processes(
+    settings: Settings, clock: FixedClock, bus: Bus, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    flush = aioredis.Redis.from_url(redis_url)
+    for key in await flush.keys("onedoor-rate-limit*"):
+        await flush.delete(key)
+    await flush.aclose()
+    limited = dataclasses.replace(settings, booking_rate_limit=3, redis_url=redis_url)
+    app_a, app_b = create_app(limited, clock), create_app(limited, clock)
+    async with (
+        AsyncTestClient(app_a, base_url="http://a.local") as a,
+        AsyncTestClient(app_b, base_url="http://b.local") as b,
+    ):
+        hall = await bookable_hall(a, bus)
+        url = f"/api/public/halls/{hall.hall_id}/services/{hall.services['A']}/slots?days=1"
+        codes = [(await c.get(url)).status_code for c in (a, b, a, b)]
+    assert codes == [200, 200, 200, 429]
