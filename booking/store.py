@@ -24,7 +24,6 @@ from queue_server.db.tables import (
     CounterServiceRow,
     SlotRow,
 )
-from queue_server.domain.model import CounterState
 
 
 @dataclass(frozen=True)
@@ -93,17 +92,6 @@ class BookingStore:
             .select_from(CounterServiceRow)
             .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
             .where(CounterServiceRow.service_id == service_id)
-        )
-        return int(count or 0)
-
-    async def open_counters_serving(self, service_id: int) -> int:
-        count = await self.session.scalar(
-            select(func.count())
-            .select_from(CounterServiceRow)
-            .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
-            .where(
-                CounterServiceRow.service_id == service_id, CounterRow.state == CounterState.OPEN
-            )
         )
         return int(count or 0)
 

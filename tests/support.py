@@ -170,3 +170,34 @@ async def hall_with_matter(bus: Bus) -> tuple[int, int]:
         {"name_zh": "社保", "name_en": "Social", "prefix": "A", "typical_minutes": 5},
     )
     return hall.id, matter.id
+
+
+async def bookable_matter(
+    bus: Bus,
+    *,
+    timezone: str = "Asia/Shanghai",
+    hours: dict[str, list[list[str]]] | None = None,
+    **rules: Any,
+) -> tuple[int, int]:
+    """A hall (open all day unless ``hours`` say otherwise) with one matter booked online
+    under ``rules`` (30-minute slots and no walk-in share unless given): both ids."""
+    from booking import config
+    from queue_server.service import hall_config
+
+    hall = await bus.run(
+        hall_config.create_hall,
+        {"name_zh": "预约大厅", "name_en": "Booking hall", "timezone": timezone,
+         "opening_hours": hours or ALL_DAY, "priority_boosts": {}},
+    )  # fmt: skip
+    matter = await bus.run(
+        hall_config.create_service,
+        hall.id,
+        {"name_zh": "出入境", "name_en": "Passports", "prefix": "P", "typical_minutes": 10},
+    )
+    await bus.run(
+        config.set_booking_rules,
+        hall.id,
+        matter.id,
+        {"slot_minutes": 30, "walk_in_share": 0, **rules},
+    )
+    return hall.id, matter.id

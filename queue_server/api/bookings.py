@@ -17,16 +17,15 @@ from booking.checkin import CheckIn
 from booking.config import BookingRulesOut, CalendarOut
 from booking.domain.codes import normalise_code
 from booking.service import BookingLine, BookingOut, SlotsOut
-from queue_server.service import printing, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor
-from queue_server.service.views import PrintState, TicketView
+from queue_server.service.views import TicketView
 from queue_server.settings import Settings
 
 from .auth import ISSUERS, MANAGERS, PUBLIC, STAFF, roles
 from .schemas import BookIn, CalendarIn, CheckInIn, PhoneIn, RescheduleIn, StaffBookIn
-from .tickets import with_follow_url
+from .tickets import ticket_answer
 
 
 def with_links(booking: BookingOut, settings: Settings) -> BookingOut:
@@ -35,22 +34,6 @@ def with_links(booking: BookingOut, settings: Settings) -> BookingOut:
     return dataclasses.replace(
         booking, qr_url=f"{settings.effective_public_base_url}/b/{booking.code}"
     )
-
-
-async def ticket_answer(
-    bus: Bus, settings: Settings, ticket_id: int, *, wait_for_print: bool
-) -> TicketView:
-    """The new ticket of a check-in, with its follow link and, at a kiosk, whether it printed."""
-    view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
-    if not wait_for_print:
-        return view
-    job = await bus.run(printing.job_for_ticket, ticket_id)
-    printed = (
-        await printing.wait_for_print(bus, job, settings.print_wait_seconds)
-        if job is not None
-        else PrintState("no_printer")
-    )
-    return dataclasses.replace(view, printing=printed)
 
 
 class PublicBookingController(Controller):

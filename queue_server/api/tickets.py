@@ -29,6 +29,22 @@ def with_follow_url(view: TicketView, settings: NamedDependency[Settings]) -> Ti
     )
 
 
+async def ticket_answer(
+    bus: Bus, settings: Settings, ticket_id: int, *, wait_for_print: bool
+) -> TicketView:
+    """A new ticket with its follow link and, for a kiosk's, whether it printed."""
+    view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+    if not wait_for_print:
+        return view
+    job = await bus.run(printing.job_for_ticket, ticket_id)
+    printed = (
+        await printing.wait_for_print(bus, job, settings.print_wait_seconds)
+        if job is not None
+        else PrintState("no_printer")
+    )
+    return dataclasses.replace(view, printing=printed)
+
+
 class TicketController(Controller):
     path = "/api/halls/{hall_id:int}"
     tags = ["tickets"]
@@ -65,14 +81,7 @@ class TicketController(Controller):
                 follow_base=settings.effective_public_base_url,
             )
         )
-        view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
-        job = await bus.run(printing.job_for_ticket, ticket_id)
-        printed = (
-            await printing.wait_for_print(bus, job, settings.print_wait_seconds)
-            if job is not None
-            else PrintState("no_printer")
-        )
-        return dataclasses.replace(view, printing=printed)
+        return await ticket_answer(bus, settings, ticket_id, wait_for_print=True)
 
     @post("/tickets/{ticket_id:int}/reprint", opt=roles(*STAFF), status_code=200)
     async def reprint(

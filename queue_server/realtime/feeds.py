@@ -193,6 +193,8 @@ async def counter_feed(
     def cares(name: str, data: Mapping[str, Any]) -> bool:
         if name in ("PrinterStatusChanged", "PrintJobFailed"):
             return True  # staff see printer alerts on their console
+        if name.startswith("Booking"):
+            return False  # a booking reaches the queue as a ticket (TicketIssued)
         return data.get("counter_id") == counter_id or data.get("service_id") in matters
 
     async def state() -> dict[str, Any]:
@@ -225,6 +227,8 @@ async def ticket_feed(
     def cares(name: str, data: Mapping[str, Any]) -> bool:
         if name.startswith("Counter"):
             return True  # open counters change the estimate
+        if name.startswith("Booking"):
+            return False  # a rush of bookings for the matter must not re-read every follower
         return (
             data.get("service_id") == current["service_id"]
             or data.get("ticket_id") == current["ticket_id"]

@@ -9,42 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
-from booking import config
 from booking.domain.errors import LimitReached
 from booking.service import BookSlot, CancelBooking, book_slot, cancel_booking
 from queue_server.db.tables import BookingRow, SlotRow
-from queue_server.service import hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.errors import Conflict
 from queue_server.service.unit_of_work import UnitOfWork
-from tests.support import ALL_DAY
+from tests.support import bookable_matter
 
 # Tuesday 2026-03-03 09:00 in Shanghai; the clock fixture stands at Monday 10:00.
 TUESDAY_9 = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
-
-
-async def bookable_matter(bus: Bus, **rules: Any) -> tuple[int, int]:
-    hall = await bus.run(
-        hall_config.create_hall,
-        {"name_zh": "预约大厅", "name_en": "Booking hall", "timezone": "Asia/Shanghai",
-         "opening_hours": ALL_DAY, "priority_boosts": {}},
-    )  # fmt: skip
-    matter = await bus.run(
-        hall_config.create_service,
-        hall.id,
-        {"name_zh": "出入境", "name_en": "Passports", "prefix": "P", "typical_minutes": 10},
-    )
-    await bus.run(
-        config.set_booking_rules,
-        hall.id,
-        matter.id,
-        {"slot_minutes": 30, "walk_in_share": 0, **rules},
-    )
-    return hall.id, matter.id
 
 
 def phone(n: int) -> str:

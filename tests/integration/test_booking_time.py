@@ -14,10 +14,9 @@ from booking import config
 from booking.domain.errors import OutsideWindow
 from booking.service import BookSlot, book_slot, list_slots
 from queue_server.clock import FixedClock
-from queue_server.service import hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.errors import Invalid
-from tests.support import ALL_DAY
+from tests.support import ALL_DAY, bookable_matter
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -25,23 +24,7 @@ WEEKDAYS_9_TO_5 = {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu",
 
 
 async def hall(bus: Bus, tz: str, hours: dict[str, Any], **rules: Any) -> tuple[int, int]:
-    created = await bus.run(
-        hall_config.create_hall,
-        {"name_zh": "大厅", "name_en": "Hall", "timezone": tz, "opening_hours": hours,
-         "priority_boosts": {}},
-    )  # fmt: skip
-    matter = await bus.run(
-        hall_config.create_service,
-        created.id,
-        {"name_zh": "税务", "name_en": "Tax", "prefix": "T", "typical_minutes": 10},
-    )
-    await bus.run(
-        config.set_booking_rules,
-        created.id,
-        matter.id,
-        {"capacity": 2, "walk_in_share": 0, **rules},
-    )
-    return created.id, matter.id
+    return await bookable_matter(bus, timezone=tz, hours=hours, capacity=2, **rules)
 
 
 def local(tz: ZoneInfo, *args: int, fold: int = 0) -> datetime:
@@ -99,7 +82,9 @@ async def test_berlin_spring_forward_offers_no_slot_in_the_missing_hour(
         )
 
 
-async def test_berlin_fall_back_offers_no_slot_that_would_last_two_hours(bus: Bus, clock: FixedClock) -> None:
+async def test_berlin_fall_back_offers_no_slot_that_would_last_two_hours(
+    bus: Bus, clock: FixedClock
+) -> None:
     hall_id, matter = await hall(bus, "Europe/Berlin", ALL_DAY, slot_minutes=60, window_days=3)
     clock.set(local(BERLIN, 2026, 10, 24, 12, 0))
     listed = await bus.run(list_slots, hall_id, matter, date(2026, 10, 25), 1)

@@ -303,7 +303,7 @@ ALLOWED: dict[TicketState, frozenset[str]] = {
             "cancel",
             "close_unserved",
         }
-    ),  # fmt: skip
+    ),
     TicketState.SERVING: frozenset({"finish", "transfer"}),
     TicketState.DONE: frozenset(),
     TicketState.NO_SHOW: frozenset(),
