@@ -35,14 +35,14 @@ REMINDER_HORIZON = timedelta(days=2)
 async def release_window(uow: UnitOfWork, hall_id: int) -> int:
     """Store the slots of each bookable day of the hall's bookable matters; return how many
     slots were new. A day whose slots appear for the first time is announced."""
-    created = await store_released_slots(uow, hall_id)
+    created = await store_released_slots(uow, hall_id, announce=True)
     await uow.commit()
     return created
 
 
-async def store_released_slots(uow: UnitOfWork, hall_id: int) -> int:
-    """``release_window``'s work inside the caller's transaction (also run when a manager
-    changes rules or the calendar, so stored places follow at once)."""
+async def store_released_slots(uow: UnitOfWork, hall_id: int, *, announce: bool = False) -> int:
+    """``release_window``'s work inside the caller's transaction (also run, unannounced,
+    when a manager changes rules or the calendar, so stored places follow at once)."""
     hall_row = await load_hall(uow, hall_id)
     tz = ZoneInfo(hall_row.timezone)
     calendar = calendar_of(hall_row)
@@ -67,7 +67,7 @@ async def store_released_slots(uow: UnitOfWork, hall_id: int) -> int:
             slots = calendar.slots(day, rules, tz, counters)
             new = await store.ensure_slots(hall_id, service.id, slots)
             created += new
-            if new:
+            if new and announce:
                 uow.collect(
                     [
                         BookingDayReleased(

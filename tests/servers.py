@@ -73,8 +73,10 @@ def remove_printers(env: dict[str, str]) -> None:
 
 
 def server_env(var_dir: Path, database_url: str, redis_url: str | None = None) -> dict[str, str]:
+    # The scheduled jobs stay off unless a test turns them on: a day close or a release
+    # firing mid-test (they follow the real clock) would change what the test counts.
     env = {**os.environ, "ONEDOOR_VAR_DIR": str(var_dir), "ONEDOOR_DATABASE_URL": database_url,
-           "ONEDOOR_SECRET_KEY": "ab" * 32}  # fmt: skip
+           "ONEDOOR_SECRET_KEY": "ab" * 32, "ONEDOOR_SCHEDULER": "0"}  # fmt: skip
     if redis_url:
         env["ONEDOOR_REDIS_URL"] = redis_url
     return env
