@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from booking.context import calendar_of, load_hall, rules_of
 from booking.domain.errors import NotYet
@@ -177,7 +177,11 @@ class HallTimes:
 async def hall_times(uow: UnitOfWork) -> list[HallTimes]:
     rows = await uow.session.execute(
         select(HallRow.id, HallRow.timezone, HallRow.day_close_time, ServiceRow.booking)
-        .join(ServiceRow, ServiceRow.hall_id == HallRow.id, isouter=True)
+        .join(
+            ServiceRow,
+            and_(ServiceRow.hall_id == HallRow.id, ServiceRow.active.is_(True)),
+            isouter=True,
+        )
         .order_by(HallRow.id)
     )
     halls: dict[int, tuple[str, str, set[str]]] = {}

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -246,13 +246,18 @@ class Scheduler:
         """What a new leader does first: release windows, close days left open, sweep."""
         for hall in await self.bus.run(jobs.hall_times):
             await self._guard(self.release)(hall.hall_id)
-            tz = ZoneInfo(hall.timezone)
-            local = self.bus.clock.now().astimezone(tz)
-            hour, minute = (int(p) for p in hall.day_close.split(":"))
-            closed_today = local.time() >= time(hour, minute)
-            through = local.date() if closed_today else local.date() - timedelta(days=1)
-            await self._guard(self._close_through)(hall.hall_id, through)
+            await self._guard(self._close_through)(hall.hall_id, self._last_closed_day(hall))
         await self._guard(self.sweep)()
+
+    def _last_closed_day(self, hall: jobs.HallTimes) -> date:
+        """The last business day whose closing time has passed, on the hall's clock: today
+        once past the close time, else yesterday. A close job that runs late (after
+        midnight) therefore closes the day it was for, not the new one."""
+        local = self.bus.clock.now().astimezone(ZoneInfo(hall.timezone))
+        hour, minute = (int(p) for p in hall.day_close.split(":"))
+        if local.time() >= time(hour, minute):
+            return local.date()
+        return local.date() - timedelta(days=1)
 
     async def release(self, hall_id: int) -> None:
         created = await self.bus.run(jobs.release_window, hall_id)
@@ -263,10 +268,9 @@ class Scheduler:
         hall = next((h for h in await self.bus.run(jobs.hall_times) if h.hall_id == hall_id), None)
         if hall is None:
             return
-        today = self.bus.clock.now().astimezone(ZoneInfo(hall.timezone)).date()
-        await self._close_through(hall_id, today)
+        await self._close_through(hall_id, self._last_closed_day(hall))
 
-    async def _close_through(self, hall_id: int, through: Any) -> None:
+    async def _close_through(self, hall_id: int, through: date) -> None:
         result = await self.bus.run(close_day, hall_id, through)
         if result.tickets_closed or result.events_pruned:
             log.info(
@@ -286,7 +290,10 @@ class Scheduler:
         """Each job and when it runs next (UTC), for operators and tests."""
         if self.aps is None:
             return {}
-        return {job.id: job.next_run_time for job in self.aps.get_jobs()}
+        return {
+            job.id: job.next_run_time.astimezone(UTC) if job.next_run_time else None
+            for job in self.aps.get_jobs()
+        }
 
 
 class SchedulerPlugin(InitPluginProtocol):
