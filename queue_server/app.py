@@ -50,8 +50,15 @@ from queue_server.realtime.plugin import Realtime
 from queue_server.scheduler import SchedulerPlugin
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
+from queue_server.web import i18n
+from queue_server.web.admin import AdminPage
+from queue_server.web.booking_pages import BookingPages
+from queue_server.web.counter import CounterPage
+from queue_server.web.kiosk import KioskPage
+from queue_server.web.pages import QrCode
 
 STATIC = Path(__file__).parent / "static"
+WEB = Path(__file__).parent / "web"
 SWAGGER = "/static/vendor/swagger-ui"
 SESSION_HOURS = 12
 
@@ -95,6 +102,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ],
     )
     realtime = Realtime(settings)
+    catalogs = i18n.Catalogs.load()
     booking_limit = []
     stores: dict[str, Store] = {}
     if settings.booking_rate_limit:
@@ -121,6 +129,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             HallBookingController,
             BookingSettingsController,
             BoardPage,
+            KioskPage,
+            CounterPage,
+            BookingPages,
+            AdminPage,
+            QrCode,
+            create_static_files_router(
+                path="/static/web",
+                directories=[WEB / "static"],
+                opt={"public": True},
+                include_in_schema=False,
+                name="web-static",
+            ),
             create_static_files_router(
                 path="/static/display",
                 directories=[DISPLAY_STATIC],
@@ -140,7 +160,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             "halls": Provide(provide_hall_lookup, sync_to_thread=False),
             "speech_cache": Provide(provide_speech_cache, sync_to_thread=False),
         },
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=[WEB / "templates", TEMPLATES],
+            engine=JinjaTemplateEngine,
+            engine_callback=lambda engine: i18n.install(engine.engine, catalogs),
+        ),
         plugins=[realtime.channels, realtime, SchedulerPlugin(settings)],
         guards=[authorize],
         middleware=[sessions.middleware],

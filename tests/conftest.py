@@ -82,7 +82,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TABLES = (
-    "hall_events, idempotency_keys, bookings, booking_holders, slots, print_jobs, tickets, "
+    "hall_events, idempotency_keys, ratings, bookings, booking_holders, slots, print_jobs, tickets, "
     "visits, number_sequences, counter_services, counters, devices, users, services, halls, "
     "scheduler_leader"
 )

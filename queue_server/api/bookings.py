@@ -4,13 +4,13 @@ behalf, and the manager's booking settings. Thin: every rule lives in ``booking`
 from __future__ import annotations
 
 import dataclasses
-import html
 from datetime import date
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, get, post, put
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Redirect
 
 from booking import checkin, config, service
 from booking.checkin import CheckIn
@@ -136,19 +136,9 @@ class BookingLinkController(Controller):
     opt = PUBLIC
     include_in_schema = False
 
-    @get("/b/{code:str}", media_type=MediaType.HTML)
-    async def link(self, code: FromPath[str]) -> str:
-        # Until the booking pages exist this says, in both languages, what the code is for.
-        shown = html.escape(normalise_code(code) or code)
-        return (
-            '<!doctype html><html lang="zh-CN"><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>预约 {shown}</title><body style="font-size:1.5rem;font-family:sans-serif">'
-            f"<h1>预约码 / Booking code: {shown}</h1>"
-            "<p>到厅后在取号机输入或扫描此码签到。</p>"
-            '<p lang="en">At the hall, type or scan this code at the kiosk to check in.</p>'
-            "</body></html>"
-        )
+    @get("/b/{code:str}")
+    async def link(self, code: FromPath[str]) -> Redirect:
+        return Redirect(f"/book/manage?code={normalise_code(code) or ''}", status_code=303)
 
 
 class HallBookingController(Controller):

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
-from litestar.response import Redirect
+from litestar.params import FromPath, JSONBody
 
-from queue_server.service import views
+from queue_server.service import ratings, views
 from queue_server.service.bus import Bus
 from queue_server.service.views import TicketView
 from queue_server.settings import Settings
 
 from .auth import PUBLIC
+from .schemas import RatingIn
 from .tickets import with_follow_url
 
 
 class PublicController(Controller):
     tags = ["public"]
     opt = PUBLIC
+
+    @get("/api/public/halls")
+    async def halls(self, bus: NamedDependency[Bus]) -> list[views.HallRef]:
+        """Every hall: where a visitor can book."""
+        return await bus.run(views.public_halls)
 
     @get("/api/public/halls/{hall_id:int}")
     async def hall(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> views.PublicHall:
@@ -32,10 +37,13 @@ class PublicController(Controller):
         """A visitor's ticket by the token in their follow link: state, people ahead, estimate."""
         return with_follow_url(await bus.run(views.ticket_by_follow_token, token), settings)
 
-    @get("/t/{token:str}", include_in_schema=False)
-    async def follow_link(self, token: FromPath[str]) -> Redirect:
-        # The link printed on tickets; it stays stable while what it shows evolves.
-        return Redirect(f"/api/follow/{token}", status_code=307)
+    @post("/api/follow/{token:str}/rating", status_code=201)
+    async def rate(
+        self, token: FromPath[str], data: JSONBody[RatingIn], bus: NamedDependency[Bus]
+    ) -> dict[str, int]:
+        """Rate the finished service (1 to 5 stars, an optional comment); once per ticket."""
+        ticket_id = await bus.run(ratings.rate_service, token, data.stars, data.comment)
+        return {"ticket_id": ticket_id, "stars": data.stars}
 
     @get("/healthz")
     async def health(self, bus: NamedDependency[Bus]) -> Response[dict[str, str]]:

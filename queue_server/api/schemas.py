@@ -176,3 +176,8 @@ class CalendarIn(Struct, forbid_unknown_fields=True):
     special_days: dict[str, list[list[str]]] = msgspec.field(default_factory=dict)
     remote_checkin: bool | None = None
     day_close_time: Annotated[str, Meta(pattern="^[0-2][0-9]:[0-5][0-9]$")] | None = None
+
+
+class RatingIn(Struct, forbid_unknown_fields=True):
+    stars: Annotated[int, Meta(ge=1, le=5)]
+    comment: Annotated[str, Meta(max_length=500)] = ""

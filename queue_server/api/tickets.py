@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from queue_server.service import printing, views
+from queue_server.service import printing, ratings, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.errors import NotFound
 from queue_server.service.printing import Alert
+from queue_server.service.ratings import RatingsOut
 from queue_server.service.views import HallSnapshot, PrintState, TicketView
 from queue_server.settings import Settings
 
-from .auth import HALL_VIEWERS, ISSUERS, STAFF, roles
+from .auth import HALL_VIEWERS, ISSUERS, MANAGERS, STAFF, roles
 from .schemas import IssueIn, ReprintIn
 
 
@@ -119,6 +121,16 @@ class TicketController(Controller):
         if view.hall_id != hall_id:
             raise NotFound(f"hall {hall_id} has no ticket with id {ticket_id}")
         return with_follow_url(view, settings)
+
+    @get("/ratings", opt=roles(*MANAGERS))
+    async def ratings(
+        self,
+        hall_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        day: Annotated[date | None, QueryParameter(description="hall date, default today")] = None,
+    ) -> RatingsOut:
+        """The day's service ratings (好差评), newest first, with their average."""
+        return await bus.run(ratings.hall_ratings, hall_id, day)
 
     @get("/snapshot", opt=roles(*HALL_VIEWERS))
     async def snapshot(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> HallSnapshot:

@@ -327,3 +327,18 @@ class SchedulerLeaderRow(Base):
     holder: Mapped[str] = mapped_column(String(200))
     since: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+
+
+class RatingRow(Base):
+    """A visitor's rating of one service (好差评): 1 to 5 stars and an optional comment."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (Index("ix_ratings_hall_created", "hall_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), unique=True
+    )
+    stars: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime]

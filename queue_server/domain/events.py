@@ -134,3 +134,11 @@ class PrinterStatusChanged(Event):
     printer_id: int
     connected: bool
     problem: str | None
+
+
+@dataclass(frozen=True)
+class ServiceRated(Event):
+    ticket_id: int
+    service_id: int
+    counter_id: int | None
+    stars: int

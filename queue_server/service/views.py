@@ -13,6 +13,7 @@ from queue_server.db.tables import (
     BookingRow,
     CounterRow,
     HallRow,
+    RatingRow,
     ServiceRow,
     TicketRow,
     VisitRow,
@@ -85,6 +86,8 @@ class TicketView:
     """For a kiosk's fresh ticket: whether it printed (else show it on screen)."""
     booking: BookingDetails | None = None
     """The booking this ticket was checked in from."""
+    rating: int | None = None
+    """Stars the visitor gave the finished service, if any."""
 
 
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
@@ -110,6 +113,11 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         )
         minutes, basis = estimate.minutes, estimate.basis
     booking = await _booking_of(uow, row.id)
+    rating = None
+    if row.state == TicketState.DONE:
+        rating = await uow.session.scalar(
+            select(RatingRow.stars).where(RatingRow.ticket_id == row.id)
+        )
     counter_number = None
     if row.counter_id is not None:
         counter = await uow.session.get(CounterRow, row.counter_id)
@@ -132,6 +140,7 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         outcome=row.outcome,
         due_at=row.due_at,
         booking=booking,
+        rating=rating,
     )
 
 
@@ -313,6 +322,9 @@ class PublicHall:
     next_opening: datetime | None
     priority_classes: list[str]
     services: list[ServiceOut]
+    bookable_service_ids: list[int] = field(default_factory=list)
+    """The matters booked online."""
+    remote_checkin: bool = False
 
 
 async def public_hall(uow: UnitOfWork, hall_id: int) -> PublicHall:
@@ -332,7 +344,35 @@ async def public_hall(uow: UnitOfWork, hall_id: int) -> PublicHall:
         next_opening=None if open_now else hall.opening_hours.next_opening(local),
         priority_classes=[NO_PRIORITY, *sorted(hall.priority_boosts)],
         services=await list_services(uow, hall_id, active_only=True),
+        bookable_service_ids=list(
+            (
+                await uow.session.execute(
+                    select(ServiceRow.id).where(
+                        ServiceRow.hall_id == hall_id,
+                        ServiceRow.active.is_(True),
+                        ServiceRow.booking.is_not(None),
+                    )
+                )
+            ).scalars()
+        ),
+        remote_checkin=row.remote_checkin,
     )
+
+
+@dataclass(frozen=True)
+class HallRef:
+    id: int
+    name_zh: str
+    name_en: str
+    timezone: str
+
+
+async def public_halls(uow: UnitOfWork) -> list[HallRef]:
+    """Every hall, for a visitor choosing where to book."""
+    rows = await uow.session.execute(
+        select(HallRow.id, HallRow.name_zh, HallRow.name_en, HallRow.timezone).order_by(HallRow.id)
+    )
+    return [HallRef(*row) for row in rows]
 
 
 async def database_ok(uow: UnitOfWork) -> bool:

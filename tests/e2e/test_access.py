@@ -23,6 +23,7 @@ OPEN_TO_ALL_ROLES = {
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/login"),
+    ("GET", "/api/public/halls"),
     ("GET", "/api/public/halls/{hall_id:int}"),
     ("GET", "/api/follow/{token:str}"),
     ("GET", "/t/{token:str}"),
@@ -35,6 +36,14 @@ PUBLIC_ROUTES = {
     ("POST", "/api/bookings/{code:str}/reschedule"),
     ("POST", "/api/bookings/{code:str}/check-in"),
     ("GET", "/b/{code:str}"),
+    # The pages: HTML shells with no data; what they show comes through the guarded API.
+    ("GET", "/kiosk/{hall_id:int}"),
+    ("GET", "/counter"),
+    ("GET", "/book"),
+    ("GET", "/book/manage"),
+    ("GET", "/admin"),
+    ("GET", "/qr.svg"),
+    ("POST", "/api/follow/{token:str}/rating"),
 }
 
 

@@ -267,9 +267,14 @@ async def test_double_tap_yields_one_ticket(client: AsyncTestClient[Any], bus: B
 async def test_follow_link(client: AsyncTestClient[Any], bus: Bus) -> None:
     hall = await build_hall(client, bus)
     ticket = await issue(client, hall, "C")
-    link = await client.get(f"/t/{ticket['follow_token']}", follow_redirects=False)
-    assert link.status_code == 307
-    assert link.headers["location"] == f"/api/follow/{ticket['follow_token']}"
+    # The printed link opens the follower page, in the hall's language unless asked.
+    link = await client.get(f"/t/{ticket['follow_token']}")
+    assert link.status_code == 200
+    assert link.headers["content-type"].startswith("text/html")
+    assert '<html lang="zh-CN">' in link.text
+    english = await client.get(f"/t/{ticket['follow_token']}?lang=en")
+    assert '<html lang="en">' in english.text
+    assert english.cookies.get("onedoor_lang") == "en"
     unknown = await client.get("/api/follow/not-a-token")
     assert unknown.status_code == 404
     assert "copied whole" in unknown.json()["detail"]
@@ -294,3 +299,37 @@ async def test_waiting_list_shows_policy_order(
     )
     assert answer.json()[0]["number"] == "C001"
     assert "past the 20 min limit" in answer.json()[0]["reason"]
+
+
+async def test_a_finished_service_is_rated_once_and_the_manager_sees_it(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus)
+    ticket = await issue(client, hall, "A")
+    token = ticket["follow_token"]
+    early = await client.post(f"/api/follow/{token}/rating", json={"stars": 5})
+    assert early.status_code == 409
+    assert "once its service is finished" in early.json()["detail"]
+    await open_counter(client, hall, 0, 1)
+    for action, body in [("call-next", None), ("start", None), ("finish", {"outcome": "done"})]:
+        assert (await act(client, hall, 0, 1, action, json=body)).status_code == 200
+    bad = await client.post(f"/api/follow/{token}/rating", json={"stars": 6})
+    assert bad.status_code == 400
+    rated = await client.post(
+        f"/api/follow/{token}/rating", json={"stars": 4, "comment": "  快，但  要排队 "}
+    )
+    assert rated.status_code == 201, rated.text
+    again = await client.post(f"/api/follow/{token}/rating", json={"stars": 1})
+    assert again.status_code == 409
+    assert "rated already" in again.json()["detail"]
+    assert (await client.get(f"/api/follow/{token}")).json()["rating"] == 4
+    seen = await call_as(client, hall.manager, "GET", f"/api/halls/{hall.hall_id}/ratings")
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert (body["count"], body["average"]) == (1, 4.0)
+    assert body["ratings"][0] == {
+        **body["ratings"][0], "number": "A001", "stars": 4, "comment": "快，但 要排队",
+        "counter_number": 1,
+    }  # fmt: skip
+    clerk = await call_as(client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/ratings")
+    assert clerk.status_code == 403
