@@ -15,7 +15,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.hall_config import CounterOut, DeviceOut, HallOut, ServiceOut, StaffOut
 from queue_server.settings import Settings
 
-from .auth import ADMIN, MANAGERS, roles
+from .auth import ADMIN, MANAGERS, STAFF, roles
 from .schemas import (
     CounterIn,
     CounterPatch,
@@ -84,7 +84,7 @@ class HallAdminController(Controller):
         """Set the scrolling notice on the hall's boards; an empty string clears it."""
         return await bus.run(hall_config.set_notice, hall_id, data.notice)
 
-    @get("/{hall_id:int}/services")
+    @get("/{hall_id:int}/services", opt=roles(*STAFF))
     async def list_services(
         self, hall_id: FromPath[int], bus: NamedDependency[Bus]
     ) -> list[ServiceOut]:
@@ -107,7 +107,7 @@ class HallAdminController(Controller):
     ) -> ServiceOut:
         return await bus.run(hall_config.update_service, hall_id, service_id, given(data))
 
-    @get("/{hall_id:int}/counters")
+    @get("/{hall_id:int}/counters", opt=roles(*STAFF))
     async def list_counters(
         self, hall_id: FromPath[int], bus: NamedDependency[Bus]
     ) -> list[CounterOut]:
