@@ -62,6 +62,10 @@ class AuthController(Controller):
         return {"detail": "signed out"}
 
     @get("/me", opt=roles(*HALL_VIEWERS))
-    async def me(self, principal: NamedDependency[Principal]) -> Me:
-        """Who the session or device token belongs to."""
-        return _me(principal)
+    async def me(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]
+    ) -> LoginOut:
+        """Who the session or device token belongs to; a page reloaded after login gets its
+        CSRF token back here (empty for devices)."""
+        csrf = "" if principal.is_device else str(request.session.get("csrf", ""))
+        return LoginOut(_me(principal), csrf)

@@ -160,7 +160,9 @@ async def test_login_logout_and_bad_credentials(client: AsyncTestClient[Any], bu
 
     client.cookies = hall.clerks[0].cookies
     me = await client.get("/api/auth/me")
-    assert me.json()["role"] == "clerk"
+    assert me.json()["user"]["role"] == "clerk"
+    # A page reloaded after signing in gets the session's CSRF token back.
+    assert me.json()["csrf_token"] == hall.clerks[0].csrf
     out = await call_as(client, hall.clerks[0], "POST", "/api/auth/logout")
     assert out.status_code == 200
     # The cookie the server cleared is gone from the browser: a fresh request is a stranger.
