@@ -55,13 +55,15 @@ format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers) and websocket fan-out
+bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers), websocket fan-out, booking rush
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.booking
 
-bench-smoke: $(DEV_STAMP) ## a short run of both benchmarks (CI)
+bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.fanout --smoke
+	$(BIN)/python -m bench.booking --smoke
 
 clean: ## remove the virtualenv, caches and local data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -969,12 +969,7 @@ async def called_events() -> dict[tuple[int, int], CalledEvent]:
     return events
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs of the machine have spent not idle since boot (/proc/stat)."""
-    # user nice system idle iowait irq softirq steal
-    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    return busy / procs.CLOCK_TICKS
+machine_busy_seconds = procs.machine_busy_seconds
 
 
 @dataclass

@@ -62,6 +62,13 @@ def group_cpu_seconds(pgid: int) -> float:
     return cpu_seconds(group_pids(pgid))
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs of the machine have spent not idle since boot (/proc/stat)."""
+    # user nice system idle iowait irq softirq steal
+    ticks = [int(n) for n in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def format_cpus(cpus: set[int] | frozenset[int]) -> str:
     """``{0}`` → ``"CPU 0"``, ``{0, 1}`` → ``"CPUs 0,1"``."""
     ordered = sorted(cpus)

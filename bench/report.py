@@ -58,15 +58,23 @@ def failure_row(config: str, phase: str, why: str) -> Row:
 
 def format_table(rows: list[Row]) -> str:
     """``rows`` under HEADERS, columns padded to their widest cell."""
-    table = [HEADERS, *(row.cells for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+    return format_columns(HEADERS, [row.cells for row in rows], LEFT_ALIGNED)
+
+
+def format_columns(
+    headers: tuple[str, ...], rows: list[tuple[str, ...]], left_aligned: set[str]
+) -> str:
+    """Any table: ``rows`` under ``headers``, columns padded to their widest cell, those
+    named in ``left_aligned`` aligned left and the others right."""
+    table = [headers, *rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
 
     def line(cells: tuple[str, ...]) -> str:
         padded = [
-            cell.ljust(width) if header in LEFT_ALIGNED else cell.rjust(width)
-            for cell, width, header in zip(cells, widths, HEADERS, strict=True)
+            cell.ljust(width) if header in left_aligned else cell.rjust(width)
+            for cell, width, header in zip(cells, widths, headers, strict=True)
         ]
         return "  ".join(padded).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(HEADERS), rule, *(line(row.cells) for row in rows)])
+    return "\n".join([line(headers), rule, *(line(cells) for cells in rows)])

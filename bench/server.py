@@ -38,6 +38,8 @@ class ServerSpec:
     workers: int
     redis_url: str | None = None
     """Fan-out between the worker processes, as a real multi-process deployment has."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Further settings for the server, e.g. ``(("ONEDOOR_SCHEDULER", "0"),)``."""
 
 
 @dataclass
@@ -75,6 +77,7 @@ def server_env(spec: ServerSpec, var_dir: Path, port: int) -> dict[str, str]:
         env["ONEDOOR_DATABASE_URL"] = spec.database_url
     if spec.redis_url:
         env["ONEDOOR_REDIS_URL"] = spec.redis_url
+    env.update(spec.env)
     return env
 
 
