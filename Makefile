@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo clean
+.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo i18n clean
 
 help: ## list the commands
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.fanout --smoke
 	$(BIN)/python -m bench.booking --smoke
+
+i18n: $(DEV_STAMP) ## check that every page message has its Chinese (lists what is missing)
+	$(BIN)/pytest -q tests/unit/test_catalogs.py
 
 clean: ## remove the virtualenv, caches and local data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
