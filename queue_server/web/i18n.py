@@ -1,9 +1,10 @@
 """Translations of the pages: gettext catalogs (Babel ``.po`` files), Chinese and English.
 
-Each page keeps its own catalog file (``locale/<lang>/LC_MESSAGES/<page>.po``, message ids
-in English); all files of a language are read and merged when the app starts, compiled in
-memory, so nothing built is kept in the repository. ``make i18n`` extracts new message ids
-from the templates into the catalogs.
+Each page keeps its own catalog (``locale/<lang>/LC_MESSAGES/<page>.po``, message ids in
+English), so one page's wording never overrides another's ("Done" is 完成 on the kiosk
+and 办结 at the counter); what every page shares is in ``common.po``, the fallback. The
+files are read and compiled in memory when the app starts, so nothing built is kept in
+the repository. ``make i18n`` checks that every message has its Chinese.
 
 A page's language: ``?lang=`` (remembered in a cookie), else the cookie, else the
 browser's ``Accept-Language``, else Chinese — the hall's language.
@@ -15,7 +16,6 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -30,38 +30,51 @@ DEFAULT = "zh_CN"
 COOKIE = "onedoor_lang"
 
 
-def _load(lang: str) -> Translations:
-    merged: Translations | None = None
-    for path in sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po")):
-        with path.open("rb") as handle:
-            catalog = read_po(handle, locale=lang)
-        buffer = io.BytesIO()
-        write_mo(buffer, catalog)
-        buffer.seek(0)
-        part = Translations(buffer)
-        if merged is None:
-            merged = part
-        else:
-            merged.merge(part)
-    return merged or Translations()
+COMMON = "common"
+
+
+def _compile(path: Path, lang: str) -> Translations:
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer)
 
 
 @dataclass(frozen=True)
 class Catalogs:
-    """Every language's merged translations, read once."""
+    """Every page's translations per language (``(lang, page)`` → translations), read once."""
 
-    by_lang: Mapping[str, Translations]
+    catalogs: Mapping[tuple[str, str], Translations]
 
     @classmethod
     def load(cls) -> Catalogs:
-        return cls({lang: _load(lang) for lang in LANGUAGES})
+        found = {}
+        for lang in LANGUAGES:
+            for path in sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po")):
+                found[(lang, path.stem)] = _compile(path, lang)
+        return cls(found)
 
-    def gettext(self, lang: str, message: str) -> str:
-        return str(self.by_lang.get(lang, self.by_lang[DEFAULT]).gettext(message))
+    def _chain(self, lang: str, page: str) -> list[Translations]:
+        lang = lang if lang in LANGUAGES else DEFAULT
+        return [t for key in ((lang, page), (lang, COMMON)) if (t := self.catalogs.get(key))]
 
-    def ngettext(self, lang: str, singular: str, plural: str, n: int) -> str:
-        translations = self.by_lang.get(lang, self.by_lang[DEFAULT])
-        return str(translations.ngettext(singular, plural, n))
+    def gettext(self, lang: str, message: str, page: str = COMMON) -> str:
+        """``message`` in ``lang`` from the page's catalog, else the common one."""
+        for translations in self._chain(lang, page):
+            text = str(translations.gettext(message))
+            if text != message:
+                return text
+        return message
+
+    def ngettext(self, lang: str, singular: str, plural: str, n: int, page: str = COMMON) -> str:
+        fallback = singular if n == 1 else plural
+        for translations in self._chain(lang, page):
+            text = str(translations.ngettext(singular, plural, n))
+            if text != fallback:
+                return text
+        return fallback
 
 
 def choose_language(query: str | None, cookie: str | None, accept: str | None) -> str:
@@ -83,11 +96,15 @@ def install(env: Environment, catalogs: Catalogs) -> None:
 
     @pass_context
     def gettext(context: Context, message: str) -> str:
-        return catalogs.gettext(context.get("lang", DEFAULT), message)
+        return catalogs.gettext(
+            context.get("lang", DEFAULT), message, context.get("catalog", COMMON)
+        )
 
     @pass_context
     def ngettext(context: Context, singular: str, plural: str, n: int) -> str:
-        return catalogs.ngettext(context.get("lang", DEFAULT), singular, plural, n)
+        return catalogs.ngettext(
+            context.get("lang", DEFAULT), singular, plural, n, context.get("catalog", COMMON)
+        )
 
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
@@ -96,6 +113,9 @@ def install(env: Environment, catalogs: Catalogs) -> None:
     env.globals["HTML_LANG"] = HTML_LANG
 
 
-def js_strings(catalogs: Catalogs, lang: str, messages: list[str]) -> dict[str, Any]:
-    """The translations a page's script needs, keyed by their English message id."""
-    return {message: catalogs.gettext(lang, message) for message in messages}
+# Which catalog a template's words come from (by default its own name).
+PAGE_CATALOGS = {"book.html": "booking", "manage.html": "booking", "follow.html": "booking"}
+
+
+def catalog_for(template: str) -> str:
+    return PAGE_CATALOGS.get(template, template.removesuffix(".html"))

@@ -14,7 +14,7 @@ from litestar.response import Template
 
 from queue_server.api.auth import PUBLIC
 
-from .i18n import COOKIE, HTML_LANG, LANGUAGES, choose_language
+from .i18n import COOKIE, HTML_LANG, LANGUAGES, catalog_for, choose_language
 
 YEAR = 365 * 24 * 3600
 AnyRequest = Request[Any, Any, Any]
@@ -37,7 +37,7 @@ def render(request: AnyRequest, template: str, **context: Any) -> Template:
     response = Template(
         template_name=template,
         context={"lang": lang, "html_lang": HTML_LANG[lang], "path": request.url.path,
-                 "lang_urls": lang_urls, **context},
+                 "lang_urls": lang_urls, "catalog": catalog_for(template), **context},
     )  # fmt: skip
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(COOKIE, lang, max_age=YEAR, samesite="lax", httponly=False)

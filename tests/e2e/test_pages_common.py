@@ -34,7 +34,9 @@ async def test_larger_text_by_keyboard_and_the_skip_link(
     server, _ = demo
     page = await new_page(browser, "desktop")
     await page.goto(f"{server.base}/book")
+    await page.wait_for_load_state("networkidle")  # the page's script has drawn its step
     size = await page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)")
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
     await page.keyboard.press("Tab")
     assert await page.evaluate("document.activeElement.className") == "skip"
     await page.keyboard.press("Enter")
