@@ -73,15 +73,16 @@ async def _by_phone(uow: UnitOfWork, c: CheckIn, hall_id: int) -> BookingRow:
                     "has_id_tail": r.id_tail is not None,
                 }
             )
-        distinct_people = len({(r.name, r.id_tail) for r in rows}) > 1
+        by_id = len({(r.name, r.id_tail) for r in rows}) > 1 and not c.id_tail
         ask = (
             "give the last 4 characters of the ID number of the person who booked"
-            if distinct_people and not c.id_tail
+            if by_id
             else "choose the matter"
         )
         raise Conflict(
             f"{len(rows)} of today's bookings match this phone number; {ask}",
             reason="several_bookings",
+            ask="id_tail" if by_id else "service_id",
             choices=choices,
         )
     return rows[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -35,12 +36,18 @@ def _answer(status: int, detail: str, **extra: object) -> Response[dict[str, obj
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
+def reason_of(exc: Exception) -> str:
+    """The refusal's kind for programs (``HallClosed`` → ``hall_closed``); pages translate
+    it, the ``detail`` stays the words for people."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
 def on_domain_error(_: AnyRequest, exc: DomainError) -> Response[dict[str, object]]:
     if isinstance(exc, UnknownPriority):
-        return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority")
+        return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority", reason=reason_of(exc))
     if isinstance(exc, InvalidContact):
-        return _answer(HTTP_400_BAD_REQUEST, str(exc))
-    return _answer(HTTP_409_CONFLICT, str(exc))
+        return _answer(HTTP_400_BAD_REQUEST, str(exc), reason=reason_of(exc))
+    return _answer(HTTP_409_CONFLICT, str(exc), reason=reason_of(exc))
 
 
 def on_invalid(_: AnyRequest, exc: Invalid) -> Response[dict[str, object]]:

@@ -105,6 +105,7 @@ async def test_book_check_in_and_be_called_ahead_of_walk_ins_once_due(
     )
     assert early.status_code == 409
     assert "opens at 10:30" in early.json()["detail"]
+    assert early.json()["extra"]["reason"] == "check_in_closed"  # for pages to translate
 
     # 10:40: a walk-in first, then the booked visitor scans the QR (the scanner types the URL).
     clock.set(shanghai(2, 10, 40))
@@ -288,6 +289,7 @@ async def test_check_in_by_phone_asks_for_the_id_tail_when_two_people_share_it(
     )
     assert ask.status_code == 409
     assert "give the last 4 characters of the ID" in ask.json()["detail"]
+    assert ask.json()["extra"]["ask"] == "id_tail"
     assert len(ask.json()["extra"]["choices"]) == 2
     mum = await client.post(
         f"/api/halls/{hall.hall_id}/check-in",
