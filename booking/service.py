@@ -24,7 +24,7 @@ from booking.domain.errors import SlotFull
 from booking.domain.rules import BookingRules
 from booking.domain.window import bookable_days, check_bookable, release_moment
 from booking.store import BookingStore, SlotCount, apply_booking, booking_from_row, holder_keys
-from queue_server.db.tables import BookingRow
+from queue_server.db.tables import BookingRow, TicketRow, VisitRow
 from queue_server.service.errors import Conflict, Invalid, NotFound, RetryTransaction
 from queue_server.service.unit_of_work import UnitOfWork
 
@@ -117,12 +117,17 @@ class BookingOut:
     channel: str
     made_at: datetime
     cancel_until: datetime
+    reschedule_until: datetime
     checkin_opens: datetime
     checkin_until: datetime
     """After this, a late arrival is served per the matter's late policy."""
     ticket_id: int | None = None
     qr_url: str = ""
     """Filled in by the API: the link in the booking's QR code (a kiosk scanner reads it)."""
+    follow_token: str | None = None
+    """Once checked in: the token of the ticket's follow link (``/t/{token}``)."""
+    follow_url: str = ""
+    """Filled in by the API from ``follow_token``."""
 
 
 def booking_out(row: BookingRow, matter: Matter) -> BookingOut:
@@ -146,6 +151,7 @@ def booking_out(row: BookingRow, matter: Matter) -> BookingOut:
         channel=row.channel,
         made_at=row.made_at,
         cancel_until=row.slot_start - rules.cancel_cutoff,
+        reschedule_until=row.slot_start - rules.reschedule_cutoff,
         checkin_opens=row.slot_start - rules.checkin_early,
         checkin_until=row.slot_start + rules.checkin_late,
         ticket_id=row.ticket_id,
@@ -273,8 +279,17 @@ async def _matter_of(uow: UnitOfWork, row: BookingRow) -> Matter:
 async def view_booking(
     uow: UnitOfWork, code: str, phone: str | None, hall_id: int | None = None
 ) -> BookingOut:
+    """The booking; once checked in, with its ticket's follow token."""
     row = await _find(uow, code, phone, hall_id)
-    return booking_out(row, await _matter_of(uow, row))
+    out = booking_out(row, await _matter_of(uow, row))
+    if row.ticket_id is None:
+        return out
+    token = await uow.session.scalar(
+        select(VisitRow.follow_token)
+        .join(TicketRow, TicketRow.visit_id == VisitRow.id)
+        .where(TicketRow.id == row.ticket_id)
+    )
+    return replace(out, follow_token=token)
 
 
 async def cancel_booking(uow: UnitOfWork, c: CancelBooking) -> BookingOut:

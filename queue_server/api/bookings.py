@@ -31,9 +31,9 @@ from .tickets import ticket_answer
 def with_links(booking: BookingOut, settings: Settings) -> BookingOut:
     """Add the booking's link: its QR code carries it, and a kiosk scanner reads the code
     out of it."""
-    return dataclasses.replace(
-        booking, qr_url=f"{settings.effective_public_base_url}/b/{booking.code}"
-    )
+    base = settings.effective_public_base_url
+    follow = f"{base}/t/{booking.follow_token}" if booking.follow_token else ""
+    return dataclasses.replace(booking, qr_url=f"{base}/b/{booking.code}", follow_url=follow)
 
 
 class PublicBookingController(Controller):

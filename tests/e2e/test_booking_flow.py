@@ -328,6 +328,9 @@ async def test_remote_check_in_only_where_the_hall_allows_it(
     assert ticket["kind"] == "appointment"
     follow = await client.get(f"/api/follow/{ticket['follow_token']}")
     assert follow.json()["number"] == ticket["number"]
+    # The booking now leads to its ticket, from any browser.
+    seen = (await client.get(f"/api/bookings/{code}", params={"phone": PHONE})).json()
+    assert seen["follow_url"] == f"https://hall.example.org/t/{ticket['follow_token']}"
 
 
 async def test_booking_endpoints_are_rate_limited_per_address(
