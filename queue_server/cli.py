@@ -136,6 +136,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         "\n".join(
             [
                 f"OneDoor is serving on http://{settings.host}:{settings.port}",
+                f"  kiosk:          {base}/kiosk/<hall id>?token=<kiosk token>",
+                f"  counter:        {base}/counter",
+                f"  booking:        {base}/book",
+                f"  manager pages:  {base}/admin",
                 f"  API docs:       {base}/schema/swagger",
                 f"  OpenAPI schema: {base}/schema/openapi.json",
                 f"  health:         {base}/healthz",

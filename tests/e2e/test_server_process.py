@@ -89,6 +89,7 @@ def served_demo(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
         output, _ = server.communicate(timeout=10)
         assert "Traceback" not in output, output
     assert f"API docs:       http://127.0.0.1:{port}/schema/swagger" in output
+    assert f"counter:        http://127.0.0.1:{port}/counter" in output
 
 
 def test_readme_walkthrough_against_the_served_demo(
