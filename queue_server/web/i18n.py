@@ -114,7 +114,12 @@ def install(env: Environment, catalogs: Catalogs) -> None:
 
 
 # Which catalog a template's words come from (by default its own name).
-PAGE_CATALOGS = {"book.html": "booking", "manage.html": "booking", "follow.html": "booking"}
+PAGE_CATALOGS = {
+    "book.html": "booking",
+    "manage.html": "booking",
+    "follow.html": "booking",
+    "_picker_strings.html": "booking",
+}
 
 
 def catalog_for(template: str) -> str:

@@ -569,6 +569,8 @@ def test_every_message_of_the_pages_and_their_scripts_is_in_the_catalog() -> Non
         assert not ids - catalog, (template, sorted(ids - catalog))
         # page_strings: each line '"id": _("id"),' hands one message to the script.
         source = (WEB / "templates" / template).read_text()
+        if "_picker_strings.html" in source:  # the pickers' words, shared with the other page
+            source += (WEB / "templates" / "_picker_strings.html").read_text()
         handed = set(re.findall(r'^\s+"((?:[^"\\]|\\.)+)": _\("\1"\)', source, re.M))
         asked = set(re.findall(r'\bt\(\s*"((?:[^"\\]|\\.)+)"', script))
         assert asked, template
