@@ -68,23 +68,11 @@ async def open_section(page: Any, section: str) -> Any:
     return await ready(page, section)
 
 
-class Manager:
+class Manager(Clerk):
     """The API as the manager, to check what the page stored."""
 
     def __init__(self, server: Server, password: str, username: str = "manager") -> None:
-        self.http = httpx.AsyncClient(base_url=server.base, timeout=10)
-        self.username, self.password = username, password
-
-    async def __aenter__(self) -> Manager:
-        answer = await self.http.post(
-            "/api/auth/login", json={"username": self.username, "password": self.password}
-        )
-        assert answer.status_code == 200, answer.text
-        self.http.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
+        super().__init__(server.base, password, username)
 
     async def get(self, path: str) -> Any:
         answer = await self.http.get(path)

@@ -17,6 +17,7 @@ from babel.messages.pofile import read_po
 from playwright.async_api import expect
 
 from tests.e2e.pages import SIZES, axe_check, browser, demo, new_page, screenshot
+from tests.e2e.test_live_feeds import Clerk
 from tests.servers import Server
 
 __all__ = ["browser", "demo"]
@@ -27,23 +28,11 @@ LOCALE = Path(__file__).parents[2] / "queue_server" / "web" / "locale"
 Demo = tuple[Server, dict[str, str]]
 
 
-class Staff:
+class Staff(Clerk):
     """A signed-in API client (clerk or manager) to check what the page did."""
 
     def __init__(self, base: str, username: str, password: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base, timeout=10)
-        self.username, self.password = username, password
-
-    async def __aenter__(self) -> Staff:
-        answer = await self.http.post(
-            "/api/auth/login", json={"username": self.username, "password": self.password}
-        )
-        assert answer.status_code == 200, answer.text
-        self.http.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
+        super().__init__(base, password, username)
 
     async def ticket(self, ticket_id: int) -> dict[str, Any]:
         answer = await self.http.get(f"/api/halls/1/tickets/{ticket_id}")
