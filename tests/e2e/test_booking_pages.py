@@ -367,6 +367,17 @@ async def test_remote_check_in_only_where_the_hall_allows_it(browser: Any, demo:
     await page.goto(f"{server.base}/book/manage?code={code}")
     await page.locator("#follow-link:not([hidden])").wait_for()
     assert "Checked in" in await page.inner_text("#view-state")
+    assert await page.get_attribute("#follow-link", "href") == f"/t/{token}"
+    # So does another phone that never saw the check-in: the link comes from the server.
+    other = await new_page(browser, "phone", "en")
+    await other.goto(f"{server.base}/book/manage?code={code}")
+    await other.fill("#find-phone", phone)
+    await other.click("#find-button")
+    await other.locator("#follow-link:not([hidden])").wait_for()
+    await other.click("#follow-link")
+    await other.wait_for_url(f"**/t/{token}")
+    await other.locator("#card:not([hidden])").wait_for()
+    assert await other.inner_text("#number") == number
 
 
 # --- 4. following a ticket (and 5. its states at both sizes, in both languages) ---------

@@ -127,7 +127,9 @@ const fill = {
     $("change-actions").hidden = late;
     $("move-link").href = urlWith({ do: "move", date: null, slot: null });
     $("cancel-link").href = urlWith({ do: "cancel", date: null, slot: null });
-    const token = localStorage.getItem(`onedoor-follow-${b.code}`);
+    // The server knows the ticket a checked-in booking became, wherever it was checked in
+    // (kiosk, counter or this phone), so the link does not depend on this browser's storage.
+    const token = b.follow_token;
     $("follow-box").hidden = !(b.state === "checked_in" || b.state === "expired_to_walk_in");
     $("follow-link").hidden = !token;
     if (token) $("follow-link").href = `/t/${encodeURIComponent(token)}`;
@@ -296,7 +298,6 @@ function setup() {
   }));
   $("checkin-button").addEventListener("click", (event) => act("view", event.currentTarget, async (phone) => {
     const ticket = await api("POST", `/api/bookings/${current.code}/check-in`, { body: { phone } });
-    localStorage.setItem(`onedoor-follow-${current.code}`, ticket.follow_token);
     announce(t("Checked in. Your number is {number}.", { number: ticket.number }));
     location.assign(`/t/${encodeURIComponent(ticket.follow_token)}`);
   }));
