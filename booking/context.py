@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from booking.domain.calendar import HallCalendar
+from sqlalchemy import Select, and_, bindparam, func, select
+
+from booking.domain.calendar import HallCalendar, Slot
 from booking.domain.rules import BookingRules, rules_from_json
-from booking.store import BookingStore
+from booking.store import SlotCount
 from queue_server.db.repository import hall_from_row
-from queue_server.db.tables import HallRow, ServiceRow
+from queue_server.db.tables import CounterRow, CounterServiceRow, HallRow, ServiceRow, SlotRow
 from queue_server.domain.errors import DomainError
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import Hall
 from queue_server.service.errors import NotFound
 from queue_server.service.unit_of_work import UnitOfWork
 
+MEMO_LIMIT = 4096
+"""Slots remembered per matter snapshot, and matter snapshots per process (each bounded)."""
+
 
 @dataclass(frozen=True)
 class Matter:
-    """A bookable matter of a hall with everything its rules are checked against."""
+    """A bookable matter of a hall with everything its rules are checked against.
+
+    ``hall_row`` and ``service`` are detached copies of the rows (read them, never add
+    them to a session): a snapshot is shared by the requests that see the same stored
+    configuration.
+    """
 
     hall_row: HallRow
     hall: Hall
@@ -28,10 +40,21 @@ class Matter:
     calendar: HallCalendar
     counters: int
     """Counters serving the matter (for a capacity derived from them)."""
+    _slots: dict[datetime, Slot | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
         return self.hall.tz
+
+    def slot_at(self, start: datetime) -> Slot | None:
+        """The matter's slot beginning at ``start``, or None (remembered: the calendar
+        of a day is laid out once per snapshot, not once per request)."""
+        key = start.astimezone(UTC)
+        if key not in self._slots:
+            if len(self._slots) >= MEMO_LIMIT:
+                self._slots.clear()
+            self._slots[key] = self.calendar.slot_at(key, self.rules, self.tz, self.counters)
+        return self._slots[key]
 
 
 def calendar_of(hall_row: HallRow) -> HallCalendar:
@@ -53,24 +76,108 @@ async def load_hall(uow: UnitOfWork, hall_id: int) -> HallRow:
     return row
 
 
-async def load_matter(
-    uow: UnitOfWork, hall_id: int, service_id: int, *, for_booking: bool = True
-) -> Matter:
-    """The matter ``service_id`` of hall ``hall_id``; with ``for_booking``, refuse one that
-    is inactive or not booked online (409 saying to take a ticket at the hall instead)."""
-    hall_row = await load_hall(uow, hall_id)
-    service = await uow.session.get(ServiceRow, service_id)
-    if service is None or service.hall_id != hall_id:
-        raise NotFound(f"hall {hall_id} has no matter with id {service_id}")
-    if for_booking and (service.booking is None or not service.active):
-        raise DomainError(
-            f"matter {service.name_en} ({service.name_zh}) is not booked online; "
-            "take a ticket at the hall's kiosk instead"
+# What a matter's rules depend on, read in one statement: every column of the hall but
+# its event counter (bumped by each booking), every column of the matter, and how many
+# counters serve it. The same values give the same snapshot.
+_HALL_COLUMNS = [c for c in HallRow.__table__.columns if c.key != "event_seq"]
+_SERVICE_COLUMNS = list(ServiceRow.__table__.columns)
+_FINGERPRINT = len(_HALL_COLUMNS) + len(_SERVICE_COLUMNS) + 1
+_snapshots: dict[tuple[int, int], tuple[tuple[Any, ...], Matter]] = {}
+
+
+def _snapshot_query(with_slot: bool) -> Select[Any]:
+    service_id: Any = bindparam("service")
+    counters = (
+        select(func.count())
+        .select_from(CounterServiceRow)
+        .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
+        .where(CounterServiceRow.service_id == service_id)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(*_HALL_COLUMNS, *_SERVICE_COLUMNS, counters)
+        .select_from(HallRow)
+        .outerjoin(ServiceRow, and_(ServiceRow.id == service_id, ServiceRow.hall_id == HallRow.id))
+        .where(HallRow.id == bindparam("hall"))
+    )
+    if with_slot:
+        stmt = stmt.add_columns(SlotRow.id, SlotRow.bookable, SlotRow.booked).outerjoin(
+            SlotRow,
+            and_(SlotRow.service_id == ServiceRow.id, SlotRow.starts_at == bindparam("start")),
         )
+    return stmt
+
+
+# Built once: every request binds its own values.
+_MATTER = _snapshot_query(with_slot=False)
+_MATTER_AND_SLOT = _snapshot_query(with_slot=True)
+
+
+def _snapshot(values: tuple[Any, ...]) -> Matter:
+    hall_values = values[: len(_HALL_COLUMNS)]
+    service_values = values[len(_HALL_COLUMNS) : _FINGERPRINT - 1]
+    hall_row = HallRow(**{c.key: v for c, v in zip(_HALL_COLUMNS, hall_values, strict=True)})
+    service = ServiceRow(
+        **{c.key: v for c, v in zip(_SERVICE_COLUMNS, service_values, strict=True)}
+    )
     rules = rules_of(service)
-    counters = 0
-    if rules.capacity is None:
-        counters = await BookingStore(uow.session).counters_serving(service.id)
+    counters = int(values[_FINGERPRINT - 1] or 0) if rules.capacity is None else 0
     return Matter(
         hall_row, hall_from_row(hall_row), service, rules, calendar_of(hall_row), counters
     )
+
+
+async def load_matter_at(
+    uow: UnitOfWork,
+    hall_id: int,
+    service_id: int,
+    start: datetime | None,
+    *,
+    for_booking: bool = True,
+) -> tuple[Matter, SlotCount | None]:
+    """The matter ``service_id`` of hall ``hall_id`` and, given ``start``, its stored slot
+    beginning then (None if not stored yet), all in one statement.
+
+    With ``for_booking``, refuse a matter that is inactive or not booked online (409 saying
+    to take a ticket at the hall instead). The rules and calendar are parsed once per
+    stored configuration: each call reads the configuration and reuses the snapshot only
+    if every value is the same, so a change made by any process counts at once.
+    """
+    moment = start.astimezone(UTC) if start is not None else None
+    params: dict[str, Any] = {"hall": hall_id, "service": service_id}
+    stmt = _MATTER
+    if moment is not None:
+        stmt, params["start"] = _MATTER_AND_SLOT, moment
+    row = (await uow.session.execute(stmt, params)).first()
+    if row is None:
+        raise NotFound(f"no hall with id {hall_id}")
+    values = tuple(row)
+    if values[len(_HALL_COLUMNS)] is None:  # no such matter in this hall
+        raise NotFound(f"hall {hall_id} has no matter with id {service_id}")
+    fingerprint = values[:_FINGERPRINT]
+    cached = _snapshots.get((hall_id, service_id))
+    if cached is not None and cached[0] == fingerprint:
+        matter = cached[1]
+    else:
+        matter = _snapshot(fingerprint)
+        if len(_snapshots) >= MEMO_LIMIT:
+            _snapshots.clear()
+        _snapshots[(hall_id, service_id)] = (fingerprint, matter)
+    if for_booking and (matter.service.booking is None or not matter.service.active):
+        raise DomainError(
+            f"matter {matter.service.name_en} ({matter.service.name_zh}) is not booked "
+            "online; take a ticket at the hall's kiosk instead"
+        )
+    slot = None
+    if moment is not None and values[_FINGERPRINT] is not None:
+        slot_id, bookable, booked = values[_FINGERPRINT:]
+        slot = SlotCount(int(slot_id), moment, int(bookable), int(booked))
+    return matter, slot
+
+
+async def load_matter(
+    uow: UnitOfWork, hall_id: int, service_id: int, *, for_booking: bool = True
+) -> Matter:
+    """The matter ``service_id`` of hall ``hall_id`` (see ``load_matter_at``)."""
+    matter, _ = await load_matter_at(uow, hall_id, service_id, None, for_booking=for_booking)
+    return matter

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from booking.context import Matter, load_hall, load_matter
+from booking.context import Matter, load_hall, load_matter, load_matter_at
 from booking.domain import contact
 from booking.domain.booking import make_booking
 from booking.domain.calendar import Slot
@@ -159,7 +159,7 @@ def booking_out(row: BookingRow, matter: Matter) -> BookingOut:
 
 
 def _slot(matter: Matter, start: datetime) -> Slot:
-    slot = matter.calendar.slot_at(start, matter.rules, matter.tz, matter.counters)
+    slot = matter.slot_at(start)
     if slot is None:
         local = start.astimezone(matter.tz)
         raise Invalid(
@@ -177,15 +177,12 @@ async def _next_free(uow: UnitOfWork, matter: Matter, after: datetime) -> list[d
     if not days:
         return []
     until = datetime.combine(days[-1] + timedelta(days=1), time(0), tzinfo=matter.tz)
-    rows = await BookingStore(uow.session).free_slots_after(
+    starts = await BookingStore(uow.session).free_slots_after(
         matter.service.id, max(after, now), until.astimezone(UTC), NEXT_FREE
     )
     return [
-        {
-            "start": r.starts_at.isoformat(),
-            "local": f"{r.starts_at.astimezone(matter.tz):%Y-%m-%d %H:%M}",
-        }
-        for r in rows
+        {"start": start.isoformat(), "local": f"{start.astimezone(matter.tz):%Y-%m-%d %H:%M}"}
+        for start in starts
     ]
 
 
@@ -201,14 +198,18 @@ async def book_slot(uow: UnitOfWork, c: BookSlot) -> BookingOut:
     slots), outside the booking window, or a per-person limit reached."""
     now = uow.clock.now()
     store = BookingStore(uow.session)
-    matter = await load_matter(uow, c.hall_id, c.service_id)
+    # One statement reads the matter's configuration and the slot's counter.
+    matter, stored = await load_matter_at(uow, c.hall_id, c.service_id, c.slot_start)
     slot = _slot(matter, c.slot_start)
     phone, tail, name = _contact(c)
     if phone is None and c.staff_id is None:
         raise Invalid("phone", "give a mobile number: the booking is managed with it")
     check_bookable(slot, now, matter.tz, matter.rules)
-    slot_id = await store.slot_id(c.hall_id, c.service_id, slot)
-    booked, bookable = await store.booked(slot_id)
+    if stored is None:  # the release job has not stored it yet
+        slot_id = await store.slot_id(c.hall_id, c.service_id, slot)
+        booked, bookable = await store.booked(slot_id)
+    else:
+        slot_id, booked, bookable = stored.slot_id, stored.booked, stored.bookable
     try:
         if booked >= bookable:  # refuse a full slot before taking any lock
             raise SlotFull(_full_message(matter, slot))
@@ -228,15 +229,13 @@ async def book_slot(uow: UnitOfWork, c: BookSlot) -> BookingOut:
         raise Conflict(
             str(exc), reason="slot_full", next_free=await _next_free(uow, matter, slot.start)
         ) from None
-    row = BookingRow(
-        hall_id=c.hall_id, service_id=c.service_id, slot_id=slot_id, slot_start=slot.start,
-        code=booking.code, name=booking.name, phone=booking.phone, id_tail=booking.id_tail,
-        state=str(booking.state), channel="staff" if c.staff_id else "online",
-        made_by_user_id=c.staff_id, made_at=now,
-    )  # fmt: skip
-    uow.session.add(row)
     try:
-        await uow.session.flush()
+        row = await store.add_booking(
+            hall_id=c.hall_id, service_id=c.service_id, slot_id=slot_id, slot_start=slot.start,
+            code=booking.code, name=booking.name, phone=booking.phone, id_tail=booking.id_tail,
+            state=str(booking.state), channel="staff" if c.staff_id else "online",
+            made_by_user_id=c.staff_id, made_at=now,
+        )  # fmt: skip
     except IntegrityError as exc:  # the random code clashed with a stored one: draw again
         raise RetryTransaction from exc
     uow.collect(booking.events)

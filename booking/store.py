@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +37,8 @@ class SlotCount:
     booked: int
 
 
-def booking_from_row(row: BookingRow, timezone: str) -> Booking:
+def booking_from_row(row: BookingRow | Row[Any], timezone: str) -> Booking:
+    """The domain booking of a stored row (an ORM row, or a plain row of the table)."""
     return Booking(
         hall_id=row.hall_id,
         service_id=row.service_id,
@@ -70,6 +72,19 @@ def holder_keys(phone: str | None, id_tail: str | None, name: str) -> list[str]:
     if id_tail:
         keys.append(f"id:{id_tail}:{name}"[:96])
     return sorted(keys)
+
+
+_SLOTS = cast(Table, SlotRow.__table__)
+_BOOKINGS = cast(Table, BookingRow.__table__)
+# The hot statements are built once: plain table statements (no ORM bookkeeping), bound
+# per call.
+_TAKE_PLACE = (
+    update(_SLOTS)
+    .where(_SLOTS.c.id == bindparam("slot"), _SLOTS.c.booked < _SLOTS.c.bookable)
+    .values(booked=_SLOTS.c.booked + 1)
+    .returning(_SLOTS.c.booked)
+)
+_HOLDER_UPSERTS: dict[str, Any] = {}
 
 
 class BookingStore:
@@ -176,12 +191,7 @@ class BookingStore:
 
     async def take_place(self, slot_id: int) -> bool:
         """Take one place of the slot if one is free; False if it is full."""
-        taken = await self.session.execute(
-            update(SlotRow)
-            .where(SlotRow.id == slot_id, SlotRow.booked < SlotRow.bookable)
-            .values(booked=SlotRow.booked + 1)
-            .returning(SlotRow.booked)
-        )
+        taken = await self.session.execute(_TAKE_PLACE, {"slot": slot_id})
         return taken.scalar_one_or_none() is not None
 
     async def give_back_place(self, slot_id: int) -> None:
@@ -194,29 +204,44 @@ class BookingStore:
     async def lock_holder(self, hall_id: int, keys: Iterable[str], now: datetime) -> None:
         """Upsert the visitor's holder rows, in key order: their row locks, held until
         commit, queue a person's concurrent bookings behind each other."""
-        for key in sorted(keys):
-            stmt = self._upsert(BookingHolderRow, hall_id=hall_id, key=key, touched_at=now)
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["hall_id", "key"], set_={"touched_at": now}
-                )
+        dialect = self.session.get_bind().dialect.name
+        stmt = _HOLDER_UPSERTS.get(dialect)
+        if stmt is None:
+            insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            holders = cast(Table, BookingHolderRow.__table__)
+            upsert = insert_(holders).values(
+                hall_id=bindparam("hall"), key=bindparam("holder"), touched_at=bindparam("now")
             )
+            stmt = _HOLDER_UPSERTS[dialect] = upsert.on_conflict_do_update(
+                index_elements=["hall_id", "key"], set_={"touched_at": upsert.excluded.touched_at}
+            )
+        for key in sorted(keys):
+            await self.session.execute(stmt, {"hall": hall_id, "holder": key, "now": now})
 
     async def bookings_of(
         self, hall_id: int, phone: str | None, id_tail: str | None
-    ) -> list[BookingRow]:
-        """The hall's bookings under this phone number or ID tail (the limits filter them)."""
+    ) -> list[Row[Any]]:
+        """The hall's bookings under this phone number or ID tail (the limits filter
+        them), as plain rows: read, not changed."""
         who = []
         if phone:
-            who.append(BookingRow.phone == phone)
+            who.append(_BOOKINGS.c.phone == phone)
         if id_tail:
-            who.append(BookingRow.id_tail == id_tail)
+            who.append(_BOOKINGS.c.id_tail == id_tail)
         if not who:
             return []
         rows = await self.session.execute(
-            select(BookingRow).where(BookingRow.hall_id == hall_id, or_(*who))
+            select(_BOOKINGS).where(_BOOKINGS.c.hall_id == hall_id, or_(*who))
         )
-        return list(rows.scalars())
+        return list(rows)
+
+    async def add_booking(self, **values: Any) -> BookingRow:
+        """Store a new booking; the answer is a detached row to read its fields from.
+        A clash of its random code raises ``IntegrityError``."""
+        booking_id = (
+            await self.session.execute(insert(_BOOKINGS).values(**values).returning(_BOOKINGS.c.id))
+        ).scalar_one()
+        return BookingRow(id=booking_id, **values)
 
     async def by_code(self, code: str, *, lock: bool = False) -> BookingRow | None:
         stmt = select(BookingRow).where(BookingRow.code == code)
@@ -251,10 +276,10 @@ class BookingStore:
 
     async def free_slots_after(
         self, service_id: int, after: datetime, until: datetime, limit: int
-    ) -> list[SlotRow]:
-        """The matter's stored slots with a free place, starting after ``after``."""
-        rows = await self.session.execute(
-            select(SlotRow)
+    ) -> list[datetime]:
+        """The starts of the matter's stored slots with a free place, after ``after``."""
+        rows = await self.session.scalars(
+            select(SlotRow.starts_at)
             .where(
                 SlotRow.service_id == service_id,
                 SlotRow.starts_at > after,
@@ -264,7 +289,7 @@ class BookingStore:
             .order_by(SlotRow.starts_at)
             .limit(limit)
         )
-        return list(rows.scalars())
+        return list(rows)
 
     async def overdue(self, now: datetime, *, limit: int = 500) -> list[BookingRow]:
         """Unused bookings whose slot has begun, locked (others skipped) for the sweep."""

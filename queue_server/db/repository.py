@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +37,17 @@ from .tables import (
     ServiceRow,
     TicketRow,
     VisitRow,
+)
+
+_HALLS = cast(Table, HallRow.__table__)
+_HALL_EVENTS = cast(Table, HallEventRow.__table__)
+# Built once, and a plain table statement: no hall object of a writing session needs its
+# counter kept in step (only the read-only snapshot views read it).
+_BUMP_EVENT_SEQ = (
+    update(_HALLS)
+    .where(_HALLS.c.id == bindparam("hall"))
+    .values(event_seq=_HALLS.c.event_seq + bindparam("count"))
+    .returning(_HALLS.c.event_seq)
 )
 
 
@@ -315,22 +327,20 @@ class Repository:
         for event in events:
             by_hall.setdefault(event.hall_id, []).append(event)
         for hall_id, hall_events in sorted(by_hall.items()):
-            last = (
-                await self.session.execute(
-                    update(HallRow)
-                    .where(HallRow.id == hall_id)
-                    .values(event_seq=HallRow.event_seq + len(hall_events))
-                    .returning(HallRow.event_seq)
-                )
-            ).scalar_one()
-            first = last - len(hall_events) + 1
-            for offset, event in enumerate(hall_events):
-                self.session.add(
-                    HallEventRow(
-                        hall_id=hall_id,
-                        seq=first + offset,
-                        name=event.name,
-                        payload=event.payload(),
-                        created_at=now,
-                    )
-                )
+            bumped = await self.session.execute(
+                _BUMP_EVENT_SEQ, {"hall": hall_id, "count": len(hall_events)}
+            )
+            first = bumped.scalar_one() - len(hall_events) + 1
+            await self.session.execute(
+                insert(_HALL_EVENTS),
+                [
+                    {
+                        "hall_id": hall_id,
+                        "seq": first + offset,
+                        "name": event.name,
+                        "payload": event.payload(),
+                        "created_at": now,
+                    }
+                    for offset, event in enumerate(hall_events)
+                ],
+            )
