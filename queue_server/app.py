@@ -40,6 +40,7 @@ from queue_server.api.deps import (
     provide_settings,
     provide_speech_cache,
 )
+from queue_server.api.devices import DeviceController
 from queue_server.api.errors import EXCEPTION_HANDLERS
 from queue_server.api.public import PublicController
 from queue_server.api.tickets import TicketController
@@ -120,6 +121,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             *FEEDS,
             AuthController,
+            DeviceController,
             HallAdminController,
             TicketController,
             CounterController,

@@ -56,6 +56,9 @@ class Settings:
     print_wait_seconds: float = 3.0
     """How long a kiosk's request waits to hear whether its ticket printed
     (ONEDOOR_PRINT_WAIT_SECONDS); after that the kiosk shows the ticket on screen."""
+    screen_silent_seconds: float = 120.0
+    """A kiosk or board that has shown up once and then sent no heartbeat (every 30 s) for
+    this long is reported to staff as offline (ONEDOOR_SCREEN_SILENT_SECONDS)."""
     scheduler: bool = True
     """Run the scheduled jobs (booking release, no-show sweep, reminders, day close) in
     this deployment (ONEDOOR_SCHEDULER). With several processes exactly one leads."""
@@ -182,6 +185,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError(f"ONEDOOR_NOTIFY={settings.notify!r}: use log or webhook")
     if settings.notify == "webhook" and not settings.notify_webhook_url:
         raise SettingsError("ONEDOOR_NOTIFY=webhook needs ONEDOOR_NOTIFY_WEBHOOK_URL")
+    if settings.screen_silent_seconds <= 0:
+        raise SettingsError("ONEDOOR_SCREEN_SILENT_SECONDS must be more than 0")
     if settings.booking_rate_limit < 0:
         raise SettingsError("ONEDOOR_BOOKING_RATE_LIMIT must be 0 (off) or more")
     if settings.workers > 1 and settings.effective_database_url.startswith("sqlite"):

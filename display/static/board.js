@@ -203,3 +203,16 @@ function tick() {
 tick();
 setInterval(tick, 1000);
 connect();
+
+// "This board is there", every 30 s or as the answer says: staff hear when it goes silent.
+async function heartbeat() {
+  let next = 30000;
+  try {
+    const answer = await fetch("/api/devices/heartbeat", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    if (answer.ok) next = (await answer.json()).next_in_seconds * 1000;
+  } catch (error) {
+    // the server is away; try again later
+  }
+  setTimeout(heartbeat, Math.max(250, next));
+}
+if (token) heartbeat();

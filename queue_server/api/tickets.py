@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from litestar import Controller, get, post
@@ -105,9 +105,16 @@ class TicketController(Controller):
         return await printing.wait_for_print(bus, job_id, settings.print_wait_seconds)
 
     @get("/alerts", opt=roles(*HALL_VIEWERS))
-    async def alerts(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> list[Alert]:
-        """Devices that need staff now: a print agent gone, paper out, cover open."""
-        return await bus.run(printing.alerts, hall_id)
+    async def alerts(
+        self,
+        hall_id: FromPath[int],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> list[Alert]:
+        """Devices that need staff now: a print agent gone, paper out, cover open, a kiosk
+        or board gone silent."""
+        silent = timedelta(seconds=settings.screen_silent_seconds)
+        return await bus.run(printing.alerts, hall_id, silent)
 
     @get("/tickets/{ticket_id:int}", opt=roles(*STAFF))
     async def get_ticket(

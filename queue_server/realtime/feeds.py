@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -201,7 +202,9 @@ async def counter_feed(
         return {
             "counter": await console(bus, settings, counter_id),
             "waiting": await bus.run(waiting_for_counter, counter_id),
-            "alerts": await bus.run(printing.alerts, counter.hall_id),
+            "alerts": await bus.run(
+                printing.alerts, counter.hall_id, timedelta(seconds=settings.screen_silent_seconds)
+            ),
         }
 
     await _follow_changes(socket, hubs, counter.hall_id, cares, state)

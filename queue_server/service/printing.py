@@ -18,6 +18,7 @@ from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, TicketRow
 from queue_server.domain import events as ev
 
 from .errors import Invalid, NotFound
+from .presence import SCREENS, screen_problem
 from .unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:  # the bus imports the handlers, which import this module
@@ -27,6 +28,7 @@ from .views import PrintState, TicketView, ticket_view
 PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
 # An agent that has not reported for this long is treated as gone.
 AGENT_SILENT_AFTER = timedelta(seconds=45)
+SCREEN_SILENT_AFTER = timedelta(seconds=120)
 # A job sent but not acknowledged for this long is sent again (its connection died).
 RESEND_AFTER = timedelta(seconds=60)
 # A job not printed within this time is dropped: the kiosk showed the ticket on screen.
@@ -283,21 +285,29 @@ class Alert:
     problem: str
 
 
-async def alerts(uow: UnitOfWork, hall_id: int) -> list[Alert]:
-    """Printers (and so kiosks) that need staff: agent gone, paper out, cover open…"""
+async def alerts(
+    uow: UnitOfWork, hall_id: int, screen_silent: timedelta = SCREEN_SILENT_AFTER
+) -> list[Alert]:
+    """Devices that need staff: a print agent gone, paper out, cover open…, and kiosks or
+    boards that showed up and then went silent for ``screen_silent``."""
     now = uow.clock.now()
     rows = (
         await uow.session.execute(
-            select(DeviceRow).where(
+            select(DeviceRow)
+            .where(
                 DeviceRow.hall_id == hall_id,
-                DeviceRow.kind == "printer",
+                DeviceRow.kind.in_(("printer", *SCREENS)),
                 DeviceRow.revoked_at.is_(None),
             )
+            .order_by(DeviceRow.id)
         )
     ).scalars()
     found = []
     for device in rows:
-        problem = problem_of(device, now)
+        if device.kind == "printer":
+            problem = problem_of(device, now)
+        else:
+            problem = screen_problem(device.kind, device.last_seen_at, now, screen_silent)
         if problem:
             found.append(Alert(device.id, device.kind, device.name, device.kiosk_id, problem))
     return found

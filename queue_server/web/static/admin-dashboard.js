@@ -79,8 +79,8 @@ function render() {
 
   $("dash-alerts").replaceChildren(live.alerts.length
     ? h("ul", { class: "alerts" }, live.alerts.map((a) => h("li", { class: "alert error" },
-      h("strong", {}, a.name), " — ", a.problem)))
-    : h("p", { class: "ok-note" }, t("No alerts: every printer is working.")));
+      h("strong", {}, a.name), " — ", t(a.problem))))
+    : h("p", { class: "ok-note" }, t("No alerts: every printer, kiosk and board is working.")));
 
   $("dash-waiting").replaceChildren(table(
     [t("Prefix"), t("Matter"), t("People waiting"), t("Longest wait")],

@@ -329,6 +329,18 @@ async function refresh() {
   apply(console_, waiting, alerts);
 }
 
+// A kiosk or board going silent is no event on the feed: look at the alerts again now
+// and then (a printer's problems come live).
+const ALERTS_POLL_MS = 30000;
+window.setInterval(async () => {
+  if (S.view !== "console" || !S.hallId) return;
+  const alerts = await call("GET", `/api/halls/${S.hallId}/alerts`).catch(() => null);
+  if (alerts) {
+    S.alerts = alerts;
+    renderAlerts();
+  }
+}, ALERTS_POLL_MS);
+
 function onFeed(message) {
   if (message.type !== "snapshot" && message.type !== "update") return;
   const event = message.event;

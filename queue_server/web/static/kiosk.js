@@ -14,6 +14,7 @@ const FORM_IDLE = IDLE * 2; // choosing priority, checking in: more to read and 
 const SETTLE_MS = 500; // a new screen ignores taps this long (a double tap lands once)
 const SCAN_GAP_MS = 80; // a QR scanner types faster than this between keys
 const SHORTCUT_WAIT_MS = 150; // a digit waits this long to be sure a scan is not starting
+const HEARTBEAT_MS = 30000; // "this kiosk is there" when the server did not say when
 const PRIORITY_ORDER = ["none", "elderly", "disability", "pregnancy"];
 const CODE_KEYS = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 const STORED_RESULT = "onedoor-kiosk-result";
@@ -659,6 +660,14 @@ function restoreResult() {
   return false;
 }
 
+/** Tell the server this kiosk is there (staff are told when it goes silent), again when
+ *  the answer says (every 30 s by default). */
+async function heartbeat() {
+  const answer = await api("POST", "/api/devices/heartbeat", { token: TOKEN }).catch(() => null);
+  const next = answer ? answer.next_in_seconds * 1000 : HEARTBEAT_MS;
+  window.setTimeout(heartbeat, Math.max(250, next));
+}
+
 async function start() {
   if (!sessionStorage.getItem(HOME_LANG)) sessionStorage.setItem(HOME_LANG, LANG);
   show("loading");
@@ -673,6 +682,7 @@ async function start() {
     show("setup");
     return;
   }
+  heartbeat();
   await refreshHall();
   while (!state.hall) {
     await new Promise((resolve) => window.setTimeout(resolve, 5000));
