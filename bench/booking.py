@@ -216,6 +216,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="random seed of the attempts (1)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (1)")
     parser.add_argument("--pool-size", type=int, help="ONEDOOR_DB_POOL_SIZE (server default)")
+    parser.add_argument(
+        "--booking-concurrency",
+        type=int,
+        help="ONEDOOR_BOOKING_CONCURRENCY, 0 for no limit (server default)",
+    )
     args = parser.parse_args(argv)
     try:
         args.sizes = sizes_from(args)
@@ -681,6 +686,8 @@ def server_spec(args: argparse.Namespace) -> ServerSpec:
     env = [("ONEDOOR_BOOKING_RATE_LIMIT", "0"), ("ONEDOOR_SCHEDULER", "0")]
     if args.pool_size:
         env.append(("ONEDOOR_DB_POOL_SIZE", str(args.pool_size)))
+    if args.booking_concurrency is not None:
+        env.append(("ONEDOOR_BOOKING_CONCURRENCY", str(args.booking_concurrency)))
     redis = os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL) if args.workers > 1 else None
     return ServerSpec(
         f"postgres-{args.workers}w",

@@ -33,6 +33,8 @@ from queue_server.api.bookings import (
 )
 from queue_server.api.counter import CounterController
 from queue_server.api.deps import (
+    BookingGate,
+    provide_booking_gate,
     provide_bus,
     provide_hall_lookup,
     provide_hubs,
@@ -157,6 +159,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         dependencies={
             "bus": Provide(provide_bus, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
+            "booking_gate": Provide(provide_booking_gate, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
             "hubs": Provide(provide_hubs, sync_to_thread=False),
             "halls": Provide(provide_hall_lookup, sync_to_thread=False),
@@ -180,5 +183,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         stores=stores,
     )
     app.state.settings = settings
+    app.state.booking_gate = BookingGate(settings.booking_concurrency)
     app.state.clock = clock
     return app

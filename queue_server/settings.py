@@ -73,6 +73,10 @@ class Settings:
     ``booking.notify.SmsNotifier``."""
     notify_webhook_url: str = ""
     """Where the webhook notifier posts reminders (ONEDOOR_NOTIFY_WEBHOOK_URL)."""
+    booking_concurrency: int = 6
+    """Bookings one process runs at once (ONEDOOR_BOOKING_CONCURRENCY; 0: no limit). More
+    wait their turn in the process: every booking of a hall queues on the hall's row at
+    commit, and a crowd of connections waiting there costs more than it gives."""
     booking_rate_limit: int = 30
     """Requests per minute one client address may make to the public booking endpoints
     (ONEDOOR_BOOKING_RATE_LIMIT); 0 turns the limit off."""
@@ -187,6 +191,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError("ONEDOOR_NOTIFY=webhook needs ONEDOOR_NOTIFY_WEBHOOK_URL")
     if settings.screen_silent_seconds <= 0:
         raise SettingsError("ONEDOOR_SCREEN_SILENT_SECONDS must be more than 0")
+    if settings.booking_concurrency < 0:
+        raise SettingsError("ONEDOOR_BOOKING_CONCURRENCY must be 0 (no limit) or more")
     if settings.booking_rate_limit < 0:
         raise SettingsError("ONEDOOR_BOOKING_RATE_LIMIT must be 0 (off) or more")
     if settings.workers > 1 and settings.effective_database_url.startswith("sqlite"):

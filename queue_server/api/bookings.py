@@ -24,6 +24,7 @@ from queue_server.service.views import TicketView
 from queue_server.settings import Settings
 
 from .auth import ISSUERS, MANAGERS, PUBLIC, STAFF, roles
+from .deps import BookingGate
 from .schemas import BookIn, CalendarIn, CheckInIn, PhoneIn, RescheduleIn, StaffBookIn
 from .tickets import ticket_answer
 
@@ -63,15 +64,17 @@ class PublicBookingController(Controller):
         data: JSONBody[BookIn],
         bus: NamedDependency[Bus],
         settings: NamedDependency[Settings],
+        booking_gate: NamedDependency[BookingGate],
     ) -> BookingOut:
         """Book a slot: the answer holds the booking code, its QR link and the materials to
         bring. 409 when the slot is full (with the next free slots), outside the booking
         window, or a limit per phone number or ID is reached."""
-        booking = await bus.run(
-            service.book_slot,
-            service.BookSlot(hall_id, data.service_id, data.slot_start, data.name, data.phone,
-                             data.id_tail),
-        )  # fmt: skip
+        async with booking_gate:
+            booking = await bus.run(
+                service.book_slot,
+                service.BookSlot(hall_id, data.service_id, data.slot_start, data.name,
+                                 data.phone, data.id_tail),
+            )  # fmt: skip
         return with_links(booking, settings)
 
     @get("/api/bookings/{code:str}")
@@ -191,13 +194,15 @@ class HallBookingController(Controller):
         bus: NamedDependency[Bus],
         principal: NamedDependency[Principal],
         settings: NamedDependency[Settings],
+        booking_gate: NamedDependency[BookingGate],
     ) -> BookingOut:
         """Book for a visitor (who may have no phone); the same rules as online apply."""
-        booking = await bus.run(
-            service.book_slot,
-            service.BookSlot(hall_id, data.service_id, data.slot_start, data.name, data.phone,
-                             data.id_tail, staff_id=principal.user_id),
-        )  # fmt: skip
+        async with booking_gate:
+            booking = await bus.run(
+                service.book_slot,
+                service.BookSlot(hall_id, data.service_id, data.slot_start, data.name,
+                                 data.phone, data.id_tail, staff_id=principal.user_id),
+            )  # fmt: skip
         return with_links(booking, settings)
 
     @get("/bookings/{code:str}", opt=roles(*STAFF))

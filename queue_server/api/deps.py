@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,26 @@ from .auth import PRINCIPAL_KEY
 
 def provide_bus(state: State) -> Bus:
     return state.bus  # type: ignore[no-any-return]
+
+
+class BookingGate:
+    """At most ``limit`` bookings of this process at once (0: no limit); the rest wait here,
+    in order, holding no database connection."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit) if limit else None
+
+    async def __aenter__(self) -> None:
+        if self._slots is not None:
+            await self._slots.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+def provide_booking_gate(state: State) -> BookingGate:
+    return state.booking_gate  # type: ignore[no-any-return]
 
 
 def provide_settings(state: State) -> Settings:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +49,23 @@ _BUMP_EVENT_SEQ = (
     .where(_HALLS.c.id == bindparam("hall"))
     .values(event_seq=_HALLS.c.event_seq + bindparam("count"))
     .returning(_HALLS.c.event_seq)
+)
+
+
+_PG_RECORD_EVENTS = text(
+    """
+    WITH bumped AS (
+        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
+        WHERE id = CAST(:hall AS bigint)
+        RETURNING event_seq
+    )
+    INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+    SELECT CAST(:hall AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
+           e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
+    FROM bumped,
+         unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+             WITH ORDINALITY AS e(name, payload, ord)
+    """
 )
 
 
@@ -326,7 +344,23 @@ class Repository:
         by_hall: dict[int, list[ev.Event]] = {}
         for event in events:
             by_hall.setdefault(event.hall_id, []).append(event)
+        postgres = self.session.get_bind().dialect.name == "postgresql"
         for hall_id, hall_events in sorted(by_hall.items()):
+            if postgres:
+                # One statement numbers and writes them: the hall row's lock, which every
+                # change of the hall queues on, is then held for that statement and the
+                # commit only, not for one more round trip to this process and back.
+                await self.session.execute(
+                    _PG_RECORD_EVENTS,
+                    {
+                        "hall": hall_id,
+                        "count": len(hall_events),
+                        "names": [e.name for e in hall_events],
+                        "payloads": [json.dumps(e.payload()) for e in hall_events],
+                        "now": now,
+                    },
+                )
+                continue
             bumped = await self.session.execute(
                 _BUMP_EVENT_SEQ, {"hall": hall_id, "count": len(hall_events)}
             )

@@ -142,3 +142,41 @@ async def test_redis_backend_reads_every_channel_subscribed_at_once(redis_url: s
                 async for payload in subscriber.iter_events():
                     assert payload == name.encode()
                     break
+
+
+async def test_concurrent_commits_of_several_events_number_them_gaplessly_in_order(
+    bus: Bus,
+) -> None:
+    """Each commit's events get consecutive numbers in the order recorded, whatever the
+    commits race (PostgreSQL numbers and writes them in one statement)."""
+    hall_id, _ = await hall_with_matter(bus)
+    other_hall, _ = await hall_with_matter(bus)
+
+    async def commit(uow: UnitOfWork, writer: int) -> None:
+        now = uow.clock.now()
+        uow.collect([HallNoticeChanged(hall_id, now, f"{writer}-{i} 通知") for i in range(3)])
+        uow.collect([HallNoticeChanged(other_hall, now, f"{writer}-x")])
+        await uow.commit()
+
+    await asyncio.gather(*(bus.run(commit, writer) for writer in range(20)))
+
+    async def log(uow: UnitOfWork) -> list[tuple[int, int, dict[str, Any]]]:
+        rows = await uow.session.execute(
+            select(HallEventRow.hall_id, HallEventRow.seq, HallEventRow.payload).order_by(
+                HallEventRow.hall_id, HallEventRow.seq
+            )
+        )
+        return [(h, s, p) for h, s, p in rows]
+
+    stored = await bus.run(log)
+    mine = [(seq, payload["notice"]) for h, seq, payload in stored if h == hall_id]
+    assert [seq for seq, _ in mine] == list(range(1, 61))
+    # Each writer's three events sit together, in the order it recorded them.
+    for start in range(0, 60, 3):
+        writer = mine[start][1].split("-")[0]
+        assert [n for _, n in mine[start : start + 3]] == [f"{writer}-{i} 通知" for i in range(3)]
+    assert sorted(n for _, n in mine) == sorted(
+        f"{w}-{i} 通知" for w in range(20) for i in range(3)
+    )
+    theirs = [seq for h, seq, _ in stored if h == other_hall]
+    assert theirs == list(range(1, 21))
