@@ -21,7 +21,9 @@ from queue_server.service.errors import NotFound
 from queue_server.service.unit_of_work import UnitOfWork
 
 MEMO_LIMIT = 4096
-"""Slots remembered per matter snapshot, and matter snapshots per process (each bounded)."""
+"""Matter snapshots kept per process."""
+SLOT_MEMO_LIMIT = 1024
+"""Slots kept per snapshot (a month of 30-minute slots of a 12-hour day is 720)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Matter:
     calendar: HallCalendar
     counters: int
     """Counters serving the matter (for a capacity derived from them)."""
-    _slots: dict[datetime, Slot | None] = field(default_factory=dict, compare=False, repr=False)
+    _slots: dict[datetime, Slot] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -50,11 +52,14 @@ class Matter:
         """The matter's slot beginning at ``start``, or None (remembered: the calendar
         of a day is laid out once per snapshot, not once per request)."""
         key = start.astimezone(UTC)
-        if key not in self._slots:
-            if len(self._slots) >= MEMO_LIMIT:
-                self._slots.clear()
-            self._slots[key] = self.calendar.slot_at(key, self.rules, self.tz, self.counters)
-        return self._slots[key]
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self.calendar.slot_at(key, self.rules, self.tz, self.counters)
+            if slot is not None:  # not a start a client made up: those are not kept
+                if len(self._slots) >= SLOT_MEMO_LIMIT:
+                    self._slots.clear()
+                self._slots[key] = slot
+        return slot
 
 
 def calendar_of(hall_row: HallRow) -> HallCalendar:

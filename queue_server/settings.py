@@ -74,9 +74,10 @@ class Settings:
     notify_webhook_url: str = ""
     """Where the webhook notifier posts reminders (ONEDOOR_NOTIFY_WEBHOOK_URL)."""
     booking_concurrency: int = 6
-    """Bookings one process runs at once (ONEDOOR_BOOKING_CONCURRENCY; 0: no limit). More
-    wait their turn in the process: every booking of a hall queues on the hall's row at
-    commit, and a crowd of connections waiting there costs more than it gives."""
+    """Bookings and reschedules one process runs at once (ONEDOOR_BOOKING_CONCURRENCY; 0: no
+    limit). More wait their turn in the process, up to 20 s (then 503, try again): every
+    booking of a hall queues on the hall's row at commit, and a crowd of connections
+    waiting there costs more than it gives."""
     booking_rate_limit: int = 30
     """Requests per minute one client address may make to the public booking endpoints
     (ONEDOOR_BOOKING_RATE_LIMIT); 0 turns the limit off."""

@@ -208,11 +208,13 @@ connect();
 async function heartbeat() {
   let next = 30000;
   try {
-    const answer = await fetch("/api/devices/heartbeat", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
-    if (answer.ok) next = (await answer.json()).next_in_seconds * 1000;
+    const answer = await fetch("/api/devices/heartbeat", {
+      method: "POST", headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10000),
+    });
+    if (answer.ok) next = Number((await answer.json()).next_in_seconds) * 1000;
   } catch (error) {
     // the server is away; try again later
   }
-  setTimeout(heartbeat, Math.max(250, next));
+  setTimeout(heartbeat, Number.isFinite(next) ? Math.max(250, next) : 30000);
 }
 if (token) heartbeat();

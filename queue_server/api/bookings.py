@@ -107,12 +107,14 @@ class PublicBookingController(Controller):
         data: JSONBody[RescheduleIn],
         bus: NamedDependency[Bus],
         settings: NamedDependency[Settings],
+        booking_gate: NamedDependency[BookingGate],
     ) -> BookingOut:
         """Move to another slot of the same matter, keeping the code."""
-        booking = await bus.run(
-            service.reschedule_booking,
-            service.RescheduleBooking(code, data.slot_start, phone=data.phone),
-        )
+        async with booking_gate:  # it takes a place as a booking does
+            booking = await bus.run(
+                service.reschedule_booking,
+                service.RescheduleBooking(code, data.slot_start, phone=data.phone),
+            )
         return with_links(booking, settings)
 
     @post("/api/bookings/{code:str}/check-in", status_code=200)
@@ -237,11 +239,13 @@ class HallBookingController(Controller):
         data: JSONBody[RescheduleIn],
         bus: NamedDependency[Bus],
         settings: NamedDependency[Settings],
+        booking_gate: NamedDependency[BookingGate],
     ) -> BookingOut:
-        booking = await bus.run(
-            service.reschedule_booking,
-            service.RescheduleBooking(code, data.slot_start, hall_id=hall_id),
-        )
+        async with booking_gate:
+            booking = await bus.run(
+                service.reschedule_booking,
+                service.RescheduleBooking(code, data.slot_start, hall_id=hall_id),
+            )
         return with_links(booking, settings)
 
     @post("/bookings/{code:str}/check-in", opt=roles(*STAFF), status_code=200)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar.datastructures import State
+from litestar.exceptions import ServiceUnavailableException
 from litestar.types import Scope
 
 from queue_server.service import hall_config
@@ -25,14 +26,24 @@ def provide_bus(state: State) -> Bus:
 
 class BookingGate:
     """At most ``limit`` bookings of this process at once (0: no limit); the rest wait here,
-    in order, holding no database connection."""
+    in order, holding no database connection, for up to ``wait`` seconds: then 503 with
+    ``Retry-After``, rather than booking long after the visitor gave up."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, wait: float = 20.0) -> None:
         self._slots = asyncio.Semaphore(limit) if limit else None
+        self._wait = wait
 
     async def __aenter__(self) -> None:
-        if self._slots is not None:
-            await self._slots.acquire()
+        if self._slots is None:
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ServiceUnavailableException(
+                "bookings are very busy right now; please try again in a few seconds",
+                headers={"Retry-After": "5"},
+            ) from None
 
     async def __aexit__(self, *exc: object) -> None:
         if self._slots is not None:

@@ -65,6 +65,8 @@ _PG_RECORD_EVENTS = text(
     FROM bumped,
          unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
              WITH ORDINALITY AS e(name, payload, ord)
+    ORDER BY e.ord
+    RETURNING seq
     """
 )
 
@@ -341,6 +343,9 @@ class Repository:
         The hall row's ``event_seq`` is bumped with ``UPDATE … RETURNING``; its row lock
         makes the numbers follow commit order within a hall.
         """
+        # The change itself first: the hall row's lock, taken next, is then held for the
+        # events and the commit only (and always after this change's own row locks).
+        await self.session.flush()
         by_hall: dict[int, list[ev.Event]] = {}
         for event in events:
             by_hall.setdefault(event.hall_id, []).append(event)
@@ -350,7 +355,7 @@ class Repository:
                 # One statement numbers and writes them: the hall row's lock, which every
                 # change of the hall queues on, is then held for that statement and the
                 # commit only, not for one more round trip to this process and back.
-                await self.session.execute(
+                written = await self.session.execute(
                     _PG_RECORD_EVENTS,
                     {
                         "hall": hall_id,
@@ -360,6 +365,8 @@ class Repository:
                         "now": now,
                     },
                 )
+                if len(written.all()) != len(hall_events):
+                    raise LookupError(f"no hall {hall_id} to record its events in")
                 continue
             bumped = await self.session.execute(
                 _BUMP_EVENT_SEQ, {"hall": hall_id, "count": len(hall_events)}

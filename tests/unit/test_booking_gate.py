@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from litestar.exceptions import ServiceUnavailableException
 
 from queue_server.api.deps import BookingGate
 
@@ -47,3 +48,15 @@ async def test_a_failed_booking_gives_its_place_back() -> None:
     async with asyncio.timeout(1):
         async with gate:
             pass
+
+
+async def test_a_booking_waiting_too_long_is_told_to_try_again() -> None:
+    gate = BookingGate(1, wait=0.05)
+    async with gate:
+        with pytest.raises(ServiceUnavailableException, match="try again") as refused:
+            async with gate:
+                pass
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": "5"}
+    async with gate:  # its place was never taken
+        pass

@@ -664,8 +664,8 @@ function restoreResult() {
  *  the answer says (every 30 s by default). */
 async function heartbeat() {
   const answer = await api("POST", "/api/devices/heartbeat", { token: TOKEN }).catch(() => null);
-  const next = answer ? answer.next_in_seconds * 1000 : HEARTBEAT_MS;
-  window.setTimeout(heartbeat, Math.max(250, next));
+  const next = answer ? Number(answer.next_in_seconds) * 1000 : HEARTBEAT_MS;
+  window.setTimeout(heartbeat, Number.isFinite(next) ? Math.max(250, next) : HEARTBEAT_MS);
 }
 
 async function start() {
