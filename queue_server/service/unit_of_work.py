@@ -51,10 +51,17 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Shielded: a cancelled request (a websocket gone, a client that hung up) is
+        # cancelled again at every await under anyio's cancel scopes, and an interrupted
+        # rollback leaves the pool a connection it can only throw away, with an error.
+        await asyncio.shield(self._end(self.session))
+
+    @staticmethod
+    async def _end(session: AsyncSession) -> None:
         try:
-            await self.session.rollback()
+            await session.rollback()
         finally:
-            await self.session.close()
+            await session.close()
 
     def collect(self, events: list[ev.Event]) -> None:
         """Take the events an entity recorded, to be written by ``commit``."""

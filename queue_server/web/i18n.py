@@ -119,6 +119,7 @@ PAGE_CATALOGS = {
     "manage.html": "booking",
     "follow.html": "booking",
     "_picker_strings.html": "booking",
+    "_alert_strings.html": "common",
 }
 
 

@@ -1,0 +1,47 @@
+"""A request cancelled mid-transaction (a websocket that went away, a client that hung up)
+still ends its transaction cleanly: the connection goes back to the pool rolled back, and
+nothing is logged as an error. Litestar and anyio cancel level-triggered: every await after
+the first cancellation is cancelled too, the rollback included, unless it is shielded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio
+import pytest
+from sqlalchemy import text
+
+from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
+
+
+async def test_work_cancelled_by_a_cancel_scope_rolls_back_and_logs_nothing(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(uow: UnitOfWork) -> None:
+        await uow.session.execute(text("SELECT 1"))
+        started.set()
+        await asyncio.sleep(30)
+
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        started.clear()
+        with anyio.move_on_after(5) as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(bus.run, slow)
+                await started.wait()
+                scope.cancel()
+        assert scope.cancelled_caught
+    await asyncio.sleep(0.2)  # the shielded endings finish
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    engine = bus.sessions.kw["bind"]
+    assert engine.pool.checkedout() == 0
+    # And the database is usable: the next unit of work runs.
+
+    async def one(uow: UnitOfWork) -> int:
+        return int((await uow.session.execute(text("SELECT 1"))).scalar_one())
+
+    assert await bus.run(one) == 1
