@@ -17,7 +17,7 @@ from babel.messages.pofile import read_po
 from playwright.async_api import expect
 
 from tests.e2e.pages import SIZES, axe_check, browser, demo, new_page, screenshot
-from tests.e2e.test_live_feeds import Clerk
+from tests.e2e.test_live_feeds import Clerk, issue
 from tests.servers import Server
 
 __all__ = ["browser", "demo"]
@@ -38,17 +38,6 @@ class Staff(Clerk):
         answer = await self.http.get(f"/api/halls/1/tickets/{ticket_id}")
         assert answer.status_code == 200, answer.text
         return answer.json()  # type: ignore[no-any-return]
-
-
-async def issue(server: Server, kiosk: str, service_id: int = 1) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.base, timeout=10) as http:
-        answer = await http.post(
-            "/api/halls/1/tickets",
-            json={"service_id": service_id},
-            headers={"Authorization": f"Bearer {kiosk}"},
-        )
-    assert answer.status_code == 201, answer.text
-    return answer.json()  # type: ignore[no-any-return]
 
 
 async def appointment(server: Server, kiosk: str, phone: str) -> dict[str, Any]:
@@ -110,8 +99,8 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
     await expect(action(page, "start")).to_be_disabled()
     await expect(page.locator("#waiting-empty")).to_be_visible()
 
-    first = await issue(server, creds["kiosk"])
-    second = await issue(server, creds["kiosk"])
+    first = await issue(server.base, creds["kiosk"])
+    second = await issue(server.base, creds["kiosk"])
     waiting = page.locator("#waiting-list li")
     await expect(waiting).to_have_count(2)  # live, no reload
     await expect(waiting.nth(0)).to_contain_text("A001")
@@ -181,7 +170,7 @@ async def test_transfer_to_another_matter(browser: Any, demo: Demo) -> None:
     server, creds = demo
     page = await new_page(browser, "desktop", "en")
     await sign_in(page, server, creds["clerk"])
-    ticket = await issue(server, creds["kiosk"])
+    ticket = await issue(server.base, creds["kiosk"])
     await expect(page.locator("#waiting-list li")).to_have_count(1)
     await action(page, "call-next").click()
     await expect(current(page)).to_have_text("A001")
@@ -230,7 +219,7 @@ async def test_finish_with_other_needs_a_note(browser: Any, demo: Demo) -> None:
     server, creds = demo
     page = await new_page(browser, "phone", "en")
     await sign_in(page, server, creds["clerk"])
-    ticket = await issue(server, creds["kiosk"])
+    ticket = await issue(server.base, creds["kiosk"])
     await expect(page.locator("#waiting-list li")).to_have_count(1)
     await action(page, "call-next").click()
     await action(page, "start").click()
