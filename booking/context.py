@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy.orm import aliased
 
-from booking.domain.calendar import HallCalendar, Slot
-from booking.domain.rules import BookingRules, rules_from_json
+from booking.domain.calendar import HallCalendar, Slot, SlotDemandOf
+from booking.domain.rules import BookingRules, rules_from_json, slot_throughput
+from booking.plan import hall_plan
 from booking.store import SlotCount
 from queue_server.db.repository import hall_from_row
 from queue_server.db.tables import CounterRow, CounterServiceRow, HallRow, ServiceRow, SlotRow
@@ -42,19 +44,29 @@ class Matter:
     calendar: HallCalendar
     counters: int
     """Counters serving the matter (for a capacity derived from them)."""
+    throughput: float = 0.0
+    """Visitors of the matter its counters can serve in one slot (``slot_throughput``)."""
     _slots: dict[datetime, Slot] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
         return self.hall.tz
 
-    def slot_at(self, start: datetime) -> Slot | None:
+    def slots(self, day: date, demand: SlotDemandOf | None = None) -> list[Slot]:
+        """The matter's slots on its hall date ``day`` (``demand``: the hall's plan)."""
+        return self.calendar.slots(day, self.rules, self.tz, self.counters, self.throughput, demand)
+
+    def slot_at(self, start: datetime, demand: SlotDemandOf | None = None) -> Slot | None:
         """The matter's slot beginning at ``start``, or None (remembered: the calendar
-        of a day is laid out once per snapshot, not once per request)."""
+        of a day is laid out once per snapshot, not once per request; a planned day,
+        whose places follow the hall's plan, is laid out each time)."""
         key = start.astimezone(UTC)
+        if demand is not None:
+            day = key.astimezone(self.tz).date()
+            return next((s for s in self.slots(day, demand) if s.start == key), None)
         slot = self._slots.get(key)
         if slot is None:
-            slot = self.calendar.slot_at(key, self.rules, self.tz, self.counters)
+            slot = self.calendar.slot_at(key, self.rules, self.tz, self.counters, self.throughput)
             if slot is not None:  # not a start a client made up: those are not kept
                 if len(self._slots) >= SLOT_MEMO_LIMIT:
                     self._slots.clear()
@@ -82,11 +94,11 @@ async def load_hall(uow: UnitOfWork, hall_id: int) -> HallRow:
 
 
 # What a matter's rules depend on, read in one statement: every column of the hall but
-# its event counter (bumped by each booking), every column of the matter, and how many
-# counters serve it. The same values give the same snapshot.
+# its event counter (bumped by each booking), every column of the matter, how many
+# counters serve it and their share of time for it. The same values give the same snapshot.
 _HALL_COLUMNS = [c for c in HallRow.__table__.columns if c.key != "event_seq"]
 _SERVICE_COLUMNS = list(ServiceRow.__table__.columns)
-_FINGERPRINT = len(_HALL_COLUMNS) + len(_SERVICE_COLUMNS) + 1
+_FINGERPRINT = len(_HALL_COLUMNS) + len(_SERVICE_COLUMNS) + 2
 _snapshots: dict[tuple[int, int], tuple[tuple[Any, ...], Matter]] = {}
 
 
@@ -99,8 +111,23 @@ def _snapshot_query(with_slot: bool) -> Select[Any]:
         .where(CounterServiceRow.service_id == service_id)
         .scalar_subquery()
     )
+    # Each counter serving the matter at primary level gives it an equal part of its time
+    # with its other primary matters: the sum of those parts is the matter's counters.
+    others = aliased(CounterServiceRow)
+    primaries = (
+        select(func.count())
+        .select_from(others)
+        .where(others.counter_id == CounterServiceRow.counter_id, others.level == "primary")
+        .scalar_subquery()
+    )
+    shares = (
+        select(func.coalesce(func.sum(1.0 / primaries), 0.0))
+        .select_from(CounterServiceRow)
+        .where(CounterServiceRow.service_id == service_id, CounterServiceRow.level == "primary")
+        .scalar_subquery()
+    )
     stmt = (
-        select(*_HALL_COLUMNS, *_SERVICE_COLUMNS, counters)
+        select(*_HALL_COLUMNS, *_SERVICE_COLUMNS, counters, shares)
         .select_from(HallRow)
         .outerjoin(ServiceRow, and_(ServiceRow.id == service_id, ServiceRow.hall_id == HallRow.id))
         .where(HallRow.id == bindparam("hall"))
@@ -120,16 +147,19 @@ _MATTER_AND_SLOT = _snapshot_query(with_slot=True)
 
 def _snapshot(values: tuple[Any, ...]) -> Matter:
     hall_values = values[: len(_HALL_COLUMNS)]
-    service_values = values[len(_HALL_COLUMNS) : _FINGERPRINT - 1]
+    service_values = values[len(_HALL_COLUMNS) : _FINGERPRINT - 2]
     hall_row = HallRow(**{c.key: v for c, v in zip(_HALL_COLUMNS, hall_values, strict=True)})
     service = ServiceRow(
         **{c.key: v for c, v in zip(_SERVICE_COLUMNS, service_values, strict=True)}
     )
     rules = rules_of(service)
-    counters = int(values[_FINGERPRINT - 1] or 0) if rules.capacity is None else 0
+    counters = int(values[_FINGERPRINT - 2] or 0) if rules.capacity is None else 0
+    shares = float(values[_FINGERPRINT - 1] or 0.0)
+    throughput = slot_throughput(rules.slot_minutes, service.typical_minutes, [shares])
     return Matter(
-        hall_row, hall_from_row(hall_row), service, rules, calendar_of(hall_row), counters
-    )
+        hall_row, hall_from_row(hall_row), service, rules, calendar_of(hall_row), counters,
+        throughput,
+    )  # fmt: skip
 
 
 async def load_matter_at(
@@ -186,3 +216,13 @@ async def load_matter(
     """The matter ``service_id`` of hall ``hall_id`` (see ``load_matter_at``)."""
     matter, _ = await load_matter_at(uow, hall_id, service_id, None, for_booking=for_booking)
     return matter
+
+
+async def demand_of(uow: UnitOfWork, matter: Matter, day: date) -> SlotDemandOf | None:
+    """The hall's plan for ``day`` as the matter's slots see it, when its rules plan
+    places from the walk-ins expected (``target_load``) and the hall has history."""
+    target = matter.rules.target_load
+    if target is None or matter.rules.capacity is not None or matter.rules.per_counter is not None:
+        return None
+    plan = await hall_plan(uow, matter.hall.id, matter.tz, matter.calendar, day, target)
+    return plan.demand(matter.throughput) if plan is not None else None

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 
-from booking.context import calendar_of, load_hall, rules_of
+from booking.context import demand_of, load_hall, load_matter, rules_of
 from booking.domain.errors import NotYet
 from booking.domain.events import BookingDayReleased
 from booking.domain.rules import rules_from_json
@@ -45,7 +45,6 @@ async def store_released_slots(uow: UnitOfWork, hall_id: int, *, announce: bool 
     when a manager changes rules or the calendar, so stored places follow at once)."""
     hall_row = await load_hall(uow, hall_id)
     tz = ZoneInfo(hall_row.timezone)
-    calendar = calendar_of(hall_row)
     store = BookingStore(uow.session)
     now = uow.clock.now()
     services = (
@@ -61,10 +60,9 @@ async def store_released_slots(uow: UnitOfWork, hall_id: int, *, announce: bool 
     for service in list(services):
         if service.booking is None:  # JSON null on some backends
             continue
-        rules = rules_of(service)
-        counters = await store.counters_serving(service.id) if rules.capacity is None else 0
-        for day in bookable_days(now, tz, rules):
-            slots = calendar.slots(day, rules, tz, counters)
+        matter = await load_matter(uow, hall_id, service.id, for_booking=False)
+        for day in bookable_days(now, tz, matter.rules):
+            slots = matter.slots(day, await demand_of(uow, matter, day))
             new = await store.ensure_slots(hall_id, service.id, slots)
             created += new
             if new and announce:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from booking.context import Matter, load_hall, load_matter, load_matter_at
+from booking.context import Matter, demand_of, load_hall, load_matter, load_matter_at
 from booking.domain import contact
 from booking.domain.booking import make_booking
 from booking.domain.calendar import Slot
@@ -158,8 +158,9 @@ def booking_out(row: BookingRow, matter: Matter) -> BookingOut:
     )
 
 
-def _slot(matter: Matter, start: datetime) -> Slot:
-    slot = matter.slot_at(start)
+async def _slot(uow: UnitOfWork, matter: Matter, start: datetime) -> Slot:
+    demand = await demand_of(uow, matter, start.astimezone(matter.tz).date())
+    slot = matter.slot_at(start, demand)
     if slot is None:
         local = start.astimezone(matter.tz)
         raise Invalid(
@@ -200,7 +201,7 @@ async def book_slot(uow: UnitOfWork, c: BookSlot) -> BookingOut:
     store = BookingStore(uow.session)
     # One statement reads the matter's configuration and the slot's counter.
     matter, stored = await load_matter_at(uow, c.hall_id, c.service_id, c.slot_start)
-    slot = _slot(matter, c.slot_start)
+    slot = await _slot(uow, matter, c.slot_start)
     phone, tail, name = _contact(c)
     if phone is None and c.staff_id is None:
         raise Invalid("phone", "give a mobile number: the booking is managed with it")
@@ -324,7 +325,7 @@ async def reschedule_booking(uow: UnitOfWork, c: RescheduleBooking) -> BookingOu
     store = BookingStore(uow.session)
     now = uow.clock.now()
     rules = matter.rules if c.hall_id is None else _with_cutoffs(matter.rules, timedelta(0))
-    slot = _slot(matter, c.slot_start)
+    slot = await _slot(uow, matter, c.slot_start)
     booking = booking_from_row(row, matter.tz.key)
     new_slot_id = await store.slot_id(row.hall_id, row.service_id, slot)
     booked, _ = await store.booked(new_slot_id)
@@ -367,7 +368,7 @@ async def list_slots(
         for d in bookable_days(now, tz, rules)
         if first_day <= d < first_day + timedelta(days=days)
     ]
-    planned = {d: matter.calendar.slots(d, rules, tz, matter.counters) for d in open_days}
+    planned = {d: matter.slots(d, await demand_of(uow, matter, d)) for d in open_days}
     starts = [s for slots in planned.values() for s in slots]
     counts: dict[datetime, SlotCount] = {}
     if starts:

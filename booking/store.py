@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,6 @@ from booking.domain.calendar import Slot
 from queue_server.db.tables import (
     BookingHolderRow,
     BookingRow,
-    CounterRow,
-    CounterServiceRow,
     SlotRow,
 )
 
@@ -99,16 +97,6 @@ class BookingStore:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(table)
         return stmt.values(**values) if values else stmt
-
-    async def counters_serving(self, service_id: int) -> int:
-        """How many counters have the matter in their profile (for derived capacity)."""
-        count = await self.session.scalar(
-            select(func.count())
-            .select_from(CounterServiceRow)
-            .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
-            .where(CounterServiceRow.service_id == service_id)
-        )
-        return int(count or 0)
 
     async def counts(
         self, service_id: int, start: datetime, end: datetime

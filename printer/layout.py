@@ -38,6 +38,9 @@ class TicketPrint:
     priority: str = "none"
     people_ahead: int | None = None
     estimate_minutes: int | None = None
+    estimate_low: int | None = None
+    estimate_high: int | None = None
+    """The range told (estimate v2); an agent given only the minutes prints those."""
     appointment_at: str | None = None
     notice: str = ""
 
@@ -92,15 +95,25 @@ def lines(ticket: TicketPrint) -> list[tuple[str, str]]:
         out.append(
             ("text", f"前面还有 {ticket.people_ahead} 人 · {ticket.people_ahead} ahead of you")
         )
-    if ticket.estimate_minutes is not None:
-        out.append(
-            (
-                "text",
-                f"预计等候约 {ticket.estimate_minutes} 分钟 · about {ticket.estimate_minutes} min",
-            )
-        )
+    wait = wait_text(ticket)
+    if wait is not None:
+        out.append(("text", wait))
     out.append(("text", f"取号时间 Issued {ticket.issued_at}"))
     return out
+
+
+def wait_text(ticket: TicketPrint) -> str | None:
+    """The estimated wait as printed: a range when the server sent one (ASCII hyphen: not
+    every printer's code page has a dash)."""
+    low, high = ticket.estimate_low, ticket.estimate_high
+    if low is not None and high is not None:
+        if high <= 0:
+            return "即将叫号 · you are next"
+        return f"预计等候约 {low}-{high} 分钟 · about {low}-{high} min"
+    if ticket.estimate_minutes is not None:
+        minutes = ticket.estimate_minutes
+        return f"预计等候约 {minutes} 分钟 · about {minutes} min"
+    return None
 
 
 def preview(ticket: TicketPrint) -> str:

@@ -13,7 +13,8 @@ long and every moment offered once:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,9 +22,12 @@ from zoneinfo import ZoneInfo
 
 from queue_server.domain.hours import WEEKDAYS, OpeningHours, Period, parse_clock
 
+from .capacity import SlotDemand
 from .rules import BookingRules
 
 DAY = timedelta(days=1)
+SlotDemandOf = Callable[[datetime, datetime], SlotDemand]
+"""What a slot from start to end can serve, and the walk-ins expected in it."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +156,27 @@ class HallCalendar:
             spans = _subtract(spans, (_offset(pause.start), _offset(pause.end)))
         return spans
 
-    def slots(self, day: date, rules: BookingRules, tz: ZoneInfo, counters: int = 0) -> list[Slot]:
+    def slots(
+        self,
+        day: date,
+        rules: BookingRules,
+        tz: ZoneInfo,
+        counters: int = 0,
+        throughput: float = 0.0,
+        demand: SlotDemandOf | None = None,
+    ) -> list[Slot]:
         """The matter's slots on the hall's local date ``day``, earliest first.
 
         Each slot lies inside one open stretch (never across a break or closing time: a slot
         that would end after closing is not offered) and lasts exactly ``rules.slot_minutes``
         of real time; see the module docstring for daylight-saving days. ``counters`` is the
-        number of counters serving the matter, used when the rules derive the capacity.
+        number of counters serving the matter and ``throughput`` the visitors they can serve
+        in a slot, used when the rules derive the capacity (``BookingRules.raw_capacity``).
+        With ``rules.target_load`` and a ``demand`` (what each slot's counters can serve and
+        the share of their time the hall's plan leaves for bookings), places are planned
+        slot by slot instead (``booking.domain.capacity``).
         """
-        raw = rules.raw_capacity(counters)
+        raw = rules.raw_capacity(counters, throughput)
         bookable = rules.bookable_capacity(raw)
         midnight = datetime.combine(day, time(0))
         found = []
@@ -171,14 +187,30 @@ class HallCalendar:
                 if start is not None and end is not None and end - start == rules.slot_length:
                     found.append(Slot(start, end, raw, bookable))
                 wall += rules.slot_length
-        return found
+        if rules.target_load is None or demand is None or rules.capacity is not None:
+            return found
+        planned = []
+        for slot in found:
+            need = demand(slot.start, slot.end)
+            places = need.places
+            planned.append(
+                Slot(slot.start, slot.end, max(math.floor(need.throughput), places), places)
+            )
+        return planned
 
     def slot_at(
-        self, start: datetime, rules: BookingRules, tz: ZoneInfo, counters: int = 0
+        self,
+        start: datetime,
+        rules: BookingRules,
+        tz: ZoneInfo,
+        counters: int = 0,
+        throughput: float = 0.0,
+        demand: SlotDemandOf | None = None,
     ) -> Slot | None:
         """The slot beginning at ``start`` (any aware datetime), or None if there is none."""
         day = start.astimezone(tz).date()
-        return next((s for s in self.slots(day, rules, tz, counters) if s.start == start), None)
+        found = self.slots(day, rules, tz, counters, throughput, demand)
+        return next((s for s in found if s.start == start), None)
 
 
 def _clock_text(moment: time) -> str:

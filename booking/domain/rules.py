@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import time, timedelta
 from enum import StrEnum
@@ -41,11 +41,19 @@ class BookingRules:
     slot_minutes: int = 30
     """Length of a slot; slots start at each opening and follow each other without gaps."""
     capacity: int | None = None
-    """Visitors per slot. None: derived, ``per_counter`` for each counter serving the matter."""
-    per_counter: int = 1
-    """Visitors per slot for each counter serving the matter, when ``capacity`` is None."""
+    """Visitors per slot. None: derived from the counters serving the matter."""
+    per_counter: int | None = None
+    """Visitors per slot for each counter serving the matter, when ``capacity`` is None.
+    None: what the counters can really serve in a slot (``slot_throughput``): each counter
+    serving the matter at primary level gives it an equal part of its time, and a visit
+    takes the matter's typical minutes."""
     walk_in_share: float = 0.0
-    """Share (0..1) of each slot's capacity held back for walk-ins; rounded in their favour."""
+    """Share (0..1) of each slot's capacity held back for walk-ins; rounded in their favour.
+    Not used when ``target_load`` plans the places from the walk-ins expected."""
+    target_load: float | None = None
+    """None: every slot holds back ``walk_in_share``. A share (0.1..1): plan each slot's
+    places from the walk-ins the hall expects then (``booking.domain.capacity``), filling
+    the counters up to this share of what they can serve, walk-ins first."""
     window_days: int = 7
     """A day is bookable from ``release_time`` this many days before it (0: the same day)."""
     release_time: time = time(8, 0)
@@ -72,11 +80,15 @@ class BookingRules:
             raise ValueError(f"slot length {self.slot_minutes} min: give 5 to 1440 minutes")
         if self.capacity is not None and self.capacity < 0:
             raise ValueError(f"capacity {self.capacity}: give 0 or more visitors per slot")
-        if self.per_counter < 0:
+        if self.per_counter is not None and self.per_counter < 0:
             raise ValueError(f"per-counter capacity {self.per_counter}: give 0 or more")
         if not 0 <= self.walk_in_share <= 1:
             raise ValueError(
                 f"walk-in share {self.walk_in_share}: give a share from 0 to 1, e.g. 0.3"
+            )
+        if self.target_load is not None and not 0.1 <= self.target_load <= 1:
+            raise ValueError(
+                f"target load {self.target_load}: give a share from 0.1 to 1, e.g. 0.9, or none"
             )
         if self.window_days < 0:
             raise ValueError(f"booking window {self.window_days} days: give 0 or more days")
@@ -93,11 +105,16 @@ class BookingRules:
     def slot_length(self) -> timedelta:
         return timedelta(minutes=self.slot_minutes)
 
-    def raw_capacity(self, counters: int) -> int:
-        """Visitors per slot before the walk-in share: fixed, or from ``counters`` serving it."""
+    def raw_capacity(self, counters: int, throughput: float = 0.0) -> int:
+        """Visitors per slot before the walk-in share: fixed, ``per_counter`` for each of
+        the ``counters`` serving the matter, or the ``throughput`` those counters can serve
+        in a slot (see ``slot_throughput``), rounded down."""
         if self.capacity is not None:
             return self.capacity
-        return max(0, counters) * self.per_counter
+        if self.per_counter is not None:
+            return max(0, counters) * self.per_counter
+        # Rounded before the floor so float noise (2.9999999) does not lose a place.
+        return max(0, math.floor(round(throughput, 6)))
 
     def bookable_capacity(self, raw: int) -> int:
         """Places of a slot of ``raw`` capacity open to booking: ⌊raw × (1 − share)⌋, ≥ 0.
@@ -107,6 +124,17 @@ class BookingRules:
         """
         share = Fraction(repr(float(self.walk_in_share)))
         return max(0, math.floor(max(0, raw) * (1 - share)))
+
+
+def slot_throughput(
+    slot_minutes: float, typical_minutes: float, counter_shares: Iterable[float]
+) -> float:
+    """Visitors of a matter its counters can serve in one slot: the slot's minutes times
+    each counter's share of its time for the matter (1 for a counter serving only it, 1/n
+    for a counter with n primary matters), over the minutes one visit typically takes."""
+    if typical_minutes <= 0:
+        return 0.0
+    return slot_minutes * sum(counter_shares) / typical_minutes
 
 
 def rules_to_json(rules: BookingRules) -> dict[str, Any]:
@@ -153,7 +181,13 @@ def rules_from_json(data: Mapping[str, Any]) -> BookingRules:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError("walk_in_share must be a number from 0 to 1, e.g. 0.3")
             values[key] = float(value)
-        elif key == "capacity" and value is None:
+        elif key == "target_load":
+            if value is not None and (
+                not isinstance(value, int | float) or isinstance(value, bool)
+            ):
+                raise ValueError("target_load must be a share from 0.1 to 1, e.g. 0.9, or null")
+            values[key] = None if value is None else float(value)
+        elif key in ("capacity", "per_counter") and value is None:
             values[key] = None
         else:
             if not isinstance(value, int) or isinstance(value, bool):

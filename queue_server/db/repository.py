@@ -8,12 +8,12 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queue_server.domain import events as ev
-from queue_server.domain.estimate import RECENT_SAMPLES
+from queue_server.domain.floor import Candidate
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import (
     ACTIVE_STATES,
@@ -27,7 +27,7 @@ from queue_server.domain.model import (
     TicketKind,
     TicketState,
 )
-from queue_server.domain.policy import Candidate, PolicyConfig
+from queue_server.domain.policy import PolicyConfig
 
 from .tables import (
     CounterRow,
@@ -84,9 +84,11 @@ def hall_from_row(row: HallRow) -> Hall:
 
 
 def policy_config(hall: Hall) -> PolicyConfig:
+    """The queue policy's tunables from the hall's settings (the simulator reads a
+    scenario's the same way)."""
     return PolicyConfig(
-        secondary_after=timedelta(minutes=hall.secondary_after_minutes),
         priority_boosts={k: timedelta(minutes=v) for k, v in hall.priority_boosts.items()},
+        secondary_handicap=timedelta(minutes=hall.secondary_after_minutes),
     )
 
 
@@ -313,29 +315,28 @@ class Repository:
             for ticket_id, number, service_id, kind, priority, queued, due in rows
         ]
 
-    async def recent_durations(self, service_id: int) -> list[timedelta]:
+    async def waiting_in_hall(self, hall_id: int, day: date) -> list[Candidate]:
+        """The day's waiting tickets of every matter of the hall (the policy's look-ahead
+        and the estimate see the whole floor: counters are shared between matters)."""
         rows = await self.session.execute(
-            select(TicketRow.started_at, TicketRow.finished_at)
-            .where(
-                TicketRow.service_id == service_id,
-                TicketRow.state == TicketState.DONE,
-                TicketRow.started_at.is_not(None),
-            )
-            .order_by(TicketRow.finished_at.desc())
-            .limit(RECENT_SAMPLES)
-        )
-        return [finished - started for started, finished in rows if finished and started]
-
-    async def open_counters_for(self, service_id: int) -> int:
-        count = await self.session.scalar(
-            select(func.count())
-            .select_from(CounterRow)
-            .join(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
-            .where(
-                CounterServiceRow.service_id == service_id, CounterRow.state == CounterState.OPEN
+            select(
+                TicketRow.id,
+                TicketRow.number,
+                TicketRow.service_id,
+                TicketRow.kind,
+                TicketRow.priority,
+                TicketRow.queued_at,
+                TicketRow.due_at,
+            ).where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.business_day == day,
+                TicketRow.state == TicketState.WAITING,
             )
         )
-        return int(count or 0)
+        return [
+            Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
+            for ticket_id, number, service_id, kind, priority, queued, due in rows
+        ]
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.

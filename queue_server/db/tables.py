@@ -105,6 +105,9 @@ class CounterRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default="closed")
     clerk_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # When it last opened, paused or closed: a paused counter is expected back after a
+    # usual break (the wait estimate).
+    state_since: Mapped[datetime | None]
 
 
 class CounterServiceRow(Base):
@@ -342,3 +345,15 @@ class RatingRow(Base):
     stars: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime]
+
+
+class SimulationRunRow(Base):
+    """A simulation kept for a hall's manager pages (``onedoor simulate --save``)."""
+
+    __tablename__ = "simulation_runs"
+    __table_args__ = (Index("ix_simulation_runs_hall_created", "hall_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+    scenario: Mapped[str] = mapped_column(String(200))
+    result: Mapped[dict[str, Any]]

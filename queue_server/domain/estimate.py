@@ -1,63 +1,228 @@
-"""Wait estimate v1: people ahead of a ticket and the minutes until its turn."""
+"""Wait estimate v2: when a waiting visitor will be called, told as a range.
+
+The estimate plays the queue forward with the policy itself (``project``), from the hall
+floor as it is now (``queue_server.domain.floor``): the counters open and what they are
+serving, everyone waiting for any matter, the bookings still to check in, and the priority
+visitors and transfers that will come and go ahead at the rates seen lately. The visitor is
+told the projected wait as a range (``band``) that holds the actual wait for nine in ten on
+the simulated standard days (docs/queue.md). The server and the simulator call the same
+functions.
+"""
 
 from __future__ import annotations
 
+import heapq
 import math
-import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from .model import ServiceLevel
-from .policy import Candidate, PolicyConfig, rank
+from .floor import Candidate, CounterNow, Floor
+from .model import NO_PRIORITY, CounterState, ServiceLevel, TicketKind
+from .policy import Chooser
 
-RECENT_SAMPLES = 20
-MIN_SAMPLES = 3
+PROJECTION_STEPS = 2000
+"""Calls projected at most; a hall with more waiting than this is told no figure."""
 
 
 @dataclass(frozen=True)
-class Estimate:
-    people_ahead: int
+class Told:
+    """What a visitor is told: about ``minutes`` (from ``low`` to ``high``)."""
+
     minutes: int | None
-    """None when no counter serving the matter is open: nobody can say."""
+    """The projected wait; None when no open counter serves the matter."""
+    low: int | None
+    high: int | None
+    people_ahead: int
     basis: str
 
 
-def people_ahead(
-    ticket_id: int,
-    service_id: int,
-    waiting: Iterable[Candidate],
-    now: datetime,
-    config: PolicyConfig,
-    tz: ZoneInfo,
-) -> int:
-    """How many waiting tickets of the same matter a counter serving it would call first."""
-    order = rank({service_id: ServiceLevel.PRIMARY}, waiting, now, config, tz)
-    for position, choice in enumerate(order):
-        if choice.candidate.ticket_id == ticket_id:
-            return position
-    return len(order)
+def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
+    """When each waiting ticket will be called, if everything goes as usual.
 
-
-def service_minutes(recent: Sequence[timedelta], typical_minutes: int) -> tuple[float, str]:
-    """Typical service time: the median of recent ones when there are enough, else the default.
-
-    ``recent`` is newest first; only the newest ``RECENT_SAMPLES`` count.
+    Plays the queue forward with the policy itself: every open counter frees up when its
+    current service is expected to end (the mean residual of the matter's recent services),
+    then calls whom ``choose`` would call, which takes the matter's mean service time, and
+    so on. So due appointments, bookings yet to check in (less the usual no-shows),
+    transfers and priority visitors are called first exactly when the policy would call
+    them first, and a counter shared between matters is shared as the policy shares it.
+    Visitors who will come and go ahead (priority visitors, transfers) are added at the
+    rates the hall has seen lately (``Floor.arrivals``). Tickets no open counter serves are
+    left out.
     """
-    samples = [d.total_seconds() / 60 for d in recent[:RECENT_SAMPLES]]
-    if len(samples) >= MIN_SAMPLES:
-        return statistics.median(samples), f"median of the last {len(samples)} services"
-    return float(typical_minutes), "the matter's typical duration"
+    now = floor.now
+    free: list[tuple[datetime, int, CounterNow]] = []
+    for counter in floor.counters:
+        at = now
+        if counter.state == CounterState.PAUSED and counter.paused_at is not None:
+            # Back after a usual break (and the service it may still be finishing).
+            at = max(now, counter.paused_at + timedelta(minutes=floor.break_minutes))
+        elif counter.state != CounterState.OPEN:
+            continue
+        if counter.serving is not None and counter.since is not None:
+            elapsed = max(0.0, (now - counter.since).total_seconds() / 60)
+            at = max(at, now + timedelta(minutes=floor.stat(counter.serving).remaining(elapsed)))
+        free.append((at, counter.counter_id, counter))
+    served = {sid for _, _, c in free for sid in c.profile}
+    pool = [c for c in floor.waiting if c.service_id in served]
+    real = {c.ticket_id for c in pool}
+    pool.extend(_expected(floor, served, start_id=-1))
+    pool.extend(_arriving(floor, served, start_id=-1 - len(pool)))
+    heapq.heapify(free)
+    # What each counter is busy with in the projection, for the policy's look-ahead.
+    busy: dict[int, tuple[int | None, datetime | None]] = {
+        c.counter_id: (c.serving, c.since) for _, _, c in free
+    }
+    called: dict[int, datetime] = {}
+    steps = 0
+    while free and real - called.keys() and steps < PROJECTION_STEPS:
+        steps += 1
+        at, counter_id, counter = heapq.heappop(free)
+        visible = [c for c in pool if c.queued_at <= at and c.service_id in counter.profile]
+        choice = None
+        if visible:
+            busy[counter_id] = (None, None)
+            ahead = _projected_floor(floor, free, busy, pool, at)
+            choice = choose(counter, visible, at, ahead)
+        if choice is None:
+            later = [
+                c.queued_at for c in pool if c.service_id in counter.profile and c.queued_at > at
+            ]
+            if later:
+                heapq.heappush(free, (min(later), counter_id, counter))
+            continue
+        picked = choice.candidate
+        pool.remove(picked)
+        called[picked.ticket_id] = at
+        busy[counter_id] = (picked.service_id, at)
+        minutes = floor.stat(picked.service_id).mean()
+        heapq.heappush(free, (at + timedelta(minutes=minutes), counter_id, counter))
+    return {tid: at for tid, at in called.items() if tid in real}
 
 
-def estimate_wait(
-    ahead: int, recent: Sequence[timedelta], typical_minutes: int, open_counters: int
-) -> Estimate:
-    """Minutes until a ticket with ``ahead`` people before it is called, rounded up."""
-    per_person, basis = service_minutes(recent, typical_minutes)
-    if open_counters <= 0:
-        return Estimate(ahead, None, "no counter for this matter is open now")
-    # Rounded before the ceiling so float noise (31.000000000000004) is not a whole minute.
-    minutes = math.ceil(round(ahead * per_person / open_counters, 6))
-    return Estimate(ahead, minutes, f"{basis}, {open_counters} counter(s) open")
+def _projected_floor(
+    floor: Floor,
+    free: Sequence[tuple[datetime, int, CounterNow]],
+    busy: dict[int, tuple[int | None, datetime | None]],
+    pool: Sequence[Candidate],
+    at: datetime,
+) -> Floor:
+    """The hall floor as the projection has it at ``at``, for the policy's look-ahead."""
+    counters = []
+    for _, counter_id, counter in free:
+        serving, since = busy[counter_id]
+        counters.append(CounterNow(counter_id, counter.profile, CounterState.OPEN, serving, since))
+    waiting = [c for c in pool if c.queued_at <= at]
+    return replace(floor, counters=counters, waiting=waiting, expected=(), now=at)
+
+
+def _expected(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
+    """Bookings not checked in yet, as the appointments they will (mostly) become: of every
+    matter's bookings in slot order, the usual share of no-shows is left out evenly."""
+    found: list[Candidate] = []
+    by_matter: dict[int, list[datetime]] = {}
+    for service_id, due in floor.expected:
+        if service_id in served:
+            by_matter.setdefault(service_id, []).append(due)
+    next_id = start_id
+    for service_id, dues in by_matter.items():
+        shows = 0.0
+        for due in sorted(dues):
+            before = math.floor(shows)
+            shows += 1.0 - floor.no_show_rate
+            if math.floor(shows) == before:
+                continue
+            found.append(
+                Candidate(next_id, "", service_id, TicketKind.APPOINTMENT, NO_PRIORITY,
+                          min(due, max(floor.now, due - EXPECTED_EARLY)), due)
+            )  # fmt: skip
+            next_id -= 1
+    return found
+
+
+EXPECTED_EARLY = timedelta(minutes=10)
+"""A booking not checked in yet is expected this long before its slot (or now)."""
+ARRIVAL_HORIZON = timedelta(hours=4)
+"""How far ahead the projection adds the visitors expected to come and go ahead."""
+MAX_ARRIVING = 300
+
+
+def _arriving(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
+    """Visitors expected to join and go ahead, evenly spaced at the recent rates: priority
+    visitors (walk-ins of a priority class) and transfers (continuing visits)."""
+    found: list[Candidate] = []
+    next_id = start_id
+    for (service_id, what), per_minute in sorted(floor.arrivals.items()):
+        if service_id not in served or per_minute <= 0:
+            continue
+        gap = timedelta(minutes=1 / per_minute)
+        at = floor.now + gap / 2
+        while at < floor.now + ARRIVAL_HORIZON and len(found) < MAX_ARRIVING:
+            if what == TRANSFER:
+                kind, priority = TicketKind.TRANSFER, NO_PRIORITY
+            else:
+                kind, priority = TicketKind.WALK_IN, what
+            found.append(Candidate(next_id, "", service_id, kind, priority, at))
+            next_id -= 1
+            at += gap
+    return found
+
+
+TRANSFER = "transfer"
+"""The ``Floor.arrivals`` key of transfers (the others are priority classes)."""
+
+
+def tell(
+    ticket_id: int,
+    floor: Floor,
+    choose: Chooser,
+    projected: Mapping[int, datetime] | None = None,
+) -> Told | None:
+    """What the visitor holding ``ticket_id`` is told: the projected wait as a range, and
+    the waiting tickets of their matter that will be called before them. No minutes when no
+    open counter serves their matter (nobody can say); None for a ticket not waiting.
+    ``projected`` is ``project(floor, choose)`` when the caller has it already (one
+    projection serves every follower)."""
+    ticket = next((c for c in floor.waiting if c.ticket_id == ticket_id), None)
+    if ticket is None:
+        return None
+    called = projected if projected is not None else project(floor, choose)
+    same = [c for c in floor.waiting if c.service_id == ticket.service_id]
+    at = called.get(ticket_id)
+    if at is None:
+        # Nobody serves the matter now: the place in its queue is all there is to tell.
+        counter = CounterNow(0, {ticket.service_id: ServiceLevel.PRIMARY}, CounterState.OPEN)
+        order = []
+        pool = list(same)
+        while pool:
+            choice = choose(counter, pool, floor.now, None)
+            if choice is None or choice.candidate.ticket_id == ticket_id:
+                break
+            order.append(choice.candidate)
+            pool.remove(choice.candidate)
+        return Told(None, None, None, len(order), "no counter for this matter is open now")
+    ahead = sum(1 for c in same if c.ticket_id != ticket_id and called.get(c.ticket_id, at) < at)
+    point = max(0.0, (at - floor.now).total_seconds() / 60)
+    low, high = band(point)
+    return Told(round(point), low, high, ahead, "projected by the queue policy")
+
+
+def band(point: float) -> tuple[int, int]:
+    """The range told around a projected wait of ``point`` minutes.
+
+    Measured on the simulated standard days (docs/queue.md), the actual wait falls short of
+    the projection by more than 0.5 × point + 2 min, or exceeds it by more than
+    3.5 × √point + 1 min, for fewer than one visitor in ten at every length of wait: service
+    times vary, and so do the visitors who come and go ahead. Past 10 minutes the ends are
+    rounded outwards to whole 5 minutes, so that the range reads as people say it
+    ("about 15–30 min").
+    """
+    if point < 0.5:
+        return 0, 0
+    low = max(0.0, 0.5 * point - 2)
+    high = point + 3.5 * math.sqrt(point) + 1
+    if low >= 10:
+        low = 5 * math.floor(low / 5)
+    if high > 10:
+        high = 5 * math.ceil(high / 5)
+    return math.floor(low), math.ceil(high)

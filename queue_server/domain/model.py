@@ -63,8 +63,10 @@ class CounterState(StrEnum):
 
 
 NO_PRIORITY = "none"
-# Built-in priority classes and how many minutes of waiting each is worth in the queue.
-DEFAULT_PRIORITY_BOOSTS: Mapping[str, int] = {"elderly": 15, "disability": 15, "pregnancy": 15}
+# Built-in priority classes and how many minutes of waiting each is worth in the queue
+# (25: what the standard simulated days need for priority visitors to wait half as long;
+# docs/queue.md).
+DEFAULT_PRIORITY_BOOSTS: Mapping[str, int] = {"elderly": 25, "disability": 25, "pregnancy": 25}
 PREFIX_PATTERN = re.compile(r"^[A-Z]{1,2}$")
 
 

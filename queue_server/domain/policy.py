@@ -1,33 +1,48 @@
-"""Queue policy v1: which waiting ticket a counter calls next, and why.
+"""Queue policy v2: which waiting ticket a counter calls next, and why (docs/queue.md).
 
-Order of concern, for a counter with a profile of matters at primary/secondary level:
+A counter ranks the tickets of the matters it serves in four tiers:
 
-1. continuing visits (transfers, escalations) keep their place: they go first, oldest first;
-2. checked-in appointments that are due, earliest due time first;
-3. the "current" tier: tickets of the counter's primary matters, plus tickets of its
-   secondary matters that have waited at least ``secondary_after``;
-4. tickets of secondary matters that have not waited that long yet;
-5. appointments checked in early (not due yet): only when nobody else is waiting.
+1. continuing visits (transfers, escalations) go first, oldest first: the visitor has been
+   served once today and must not queue again from the start;
+2. appointments that must be called now, earliest slot first: without the hall floor,
+   those whose slot has begun; with it (``urgent_appointments``), those that would risk
+   being called more than ``on_time`` after their slot if this counter took someone else
+   now (a look-ahead over the counters serving the matter and their services' ends);
+3. everyone else who has joined the queue: the highest score goes first, where the score
+   is the time waited, plus the visitor's priority class's boost, less ``secondary_handicap``
+   when the counter serves the matter only at secondary level; ties to the earlier ticket;
+4. appointments not called yet (checked in early, or with time to spare): when nobody
+   else waits.
 
-Within tiers 3 and 4 a ticket's score is its wait plus its priority class's boost; the
-highest score goes first, ties to the earlier queue time. Hence the bound (tested):
+The bound (stated here, tested in tests/unit/test_policy.py):
 
-    Within a tier, a ticket is never called after a ticket that joined the queue more than
-    B later, where B is the largest priority boost of the hall (15 minutes by default).
+    A ticket in tier 3 is never called after another tier-3 ticket of the same counter that
+    joined the queue more than B later, B = the largest priority boost + the secondary
+    handicap (25 + 20 = 45 minutes with the defaults; an ordinary visitor at a counter
+    serving their matter at primary level is overtaken only by priority visitors who came
+    at most 25 minutes later, or by nobody who came later at all).
 
-So a ticket's wait is bounded by the time the counters need to serve the tickets that
-joined before it, plus those joining within B after it, plus the (finite) transfers and due
-appointments; a secondary-level ticket joins tier 3 after ``secondary_after``.
+Tiers 1 and 2 are finite: a visit is transferred at most once per service, appointments
+are capped by each slot's capacity and called at the earliest ``call_early_limit`` before
+their slot. So a walk-in's wait is bounded by the services of those who joined before it or
+within B after it, plus the appointments due meanwhile and the visits transferred meanwhile.
+
+Appointments are called just in time: one whose slot has begun is called once it would
+otherwise risk being more than ``on_time`` late, and earlier (from ``call_early_limit``
+before its slot) when the counters serving its matter are unlikely to free up in time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .model import DEFAULT_PRIORITY_BOOSTS, NO_PRIORITY, ServiceLevel, TicketKind
+from .floor import Candidate, CounterNow, Floor
+from .model import DEFAULT_PRIORITY_BOOSTS, NO_PRIORITY, CounterState, ServiceLevel, TicketKind
+
+__all__ = ["Candidate", "Choice", "Chooser", "PolicyConfig", "choose_next", "chooser", "rank"]
 
 CONTINUING_KINDS = frozenset({TicketKind.TRANSFER, TicketKind.ESCALATION})
 
@@ -36,37 +51,34 @@ CONTINUING_KINDS = frozenset({TicketKind.TRANSFER, TicketKind.ESCALATION})
 class PolicyConfig:
     """The hall's tunables for the policy."""
 
-    secondary_after: timedelta = timedelta(minutes=20)
-    """A secondary-level ticket that has waited this long competes with primary ones."""
     priority_boosts: Mapping[str, timedelta] = field(
         default_factory=lambda: {
             k: timedelta(minutes=v) for k, v in DEFAULT_PRIORITY_BOOSTS.items()
         }
     )
     """How much waiting time each priority class is worth."""
+    secondary_handicap: timedelta = timedelta(minutes=20)
+    """A ticket of a matter the counter serves at secondary level counts its wait this much
+    less: the counter's own matters first, unless the other has waited this much longer."""
+    on_time: timedelta = timedelta(minutes=5)
+    """An appointment is kept when called at most this long after its slot starts."""
+    call_early_limit: timedelta = timedelta(minutes=20)
+    """An appointment is called at most this long before its slot to keep it on time."""
+    margin: timedelta = timedelta(minutes=1)
+    """The look-ahead aims this much before the on-time limit."""
+    risk: float = 0.1
+    """An appointment is called now when the chance that it would be late otherwise is
+    above this."""
 
     @property
     def bound(self) -> timedelta:
-        """B: no ticket is overtaken by one that joined more than B after it (same tier)."""
-        return max(self.priority_boosts.values(), default=timedelta(0))
+        """B: no tier-3 ticket is overtaken by one that joined more than B after it."""
+        return max(self.priority_boosts.values(), default=timedelta(0)) + self.secondary_handicap
 
     def boost(self, priority: str) -> timedelta:
         if priority == NO_PRIORITY:
             return timedelta(0)
         return self.priority_boosts.get(priority, timedelta(0))
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What the policy needs to know of a waiting ticket."""
-
-    ticket_id: int
-    number: str
-    service_id: int
-    kind: TicketKind
-    priority: str
-    queued_at: datetime
-    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,35 +94,100 @@ def _minutes(delta: timedelta) -> int:
     return max(0, int(delta.total_seconds() // 60))
 
 
-def _tier_and_score(
+def _score(c: Candidate, level: ServiceLevel, now: datetime, config: PolicyConfig) -> timedelta:
+    score = now - c.queued_at + config.boost(c.priority)
+    if level == ServiceLevel.SECONDARY:
+        score -= config.secondary_handicap
+    return score
+
+
+def _is_appointment(c: Candidate) -> bool:
+    return c.kind == TicketKind.APPOINTMENT and c.due_at is not None
+
+
+def _clock(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%H:%M")
+
+
+def _tier_three_reason(
     c: Candidate, level: ServiceLevel, now: datetime, config: PolicyConfig
-) -> tuple[int, timedelta]:
-    waited = now - c.queued_at
-    if c.kind in CONTINUING_KINDS:
-        return 1, waited
-    if c.kind == TicketKind.APPOINTMENT and c.due_at is not None:
-        return (2, now - c.due_at) if c.due_at <= now else (5, now - c.due_at)
-    if level == ServiceLevel.PRIMARY or waited >= config.secondary_after:
-        return 3, waited + config.boost(c.priority)
-    return 4, waited + config.boost(c.priority)
-
-
-def _reason(
-    c: Candidate, tier: int, level: ServiceLevel, now: datetime, config: PolicyConfig, tz: ZoneInfo
 ) -> str:
     waited = _minutes(now - c.queued_at)
-    if tier == 1:
-        how = "escalated" if c.kind == TicketKind.ESCALATION else "transferred"
-        return f"continues visit ({how}, waiting {waited} min)"
-    if tier in (2, 5) and c.due_at is not None:
-        due = c.due_at.astimezone(tz).strftime("%H:%M")
-        return f"appointment due {due}" if tier == 2 else f"appointment at {due}, checked in early"
     if c.priority != NO_PRIORITY and config.boost(c.priority) > timedelta(0):
         return f"priority: {c.priority} (waiting {waited} min)"
-    if level == ServiceLevel.SECONDARY and tier == 3:
-        limit = _minutes(config.secondary_after)
-        return f"longest wait {waited} min (secondary matter, past the {limit} min limit)"
+    if level == ServiceLevel.SECONDARY:
+        return f"longest wait {waited} min (secondary matter here)"
     return f"longest wait {waited} min"
+
+
+def urgent_appointments(
+    counter_id: int | None,
+    floor: Floor | None,
+    now: datetime,
+    config: PolicyConfig,
+) -> set[int]:
+    """Appointments not yet due that must be called now, or risk being called late.
+
+    For each checked-in appointment, earliest slot first, count the appointments of its
+    matter that are due no later (itself included): n. The other counters serving its
+    matter each free up before its slot's ``on_time`` less ``margin`` with some chance
+    (their current service's recent durations say which), this counter too if it took
+    someone else now. If the chance that fewer than n of them free up in time is above
+    ``risk``, the appointment is urgent: this counter should call it now. Not earlier than
+    ``call_early_limit`` before the slot.
+    """
+    if floor is None:
+        return set()
+    appointments = sorted(
+        (c for c in floor.waiting if _is_appointment(c)),
+        key=lambda c: (c.due_at, c.ticket_id),
+    )
+    if not appointments:
+        return set()
+    others_here = [c for c in floor.waiting if not _is_appointment(c) and counter_id is not None]
+    urgent: set[int] = set()
+    ahead: dict[int, int] = {}
+    for appointment in appointments:
+        assert appointment.due_at is not None
+        ahead[appointment.service_id] = ahead.get(appointment.service_id, 0) + 1
+        if appointment.due_at - config.call_early_limit > now:
+            continue
+        if appointment.due_at + config.on_time - config.margin <= now:
+            urgent.add(appointment.ticket_id)
+            continue
+        window = (appointment.due_at + config.on_time - config.margin - now).total_seconds() / 60
+        chances = []
+        for counter in floor.counters:
+            if counter.state != CounterState.OPEN or appointment.service_id not in counter.profile:
+                continue
+            if counter.counter_id == counter_id:
+                mine = [c for c in others_here if c.service_id in counter.profile]
+                if not mine:
+                    chances.append(1.0)
+                    continue
+                stat = floor.stat(mine[0].service_id)
+                chances.append(stat.ends_within(0.0, window))
+            elif counter.serving is None or counter.since is None:
+                chances.append(1.0)
+            else:
+                elapsed = max(0.0, (now - counter.since).total_seconds() / 60)
+                chances.append(floor.stat(counter.serving).ends_within(elapsed, window))
+        if _fewer_than(ahead[appointment.service_id], chances) > config.risk:
+            urgent.add(appointment.ticket_id)
+    return urgent
+
+
+def _fewer_than(needed: int, chances: Sequence[float]) -> float:
+    """The chance that fewer than ``needed`` of independent events with these chances
+    happen (a Poisson binomial tail, by dynamic programming)."""
+    # dist[k]: chance that exactly k happened so far (k capped at needed).
+    dist = [1.0] + [0.0] * needed
+    for p in chances:
+        for k in range(needed, -1, -1):
+            stay = dist[k] * (1 - p)
+            moved = dist[k - 1] * p if k > 0 else 0.0
+            dist[k] = stay + moved if k < needed else dist[k] + moved
+    return sum(dist[:needed])
 
 
 def rank(
@@ -119,21 +196,49 @@ def rank(
     now: datetime,
     config: PolicyConfig,
     tz: ZoneInfo,
+    floor: Floor | None = None,
+    counter_id: int | None = None,
 ) -> list[Choice]:
-    """All waiting tickets the counter serves, in the order it should call them."""
-    keyed = []
-    for c in waiting:
-        level = profile.get(c.service_id)
-        if level is None:
-            continue
-        tier, score = _tier_and_score(c, level, now, config)
-        # Tiers 1, 2 and 5 are first come first served by their own clock; in 3 and 4 the
-        # highest score goes first.
-        keyed.append(((tier, -score, c.queued_at, c.ticket_id), c, tier, level))
+    """All waiting tickets the counter serves, in the order it should call them.
+
+    ``floor`` (the whole hall now) and ``counter_id`` (this counter on it) turn on the
+    appointments' look-ahead; without them only due appointments go ahead of walk-ins.
+    """
+    mine = [c for c in waiting if c.service_id in profile]
+    urgent = urgent_appointments(counter_id, floor, now, config) if mine else set()
+    keyed: list[tuple[tuple[object, ...], Candidate, int, str]] = []
+    for c in mine:
+        level = profile[c.service_id]
+        waited = _minutes(now - c.queued_at)
+        # Sort keys compare only within a tier: (tier, first, then, ticket id).
+        if c.kind in CONTINUING_KINDS:
+            how = "escalated" if c.kind == TicketKind.ESCALATION else "transferred"
+            tier, reason = 1, f"continues visit ({how}, waiting {waited} min)"
+            key: tuple[object, ...] = (1, c.queued_at, 0, c.ticket_id)
+        elif _is_appointment(c):
+            assert c.due_at is not None
+            due = _clock(c.due_at, tz)
+            must = c.ticket_id in urgent if floor is not None else c.due_at <= now
+            if must and c.due_at <= now:
+                tier, reason = 2, f"appointment due {due}"
+            elif must:
+                tier, reason = 2, f"appointment at {due}: called now to keep it on time"
+            elif c.due_at <= now:
+                until = _clock(c.due_at + config.on_time, tz)
+                tier, reason = (
+                    4,
+                    f"appointment due {due}, on time until {until}; nobody else waiting",
+                )
+            else:
+                tier, reason = 4, f"appointment at {due}, checked in early; nobody else waiting"
+            key = (tier, c.due_at, c.queued_at, c.ticket_id)
+        else:
+            # Highest score first; ties to the one that joined earlier.
+            tier, reason = 3, _tier_three_reason(c, level, now, config)
+            key = (3, -_score(c, level, now, config), c.queued_at, c.ticket_id)
+        keyed.append((key, c, tier, reason))
     keyed.sort(key=lambda item: item[0])
-    return [
-        Choice(c, tier, _reason(c, tier, level, now, config, tz)) for _, c, tier, level in keyed
-    ]
+    return [Choice(c, tier, reason) for _, c, tier, reason in keyed]
 
 
 def choose_next(
@@ -142,7 +247,25 @@ def choose_next(
     now: datetime,
     config: PolicyConfig,
     tz: ZoneInfo,
+    floor: Floor | None = None,
+    counter_id: int | None = None,
 ) -> Choice | None:
     """The ticket the counter should call now, or None when nobody waits for its matters."""
-    ranked = rank(profile, waiting, now, config, tz)
+    ranked = rank(profile, waiting, now, config, tz, floor, counter_id)
     return ranked[0] if ranked else None
+
+
+Chooser = Callable[[CounterNow, Sequence[Candidate], datetime, Floor | None], Choice | None]
+"""Who a counter calls at a moment: what the estimate's projection plays forward."""
+
+
+def chooser(config: PolicyConfig, tz: ZoneInfo) -> Chooser:
+    """The policy as a function of a counter, its waiting tickets, the moment and the
+    floor: how the server and the simulator both hand it to the estimate."""
+
+    def choose(
+        counter: CounterNow, waiting: Sequence[Candidate], now: datetime, floor: Floor | None
+    ) -> Choice | None:
+        return choose_next(counter.profile, waiting, now, config, tz, floor, counter.counter_id)
+
+    return choose

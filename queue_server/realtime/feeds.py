@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -33,8 +34,11 @@ log = logging.getLogger("onedoor.realtime")
 PING_SECONDS = 15.0
 MAILBOX = 64
 COALESCE_SECONDS = 0.05
+ESTIMATE_REFRESH_SECONDS = 60.0
+"""A follower's ticket is sent again at least this often while it waits: time passes."""
 BOARD_ROLES = ("board", "admin", "manager", "clerk")
 Since = Annotated[int | None, QueryParameter(ge=0, description="last sequence number seen")]
+T = TypeVar("T")
 
 
 def ping(seq: int) -> bytes:
@@ -78,6 +82,19 @@ async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:
             await socket.receive_data(mode="text")
 
 
+async def _read_through(read: Awaitable[T]) -> T:
+    """``read`` (a unit of work), finished even when the feed stops meanwhile (its client
+    went away). Cancelled while a statement runs, a unit of work on SQLite leaves its
+    connection holding the write lock of its BEGIN IMMEDIATE, and every other request in
+    the hall waits out the busy timeout (30 s)."""
+    task = asyncio.ensure_future(read)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
+
+
 async def _run(socket: WebSocket[Any, Any, Any], sender: Awaitable[None]) -> None:
     tasks = [asyncio.ensure_future(sender), asyncio.ensure_future(_until_closed(socket))]
     try:
@@ -118,22 +135,28 @@ async def _send_changes(
     hub: HallHub,
     listener: ChangeListener,
     state: Callable[[], Awaitable[dict[str, Any]]],
+    refresh_seconds: float | None = None,
 ) -> None:
     kind = "snapshot"
+    sent = time.monotonic()
     while True:
         try:
             async with asyncio.timeout(PING_SECONDS):
                 await listener.stale.wait()
         except TimeoutError:
-            await socket.send_data(ping(hub.seq))
-            continue
+            if refresh_seconds is None or time.monotonic() - sent < refresh_seconds:
+                await socket.send_data(ping(hub.seq))
+                continue
+            # Nothing happened, but time passed: a wait told a while ago is stale.
+            listener.stale.set()
         await asyncio.sleep(COALESCE_SECONDS)  # a burst of events, one re-read
         listener.stale.clear()
         event, listener.last_event = listener.last_event, None
-        body = {"type": kind, "seq": hub.seq, **await state()}
+        body = {"type": kind, "seq": hub.seq, **await _read_through(state())}
         if kind == "update":
             body["event"] = event
         await socket.send_data(msgspec.json.encode(body))
+        sent = time.monotonic()
         kind = "update"
 
 
@@ -143,13 +166,15 @@ async def _follow_changes(
     hall_id: int,
     cares: Callable[[str, Mapping[str, Any]], bool],
     state: Callable[[], Awaitable[dict[str, Any]]],
+    refresh_seconds: float | None = None,
 ) -> None:
-    """Send ``state()`` now and again whenever an event the feed ``cares`` about happens."""
+    """Send ``state()`` now and again whenever an event the feed ``cares`` about happens
+    (and, given ``refresh_seconds``, at least that often while nothing happens)."""
     hub = await hubs.acquire(hall_id)
     listener = ChangeListener(cares)
     hub.attach(listener)
     try:
-        await _run(socket, _send_changes(socket, hub, listener, state))
+        await _run(socket, _send_changes(socket, hub, listener, state, refresh_seconds))
     finally:
         hub.detach(listener)
         await hubs.release(hall_id)
@@ -225,24 +250,20 @@ async def ticket_feed(
     except NotFound as exc:
         await socket.close(code=4404, reason=str(exc)[:120])
         return
-    current = {"service_id": first.service.id, "ticket_id": first.id}
 
     def cares(name: str, data: Mapping[str, Any]) -> bool:
-        if name.startswith("Counter"):
-            return True  # open counters change the estimate
-        if name.startswith("Booking"):
-            return False  # a rush of bookings for the matter must not re-read every follower
-        return (
-            data.get("service_id") == current["service_id"]
-            or data.get("ticket_id") == current["ticket_id"]
-        )
+        # The estimate plays the whole hall forward (counters are shared between matters):
+        # any call, service or counter change moves it. One projection per hall state
+        # answers every follower (service/estimates.py).
+        return name.startswith(("Ticket", "Service", "Counter"))
 
     async def state() -> dict[str, Any]:
         view = await bus.run(views.ticket_by_follow_token, token)
-        current.update(service_id=view.service.id, ticket_id=view.id)
         return {"ticket": with_follow_url(view, settings)}
 
-    await _follow_changes(socket, hubs, first.hall_id, cares, state)
+    await _follow_changes(
+        socket, hubs, first.hall_id, cares, state, refresh_seconds=ESTIMATE_REFRESH_SECONDS
+    )
 
 
 @websocket("/ws/printers", opt=roles("printer"))
@@ -274,7 +295,8 @@ async def printer_feed(
                 await socket.send_data(ping(hub.seq))
                 # Jobs sent into a connection that died unnoticed go out again.
             listener.stale.clear()
-            for job_id, ticket in await bus.run(printing.jobs_to_send, printer_id, resend=resend):
+            jobs = await _read_through(bus.run(printing.jobs_to_send, printer_id, resend=resend))
+            for job_id, ticket in jobs:
                 await socket.send_data(
                     msgspec.json.encode({"type": "job", "job_id": job_id, "ticket": ticket})
                 )

@@ -51,6 +51,8 @@ def ticket_payload(
         "priority": view.priority,
         "people_ahead": view.people_ahead,
         "estimate_minutes": view.estimate_minutes,
+        "estimate_low": view.estimate_low,
+        "estimate_high": view.estimate_high,
         # A checked-in booking's slot, on the hall's clock.
         "appointment_at": (
             view.due_at.astimezone(ZoneInfo(hall.timezone)).strftime("%H:%M")

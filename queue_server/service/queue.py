@@ -25,6 +25,7 @@ from queue_server.domain.policy import rank
 from . import commands as cmd
 from . import printing
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
+from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
 
 CLAIM_TRIES = 50
@@ -158,6 +159,8 @@ def _require_signed_in(counter: Counter, clerk_id: int) -> None:
 
 
 def _save_counter(uow: UnitOfWork, row: CounterRow, counter: Counter) -> None:
+    if row.state != str(counter.state):
+        row.state_since = uow.clock.now()
     row.state = str(counter.state)
     row.clerk_id = counter.clerk_id
     uow.collect(counter.events)
@@ -234,8 +237,11 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     """Call the ticket the policy ranks first for this counter; two counters never share one."""
     counter, hall = await _ready_to_call(uow, c)
     now = uow.clock.now()
-    waiting = await uow.repo.waiting(hall.id, business_day(now, hall.tz), counter.profile)
-    ranked = rank(counter.profile, waiting, now, policy_config(hall), hall.tz)[:CLAIM_TRIES]
+    day = business_day(now, hall.tz)
+    waiting = await uow.repo.waiting(hall.id, day, counter.profile)
+    floor = await lookahead_floor(uow, hall.id, day, now, waiting)
+    ranked = rank(counter.profile, waiting, now, policy_config(hall), hall.tz, floor, counter.id)
+    ranked = ranked[:CLAIM_TRIES]
     # First pass skips tickets another counter is claiming right now; if that left
     # nothing, wait for those claims to settle and take whatever is still waiting.
     for skip_locked in (True, False):
@@ -351,7 +357,9 @@ async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingE
     counter = found[1]
     hall = await _hall(uow, counter.hall_id)
     now = uow.clock.now()
-    waiting = await uow.repo.waiting(hall.id, business_day(now, hall.tz), counter.profile)
+    day = business_day(now, hall.tz)
+    waiting = await uow.repo.waiting(hall.id, day, counter.profile)
+    floor = await lookahead_floor(uow, hall.id, day, now, waiting)
     return [
         WaitingEntry(
             ch.candidate.ticket_id,
@@ -362,5 +370,7 @@ async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingE
             max(0, int((now - ch.candidate.queued_at).total_seconds() // 60)),
             ch.reason,
         )
-        for ch in rank(counter.profile, waiting, now, policy_config(hall), hall.tz)
+        for ch in rank(
+            counter.profile, waiting, now, policy_config(hall), hall.tz, floor, counter.id
+        )
     ]

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 
 from booking.domain.contact import mask_phone
-from queue_server.db.repository import hall_from_row, policy_config
+from queue_server.db.repository import hall_from_row
 from queue_server.db.tables import (
     BookingRow,
     CounterRow,
@@ -18,10 +18,10 @@ from queue_server.db.tables import (
     TicketRow,
     VisitRow,
 )
-from queue_server.domain.estimate import estimate_wait, people_ahead
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, TicketState
 
+from . import estimates
 from .errors import NotFound
 from .hall_config import ServiceOut, list_services
 from .unit_of_work import UnitOfWork
@@ -73,7 +73,12 @@ class TicketView:
     state: str
     issued_at: datetime
     people_ahead: int | None
+    """Waiting tickets of the same matter that will be called first."""
     estimate_minutes: int | None
+    """The projected wait (None: no counter serving the matter is open)."""
+    estimate_low: int | None
+    estimate_high: int | None
+    """The range told: the wait is in it for nine visitors in ten (docs/queue.md)."""
     estimate_basis: str | None
     follow_token: str
     counter_number: int | None = None
@@ -99,19 +104,12 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     visit = await uow.session.get(VisitRow, row.visit_id)
     hall_row = await uow.session.get(HallRow, row.hall_id)
     assert service is not None and visit is not None and hall_row is not None
-    ahead = minutes = basis = None
+    ahead = minutes = low = high = basis = None
     if row.state == TicketState.WAITING:
-        hall = hall_from_row(hall_row)
-        now = uow.clock.now()
-        waiting = await uow.repo.waiting(row.hall_id, row.business_day, [row.service_id])
-        ahead = people_ahead(row.id, row.service_id, waiting, now, policy_config(hall), hall.tz)
-        estimate = estimate_wait(
-            ahead,
-            await uow.repo.recent_durations(row.service_id),
-            service.typical_minutes,
-            await uow.repo.open_counters_for(row.service_id),
-        )
-        minutes, basis = estimate.minutes, estimate.basis
+        found = await estimates.told(uow, hall_row, row.id)
+        if found is not None:
+            ahead, minutes, low, high = found.people_ahead, found.minutes, found.low, found.high
+            basis = found.basis
     booking = await _booking_of(uow, row.id)
     rating = None
     if row.state == TicketState.DONE:
@@ -133,6 +131,8 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         issued_at=row.issued_at,
         people_ahead=ahead,
         estimate_minutes=minutes,
+        estimate_low=low,
+        estimate_high=high,
         estimate_basis=basis,
         follow_token=visit.follow_token,
         counter_number=counter_number,

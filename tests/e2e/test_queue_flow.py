@@ -57,7 +57,11 @@ async def test_issue_call_start_finish(
 
     await open_counter(client, hall, 0, 1)
     status = (await client.get(f"/api/follow/{second['follow_token']}")).json()
-    assert status["estimate_minutes"] == 10  # one person ahead, typical 10 min, one counter
+    # One person ahead, the matter's typical 10 minutes, one counter: about 10, told as a
+    # range that holds the wait for nine visitors in ten.
+    assert status["estimate_minutes"] == 10
+    assert (status["estimate_low"], status["estimate_high"]) == (3, 25)
+    assert status["people_ahead"] == 1
 
     clock.advance(minutes=3)
     called = await act(client, hall, 0, 1, "call-next")
@@ -292,13 +296,22 @@ async def test_waiting_list_shows_policy_order(
         client, hall.clerks[0], "GET", f"/api/counters/{hall.counters[1]}/waiting"
     )
     order = [(w["number"], w["reason"]) for w in answer.json()]
-    assert order == [("A001", "longest wait 0 min"), ("C001", "longest wait 1 min")]
-    clock.advance(minutes=20)
+    assert order == [
+        ("A001", "longest wait 0 min"),
+        ("C001", "longest wait 1 min (secondary matter here)"),
+    ]
+    # A matter the counter serves at secondary level goes first once it has waited the
+    # hall's 20 minutes longer than the counter's own: C001 did, against a new A002 only.
+    clock.advance(minutes=21)
+    await issue(client, hall, "A")
     answer = await call_as(
         client, hall.clerks[0], "GET", f"/api/counters/{hall.counters[1]}/waiting"
     )
-    assert answer.json()[0]["number"] == "C001"
-    assert "past the 20 min limit" in answer.json()[0]["reason"]
+    assert [(w["number"], w["reason"]) for w in answer.json()] == [
+        ("A001", "longest wait 21 min"),
+        ("C001", "longest wait 22 min (secondary matter here)"),
+        ("A002", "longest wait 0 min"),
+    ]
 
 
 async def test_a_finished_service_is_rated_once_and_the_manager_sees_it(

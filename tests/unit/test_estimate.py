@@ -1,4 +1,4 @@
-"""What the printed ticket says: people ahead and the estimated wait."""
+"""What a waiting visitor is told: the projected wait, as a range, and who is ahead."""
 
 from __future__ import annotations
 
@@ -7,23 +7,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_server.domain.estimate import Estimate, estimate_wait, people_ahead, service_minutes
-from queue_server.domain.model import TicketKind
-from queue_server.domain.policy import Candidate, PolicyConfig
+from queue_server.domain.estimate import TRANSFER, band, project, tell
+from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats
+from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
+from queue_server.domain.policy import PolicyConfig, chooser
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-CONFIG = PolicyConfig()
+NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
+CHOOSE = chooser(PolicyConfig(), SHANGHAI)
 PASSPORTS, RESIDENCE = 10, 11
+PRIMARY, SECONDARY = ServiceLevel.PRIMARY, ServiceLevel.SECONDARY
 
 
 def waiting(
     ticket_id: int,
-    joined_min_ago: int,
+    joined_min_ago: float,
     service_id: int = PASSPORTS,
     priority: str = "none",
     kind: TicketKind = TicketKind.WALK_IN,
-    due_in_min: int | None = None,
+    due_in_min: float | None = None,
 ) -> Candidate:
     return Candidate(
         ticket_id=ticket_id,
@@ -36,100 +38,174 @@ def waiting(
     )
 
 
-def ahead_of(ticket_id: int, queue: list[Candidate], service_id: int = PASSPORTS) -> int:
-    return people_ahead(ticket_id, service_id, queue, NOW, CONFIG, SHANGHAI)
+def counter(
+    counter_id: int,
+    profile: dict[int, ServiceLevel] | None = None,
+    state: CounterState = CounterState.OPEN,
+    serving: int | None = None,
+    busy_for: float = 0,
+    paused_min_ago: float | None = None,
+) -> CounterNow:
+    """A counter; ``serving`` a matter whose 10-minute service began ``10 - busy_for`` ago."""
+    return CounterNow(
+        counter_id=counter_id,
+        profile=profile or {PASSPORTS: PRIMARY},
+        state=state,
+        serving=serving,
+        since=NOW - timedelta(minutes=10 - busy_for) if serving is not None else None,
+        paused_at=None if paused_min_ago is None else NOW - timedelta(minutes=paused_min_ago),
+    )
 
 
-def minutes(*durations: float) -> list[timedelta]:
-    return [timedelta(minutes=m) for m in durations]
+def floor(
+    *tickets: Candidate,
+    counters: list[CounterNow] | None = None,
+    expected: list[tuple[int, datetime]] | None = None,
+    arrivals: dict[tuple[int, str], float] | None = None,
+    minutes: float = 10,
+    no_show_rate: float = 0.0,
+) -> Floor:
+    """Every matter's services took exactly ``minutes`` lately."""
+    stats = {sid: ServiceStats((minutes,) * 20, minutes) for sid in (PASSPORTS, RESIDENCE)}
+    return Floor(
+        counters=counters if counters is not None else [counter(1)],
+        waiting=list(tickets),
+        expected=expected or [],
+        stats=stats,
+        now=NOW,
+        no_show_rate=no_show_rate,
+        arrivals=arrivals or {},
+    )
 
 
-def test_people_ahead_counts_those_called_first_in_the_same_matter() -> None:
-    queue = [waiting(1, 30), waiting(2, 20), waiting(3, 10), waiting(4, 40, service_id=RESIDENCE)]
-
-    assert [ahead_of(t, queue) for t in (1, 2, 3)] == [0, 1, 2]
-    assert ahead_of(4, queue, RESIDENCE) == 0
+def minutes_until_called(hall: Floor) -> dict[int, float]:
+    return {tid: (at - NOW).total_seconds() / 60 for tid, at in project(hall, CHOOSE).items()}
 
 
-def test_a_priority_ticket_issued_later_is_ahead() -> None:
-    queue = [waiting(1, 12), waiting(2, 2, priority="elderly")]
+def test_one_counter_calls_the_queue_one_service_after_another() -> None:
+    hall = floor(waiting(1, 30), waiting(2, 20), waiting(3, 10))
 
-    assert ahead_of(2, queue) == 0
-    assert ahead_of(1, queue) == 1
+    assert minutes_until_called(hall) == {1: 0, 2: 10, 3: 20}
 
 
-def test_continuing_visits_and_due_appointments_are_ahead_early_ones_behind() -> None:
-    queue = [
+def test_a_busy_counter_first_finishes_what_it_is_serving() -> None:
+    hall = floor(waiting(1, 5), counters=[counter(1, serving=PASSPORTS, busy_for=4)])
+
+    # Recent services all took 10 minutes, and this one has run 6: 4 more to go.
+    assert minutes_until_called(hall) == pytest.approx({1: 4})
+
+
+def test_a_counter_shared_with_another_matter_serves_it_too() -> None:
+    general = counter(1, {PASSPORTS: PRIMARY, RESIDENCE: PRIMARY})
+    hall = floor(waiting(1, 40, service_id=RESIDENCE), waiting(2, 10), counters=[general])
+
+    # The residence visitor waited longer: the shared counter takes them first.
+    assert minutes_until_called(hall)[2] == 10
+
+
+def test_due_appointments_and_transfers_count_even_in_another_matter() -> None:
+    general = counter(1, {PASSPORTS: PRIMARY, RESIDENCE: SECONDARY})
+    hall = floor(
         waiting(1, 30),
-        waiting(2, 1, kind=TicketKind.TRANSFER),
-        waiting(3, 1, kind=TicketKind.APPOINTMENT, due_in_min=-5),
-        waiting(4, 50, kind=TicketKind.APPOINTMENT, due_in_min=45),
-    ]
+        waiting(2, 1, service_id=RESIDENCE, kind=TicketKind.TRANSFER),
+        waiting(3, 2, kind=TicketKind.APPOINTMENT, due_in_min=-1),
+        counters=[general],
+    )
 
-    assert ahead_of(1, queue) == 2
-    assert ahead_of(4, queue) == 3
-
-
-def test_a_ticket_not_yet_in_the_queue_is_behind_everyone() -> None:
-    queue = [waiting(1, 30), waiting(2, 20), waiting(3, 10, service_id=RESIDENCE)]
-
-    assert ahead_of(99, queue) == 2
+    assert minutes_until_called(hall)[1] == 20
 
 
-def test_the_median_of_recent_services_is_used_from_three_on() -> None:
-    assert service_minutes(minutes(4, 30, 6), 10) == (6, "median of the last 3 services")
-    assert service_minutes(minutes(4, 5, 6, 7), 10) == (5.5, "median of the last 4 services")
+def test_bookings_not_checked_in_yet_are_expected_less_the_usual_no_shows() -> None:
+    queue = [waiting(i, 5 - i) for i in range(1, 5)]
+    booked_at_quarter_past = [(PASSPORTS, NOW + timedelta(minutes=15))]
+    comes = floor(*queue, expected=booked_at_quarter_past)
+    may_not_come = floor(*queue, expected=booked_at_quarter_past, no_show_rate=0.5)
+
+    # The booked visitor is expected 10 minutes before the slot; the one counter must call
+    # them at 10, before its next walk-in, to keep the slot: the last walk-in waits longer.
+    assert minutes_until_called(comes) == {1: 0, 2: 20, 3: 30, 4: 40}
+    # Half the bookings are not kept: of one booking, none is expected.
+    assert minutes_until_called(may_not_come) == {1: 0, 2: 10, 3: 20, 4: 30}
 
 
-@pytest.mark.parametrize("recent", [[], minutes(2), minutes(2, 3)])
-def test_the_typical_duration_is_used_with_fewer_than_three(recent: list[timedelta]) -> None:
-    assert service_minutes(recent, 10) == (10, "the matter's typical duration")
+def test_priority_visitors_expected_to_come_go_ahead_of_an_ordinary_one() -> None:
+    queue = [waiting(i, 4 - i) for i in range(1, 4)]
+    quiet = floor(*queue)
+    elderly_coming = floor(*queue, arrivals={(PASSPORTS, "elderly"): 1 / 10})
+
+    assert minutes_until_called(quiet)[3] == 20
+    assert minutes_until_called(elderly_coming)[3] > 20
 
 
-def test_at_most_twenty_recent_services_count() -> None:
-    per_person, basis = service_minutes(minutes(*[5] * 20, *[60] * 30), 10)
+def test_transfers_expected_to_come_go_ahead_too() -> None:
+    queue = [waiting(i, 4 - i) for i in range(1, 4)]
+    transfers = floor(*queue, arrivals={(PASSPORTS, TRANSFER): 1 / 10})
 
-    assert (per_person, basis) == (5, "median of the last 20 services")
-
-
-def test_the_estimate_uses_the_median_and_the_open_counters() -> None:
-    estimate = estimate_wait(6, minutes(4, 30, 6), 10, open_counters=2)
-
-    assert estimate == Estimate(6, 18, "median of the last 3 services, 2 counter(s) open")
+    assert minutes_until_called(transfers)[3] > 20
 
 
-def test_the_estimate_falls_back_to_the_typical_duration() -> None:
-    estimate = estimate_wait(3, minutes(1, 1), 12, open_counters=1)
+def test_a_paused_counter_is_expected_back_after_a_usual_break() -> None:
+    paused = counter(2, state=CounterState.PAUSED, paused_min_ago=20)
+    hall = floor(*[waiting(i, 40 - i) for i in range(1, 6)], counters=[counter(1), paused])
 
-    assert estimate == Estimate(3, 36, "the matter's typical duration, 1 counter(s) open")
+    # Back 30 min after it paused, i.e. in 10 minutes: then two counters share the queue.
+    assert minutes_until_called(hall) == {1: 0, 2: 10, 3: 10, 4: 20, 5: 20}
+
+
+def test_with_no_counter_open_only_the_place_in_the_queue_is_told() -> None:
+    queue = [waiting(1, 5), waiting(2, 3, priority="elderly"), waiting(3, 1)]
+    hall = floor(*queue, counters=[counter(1, state=CounterState.CLOSED)])
+
+    told = tell(3, hall, CHOOSE)
+
+    assert minutes_until_called(hall) == {}
+    assert told is not None
+    assert (told.minutes, told.low, told.high) == (None, None, None)
+    assert told.people_ahead == 2
+    assert told.basis == "no counter for this matter is open now"
+    assert tell(99, hall, CHOOSE) is None, "a ticket not waiting is told nothing"
+
+
+def test_what_the_visitor_is_told() -> None:
+    hall = floor(*[waiting(i, 30 - i) for i in range(1, 5)], waiting(9, 50, service_id=RESIDENCE))
+    general = counter(1, {PASSPORTS: PRIMARY, RESIDENCE: PRIMARY})
+    hall = floor(*hall.waiting, counters=[general])
+
+    told = tell(4, hall, CHOOSE)
+
+    assert told is not None
+    assert told.minutes == 40, "three of the same matter and the residence visitor first"
+    assert told.people_ahead == 3, "people ahead counts the visitor's own matter"
+    assert (told.low, told.high) == band(40)
+    assert told.low <= told.minutes <= told.high
 
 
 @pytest.mark.parametrize(
-    ("ahead", "recent", "typical", "counters", "expected"),
-    [
-        (1, [], 5, 2, 3),  # 2.5 min -> 3
-        (1, minutes(4, 4.5, 5), 10, 1, 5),  # 4.5 -> 5
-        (3, minutes(1 / 3, 1 / 3, 1 / 3), 10, 1, 1),  # 20 s each: exactly one minute
-        (4, [], 10, 3, 14),  # 13.3 -> 14
-        (0, minutes(7, 8, 9), 10, 1, 0),  # next in line
-    ],
+    ("point", "told"),
+    [(0, (0, 0)), (0.4, (0, 0)), (2, (0, 8)), (10, (3, 25)), (20, (8, 40)), (45, (20, 70))],
 )
-def test_the_estimate_rounds_up(
-    ahead: int, recent: list[timedelta], typical: int, counters: int, expected: int
-) -> None:
-    assert estimate_wait(ahead, recent, typical, counters).minutes == expected
+def test_the_range_around_the_projection(point: float, told: tuple[int, int]) -> None:
+    assert band(point) == told
 
 
-def test_an_exact_number_of_minutes_is_not_rounded_up() -> None:
-    recent = [timedelta(minutes=2, seconds=4)] * 3
+def test_the_range_grows_with_the_wait_and_always_holds_the_projection() -> None:
+    last = (0, 0)
+    for point in range(0, 240):
+        low, high = band(point)
+        assert low <= point <= high or point == 0
+        assert low >= last[0] and high >= last[1]
+        last = (low, high)
 
-    assert estimate_wait(15, recent, 10, open_counters=1).minutes == 31
 
+def test_service_times_from_recent_services_or_the_configured_duration() -> None:
+    measured = ServiceStats((4, 30, 8), 10)
+    unmeasured = ServiceStats((4, 30), 10)
 
-@pytest.mark.parametrize("open_counters", [0, -1])
-def test_with_no_counter_open_nobody_can_say(open_counters: int) -> None:
-    estimate = estimate_wait(4, minutes(5, 5, 5), 10, open_counters)
-
-    assert estimate.people_ahead == 4
-    assert estimate.minutes is None
-    assert estimate.basis == "no counter for this matter is open now"
+    assert measured.mean() == 14
+    assert unmeasured.mean() == 10
+    # A service that has run 6 minutes: of the recent ones longer than that, 30 and 8
+    # had 24 and 2 to go; fewer than three samples: not below a quarter of the mean.
+    assert measured.remaining(6) == 13
+    assert unmeasured.remaining(4) == 6
+    assert ServiceStats((10,) * 5, 10).ends_within(9, 2) == 1.0
+    assert ServiceStats((10,) * 5, 10).ends_within(2, 2) == 0.0

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_server.domain.model import ServiceLevel, TicketKind
+from queue_server.domain.floor import CounterNow, ServiceStats
+from queue_server.domain.floor import Floor as HallFloor
+from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
 from queue_server.domain.policy import Candidate, PolicyConfig, choose_next, rank
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -112,8 +114,8 @@ def test_the_due_time_is_shown_in_the_halls_timezone() -> None:
 
 
 def test_a_priority_class_is_worth_its_boost() -> None:
-    walk_in = ticket(20)
-    elderly = ticket(10, priority="elderly")  # joined 10 min later, boost 15 min
+    walk_in = ticket(30)
+    elderly = ticket(10, priority="elderly")  # joined 20 min later, boost 25 min
 
     chosen, reason = next_at(PASSPORT_DESK, walk_in, elderly)
 
@@ -122,13 +124,13 @@ def test_a_priority_class_is_worth_its_boost() -> None:
 
 
 def test_a_priority_class_does_not_overtake_more_than_its_boost() -> None:
-    walk_in = ticket(20)
-    joined_15_later = ticket(5, priority="pregnancy")
-    joined_16_later = ticket(4, priority="disability")
+    walk_in = ticket(30)
+    joined_25_later = ticket(5, priority="pregnancy")
+    joined_26_later = ticket(4, priority="disability")
 
-    assert next_at(PASSPORT_DESK, walk_in, joined_16_later)[0] == walk_in
+    assert next_at(PASSPORT_DESK, walk_in, joined_26_later)[0] == walk_in
     # Equal scores: the earlier queue time goes first.
-    assert next_at(PASSPORT_DESK, joined_15_later, walk_in)[0] == walk_in
+    assert next_at(PASSPORT_DESK, joined_25_later, walk_in)[0] == walk_in
 
 
 def test_otherwise_the_longest_wait_goes_first() -> None:
@@ -140,22 +142,25 @@ def test_otherwise_the_longest_wait_goes_first() -> None:
     assert reason == "longest wait 34 min"
 
 
-def test_a_secondary_matter_past_its_limit_competes_with_primary_ones() -> None:
-    secondary = ticket(25, service_id=RESIDENCE)
-    primary = ticket(10)
+def test_a_secondary_matter_goes_first_once_it_has_waited_its_handicap_longer() -> None:
+    secondary = ticket(31, service_id=RESIDENCE)
+    primary = ticket(10)  # the secondary one waited 21 min longer; the handicap is 20
 
     chosen, reason = next_at(GENERAL_DESK, primary, secondary)
 
     assert chosen == secondary
-    assert reason == "longest wait 25 min (secondary matter, past the 20 min limit)"
+    assert reason == "longest wait 31 min (secondary matter here)"
 
 
-def test_a_secondary_matter_under_its_limit_waits_for_primary_ones() -> None:
+def test_a_secondary_matter_counts_its_wait_less_than_the_counters_own_matters() -> None:
     secondary = ticket(19, service_id=RESIDENCE)
     primary = ticket(1)
 
     assert next_at(GENERAL_DESK, secondary, primary)[0] == primary
-    assert next_at(GENERAL_DESK, secondary) == (secondary, "longest wait 19 min")
+    assert next_at(GENERAL_DESK, secondary) == (
+        secondary,
+        "longest wait 19 min (secondary matter here)",
+    )
 
 
 def test_an_early_appointment_waits_while_anyone_else_is_waiting() -> None:
@@ -163,7 +168,10 @@ def test_an_early_appointment_waits_while_anyone_else_is_waiting() -> None:
     secondary = ticket(1, service_id=RESIDENCE)
 
     assert next_at(GENERAL_DESK, early, secondary)[0] == secondary
-    assert next_at(GENERAL_DESK, early) == (early, "appointment at 11:00, checked in early")
+    assert next_at(GENERAL_DESK, early) == (
+        early,
+        "appointment at 11:00, checked in early; nobody else waiting",
+    )
 
 
 def test_tickets_of_matters_the_counter_does_not_serve_are_never_chosen() -> None:
@@ -198,9 +206,9 @@ def test_rank_lists_the_tiers_in_their_order() -> None:
     assert [(c.candidate, c.tier) for c in order] == [
         (transferred, 1),
         (due, 2),
-        (walk_in, 3),
-        (secondary, 4),
-        (early, 5),
+        (walk_in, 3),  # waited 2 min
+        (secondary, 3),  # waited 5, counts as 5 - 20
+        (early, 4),
     ]
 
 
@@ -213,14 +221,13 @@ Profile = dict[int, ServiceLevel]
 
 
 def expected_tier(c: Candidate, level: ServiceLevel, now: datetime, config: PolicyConfig) -> int:
-    """The tier as policy.py's docstring states it, written independently."""
+    """The tier as policy.py's docstring states it (without the hall floor), written
+    independently."""
     if c.kind in CONTINUING:
         return 1
     if c.kind == TicketKind.APPOINTMENT and c.due_at is not None:
-        return 2 if c.due_at <= now else 5
-    if level == PRIMARY or now - c.queued_at >= config.secondary_after:
-        return 3
-    return 4
+        return 2 if c.due_at <= now else 4
+    return 3
 
 
 profiles = st.dictionaries(
@@ -228,7 +235,7 @@ profiles = st.dictionaries(
 )
 configs = st.builds(
     PolicyConfig,
-    secondary_after=st.integers(0, 40).map(lambda m: timedelta(minutes=m)),
+    secondary_handicap=st.integers(0, 40).map(lambda m: timedelta(minutes=m)),
     priority_boosts=st.fixed_dictionaries(
         {p: st.integers(0, 30).map(lambda m: timedelta(minutes=m)) for p in PRIORITIES[1:]}
     ),
@@ -324,7 +331,7 @@ def test_within_a_tier_nobody_is_overtaken_by_a_ticket_that_joined_more_than_b_l
         }
         assert chosen.service_id in profile
         assert choice.tier == tiers[chosen.ticket_id] == min(tiers.values())
-        if choice.tier in (3, 4):
+        if choice.tier == 3:
             for other in served:
                 if tiers[other.ticket_id] == choice.tier:
                     assert chosen.queued_at - other.queued_at <= config.bound, (chosen, other)
@@ -411,3 +418,92 @@ def test_every_walk_in_is_called_within_its_bound_of_call_slots(
             if other.queued_at - mine.queued_at <= config.bound
         )
         assert slots_waited[mine.ticket_id] <= before + within_b_after, mine
+
+
+# --- appointments with the hall floor: just in time, and early when they would be late -----
+
+DESK_ID, OTHER_DESK_ID = 1, 2
+
+
+def hall_floor(*waiting: Candidate, other_busy_for: float | None, samples: float = 10) -> HallFloor:
+    """This desk (free now) and another serving the same matter, busy for ``other_busy_for``
+    more minutes (None: closed); passports take ``samples`` minutes each lately."""
+    others = []
+    if other_busy_for is not None:
+        started = NOW - timedelta(minutes=samples - other_busy_for)
+        others.append(
+            CounterNow(OTHER_DESK_ID, PASSPORT_DESK, CounterState.OPEN, PASSPORTS, started)
+        )
+    return HallFloor(
+        counters=[CounterNow(DESK_ID, PASSPORT_DESK, CounterState.OPEN), *others],
+        waiting=list(waiting),
+        expected=(),
+        stats={PASSPORTS: ServiceStats((samples,) * 20, samples)},
+        now=NOW,
+    )
+
+
+def with_floor(floor: HallFloor) -> tuple[Candidate, str]:
+    choice = choose_next(PASSPORT_DESK, floor.waiting, NOW, CONFIG, SHANGHAI, floor, DESK_ID)
+    assert choice is not None
+    return choice.candidate, choice.reason
+
+
+def test_a_due_appointment_waits_while_another_counter_will_free_up_in_time() -> None:
+    due = ticket(8, kind=TicketKind.APPOINTMENT, due_in_min=-1)  # slot began a minute ago
+    walk_in = ticket(20)
+
+    chosen, _ = with_floor(hall_floor(due, walk_in, other_busy_for=1))
+
+    assert chosen == walk_in, "the other counter frees up within the 5 minutes"
+
+
+def test_a_due_appointment_is_called_before_it_would_be_late() -> None:
+    due = ticket(8, kind=TicketKind.APPOINTMENT, due_in_min=-1)
+    walk_in = ticket(20)
+
+    chosen, reason = with_floor(hall_floor(due, walk_in, other_busy_for=9))
+
+    assert chosen == due
+    assert reason == "appointment due 09:59"
+
+
+def test_an_appointment_is_called_early_when_no_counter_would_be_free_at_its_slot() -> None:
+    # The slot is in 3 minutes; the only other counter is busy for 9 more, and a walk-in
+    # here would take about 10: waiting for the slot would make the booked visitor late.
+    soon = ticket(12, kind=TicketKind.APPOINTMENT, due_in_min=3)
+    walk_in = ticket(20)
+
+    chosen, reason = with_floor(hall_floor(soon, walk_in, other_busy_for=9))
+
+    assert chosen == soon
+    assert reason == "appointment at 10:03: called now to keep it on time"
+
+
+def test_an_appointment_is_not_called_early_when_it_can_be_kept_anyway() -> None:
+    soon = ticket(12, kind=TicketKind.APPOINTMENT, due_in_min=3)
+    walk_in = ticket(20)
+
+    chosen, _ = with_floor(hall_floor(soon, walk_in, other_busy_for=2))
+    order = rank(PASSPORT_DESK, [soon, walk_in], NOW, CONFIG, SHANGHAI,
+                 hall_floor(soon, walk_in, other_busy_for=2), DESK_ID)  # fmt: skip
+
+    assert chosen == walk_in
+    assert order[1].reason == "appointment at 10:03, checked in early; nobody else waiting"
+
+
+def test_an_appointment_far_ahead_is_never_called_early_for_the_look_ahead() -> None:
+    later = ticket(5, kind=TicketKind.APPOINTMENT, due_in_min=45)  # beyond the 20 min limit
+    walk_in = ticket(20)
+
+    assert with_floor(hall_floor(later, walk_in, other_busy_for=None))[0] == walk_in
+
+
+def test_two_appointments_of_one_slot_need_two_counters_free_in_time() -> None:
+    first = ticket(10, kind=TicketKind.APPOINTMENT, due_in_min=2)
+    second = ticket(9, kind=TicketKind.APPOINTMENT, due_in_min=2)
+    walk_in = ticket(20)
+    # The other counter frees up in 1 minute: enough for one of them, not for both.
+    chosen, _ = with_floor(hall_floor(first, second, walk_in, other_busy_for=1))
+
+    assert chosen in (first, second)

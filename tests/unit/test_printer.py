@@ -35,6 +35,8 @@ TICKET = TicketPrint(
     priority="elderly",
     people_ahead=3,
     estimate_minutes=15,
+    estimate_low=10,
+    estimate_high=30,
     notice="午休 12:00–13:30（部分窗口）",
 )
 
@@ -58,7 +60,7 @@ def test_what_the_bytes_say() -> None:
     assert b"\x1d!3\x1bE\x01\x1ba\x01A023\n" in data, "the number, bold, 4x size on 80 mm"
     assert b"\x1dV" in data[-6:], "cut at the end"
     text = strip_escpos(data).decode("gb18030")
-    for needed in ("示范政务服务中心", "A023", "老年人优先", "前面还有 3 人", "预计等候约 15 分钟",
+    for needed in ("示范政务服务中心", "A023", "老年人优先", "前面还有 3 人", "预计等候约 10-30 分钟",
                    "2026-03-02 10:05", "扫码查看排队进度"):  # fmt: skip
         assert needed in text
     assert qr_payload(data) == TICKET.follow_url

@@ -132,11 +132,13 @@ function render(ticket, event = null) {
     ahead.textContent = ticket.people_ahead === 0 ? t("You are next") : t("{n} ahead of you", { n: ticket.people_ahead });
   }
   const estimate = $("estimate");
-  estimate.hidden = !waiting || ticket.estimate_minutes === null || ticket.estimate_minutes === undefined;
+  const high = ticket.estimate_high;
+  estimate.hidden = !waiting || high === null || high === undefined;
   if (!estimate.hidden) {
-    estimate.textContent = ticket.estimate_minutes <= 1
-      ? t("Estimated wait: about a minute")
-      : t("Estimated wait: about {n} minutes", { n: ticket.estimate_minutes });
+    // A range that holds the wait for nine visitors in ten, kept fresh as the queue moves.
+    estimate.textContent = high <= 0
+      ? t("You will be called very soon")
+      : t("Estimated wait: about {low}–{high} minutes", { low: ticket.estimate_low, high });
   }
   const due = $("due");
   due.hidden = !(waiting && ticket.due_at);

@@ -385,10 +385,15 @@ function showResult(ticket) {
       : ahead === 1 ? t("1 person ahead of you") : t("{n} people ahead of you", { n: ahead });
   $("r-ahead").textContent = aheadText;
   $("r-ahead").hidden = !aheadText;
-  const minutes = ticket.estimate_minutes;
+  // The wait is told as a range that holds it for nine visitors in ten (docs/queue.md).
+  const low = ticket.estimate_low;
+  const high = ticket.estimate_high;
   const estimate = $("r-estimate");
-  estimate.hidden = !(minutes > 0);
-  estimate.textContent = minutes > 0 ? t("About {n} minutes' wait", { n: minutes }) : "";
+  const told = high === null || high === undefined ? ""
+    : high <= 0 ? t("You will be called very soon")
+      : t("About {low}–{high} minutes' wait", { low, high });
+  estimate.hidden = !told;
+  estimate.textContent = told;
   const notice = printNotice(ticket.printing);
   const box = $("r-print");
   box.className = notice.ok ? "alert ok" : "alert k-photo";

@@ -1,0 +1,124 @@
+"""The hall floor at one moment: what every counter is doing, who waits, who is yet to come.
+
+This is what the wait estimate (and the policy, for its look-ahead) reads: the server builds
+it from the database, the simulator from its own state, so both run the very same code.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from statistics import NormalDist
+
+from .model import CounterState, ServiceLevel, TicketKind
+
+MIN_SAMPLES = 3
+"""Below this many recent services of a matter, its configured typical duration is used."""
+USUAL_CV = 0.6
+"""The spread of service times assumed for a matter not measured yet (sd / mean)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the policy needs to know of a waiting ticket."""
+
+    ticket_id: int
+    number: str
+    service_id: int
+    kind: TicketKind
+    priority: str
+    queued_at: datetime
+    due_at: datetime | None = None
+    """For an appointment: when its slot starts."""
+
+
+@dataclass(frozen=True)
+class ServiceStats:
+    """What the hall has recently seen of one matter's service times."""
+
+    recent: Sequence[float]
+    """Minutes of the latest services, newest first."""
+    typical_minutes: float
+    """The matter's configured typical duration: the fallback with too few samples."""
+
+    @property
+    def measured(self) -> bool:
+        return len(self.recent) >= MIN_SAMPLES
+
+    def mean(self) -> float:
+        """Expected minutes of one service: the recent mean when measured, else typical."""
+        if self.measured:
+            return max(0.5, statistics.fmean(self.recent))
+        return max(0.5, float(self.typical_minutes))
+
+    def remaining(self, elapsed: float) -> float:
+        """Expected minutes left of a service that has lasted ``elapsed`` so far: the mean
+        of what the recent services that lasted longer still had to go (the mean residual
+        life, which grows for long-tailed matters), else the mean less what has passed."""
+        mean = self.mean()
+        if self.measured:
+            longer = [d - elapsed for d in self.recent if d > elapsed]
+            if len(longer) >= MIN_SAMPLES:
+                return statistics.fmean(longer)
+            if longer:
+                return max(statistics.fmean(longer), mean * 0.25)
+        return max(mean - elapsed, mean * 0.25)
+
+    def ends_within(self, elapsed: float, minutes: float) -> float:
+        """Chance that a service that has lasted ``elapsed`` ends within ``minutes`` more:
+        from the recent services that lasted longer than ``elapsed`` when there are enough,
+        else as if service times were lognormal around the mean with the spread usual in
+        halls (coefficient of variation ``USUAL_CV``)."""
+        if minutes <= 0:
+            return 0.0
+        if self.measured:
+            longer = [d for d in self.recent if d > elapsed]
+            if len(longer) >= MIN_SAMPLES:
+                return sum(1 for d in longer if d <= elapsed + minutes) / len(longer)
+        sigma = math.sqrt(math.log(1 + USUAL_CV**2))
+        shape = NormalDist(math.log(self.mean()) - sigma**2 / 2, sigma)
+        over = 1.0 - shape.cdf(math.log(elapsed)) if elapsed > 0 else 1.0
+        if over <= 1e-9:
+            return 1.0
+        within = shape.cdf(math.log(elapsed + minutes)) - (1.0 - over)
+        return max(0.0, min(1.0, within / over))
+
+
+@dataclass(frozen=True)
+class CounterNow:
+    """One counter as it is now."""
+
+    counter_id: int
+    profile: Mapping[int, ServiceLevel]
+    state: CounterState
+    serving: int | None = None
+    """The matter of the ticket it has called or is serving, if any."""
+    since: datetime | None = None
+    """When that ticket was called."""
+    paused_at: datetime | None = None
+    """For a paused counter: when it paused (it is expected back after a usual break)."""
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Everything the estimate needs to know about the hall at ``now``."""
+
+    counters: Sequence[CounterNow]
+    waiting: Sequence[Candidate]
+    expected: Sequence[tuple[int, datetime]]
+    """Bookings of today not checked in yet: (matter, slot start)."""
+    stats: Mapping[int, ServiceStats]
+    now: datetime
+    break_minutes: float = 30.0
+    """How long a paused counter usually stays paused."""
+    no_show_rate: float = 0.1
+    """Share of today's bookings that are expected not to come."""
+    arrivals: Mapping[tuple[int, str], float] = field(default_factory=dict)
+    """Recent arrival rates of visitors who go ahead: (matter, a priority class or
+    ``"transfer"``) to visitors per minute."""
+
+    def stat(self, service_id: int) -> ServiceStats:
+        return self.stats.get(service_id) or ServiceStats((), 10.0)

@@ -1,0 +1,226 @@
+"""The hall floor read from the database: what the policy's look-ahead and the wait
+estimate see (``queue_server.domain.floor``), the same shape the simulator builds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, func, select
+
+from queue_server.db.tables import (
+    BookingRow,
+    CounterRow,
+    CounterServiceRow,
+    ServiceRow,
+    TicketRow,
+)
+from queue_server.domain.estimate import TRANSFER
+from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats
+from queue_server.domain.model import (
+    ACTIVE_STATES,
+    CounterState,
+    ServiceLevel,
+    TicketKind,
+    TicketState,
+)
+
+from .unit_of_work import UnitOfWork
+
+RECENT_SAMPLES = 50
+"""Recent services per matter the estimate averages (the simulator uses as many)."""
+ARRIVAL_WINDOW = timedelta(hours=1)
+"""Recent tickets the rates of visitors who go ahead are measured over."""
+NO_SHOW_WINDOW = timedelta(days=28)
+NO_SHOW_MIN_BOOKINGS = 20
+"""Below this many past bookings the usual 10% no-shows are assumed."""
+DEFAULT_NO_SHOW = 0.1
+CACHE_SECONDS = 5.0
+STATS_WINDOW = timedelta(days=28)
+
+
+@dataclass
+class _Cached:
+    at: float
+    no_show: float
+
+
+_no_shows: dict[int, _Cached] = {}
+
+
+async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) -> Floor:
+    """Everything the estimate reads, for hall ``hall_id`` at ``now``."""
+    counters = await _counters(uow, hall_id)
+    waiting = await uow.repo.waiting_in_hall(hall_id, day)
+    expected = await _expected_bookings(uow, hall_id, day, now)
+    stats = await _stats(uow, hall_id, day)
+    return Floor(
+        counters=counters,
+        waiting=waiting,
+        expected=expected,
+        stats=stats,
+        now=now,
+        no_show_rate=await _no_show_rate(uow, hall_id, now),
+        arrivals=await _arrivals(uow, hall_id, day, now),
+    )
+
+
+async def lookahead_floor(
+    uow: UnitOfWork, hall_id: int, day: date, now: datetime, waiting: Sequence[Candidate]
+) -> Floor | None:
+    """What the policy's look-ahead for appointments reads (the counters and their
+    services' times), or None when no appointment waits among ``waiting``: then there is
+    nothing to look ahead for."""
+    if not any(c.kind == TicketKind.APPOINTMENT and c.due_at is not None for c in waiting):
+        return None
+    counters = await _counters(uow, hall_id)
+    return Floor(counters, list(waiting), (), await _stats(uow, hall_id, day), now)
+
+
+async def _counters(uow: UnitOfWork, hall_id: int) -> list[CounterNow]:
+    profiles: dict[int, dict[int, ServiceLevel]] = {}
+    rows = await uow.session.execute(
+        select(CounterServiceRow.counter_id, CounterServiceRow.service_id, CounterServiceRow.level)
+        .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
+        .join(ServiceRow, ServiceRow.id == CounterServiceRow.service_id)
+        .where(CounterRow.hall_id == hall_id, ServiceRow.active.is_(True))
+    )
+    for counter_id, service_id, level in rows:
+        profiles.setdefault(counter_id, {})[service_id] = ServiceLevel(level)
+    active = {
+        counter_id: (service_id, called_at)
+        for counter_id, service_id, called_at in await uow.session.execute(
+            select(TicketRow.counter_id, TicketRow.service_id, TicketRow.called_at).where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
+            )
+        )
+    }
+    found = []
+    for counter_id, state, since in await uow.session.execute(
+        select(CounterRow.id, CounterRow.state, CounterRow.state_since)
+        .where(CounterRow.hall_id == hall_id)
+        .order_by(CounterRow.number)
+    ):
+        serving, called_at = active.get(counter_id, (None, None))
+        found.append(
+            CounterNow(
+                counter_id=counter_id,
+                profile=profiles.get(counter_id, {}),
+                state=CounterState(state),
+                serving=serving,
+                since=called_at,
+                paused_at=since if state == CounterState.PAUSED else None,
+            )
+        )
+    return found
+
+
+async def _expected_bookings(
+    uow: UnitOfWork, hall_id: int, day: date, now: datetime
+) -> list[tuple[int, datetime]]:
+    """Today's bookings not checked in yet whose visitors may still come."""
+    rows = await uow.session.execute(
+        select(BookingRow.service_id, BookingRow.slot_start).where(
+            BookingRow.hall_id == hall_id,
+            BookingRow.state == "booked",
+            BookingRow.slot_start >= now - timedelta(minutes=30),
+            BookingRow.slot_start < now + timedelta(hours=12),
+        )
+    )
+    return [(service_id, start) for service_id, start in rows]
+
+
+async def _stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, ServiceStats]:
+    """Each matter's latest service times (newest first, of the last four weeks) and its
+    configured duration: one statement, numbering each matter's services newest first."""
+    ranked = (
+        select(
+            TicketRow.service_id,
+            TicketRow.started_at,
+            TicketRow.finished_at,
+            func.row_number()
+            .over(partition_by=TicketRow.service_id, order_by=TicketRow.finished_at.desc())
+            .label("n"),
+        )
+        .where(
+            TicketRow.hall_id == hall_id,
+            TicketRow.state == TicketState.DONE,
+            TicketRow.business_day >= day - STATS_WINDOW,
+            TicketRow.started_at.is_not(None),
+        )
+        .subquery()
+    )
+    recent: dict[int, list[float]] = {}
+    for service_id, started, finished in await uow.session.execute(
+        select(ranked.c.service_id, ranked.c.started_at, ranked.c.finished_at)
+        .where(ranked.c.n <= RECENT_SAMPLES)
+        .order_by(ranked.c.service_id, ranked.c.n)
+    ):
+        if started is not None and finished is not None:
+            recent.setdefault(service_id, []).append((finished - started).total_seconds() / 60)
+    typical = await uow.session.execute(
+        select(ServiceRow.id, ServiceRow.typical_minutes).where(ServiceRow.hall_id == hall_id)
+    )
+    return {sid: ServiceStats(tuple(recent.get(sid, ())), float(m)) for sid, m in typical}
+
+
+async def _arrivals(
+    uow: UnitOfWork, hall_id: int, day: date, now: datetime
+) -> dict[tuple[int, str], float]:
+    """Walk-ins (by priority class) and transfers per minute over the last hour."""
+    since = now - ARRIVAL_WINDOW
+    rows = await uow.session.execute(
+        select(TicketRow.service_id, TicketRow.kind, TicketRow.priority, func.count())
+        .where(
+            TicketRow.hall_id == hall_id,
+            TicketRow.business_day == day,
+            TicketRow.issued_at >= since,
+            TicketRow.kind.in_([TicketKind.WALK_IN, TicketKind.TRANSFER]),
+        )
+        .group_by(TicketRow.service_id, TicketRow.kind, TicketRow.priority)
+    )
+    first = await uow.session.scalar(
+        select(func.min(TicketRow.issued_at)).where(
+            TicketRow.hall_id == hall_id, TicketRow.business_day == day
+        )
+    )
+    minutes = ARRIVAL_WINDOW.total_seconds() / 60
+    if first is not None:
+        minutes = max(1.0, min(minutes, (now - first).total_seconds() / 60))
+    rates: dict[tuple[int, str], float] = {}
+    for service_id, kind, priority, count in rows:
+        key = (service_id, TRANSFER if kind == TicketKind.TRANSFER else priority)
+        rates[key] = rates.get(key, 0.0) + count / minutes
+    return rates
+
+
+async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
+    """The share of the hall's past bookings (28 days) whose visitors did not come;
+    remembered for a few seconds (it moves by the day, not by the request)."""
+    cached = _no_shows.get(hall_id)
+    if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
+        return cached.no_show
+    ended = ("checked_in", "no_show", "expired_to_walk_in")
+    counts: dict[str, int] = dict(
+        (
+            await uow.session.execute(
+                select(BookingRow.state, func.count())
+                .where(
+                    and_(
+                        BookingRow.hall_id == hall_id,
+                        BookingRow.state.in_(ended),
+                        BookingRow.slot_start >= now - NO_SHOW_WINDOW,
+                        BookingRow.slot_start < now,
+                    )
+                )
+                .group_by(BookingRow.state)
+            )
+        ).all()
+    )
+    total = sum(counts.values())
+    rate = counts.get("no_show", 0) / total if total >= NO_SHOW_MIN_BOOKINGS else DEFAULT_NO_SHOW
+    _no_shows[hall_id] = _Cached(time.monotonic(), rate)
+    return rate
