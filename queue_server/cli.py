@@ -1,4 +1,4 @@
-"""The ``onedoor`` command: serve, migrate, load the demo hall, create an admin."""
+"""The ``onedoor`` command: serve, migrate, load the demo hall, simulate, create an admin."""
 
 from __future__ import annotations
 
@@ -175,6 +175,12 @@ def cmd_board_client(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from queue_server.simulation import command
+
+    return command.main(settings, args, _with_bus)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onedoor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default="var/printer-agent", help="where printed job ids are kept"
     )
     agent.set_defaults(run=cmd_printer_agent)
+
+    from queue_server.simulation.command import add_parser as add_simulate
+
+    add_simulate(sub, cmd_simulate)
 
     admin = sub.add_parser("create-admin", help="create an admin account")
     admin.add_argument("--username", default="admin")
