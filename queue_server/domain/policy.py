@@ -64,9 +64,9 @@ class PolicyConfig:
     """An appointment is kept when called at most this long after its slot starts."""
     call_early_limit: timedelta = timedelta(minutes=20)
     """An appointment is called at most this long before its slot to keep it on time."""
-    margin: timedelta = timedelta(minutes=1)
+    margin: timedelta = timedelta(minutes=2)
     """The look-ahead aims this much before the on-time limit."""
-    risk: float = 0.1
+    risk: float = 0.05
     """An appointment is called now when the chance that it would be late otherwise is
     above this."""
 

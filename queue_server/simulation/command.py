@@ -62,6 +62,11 @@ def add_parser(sub: Any, handler: Callable[..., int]) -> None:
         help="with --staffing: walk-in wait p90 to keep under, minutes (default 20)",
     )
     simulate.add_argument(
+        "--max-counters",
+        type=int,
+        help="with --staffing: counters the hall could staff at most (default: twice its own)",
+    )
+    simulate.add_argument(
         "--save",
         action="store_true",
         help="keep the result for the hall's manager pages (with --from-hall, or --hall)",
@@ -184,11 +189,15 @@ def _staffing(scenario: Scenario, args: argparse.Namespace) -> int:
 
     if args.target_p90 <= 0:
         raise ScenarioError("--target-p90: give the minutes, e.g. 20")
+    if args.max_counters is not None and args.max_counters < 1:
+        raise ScenarioError("--max-counters: give 1 or more")
     seeds = seeds_of(args, scenario)
-    rounds = len(scenario.counters) * 24 + 1
-    progress = Progress(rounds, args.quiet, f"staffing {scenario.name}")
+    most = args.max_counters or 2 * len(scenario.counters)
+    progress = Progress(most * 24 + 1, args.quiet, f"staffing {scenario.name}")
     try:
-        found = find_staffing(scenario, args.target_p90, seeds, args.policy, progress)
+        found = find_staffing(
+            scenario, args.target_p90, seeds, args.policy, progress, max_counters=most
+        )
     finally:
         progress.close()
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .day import draw_day, planned_visits
 from .engine import HallDay
@@ -59,6 +59,7 @@ def run(
     visits: float | None = None,
     baseline: bool = True,
     estimates: bool = True,
+    days_of: Scenario | None = None,
 ) -> RunResult:
     """Simulate every seed under every policy; FIFO runs too, as the ratios' baseline.
 
@@ -66,7 +67,8 @@ def run(
     same scenario and seeds give the same figures on every run. ``visits`` fixes the
     expected visitors (else the scenario's); ``baseline`` False skips FIFO and the ratios,
     ``estimates`` False skips telling each walk-in a wait (the staffing search needs
-    neither).
+    neither). ``days_of`` draws the days (visitors and their bookings) from another
+    scenario: the staffing search keeps the bookings made for the hall's own counters.
     """
     names = list(dict.fromkeys([*policies, "fifo"] if baseline else policies))
     chosen = list(seeds) if seeds is not None else [
@@ -75,7 +77,9 @@ def run(
     expected = planned_visits(scenario) if visits is None else visits
     days: dict[str, list[DayFigures]] = {name: [] for name in names}
     for seed in chosen:
-        day = draw_day(scenario, seed, expected)
+        day = draw_day(days_of or scenario, seed, expected)
+        if days_of is not None:
+            day = replace(day, scenario=scenario)
         for name in names:
             policy = policy_named(name, scenario)
             tell = policy.estimate if estimates else None

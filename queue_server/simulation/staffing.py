@@ -1,12 +1,15 @@
 """What-if for managers: how many counters each hour keep walk-ins' wait p90 under a target.
 
-The search keeps the day's visitors fixed (the scenario's, on the same seeds) and changes
-only which counters are staffed when. Counters are taken in an order that covers every
-matter first (so any prefix of it serves every matter), then by number. It starts with the
-fewest counters that cover the matters in every hour and, as long as some hour's walk-ins
-wait longer than the target at the 90th percentile, adds a counter in the earliest such
-hour (or, when that hour is full, in the latest hour before it, whose backlog it inherits;
-or else in the next late hour).
+The search keeps the day's visitors fixed (the scenario's, on the same seeds, with the
+bookings made for the hall's own counters) and changes only which counters are staffed
+when; a counter staffed in an hour is staffed all of it (breaks covered by relief staff).
+Counters are taken in an order that covers every matter first (so any prefix of it serves
+every matter), then by number; past the hall's own counters, copies of them in that order
+stand for the counters it could add. It starts with the fewest counters that cover the
+matters in every hour and, as long as some hour's walk-ins wait longer than the target at
+the 90th percentile, adds a counter in the earliest such hour (or, when that hour is full,
+in the latest hour before it, whose backlog it inherits; or else in the next late hour).
+Then it takes counters away again wherever the target holds without them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Staffing:
     counter_hours: int
     given_counter_hours: int
     order: list[int]
-    """Counter numbers in the order they are staffed."""
+    """Counter numbers in the order they are staffed (from 101: copies a hall could add)."""
 
 
 def coverage_order(counters: Sequence[Counter]) -> list[Counter]:
@@ -68,7 +71,8 @@ def _hours(scenario: Scenario) -> list[int]:
 
 
 def staffed(scenario: Scenario, order: Sequence[Counter], plan: dict[int, int]) -> Scenario:
-    """The scenario with counter i of ``order`` away in every hour h where i ≥ plan[h]."""
+    """The scenario with counter i of ``order`` staffed in every hour h where i < plan[h]
+    (the whole hour: breaks are covered by relief staff) and away in the others."""
     counters = []
     for index, counter in enumerate(order):
         away = [h for h, k in sorted(plan.items()) if index >= k]
@@ -79,8 +83,14 @@ def staffed(scenario: Scenario, order: Sequence[Counter], plan: dict[int, int]) 
                 spans[-1] = (spans[-1][0], end)
             else:
                 spans.append((start, end))
-        counters.append(replace(counter, breaks=_merged([*counter.breaks, *spans])))
+        counters.append(replace(counter, breaks=_merged(spans), opens=None, closes=None))
     return scenario.with_counters(counters)
+
+
+def _all_met(
+    figures: dict[int, tuple[float, float, float]], hours: Sequence[int], target: float
+) -> bool:
+    return all(figures[h][2] <= target or figures[h][0] == 0 for h in hours)
 
 
 def _merged(spans: Sequence[tuple[time, time]]) -> tuple[tuple[time, time], ...]:
@@ -94,11 +104,29 @@ def _merged(spans: Sequence[tuple[time, time]]) -> tuple[tuple[time, time], ...]
 
 
 def _evaluate(
-    scenario: Scenario, policy: str, seeds: Sequence[int], visits: float, hours: Sequence[int]
+    scenario: Scenario,
+    base: Scenario,
+    policy: str,
+    seeds: Sequence[int],
+    visits: float,
+    hours: Sequence[int],
 ) -> dict[int, tuple[float, float, float]]:
-    result = run(scenario, [policy], seeds, visits=visits, baseline=False, estimates=False)
+    result = run(
+        scenario, [policy], seeds, visits=visits, baseline=False, estimates=False, days_of=base
+    )
     hourly = result.policies[policy].hourly
     return {h: hourly.get(h, (0.0, 0.0, 0.0)) for h in hours}
+
+
+def with_extra_counters(counters: Sequence[Counter], up_to: int) -> list[Counter]:
+    """``counters`` in coverage order, then copies of them in that order (numbered from
+    101) until there are ``up_to``: the counters a hall could add."""
+    order = coverage_order(counters)
+    extra = []
+    for index in range(max(0, up_to - len(order))):
+        model = order[index % len(order)]
+        extra.append(replace(model, number=101 + index))
+    return order + extra
 
 
 def find_staffing(
@@ -107,11 +135,14 @@ def find_staffing(
     seeds: Sequence[int],
     policy: str = "v2",
     progress: Callable[[int], None] | None = None,
+    max_counters: int | None = None,
 ) -> Staffing:
     """The counters per hour that keep walk-in wait p90 ≤ ``target_p90`` minutes (or, when
-    even every counter cannot, the closest: every counter in the hours that need them)."""
+    even ``max_counters`` cannot, the closest: all of them in the hours that need them).
+    Beyond the scenario's counters (default: up to twice as many), copies of them are added
+    (numbered from 101) as the counters a hall could open."""
     visits = planned_visits(scenario)
-    order = coverage_order(scenario.counters)
+    order = with_extra_counters(scenario.counters, max_counters or 2 * len(scenario.counters))
     hours = _hours(scenario)
     matters = {m.prefix for m in scenario.matters}
     cover = next(
@@ -120,12 +151,13 @@ def find_staffing(
     )  # fmt: skip
     plan = {h: cover for h in hours}
     full = len(order)
-    given = _evaluate(scenario.with_counters(order), policy, seeds, visits, hours)
+    given_count = len(scenario.counters)
+    given = _evaluate(scenario, scenario, policy, seeds, visits, hours)
     if progress:
         progress(1)
     figures: dict[int, tuple[float, float, float]] = {}
     for _ in range(MAX_ROUNDS):
-        figures = _evaluate(staffed(scenario, order, plan), policy, seeds, visits, hours)
+        figures = _evaluate(staffed(scenario, order, plan), scenario, policy, seeds, visits, hours)
         if progress:
             progress(1)
         late = [h for h in hours if figures[h][2] > target_p90 and figures[h][0] > 0]
@@ -140,7 +172,22 @@ def find_staffing(
                 break
         if not grown:
             break
-    met = all(figures[h][2] <= target_p90 or figures[h][0] == 0 for h in hours)
+    met = _all_met(figures, hours, target_p90)
+    if met:
+        # The greedy pass may have over-staffed an early hour for a later one's sake: take
+        # a counter away wherever the target still holds without it.
+        for hour in sorted(hours, key=lambda h: -plan[h]):
+            while plan[hour] > cover:
+                plan[hour] -= 1
+                trial = _evaluate(
+                    staffed(scenario, order, plan), scenario, policy, seeds, visits, hours
+                )
+                if progress:
+                    progress(1)
+                if not _all_met(trial, hours, target_p90):
+                    plan[hour] += 1
+                    break
+                figures = trial
 
     def rows(counts: dict[int, int], seen: dict[int, tuple[float, float, float]]) -> list[HourRow]:
         return [HourRow(h, counts[h], *seen[h]) for h in hours]
@@ -148,10 +195,10 @@ def find_staffing(
     return Staffing(
         target_p90=target_p90,
         plan=rows(plan, figures),
-        given=rows({h: full for h in hours}, given),
+        given=rows({h: given_count for h in hours}, given),
         met=met,
         counter_hours=sum(plan.values()),
-        given_counter_hours=full * len(hours),
+        given_counter_hours=given_count * len(hours),
         order=[c.number for c in order],
     )
 

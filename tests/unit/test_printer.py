@@ -18,6 +18,7 @@ from printer.layout import (
     encode,
     preview,
     render,
+    wait_text,
 )
 from printer.status import HEALTHY, UNKNOWN, parse
 from printer.transports import FileTransport, NetworkTransport
@@ -167,3 +168,21 @@ def test_config(tmp_path: Path) -> None:
         parse_config({"printer": {"paper_mm": 57}}, tmp_path)
     with pytest.raises(PrinterConfigError, match=r"\[printer\] table"):
         parse_config({}, tmp_path)
+
+
+def test_the_wait_is_printed_as_the_range_told_or_as_minutes_from_an_older_server() -> None:
+    assert wait_text(TICKET) == "预计等候约 10-30 分钟 · about 10-30 min"
+    soon = TicketPrint(**{**TICKET.to_json(), "estimate_low": 0, "estimate_high": 0})
+    assert wait_text(soon) == "即将叫号 · you are next"
+    older = TicketPrint(**{**TICKET.to_json(), "estimate_low": None, "estimate_high": None})
+    assert wait_text(older) == "预计等候约 15 分钟 · about 15 min"
+    unknown = TicketPrint(
+        **{
+            **TICKET.to_json(),
+            "estimate_minutes": None,
+            "estimate_low": None,
+            "estimate_high": None,
+        }
+    )
+    assert wait_text(unknown) is None
+    assert "预计等候" not in strip_escpos(render(unknown, PrinterProfile())).decode("gb18030")
