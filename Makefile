@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo i18n clean
+.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo i18n simulate clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.fanout --smoke
 	$(BIN)/python -m bench.booking --smoke
+
+simulate: $(STAMP) ## the goals table of every shipped scenario: queue policy v2 against FIFO and v1 (docs/queue.md)
+	for s in standard-075 standard-092 priority-flood everyone-early counter-closes-1100; do \
+		$(BIN)/onedoor simulate $$s --compare fifo,v1 || exit 1; echo; done
 
 i18n: $(DEV_STAMP) ## check that every page message has its Chinese (lists what is missing)
 	$(BIN)/pytest -q tests/unit/test_catalogs.py
