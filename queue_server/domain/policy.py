@@ -190,6 +190,57 @@ def _fewer_than(needed: int, chances: Sequence[float]) -> float:
     return sum(dist[:needed])
 
 
+def _ranked(
+    profile: Mapping[int, ServiceLevel],
+    waiting: Iterable[Candidate],
+    now: datetime,
+    config: PolicyConfig,
+    floor: Floor | None,
+    counter_id: int | None,
+) -> list[tuple[tuple[object, ...], Candidate, int, ServiceLevel, bool]]:
+    """The counter's tickets with their sort keys and tiers (and whether an appointment in
+    tier 2 was found urgent by the look-ahead), unsorted."""
+    mine = [c for c in waiting if c.service_id in profile]
+    urgent = urgent_appointments(counter_id, floor, now, config) if mine else set()
+    keyed: list[tuple[tuple[object, ...], Candidate, int, ServiceLevel, bool]] = []
+    for c in mine:
+        level = profile[c.service_id]
+        # Sort keys compare only within a tier: (tier, first, then, ticket id).
+        if c.kind in CONTINUING_KINDS:
+            keyed.append(((1, c.queued_at, 0, c.ticket_id), c, 1, level, False))
+        elif _is_appointment(c):
+            assert c.due_at is not None
+            must = c.ticket_id in urgent if floor is not None else c.due_at <= now
+            tier = 2 if must else 4
+            keyed.append(((tier, c.due_at, c.queued_at, c.ticket_id), c, tier, level, must))
+        else:
+            # Highest score first; ties to the one that joined earlier.
+            score = _score(c, level, now, config)
+            keyed.append(((3, -score, c.queued_at, c.ticket_id), c, 3, level, False))
+    return keyed
+
+
+def _reason(
+    c: Candidate, tier: int, level: ServiceLevel, now: datetime, config: PolicyConfig, tz: ZoneInfo
+) -> str:
+    waited = _minutes(now - c.queued_at)
+    if tier == 1:
+        how = "escalated" if c.kind == TicketKind.ESCALATION else "transferred"
+        return f"continues visit ({how}, waiting {waited} min)"
+    if tier == 3:
+        return _tier_three_reason(c, level, now, config)
+    assert c.due_at is not None
+    due = _clock(c.due_at, tz)
+    if tier == 2:
+        if c.due_at <= now:
+            return f"appointment due {due}"
+        return f"appointment at {due}: called now to keep it on time"
+    if c.due_at <= now:
+        until = _clock(c.due_at + config.on_time, tz)
+        return f"appointment due {due}, on time until {until}; nobody else waiting"
+    return f"appointment at {due}, checked in early; nobody else waiting"
+
+
 def rank(
     profile: Mapping[int, ServiceLevel],
     waiting: Iterable[Candidate],
@@ -204,41 +255,11 @@ def rank(
     ``floor`` (the whole hall now) and ``counter_id`` (this counter on it) turn on the
     appointments' look-ahead; without them only due appointments go ahead of walk-ins.
     """
-    mine = [c for c in waiting if c.service_id in profile]
-    urgent = urgent_appointments(counter_id, floor, now, config) if mine else set()
-    keyed: list[tuple[tuple[object, ...], Candidate, int, str]] = []
-    for c in mine:
-        level = profile[c.service_id]
-        waited = _minutes(now - c.queued_at)
-        # Sort keys compare only within a tier: (tier, first, then, ticket id).
-        if c.kind in CONTINUING_KINDS:
-            how = "escalated" if c.kind == TicketKind.ESCALATION else "transferred"
-            tier, reason = 1, f"continues visit ({how}, waiting {waited} min)"
-            key: tuple[object, ...] = (1, c.queued_at, 0, c.ticket_id)
-        elif _is_appointment(c):
-            assert c.due_at is not None
-            due = _clock(c.due_at, tz)
-            must = c.ticket_id in urgent if floor is not None else c.due_at <= now
-            if must and c.due_at <= now:
-                tier, reason = 2, f"appointment due {due}"
-            elif must:
-                tier, reason = 2, f"appointment at {due}: called now to keep it on time"
-            elif c.due_at <= now:
-                until = _clock(c.due_at + config.on_time, tz)
-                tier, reason = (
-                    4,
-                    f"appointment due {due}, on time until {until}; nobody else waiting",
-                )
-            else:
-                tier, reason = 4, f"appointment at {due}, checked in early; nobody else waiting"
-            key = (tier, c.due_at, c.queued_at, c.ticket_id)
-        else:
-            # Highest score first; ties to the one that joined earlier.
-            tier, reason = 3, _tier_three_reason(c, level, now, config)
-            key = (3, -_score(c, level, now, config), c.queued_at, c.ticket_id)
-        keyed.append((key, c, tier, reason))
+    keyed = _ranked(profile, waiting, now, config, floor, counter_id)
     keyed.sort(key=lambda item: item[0])
-    return [Choice(c, tier, reason) for _, c, tier, reason in keyed]
+    return [
+        Choice(c, tier, _reason(c, tier, level, now, config, tz)) for _, c, tier, level, _ in keyed
+    ]
 
 
 def choose_next(
@@ -251,8 +272,11 @@ def choose_next(
     counter_id: int | None = None,
 ) -> Choice | None:
     """The ticket the counter should call now, or None when nobody waits for its matters."""
-    ranked = rank(profile, waiting, now, config, tz, floor, counter_id)
-    return ranked[0] if ranked else None
+    keyed = _ranked(profile, waiting, now, config, floor, counter_id)
+    if not keyed:
+        return None
+    _, c, tier, level, _ = min(keyed, key=lambda item: item[0])
+    return Choice(c, tier, _reason(c, tier, level, now, config, tz))
 
 
 Chooser = Callable[[CounterNow, Sequence[Candidate], datetime, Floor | None], Choice | None]
