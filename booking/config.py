@@ -107,3 +107,11 @@ async def set_calendar(
     await store_released_slots(uow, hall_id)
     await uow.commit()
     return _calendar_out(hall_id, parsed, row.remote_checkin, row.day_close_time)
+
+
+async def follow_counters(uow: UnitOfWork, hall_id: int) -> None:
+    """The places of the hall's released slots follow its counters (added, renumbered or
+    given another profile): capacity derived from counters changes with them."""
+    await load_hall(uow, hall_id)
+    await store_released_slots(uow, hall_id)
+    await uow.commit()

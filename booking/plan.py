@@ -72,21 +72,8 @@ async def hall_plan(
     kept = _plans.get(key)
     if kept is not None and time.monotonic() - kept[0] < KEEP_SECONDS:
         return kept[1]
-    plan = await _make_plan(uow, hall_id, tz, calendar, day, target_load)
     if len(_plans) >= KEEP_PLANS:
         _plans.clear()
-    _plans[key] = (time.monotonic(), plan)
-    return plan
-
-
-async def _make_plan(
-    uow: UnitOfWork,
-    hall_id: int,
-    tz: ZoneInfo,
-    calendar: HallCalendar,
-    day: date,
-    target_load: float,
-) -> HallPlan | None:
     dates = [day - timedelta(weeks=k) for k in range(1, WEEKS + 1)]
     rows = (
         await uow.session.execute(
@@ -101,6 +88,7 @@ async def _make_plan(
     ).all()
     days_seen = len({row[0] for row in rows})
     if not days_seen:
+        _plans[key] = (time.monotonic(), None)
         return None
     walk_in_minutes: dict[int, float] = {}
     for _, issued, minutes in rows:
@@ -123,4 +111,11 @@ async def _make_plan(
     ]
     shares = spare_shares(stretches, target_load)
     midnight = datetime.combine(day, datetime.min.time(), tzinfo=tz)
-    return HallPlan(midnight, dict(zip(starts, shares, strict=True)))
+    plan = HallPlan(midnight, dict(zip(starts, shares, strict=True)))
+    _plans[key] = (time.monotonic(), plan)
+    return plan
+
+
+def forget() -> None:
+    """Drop what this process keeps (tests: each has a database of its own)."""
+    _plans.clear()

@@ -45,6 +45,7 @@ from queue_server.api.deps import (
 from queue_server.api.devices import DeviceController
 from queue_server.api.errors import EXCEPTION_HANDLERS
 from queue_server.api.public import PublicController
+from queue_server.api.simulation import SimulationController
 from queue_server.api.tickets import TicketController
 from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
@@ -53,6 +54,7 @@ from queue_server.realtime.plugin import Realtime
 from queue_server.scheduler import SchedulerPlugin
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
+from queue_server.simulation.launcher import SimulationLauncher, environment_for
 from queue_server.web import i18n
 from queue_server.web.admin import AdminPage
 from queue_server.web.booking_pages import BookingPages
@@ -78,6 +80,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         try:
             yield
         finally:
+            await app.state.simulations.close()
             await engine.dispose()
 
     sessions = CookieBackendConfig(
@@ -95,6 +98,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         "counters, boards and printers. Staff sign in at /api/auth/login; devices send "
         "'Authorization: Bearer <token>'.",
         path="/schema",
+        use_handler_docstrings=True,
         render_plugins=[
             SwaggerRenderPlugin(
                 js_url=f"{SWAGGER}/swagger-ui-bundle.js",
@@ -132,6 +136,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             BookingLinkController,
             HallBookingController,
             BookingSettingsController,
+            SimulationController,
             BoardPage,
             KioskPage,
             CounterPage,
@@ -185,4 +190,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     app.state.settings = settings
     app.state.booking_gate = BookingGate(settings.booking_concurrency)
     app.state.clock = clock
+    app.state.simulations = SimulationLauncher(environment_for(settings), clock)
     return app

@@ -140,6 +140,20 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(autouse=True)
+def forget_kept_plans_and_projections() -> Iterator[None]:
+    """Each test has a database of its own, whose hall 1 is not the last test's hall 1:
+    what a process keeps per hall for a while (booking plans, wait projections, no-show
+    rates) must not cross from one test into the next."""
+    from booking import plan
+    from queue_server.service import estimates, floor
+
+    yield
+    plan.forget()
+    estimates.forget()
+    floor.forget()
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(MONDAY_10AM_SHANGHAI)

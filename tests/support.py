@@ -181,7 +181,16 @@ async def bookable_matter(
 ) -> tuple[int, int]:
     """A hall (open all day unless ``hours`` say otherwise) with one matter booked online
     under ``rules`` (30-minute slots and no walk-in share unless given): both ids."""
-    from booking import config
+    hall_id, matter_id = await passport_hall(bus, timezone=timezone, hours=hours)
+    await book_online(bus, hall_id, matter_id, **rules)
+    return hall_id, matter_id
+
+
+async def passport_hall(
+    bus: Bus, *, timezone: str = "Asia/Shanghai", hours: dict[str, list[list[str]]] | None = None
+) -> tuple[int, int]:
+    """A hall (open all day unless ``hours`` say otherwise) with one matter, passports
+    (10 minutes), not booked online yet: both ids."""
     from queue_server.service import hall_config
 
     hall = await bus.run(
@@ -194,10 +203,17 @@ async def bookable_matter(
         hall.id,
         {"name_zh": "出入境", "name_en": "Passports", "prefix": "P", "typical_minutes": 10},
     )
+    return hall.id, matter.id
+
+
+async def book_online(bus: Bus, hall_id: int, matter_id: int, **rules: Any) -> None:
+    """Take the matter online under ``rules`` (30-minute slots, no walk-in share unless
+    given); the days in its window are released at once."""
+    from booking import config
+
     await bus.run(
         config.set_booking_rules,
-        hall.id,
-        matter.id,
+        hall_id,
+        matter_id,
         {"slot_minutes": 30, "walk_in_share": 0, **rules},
     )
-    return hall.id, matter.id

@@ -8,6 +8,7 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from booking import config as booking_config
 from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
 from queue_server.service import accounts, hall_config
 from queue_server.service.accounts import DeviceKind, NewDevice, NewUser, Principal, Role
@@ -117,10 +118,13 @@ class HallAdminController(Controller):
     async def create_counter(
         self, hall_id: FromPath[int], data: JSONBody[CounterIn], bus: NamedDependency[Bus]
     ) -> CounterOut:
-        """Add a counter and the matters it serves, each at primary or secondary level."""
-        return await bus.run(
+        """Add a counter and the matters it serves, each at primary or secondary level
+        (places of booked-online matters derived from their counters follow at once)."""
+        created = await bus.run(
             hall_config.create_counter, hall_id, data.number, data.name, _profile(data.profile)
         )
+        await bus.run(booking_config.follow_counters, hall_id)
+        return created
 
     @patch("/{hall_id:int}/counters/{counter_id:int}")
     async def update_counter(
@@ -133,13 +137,16 @@ class HallAdminController(Controller):
         """Rename, renumber, or replace the profile (the whole list) of a counter."""
         fields = given(data)
         profile = fields.pop("profile", None)
-        return await bus.run(
+        updated = await bus.run(
             hall_config.update_counter,
             hall_id,
             counter_id,
             fields,
             _profile(profile) if profile is not None else None,
         )
+        if profile is not None:
+            await bus.run(booking_config.follow_counters, hall_id)
+        return updated
 
     @get("/{hall_id:int}/staff")
     async def list_staff(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> list[StaffOut]:

@@ -288,54 +288,36 @@ class Repository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt.order_by(TicketRow.id))).scalars().first()
 
-    async def waiting(self, hall_id: int, day: date, service_ids: Iterable[int]) -> list[Candidate]:
-        """The day's waiting tickets of these matters: only the columns the policy reads
-        (a busy hall has hundreds waiting, and whole ORM rows cost ten times as much)."""
-        ids = list(service_ids)
-        if not ids:
-            return []
-        rows = await self.session.execute(
-            select(
-                TicketRow.id,
-                TicketRow.number,
-                TicketRow.service_id,
-                TicketRow.kind,
-                TicketRow.priority,
-                TicketRow.queued_at,
-                TicketRow.due_at,
-            ).where(
-                TicketRow.hall_id == hall_id,
-                TicketRow.business_day == day,
-                TicketRow.state == TicketState.WAITING,
-                TicketRow.service_id.in_(ids),
-            )
+    async def waiting(
+        self, hall_id: int, day: date, service_ids: Iterable[int] | None = None
+    ) -> list[Candidate]:
+        """The day's waiting tickets of these matters (None: of every matter of the hall,
+        as the estimate and the look-ahead see the floor): only the columns the policy
+        reads (a busy hall has hundreds waiting, and whole ORM rows cost ten times as
+        much)."""
+        stmt = select(
+            TicketRow.id,
+            TicketRow.number,
+            TicketRow.service_id,
+            TicketRow.kind,
+            TicketRow.priority,
+            TicketRow.queued_at,
+            TicketRow.due_at,
+        ).where(
+            TicketRow.hall_id == hall_id,
+            TicketRow.business_day == day,
+            TicketRow.state == TicketState.WAITING,
         )
+        if service_ids is not None:
+            ids = list(service_ids)
+            if not ids:
+                return []
+            stmt = stmt.where(TicketRow.service_id.in_(ids))
         return [
             Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in rows
-        ]
-
-    async def waiting_in_hall(self, hall_id: int, day: date) -> list[Candidate]:
-        """The day's waiting tickets of every matter of the hall (the policy's look-ahead
-        and the estimate see the whole floor: counters are shared between matters)."""
-        rows = await self.session.execute(
-            select(
-                TicketRow.id,
-                TicketRow.number,
-                TicketRow.service_id,
-                TicketRow.kind,
-                TicketRow.priority,
-                TicketRow.queued_at,
-                TicketRow.due_at,
-            ).where(
-                TicketRow.hall_id == hall_id,
-                TicketRow.business_day == day,
-                TicketRow.state == TicketState.WAITING,
+            for ticket_id, number, service_id, kind, priority, queued, due in await (
+                self.session.execute(stmt)
             )
-        )
-        return [
-            Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in rows
         ]
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:

@@ -57,3 +57,8 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
         _projections[hall.id] = kept
     assert kept is not None
     return tell(ticket_id, kept.floor, choose, kept.called)
+
+
+def forget() -> None:
+    """Drop what this process keeps (tests: each has a database of its own)."""
+    _projections.clear()

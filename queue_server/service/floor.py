@@ -53,7 +53,7 @@ _no_shows: dict[int, _Cached] = {}
 async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) -> Floor:
     """Everything the estimate reads, for hall ``hall_id`` at ``now``."""
     counters = await _counters(uow, hall_id)
-    waiting = await uow.repo.waiting_in_hall(hall_id, day)
+    waiting = await uow.repo.waiting(hall_id, day)
     expected = await _expected_bookings(uow, hall_id, day, now)
     stats = await _stats(uow, hall_id, day)
     return Floor(
@@ -224,3 +224,8 @@ async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
     rate = counts.get("no_show", 0) / total if total >= NO_SHOW_MIN_BOOKINGS else DEFAULT_NO_SHOW
     _no_shows[hall_id] = _Cached(time.monotonic(), rate)
     return rate
+
+
+def forget() -> None:
+    """Drop what this process keeps (tests: each has a database of its own)."""
+    _no_shows.clear()

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 Demo = tuple[Server, dict[str, str]]
 WEB = Path(__file__).parents[2] / "queue_server" / "web"
-SECTIONS = ["hall", "matters", "counters", "calendar", "booking", "staff", "devices", "ratings"]
+SECTIONS = [
+    "hall", "matters", "counters", "calendar", "booking", "staff", "devices", "ratings", "simulation",
+]  # fmt: skip
 SCRIPT_STRING = re.compile(r"""\bt\(\s*(["'])((?:\\.|(?!\1).)+)\1""")
 
 
@@ -130,9 +132,12 @@ async def test_a_manager_adds_a_matter_gives_it_to_a_counter_books_it_and_adds_a
     await section.get_by_label("Matter", exact=True).select_option(label="G Housing fund")
     await expect(section.locator("#booking-state")).to_have_text("This matter is walk-in only.")
     form = section.locator("#booking-form")
-    await expect(form.get_by_label("Places per slot")).to_be_disabled()
+    await expect(form.get_by_label("Places per slot", exact=True)).to_be_disabled()
     await form.get_by_label("Book this matter online").check()
-    await form.get_by_label("Places per slot").fill("6")
+    # New rules take their places from what the counters can serve; a fixed number here.
+    await expect(form.get_by_label("From what the counters can serve")).to_be_checked()
+    await form.get_by_label("A fixed number of places per slot").check()
+    await form.get_by_label("Places per slot", exact=True).fill("6")
     await form.get_by_label("Share kept for walk-ins (percent)").fill("50")
     await form.get_by_label("Slot length (minutes)").fill("60")
     await expect(form.locator("#booking-preview")).to_contain_text(
@@ -538,5 +543,6 @@ def test_the_admin_catalogs_translate_every_message_of_the_page() -> None:
         "Share kept for walk-ins (percent)": "现场取号保留比例（百分比）",
         "Opening hours": "营业时间",
         "Service ratings": "好差评",
+        "Simulation": "仿真与排班测算",
     }.items():
         assert zh[english] == chinese, english

@@ -219,3 +219,37 @@ async def test_custom_priority_class(client: AsyncTestClient[Any], bus: Bus) -> 
         headers=hall.kiosk,
     )
     assert dropped.status_code == 400
+
+
+async def test_booking_places_follow_the_counters_a_manager_adds(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus, clerks=1, counters=[(2, {"B": "primary"})])
+    m = hall.manager
+    base = f"/api/halls/{hall.hall_id}"
+    matter = hall.services["A"]  # 10 minutes a visit
+    rules = await call_as(
+        client, m, "PUT", f"{base}/services/{matter}/booking",
+        json={"slot_minutes": 30, "walk_in_share": 0, "window_days": 1},
+    )  # fmt: skip
+    assert rules.status_code == 200, rules.text
+
+    async def places() -> set[int]:
+        slots = await client.get(f"/api/public/halls/{hall.hall_id}/services/{matter}/slots")
+        assert slots.status_code == 200, slots.text
+        return {s["places"] for day in slots.json()["days"] for s in day["slots"]}
+
+    assert await places() == {0}, "no counter serves the matter yet"
+    added = await call_as(
+        client, m, "POST", f"{base}/counters",
+        json={"number": 1, "name": "社保窗口", "profile": [{"service_id": matter, "level": "primary"}]},
+    )  # fmt: skip
+    assert added.status_code == 201, added.text
+    assert await places() == {3}, "one counter, 30-minute slots, 10 minutes each"
+    shared = await call_as(
+        client, m, "PATCH", f"{base}/counters/{added.json()['id']}",
+        json={"profile": [{"service_id": matter, "level": "primary"},
+                          {"service_id": hall.services["B"], "level": "primary"}]},
+    )  # fmt: skip
+    assert shared.status_code == 200, shared.text
+    assert await places() == {1}, "half the counter's time: 1.5 visitors a slot"

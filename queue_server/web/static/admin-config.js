@@ -473,18 +473,48 @@ export const calendar = {
 
 // ---------------------------------------------------------------- booking rules
 
+// New rules: places from what the counters can serve (per_counter and capacity null).
 const DEFAULT_RULES = {
-  slot_minutes: 30, capacity: null, per_counter: 1, walk_in_share: 0, window_days: 7, release_time: "08:00",
-  cancel_cutoff_minutes: 60, reschedule_cutoff_minutes: 60, checkin_early_minutes: 30, checkin_late_minutes: 15,
-  late_policy: "walk_in", max_active_per_matter: 1, max_per_day: 3, remind_before_minutes: 120,
+  slot_minutes: 30, capacity: null, per_counter: null, walk_in_share: 0, target_load: null, window_days: 7,
+  release_time: "08:00", cancel_cutoff_minutes: 60, reschedule_cutoff_minutes: 60, checkin_early_minutes: 30,
+  checkin_late_minutes: 15, late_policy: "walk_in", max_active_per_matter: 1, max_per_day: 3, remind_before_minutes: 120,
 };
-const NUMBERS = ["slot_minutes", "per_counter", "window_days", "cancel_cutoff_minutes", "reschedule_cutoff_minutes",
+const NUMBERS = ["slot_minutes", "window_days", "cancel_cutoff_minutes", "reschedule_cutoff_minutes",
   "checkin_early_minutes", "checkin_late_minutes", "max_active_per_matter", "max_per_day", "remind_before_minutes"];
+// Shares are shown as percents; a field left as shown saves the stored share exactly.
+const PERCENTS = ["walk_in_share", "target_load"];
 
-const bookingState = { services: [], counters: [], rules: null };
+const bookingState = { services: [], counters: [], rules: null, shown: {} };
 
 function servingCount(serviceId) {
   return bookingState.counters.filter((c) => c.profile.some((p) => p.service_id === serviceId)).length;
+}
+
+/** Counter time the matter gets: each counter serving it as primary shares its time
+ *  equally among its primary matters (as the server counts it). */
+function counterShare(serviceId) {
+  let share = 0;
+  for (const c of bookingState.counters) {
+    const primaries = c.profile.filter((p) => p.level === "primary");
+    if (primaries.some((p) => p.service_id === serviceId)) share += 1 / primaries.length;
+  }
+  return share;
+}
+
+function capacityMode() {
+  const chosen = $("booking-form").querySelector("input[name=capacity_mode]:checked");
+  return chosen ? chosen.value : "counters";
+}
+
+function percentText(share) {
+  return share === null || share === undefined ? "" : String(Number((share * 100).toFixed(2)));
+}
+
+function readPercent(name) {
+  const text = $("booking-form").elements[name].value.trim();
+  if (text === "") return null;
+  if (text === bookingState.shown[name]) return bookingState.rules[name];
+  return Number((Number(text) / 100).toFixed(6));
 }
 
 function preview() {
@@ -495,26 +525,66 @@ function preview() {
     out.textContent = t("Walk-in only: nobody can book this matter online.");
     return;
   }
-  const capacityText = form.elements.capacity.value.trim();
+  const mode = capacityMode();
   const counters = servingCount(serviceId);
-  const raw = capacityText === "" ? Number(form.elements.per_counter.value || 0) * counters : Number(capacityText);
+  const lines = [];
+  let raw;
+  if (mode === "fixed") {
+    raw = Number(form.elements.capacity.value);
+  } else if (mode === "per_counter") {
+    raw = Number(form.elements.per_counter.value || 0) * counters;
+  } else {
+    const matter = bookingState.services.find((x) => x.id === serviceId);
+    const typical = matter ? matter.typical_minutes : 0;
+    const share = counterShare(serviceId);
+    const slot = Number(form.elements.slot_minutes.value);
+    raw = typical > 0 ? Math.floor(Math.round((slot * share / typical) * 1e6) / 1e6) : 0;
+    lines.push(t("(The counters serving it as primary give it {share} of a counter's time; a visit takes {minutes} min.)", {
+      share: Number(share.toFixed(2)), minutes: typical,
+    }));
+  }
   const share = Number(form.elements.walk_in_share.value || 0) / 100;
   if (!Number.isFinite(raw) || !Number.isFinite(share)) { out.textContent = ""; return; }
   const online = Math.max(0, Math.floor(raw * (1 - share) + 1e-9));
-  const lines = [t("Each slot: {raw} places; {online} can be booked online, {walk} are kept for walk-ins.", {
-    raw, online, walk: Math.max(0, raw - online),
-  })];
-  if (capacityText === "") lines.push(t("({counters} counters serve this matter now.)", { counters }));
+  const planned = form.elements.target_load.value.trim() !== "";
+  if (planned && mode !== "fixed") {
+    lines.unshift(t("Each slot: up to {raw} places, planned from the walk-ins expected then: fewer at busy times, more at quiet ones. Until there is history: {online} can be booked online, {walk} are kept for walk-ins.", {
+      raw, online, walk: Math.max(0, raw - online),
+    }));
+  } else {
+    lines.unshift(t("Each slot: {raw} places; {online} can be booked online, {walk} are kept for walk-ins.", {
+      raw, online, walk: Math.max(0, raw - online),
+    }));
+    if (planned) lines.push(t("Planning from walk-in history does not change a fixed number of places."));
+  }
+  if (mode === "per_counter") lines.push(t("({counters} counters serve this matter now.)", { counters }));
   out.textContent = lines.join(" ");
+}
+
+function showMode() {
+  const form = $("booking-form");
+  const mode = capacityMode();
+  form.elements.capacity.disabled = mode !== "fixed";
+  form.elements.per_counter.disabled = mode !== "per_counter";
+  // A first choice of a mode starts from a sensible number.
+  if (mode === "per_counter" && form.elements.per_counter.value === "") form.elements.per_counter.value = "1";
 }
 
 function fillRules(answer) {
   const form = $("booking-form");
   const rules = { ...DEFAULT_RULES, ...(answer.rules || {}) };
+  bookingState.rules = rules;
   form.elements.online.checked = answer.bookable;
   for (const name of NUMBERS) form.elements[name].value = String(rules[name]);
   form.elements.capacity.value = rules.capacity === null ? "" : String(rules.capacity);
-  form.elements.walk_in_share.value = String(Math.round(rules.walk_in_share * 1000) / 10);
+  form.elements.per_counter.value = rules.per_counter === null ? "" : String(rules.per_counter);
+  const mode = rules.capacity !== null ? "fixed" : rules.per_counter !== null ? "per_counter" : "counters";
+  form.querySelector(`input[name=capacity_mode][value=${mode}]`).checked = true;
+  bookingState.shown = {};
+  for (const name of PERCENTS) {
+    bookingState.shown[name] = percentText(rules[name]);
+    form.elements[name].value = bookingState.shown[name];
+  }
   form.elements.release_time.value = rules.release_time;
   form.elements.late_policy.value = rules.late_policy;
   $("booking-state").textContent = answer.bookable ? t("This matter is booked online.") : t("This matter is walk-in only.");
@@ -524,7 +594,26 @@ function fillRules(answer) {
 function toggleSettings() {
   const form = $("booking-form");
   $("booking-settings").disabled = !form.elements.online.checked;
+  showMode();
   preview();
+}
+
+function readRules() {
+  const form = $("booking-form");
+  const body = {};
+  for (const name of NUMBERS) body[name] = Number(form.elements[name].value);
+  const mode = capacityMode();
+  const capacity = form.elements.capacity.value.trim();
+  const perCounter = form.elements.per_counter.value.trim();
+  body.capacity = mode === "fixed" ? Number(capacity) : null;
+  // Places per counter is kept beside a fixed number (unused, as stored) but dropped
+  // when the counters' own capacity is chosen.
+  body.per_counter = mode === "counters" || perCounter === "" ? null : Number(perCounter);
+  body.walk_in_share = readPercent("walk_in_share") ?? 0;
+  body.target_load = readPercent("target_load");
+  body.release_time = form.elements.release_time.value.trim();
+  body.late_policy = form.elements.late_policy.value;
+  return body;
 }
 
 export const booking = {
@@ -536,19 +625,13 @@ export const booking = {
       this.load(ctx).catch((error) => showError(form, error, t("Could not load this section:")));
     });
     form.elements.online.addEventListener("change", toggleSettings);
+    for (const radio of form.querySelectorAll("input[name=capacity_mode]")) {
+      radio.addEventListener("change", () => { showMode(); preview(); });
+    }
     form.addEventListener("input", preview);
     onSubmit(form, async () => {
       const serviceId = Number(chooser.value);
-      let body = null;
-      if (form.elements.online.checked) {
-        body = {};
-        for (const name of NUMBERS) body[name] = Number(form.elements[name].value);
-        const capacity = form.elements.capacity.value.trim();
-        body.capacity = capacity === "" ? null : Number(capacity);
-        body.walk_in_share = Number((Number(form.elements.walk_in_share.value) / 100).toFixed(4));
-        body.release_time = form.elements.release_time.value.trim();
-        body.late_policy = form.elements.late_policy.value;
-      }
+      const body = form.elements.online.checked ? readRules() : null;
       const saved = await ctx.call("PUT", ctx.base(`/services/${serviceId}/booking`), body);
       fillRules(saved);
       const s = bookingState.services.find((x) => x.id === serviceId);
@@ -561,7 +644,10 @@ export const booking = {
   async load(ctx) {
     const serviceId = Number($("booking-matter").value);
     if (!serviceId) return;
-    fillRules(await ctx.get(`/services/${serviceId}/booking`));
+    const answer = await ctx.get(`/services/${serviceId}/booking`);
+    if (Number($("booking-matter").value) !== serviceId) return; // another matter was chosen meanwhile
+    fillRules(answer);
+    $("booking-form").dataset.serviceId = String(serviceId);
   },
   async show(ctx) {
     const [services, list] = await Promise.all([ctx.get("/services"), ctx.get("/counters")]);

@@ -1,12 +1,14 @@
 // The hall manager's pages (/admin): sign-in, the hall to manage, and one section per hash
-// route (#dashboard, #hall, #matters, ...). Each section lives in an admin-*.js module.
+// route (#dashboard, #hall, #matters, ..., #simulation). Each section lives in an admin-*.js
+// module.
 import { ApiError, api, h, t } from "./common.js";
 import { dashboard } from "./admin-dashboard.js";
 import { booking, calendar, counters, hall, matters } from "./admin-config.js";
 import { devices, ratings, staff } from "./admin-people.js";
+import { simulation } from "./admin-simulation.js";
 import { clearMessages, nameOf, onSubmit, say, showError } from "./admin-ui.js";
 
-const SECTIONS = [dashboard, hall, matters, counters, calendar, booking, staff, devices, ratings];
+const SECTIONS = [dashboard, hall, matters, counters, calendar, booking, staff, devices, ratings, simulation];
 const MANAGER_ROLES = new Set(["manager", "admin"]);
 const HALL_KEY = "onedoor-admin-hall";
 const $ = (id) => document.getElementById(id);
