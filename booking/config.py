@@ -110,8 +110,8 @@ async def set_calendar(
 
 
 async def follow_counters(uow: UnitOfWork, hall_id: int) -> None:
-    """The places of the hall's released slots follow its counters (added, renumbered or
-    given another profile): capacity derived from counters changes with them."""
+    """The places of the hall's released slots follow its counters (added or given another
+    profile) and its matters' typical minutes: capacity derived from them changes with them."""
     await load_hall(uow, hall_id)
     await store_released_slots(uow, hall_id)
     await uow.commit()

@@ -220,9 +220,10 @@ async def load_matter(
 
 async def demand_of(uow: UnitOfWork, matter: Matter, day: date) -> SlotDemandOf | None:
     """The hall's plan for ``day`` as the matter's slots see it, when its rules plan
-    places from the walk-ins expected (``target_load``) and the hall has history."""
+    places from the walk-ins expected (``target_load``, which wins over ``per_counter`` and
+    ``walk_in_share``; only a fixed ``capacity`` wins over it) and the hall has history."""
     target = matter.rules.target_load
-    if target is None or matter.rules.capacity is not None or matter.rules.per_counter is not None:
+    if target is None or matter.rules.capacity is not None:
         return None
     plan = await hall_plan(uow, matter.hall.id, matter.tz, matter.calendar, day, target)
     return plan.demand(matter.throughput) if plan is not None else None

@@ -1,27 +1,29 @@
 """A hall's booking plan from its own history (``BookingRules.target_load``).
 
-The walk-ins a hall can expect on a date are those of the same weekday in its last weeks:
-how many came in each quarter of an hour, and the counter time their matters typically
-take. With the hall's counters, that gives the spare share of counter time in each stretch
-of the day (``booking.domain.capacity``), and each matter's slot offers that share of what
-its own counters can serve. A hall with no such history yet holds back its
-``walk_in_share`` instead. Plans are kept per hall and date for a few minutes.
+The walk-ins a hall can expect on a date are those of the same weekday in its last weeks
+(before today): how many came in each quarter of an hour, with the visits sent on to a
+second matter, and the counter time their matters typically take. With the counters at
+work then, as the hall's record of its counters opening, pausing and closing shows them on
+those days (``queue_server.service.staffing``; without a record, every counter serving a
+matter, all day), that gives the spare share of counter time in each stretch of the day
+(``booking.domain.capacity.plan_day``, which the simulator runs too), and each matter's
+slot offers that share of what its own counters can serve. A hall with no such history yet
+holds back its ``walk_in_share`` instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from booking.domain.calendar import HallCalendar
-from booking.domain.capacity import GRID_MINUTES, SlotDemand, Stretch, spare_shares
-from queue_server.db.tables import CounterRow, ServiceRow, TicketRow
+from booking.domain.capacity import GRID_MINUTES, HallPlan, plan_day
+from queue_server.db.tables import CounterRow, CounterServiceRow, ServiceRow, TicketRow
 from queue_server.domain.model import TicketKind
+from queue_server.service.staffing import staffed_minutes
 from queue_server.service.unit_of_work import UnitOfWork
 
 WEEKS = 8
@@ -30,33 +32,7 @@ KEEP_SECONDS = 600.0
 KEEP_PLANS = 4096
 
 
-@dataclass(frozen=True)
-class HallPlan:
-    """The spare share of a hall's counter time in each stretch of one date."""
-
-    midnight: datetime
-    """The date's local midnight (aware)."""
-    spare: dict[int, float]
-    """Minute of the day a stretch starts at to its spare share."""
-
-    def demand(self, throughput: float) -> Callable[[datetime, datetime], SlotDemand]:
-        """A matter's slots' demand: ``throughput`` visitors per slot, offered the spare
-        share of the stretches the slot covers (weighted by how much of each it covers)."""
-
-        def of(start: datetime, end: datetime) -> SlotDemand:
-            a = (start - self.midnight).total_seconds() / 60
-            b = (end - self.midnight).total_seconds() / 60
-            covered = total = 0.0
-            for minute, share in self.spare.items():
-                overlap = max(0.0, min(b, minute + GRID_MINUTES) - max(a, minute))
-                covered += overlap
-                total += overlap * share
-            return SlotDemand(throughput, total / covered if covered else 0.0)
-
-        return of
-
-
-_plans: dict[tuple[int, date, float], tuple[float, HallPlan | None]] = {}
+_plans: dict[tuple[object, ...], tuple[float, HallPlan | None]] = {}
 
 
 async def hall_plan(
@@ -67,14 +43,47 @@ async def hall_plan(
     day: date,
     target_load: float,
 ) -> HallPlan | None:
-    """The plan of hall ``hall_id`` for its date ``day``; None without history to go by."""
-    key = (hall_id, day, target_load)
+    """The plan of hall ``hall_id`` for its date ``day``; None without history to go by.
+
+    Kept a few minutes per hall, date, target, counters and opening: a change of counters
+    or hours makes a new plan at once."""
+    counters = int(
+        await uow.session.scalar(
+            select(func.count(func.distinct(CounterServiceRow.counter_id)))
+            .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
+            .where(CounterRow.hall_id == hall_id)
+        )
+        or 0
+    )
+    spans = tuple(
+        (int(first.total_seconds() // 60), int(last.total_seconds() // 60))
+        for first, last in calendar.open_spans(day)
+    )
+    key = (hall_id, day, target_load, counters, spans)
     kept = _plans.get(key)
     if kept is not None and time.monotonic() - kept[0] < KEEP_SECONDS:
         return kept[1]
     if len(_plans) >= KEEP_PLANS:
         _plans.clear()
-    dates = [day - timedelta(weeks=k) for k in range(1, WEEKS + 1)]
+    plan = await _plan(uow, hall_id, tz, day, spans, counters, target_load)
+    _plans[key] = (time.monotonic(), plan)
+    return plan
+
+
+async def _plan(
+    uow: UnitOfWork,
+    hall_id: int,
+    tz: ZoneInfo,
+    day: date,
+    spans: tuple[tuple[int, int], ...],
+    counters: int,
+    target_load: float,
+) -> HallPlan | None:
+    # The same weekday of past weeks, never today (still under way).
+    today = uow.clock.now().astimezone(tz).date()
+    dates = [d for d in (day - timedelta(weeks=k) for k in range(1, WEEKS + 1)) if d < today]
+    if not dates:
+        return None
     rows = (
         await uow.session.execute(
             select(TicketRow.business_day, TicketRow.issued_at, ServiceRow.typical_minutes)
@@ -82,38 +91,24 @@ async def hall_plan(
             .where(
                 TicketRow.hall_id == hall_id,
                 TicketRow.business_day.in_(dates),
-                TicketRow.kind == TicketKind.WALK_IN,
+                # Walk-ins, and the visits sent on to a second matter: counter time too.
+                TicketRow.kind.in_([TicketKind.WALK_IN, TicketKind.TRANSFER]),
             )
         )
     ).all()
     days_seen = len({row[0] for row in rows})
     if not days_seen:
-        _plans[key] = (time.monotonic(), None)
         return None
     walk_in_minutes: dict[int, float] = {}
     for _, issued, minutes in rows:
         local = issued.astimezone(tz)
         minute = (local.hour * 60 + local.minute) // GRID_MINUTES * GRID_MINUTES
         walk_in_minutes[minute] = walk_in_minutes.get(minute, 0.0) + minutes / days_seen
-    counters = await uow.session.scalar(
-        select(func.count()).select_from(CounterRow).where(CounterRow.hall_id == hall_id)
-    )
-    spans = calendar.open_spans(day)
-    starts = [
-        minute
-        for first, last in spans
-        for minute in range(
-            int(first.total_seconds() // 60), int(last.total_seconds() // 60), GRID_MINUTES
-        )
-    ]
-    stretches = [
-        Stretch(float(counters or 0) * GRID_MINUTES, walk_in_minutes.get(m, 0.0)) for m in starts
-    ]
-    shares = spare_shares(stretches, target_load)
+    # Counters at work as the hall's record shows them on those days (lunch in shifts,
+    # a counter that closes early), else every counter serving a matter, all day.
+    staffed = await staffed_minutes(uow, hall_id, tz, dates, GRID_MINUTES)
     midnight = datetime.combine(day, datetime.min.time(), tzinfo=tz)
-    plan = HallPlan(midnight, dict(zip(starts, shares, strict=True)))
-    _plans[key] = (time.monotonic(), plan)
-    return plan
+    return plan_day(midnight, spans, staffed or counters, walk_in_minutes, target_load)
 
 
 def forget() -> None:

@@ -146,12 +146,13 @@ def forget_kept_plans_and_projections() -> Iterator[None]:
     what a process keeps per hall for a while (booking plans, wait projections, no-show
     rates) must not cross from one test into the next."""
     from booking import plan
-    from queue_server.service import estimates, floor
+    from queue_server.service import estimates, floor, staffing
 
     yield
     plan.forget()
     estimates.forget()
     floor.forget()
+    staffing.forget()
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ kept, and walk-ins are not starved to keep them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 GRID_MINUTES = 15
 """The hall's day is planned in stretches of this length."""
@@ -68,3 +69,54 @@ class SlotDemand:
     def places(self) -> int:
         # Rounded before the floor so float noise (2.9999999) does not lose a place.
         return max(0, math.floor(round(self.throughput * self.spare, 6)))
+
+
+@dataclass(frozen=True)
+class HallPlan:
+    """The spare share of a hall's counter time in each stretch of one date."""
+
+    midnight: datetime
+    """The date's local midnight (aware)."""
+    spare: Mapping[int, float]
+    """Minute of the day a stretch starts at to its spare share."""
+
+    def demand(self, throughput: float) -> Callable[[datetime, datetime], SlotDemand]:
+        """A matter's slots' demand: ``throughput`` visitors per slot, offered the spare
+        share of the stretches the slot covers (weighted by how much of each it covers)."""
+
+        def of(start: datetime, end: datetime) -> SlotDemand:
+            a = (start - self.midnight).total_seconds() / 60
+            b = (end - self.midnight).total_seconds() / 60
+            covered = total = 0.0
+            for minute, share in self.spare.items():
+                overlap = max(0.0, min(b, minute + GRID_MINUTES) - max(a, minute))
+                covered += overlap
+                total += overlap * share
+            return SlotDemand(throughput, total / covered if covered else 0.0)
+
+        return of
+
+
+def plan_day(
+    midnight: datetime,
+    open_spans: Sequence[tuple[int, int]],
+    staffed: Mapping[int, float] | int,
+    walk_in_minutes: Mapping[int, float],
+    target_load: float,
+) -> HallPlan:
+    """The plan of a date whose local midnight is ``midnight``: its open stretches (minutes
+    of the day, from ``open_spans``), each staffed with ``staffed`` counter-minutes (stretch
+    start → minutes, or a number of counters at work throughout), asked
+    ``walk_in_minutes`` (stretch start → counter minutes the walk-ins expected then will
+    need), offering bookings the spare share up to ``target_load``. The server feeds it from
+    the hall's record, the simulator from its scenario: the same plan either way."""
+    starts = [m for first, last in open_spans for m in range(first, last, GRID_MINUTES)]
+
+    def minutes_at(start: int) -> float:
+        if isinstance(staffed, int):
+            return float(staffed * GRID_MINUTES)
+        return staffed.get(start, 0.0)
+
+    stretches = [Stretch(minutes_at(m), walk_in_minutes.get(m, 0.0)) for m in starts]
+    shares = spare_shares(stretches, target_load)
+    return HallPlan(midnight, dict(zip(starts, shares, strict=True)))

@@ -53,7 +53,8 @@ class BookingRules:
     target_load: float | None = None
     """None: every slot holds back ``walk_in_share``. A share (0.1..1): plan each slot's
     places from the walk-ins the hall expects then (``booking.domain.capacity``), filling
-    the counters up to this share of what they can serve, walk-ins first."""
+    the counters up to this share of what they can serve, walk-ins first; this wins over
+    ``per_counter`` and ``walk_in_share`` (a fixed ``capacity`` wins over it)."""
     window_days: int = 7
     """A day is bookable from ``release_time`` this many days before it (0: the same day)."""
     release_time: time = time(8, 0)

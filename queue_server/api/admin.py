@@ -106,7 +106,13 @@ class HallAdminController(Controller):
         data: JSONBody[ServicePatch],
         bus: NamedDependency[Bus],
     ) -> ServiceOut:
-        return await bus.run(hall_config.update_service, hall_id, service_id, given(data))
+        """Rename a matter, change its typical minutes, documents or prefix, or (de)activate
+        it (places of booked-online matters derived from typical minutes follow at once)."""
+        fields = given(data)
+        updated = await bus.run(hall_config.update_service, hall_id, service_id, fields)
+        if "typical_minutes" in fields or "active" in fields:
+            await bus.run(booking_config.follow_counters, hall_id)
+        return updated
 
     @get("/{hall_id:int}/counters", opt=roles(*STAFF))
     async def list_counters(

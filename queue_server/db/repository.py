@@ -313,11 +313,10 @@ class Repository:
             if not ids:
                 return []
             stmt = stmt.where(TicketRow.service_id.in_(ids))
+        rows = await self.session.execute(stmt)
         return [
             Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in await (
-                self.session.execute(stmt)
-            )
+            for ticket_id, number, service_id, kind, priority, queued, due in rows
         ]
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:

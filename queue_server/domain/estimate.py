@@ -54,9 +54,11 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
     free: list[tuple[datetime, int, CounterNow]] = []
     for counter in floor.counters:
         at = now
-        if counter.state == CounterState.PAUSED and counter.paused_at is not None:
-            # Back after a usual break (and the service it may still be finishing).
-            at = max(now, counter.paused_at + timedelta(minutes=floor.break_minutes))
+        if counter.state == CounterState.PAUSED:
+            back = _back_from_break(counter, floor)
+            if back is None:
+                continue
+            at = back
         elif counter.state != CounterState.OPEN:
             continue
         if counter.serving is not None and counter.since is not None:
@@ -82,7 +84,9 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
         choice = None
         if visible:
             busy[counter_id] = (None, None)
-            ahead = _projected_floor(floor, free, busy, pool, at)
+            # The floor as the choosing counter sees it: itself free now, the others busy.
+            here = [*free, (at, counter_id, counter)]
+            ahead = _projected_floor(floor, here, busy, pool, at)
             choice = choose(counter, visible, at, ahead)
         if choice is None:
             later = [
@@ -98,6 +102,21 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
         minutes = floor.stat(picked.service_id).mean()
         heapq.heappush(free, (at + timedelta(minutes=minutes), counter_id, counter))
     return {tid: at for tid, at in called.items() if tid in real}
+
+
+def _back_from_break(counter: CounterNow, floor: Floor) -> datetime | None:
+    """When a paused counter is expected back: after a usual break; one that has overrun
+    it by up to as long again, soon (a quarter of a break); one paused longer than that,
+    or since an unknown time, not today as far as anyone can tell."""
+    if counter.paused_at is None:
+        return None
+    usual = timedelta(minutes=floor.break_minutes)
+    back = counter.paused_at + usual
+    if back >= floor.now:
+        return back
+    if floor.now - counter.paused_at <= 2 * usual:
+        return floor.now + usual / 4
+    return None
 
 
 def _projected_floor(
@@ -118,7 +137,8 @@ def _projected_floor(
 
 def _expected(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
     """Bookings not checked in yet, as the appointments they will (mostly) become: of every
-    matter's bookings in slot order, the usual share of no-shows is left out evenly."""
+    matter's bookings in slot order, the usual share of no-shows is left out evenly (the
+    first is kept unless more than half are missed)."""
     found: list[Candidate] = []
     by_matter: dict[int, list[datetime]] = {}
     for service_id, due in floor.expected:
@@ -126,7 +146,8 @@ def _expected(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
             by_matter.setdefault(service_id, []).append(due)
     next_id = start_id
     for service_id, dues in by_matter.items():
-        shows = 0.0
+        # Rounded, not floored: one booking is expected unless most bookings are missed.
+        shows = 0.5
         for due in sorted(dues):
             before = math.floor(shows)
             shows += 1.0 - floor.no_show_rate
@@ -144,12 +165,14 @@ EXPECTED_EARLY = timedelta(minutes=10)
 """A booking not checked in yet is expected this long before its slot (or now)."""
 ARRIVAL_HORIZON = timedelta(hours=4)
 """How far ahead the projection adds the visitors expected to come and go ahead."""
-MAX_ARRIVING = 300
+MAX_ARRIVING = 100
+"""Visitors expected per matter and kind at most (a very busy hall's next four hours)."""
 
 
 def _arriving(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
-    """Visitors expected to join and go ahead, evenly spaced at the recent rates: priority
-    visitors (walk-ins of a priority class) and transfers (continuing visits)."""
+    """Visitors expected to join, evenly spaced at the recent rates: priority visitors and
+    transfers, who go ahead, and ordinary walk-ins, who go ahead of tickets a counter serves
+    at secondary level (its own matters first)."""
     found: list[Candidate] = []
     next_id = start_id
     for (service_id, what), per_minute in sorted(floor.arrivals.items()):
@@ -157,7 +180,9 @@ def _arriving(floor: Floor, served: set[int], start_id: int) -> list[Candidate]:
             continue
         gap = timedelta(minutes=1 / per_minute)
         at = floor.now + gap / 2
-        while at < floor.now + ARRIVAL_HORIZON and len(found) < MAX_ARRIVING:
+        added = 0
+        while at < floor.now + ARRIVAL_HORIZON and added < MAX_ARRIVING:
+            added += 1
             if what == TRANSFER:
                 kind, priority = TicketKind.TRANSFER, NO_PRIORITY
             else:

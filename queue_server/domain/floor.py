@@ -122,3 +122,20 @@ class Floor:
 
     def stat(self, service_id: int) -> ServiceStats:
         return self.stats.get(service_id) or ServiceStats((), 10.0)
+
+
+ARRIVAL_WINDOW_MINUTES = 60.0
+"""Recent tickets the rates of arriving visitors are measured over."""
+MIN_RATE_MINUTES = 30.0
+"""Rates are never taken over fewer minutes than this (see ``arrival_rates``)."""
+
+
+def arrival_rates(
+    counts: Mapping[tuple[int, str], int], minutes_open: float
+) -> dict[tuple[int, str], float]:
+    """Visitors per minute from the tickets of the last hour (``counts``: (matter, priority
+    class or "transfer") to how many), over the minutes they had to come in — the hour, or
+    less when the hall opened ``minutes_open`` ago, but never fewer than ``MIN_RATE_MINUTES``:
+    a crowd at the door at opening is not the rate of the whole morning."""
+    minutes = max(MIN_RATE_MINUTES, min(ARRIVAL_WINDOW_MINUTES, minutes_open))
+    return {key: n / minutes for key, n in counts.items() if n > 0}

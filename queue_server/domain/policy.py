@@ -161,12 +161,16 @@ def urgent_appointments(
             if counter.state != CounterState.OPEN or appointment.service_id not in counter.profile:
                 continue
             if counter.counter_id == counter_id:
+                # Free in time after the service of whom it would call instead, if anyone.
                 mine = [c for c in others_here if c.service_id in counter.profile]
                 if not mine:
                     chances.append(1.0)
                     continue
-                stat = floor.stat(mine[0].service_id)
-                chances.append(stat.ends_within(0.0, window))
+                instead = max(
+                    mine, key=lambda c: (_score(c, counter.profile[c.service_id], now, config),
+                                         -c.ticket_id),
+                )  # fmt: skip
+                chances.append(floor.stat(instead.service_id).ends_within(0.0, window))
             elif counter.serving is None or counter.since is None:
                 chances.append(1.0)
             else:

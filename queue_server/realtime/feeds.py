@@ -35,6 +35,12 @@ PING_SECONDS = 15.0
 MAILBOX = 64
 COALESCE_SECONDS = 0.05
 ESTIMATE_REFRESH_SECONDS = 60.0
+QUEUE_MOVES = frozenset(
+    {"TicketIssued", "TicketCalled", "TicketReturnedToQueue", "TicketMarkedNoShow",
+     "TicketTransferred", "TicketCancelled", "ServiceFinished",
+     "CounterOpened", "CounterPaused", "CounterClosed"}
+)  # fmt: skip
+"""Events that change a waiting visitor's estimate (a service starting or rated does not)."""
 """A follower's ticket is sent again at least this often while it waits: time passes."""
 BOARD_ROLES = ("board", "admin", "manager", "clerk")
 Since = Annotated[int | None, QueryParameter(ge=0, description="last sequence number seen")]
@@ -251,14 +257,19 @@ async def ticket_feed(
         await socket.close(code=4404, reason=str(exc)[:120])
         return
 
+    current = {"ticket_id": first.id, "waiting": first.state == "waiting"}
+
     def cares(name: str, data: Mapping[str, Any]) -> bool:
+        if data.get("ticket_id") == current["ticket_id"]:
+            return True  # the visitor's own ticket: called, served, sent on, rated
         # The estimate plays the whole hall forward (counters are shared between matters):
-        # any call, service or counter change moves it. One projection per hall state
-        # answers every follower (service/estimates.py).
-        return name.startswith(("Ticket", "Service", "Counter"))
+        # while the ticket waits, whatever moves the queue moves it. One projection per hall
+        # state answers every follower (service/estimates.py).
+        return bool(current["waiting"]) and name in QUEUE_MOVES
 
     async def state() -> dict[str, Any]:
         view = await bus.run(views.ticket_by_follow_token, token)
+        current.update(ticket_id=view.id, waiting=view.state == "waiting")
         return {"ticket": with_follow_url(view, settings)}
 
     await _follow_changes(

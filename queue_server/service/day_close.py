@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from queue_server.db.repository import apply_ticket, ticket_from_row
 from queue_server.db.tables import HallEventRow, TicketRow
@@ -20,6 +20,11 @@ from .unit_of_work import UnitOfWork
 
 EVENT_LOG_DAYS = 7
 """Published hall events are kept this long (live feeds replay only the last few hundred)."""
+COUNTER_LOG_DAYS = 63
+"""Counters opening, pausing and closing are kept nine weeks: they are the hall's record of
+how its counters were staffed, from which the booking plan and the wait estimate learn
+(queue_server/service/staffing.py). A few rows per counter a day."""
+COUNTER_EVENTS = ("CounterOpened", "CounterPaused", "CounterClosed")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ async def close_day(uow: UnitOfWork, hall_id: int, through: date) -> DayClosed:
             HallEventRow.hall_id == hall_id,
             HallEventRow.published_at.is_not(None),
             HallEventRow.created_at < now - timedelta(days=EVENT_LOG_DAYS),
+            or_(
+                HallEventRow.name.not_in(COUNTER_EVENTS),
+                HallEventRow.created_at < now - timedelta(days=COUNTER_LOG_DAYS),
+            ),
         )
     )
     await uow.commit()

@@ -1,12 +1,14 @@
 """What a waiting visitor is told (estimate v2), with one projection per hall state.
 
 Every follower of a hall re-reads their ticket when the queue moves; the projection of the
-whole queue answers all of them, so it is made once per hall and event number and kept a
-few seconds (the clock moves on; the next event makes a new one anyway).
+whole queue answers all of them, so it is made once per hall and event number (followers
+asking at the same moment wait for the one being made) and kept a few seconds (the clock
+moves on; the next event makes a new one anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +36,7 @@ class _Projection:
 
 
 _projections: dict[int, _Projection] = {}
+_making: dict[tuple[int, int], asyncio.Future[_Projection]] = {}
 
 
 async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | None:
@@ -49,12 +52,35 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
         and any(c.ticket_id == ticket_id for c in kept.floor.waiting)
     )
     if not fresh:
-        now = uow.clock.now()
-        floor = await hall_floor(uow, hall.id, business_day(now, hall.tz), now)
-        kept = _Projection(time.monotonic(), hall_row.event_seq, floor, project(floor, choose))
-        if len(_projections) >= KEEP_HALLS:
-            _projections.clear()
-        _projections[hall.id] = kept
+        key = (hall.id, hall_row.event_seq)
+        making = _making.get(key)
+        if making is not None:
+            # Another follower's request is projecting this very state: share its result.
+            kept = await asyncio.shield(making)
+        else:
+            making = asyncio.get_running_loop().create_future()
+            _making[key] = making
+            try:
+                now = uow.clock.now()
+                floor = await hall_floor(uow, hall.id, business_day(now, hall.tz), now)
+                kept = _Projection(
+                    time.monotonic(), hall_row.event_seq, floor, project(floor, choose)
+                )
+                making.set_result(kept)
+            except BaseException as exc:
+                making.set_exception(exc)
+                making.exception()  # retrieved: waiters get it, nobody warns
+                raise
+            finally:
+                del _making[key]
+            if len(_projections) >= KEEP_HALLS:
+                _projections.clear()
+            _projections[hall.id] = kept
+        if not any(c.ticket_id == ticket_id for c in kept.floor.waiting):
+            # Made before this ticket joined (its own transaction, not committed then).
+            now = uow.clock.now()
+            floor = await hall_floor(uow, hall.id, business_day(now, hall.tz), now)
+            kept = _Projection(time.monotonic(), hall_row.event_seq, floor, project(floor, choose))
     assert kept is not None
     return tell(ticket_id, kept.floor, choose, kept.called)
 

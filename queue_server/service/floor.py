@@ -18,7 +18,14 @@ from queue_server.db.tables import (
     TicketRow,
 )
 from queue_server.domain.estimate import TRANSFER
-from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats
+from queue_server.domain.floor import (
+    ARRIVAL_WINDOW_MINUTES,
+    Candidate,
+    CounterNow,
+    Floor,
+    ServiceStats,
+    arrival_rates,
+)
 from queue_server.domain.model import (
     ACTIVE_STATES,
     CounterState,
@@ -27,17 +34,18 @@ from queue_server.domain.model import (
     TicketState,
 )
 
+from .staffing import usual_break
 from .unit_of_work import UnitOfWork
 
 RECENT_SAMPLES = 50
 """Recent services per matter the estimate averages (the simulator uses as many)."""
-ARRIVAL_WINDOW = timedelta(hours=1)
-"""Recent tickets the rates of visitors who go ahead are measured over."""
+ARRIVAL_WINDOW = timedelta(minutes=ARRIVAL_WINDOW_MINUTES)
 NO_SHOW_WINDOW = timedelta(days=28)
 NO_SHOW_MIN_BOOKINGS = 20
 """Below this many past bookings the usual 10% no-shows are assumed."""
 DEFAULT_NO_SHOW = 0.1
 CACHE_SECONDS = 5.0
+LATE_WINDOW = timedelta(minutes=15)
 STATS_WINDOW = timedelta(days=28)
 
 
@@ -62,6 +70,7 @@ async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) ->
         expected=expected,
         stats=stats,
         now=now,
+        break_minutes=await usual_break(uow, hall_id),
         no_show_rate=await _no_show_rate(uow, hall_id, now),
         arrivals=await _arrivals(uow, hall_id, day, now),
     )
@@ -126,7 +135,8 @@ async def _expected_bookings(
         select(BookingRow.service_id, BookingRow.slot_start).where(
             BookingRow.hall_id == hall_id,
             BookingRow.state == "booked",
-            BookingRow.slot_start >= now - timedelta(minutes=30),
+            # Still expected: not later than the usual late check-in window.
+            BookingRow.slot_start >= now - LATE_WINDOW,
             BookingRow.slot_start < now + timedelta(hours=12),
         )
     )
@@ -187,14 +197,12 @@ async def _arrivals(
             TicketRow.hall_id == hall_id, TicketRow.business_day == day
         )
     )
-    minutes = ARRIVAL_WINDOW.total_seconds() / 60
-    if first is not None:
-        minutes = max(1.0, min(minutes, (now - first).total_seconds() / 60))
-    rates: dict[tuple[int, str], float] = {}
+    counts: dict[tuple[int, str], int] = {}
     for service_id, kind, priority, count in rows:
         key = (service_id, TRANSFER if kind == TicketKind.TRANSFER else priority)
-        rates[key] = rates.get(key, 0.0) + count / minutes
-    return rates
+        counts[key] = counts.get(key, 0) + count
+    minutes_open = (now - first).total_seconds() / 60 if first is not None else 0.0
+    return arrival_rates(counts, minutes_open)
 
 
 async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:

@@ -146,7 +146,18 @@ def print_result(result: RunResult, args: argparse.Namespace) -> None:
 
 def main(settings: Any, args: argparse.Namespace, with_bus: Callable[..., Any]) -> int:
     """Run ``onedoor simulate``; a bad scenario or argument is a message and exit code 2."""
+    from queue_server.service.errors import Invalid, NotFound
+
+    hall = args.from_hall if args.from_hall is not None else args.hall
+    if args.save and hall is None:
+        print("onedoor simulate: --save needs --from-hall N or --hall N", file=sys.stderr)
+        return 2
     try:
+        if args.from_hall is not None or args.save:
+            from queue_server.db.migrate import upgrade
+
+            # The hall's database, at the schema this version reads and writes.
+            upgrade(settings.effective_database_url)
         if args.from_hall is not None:
             if args.scenario:
                 raise ScenarioError("give a scenario or --from-hall, not both")
@@ -156,15 +167,12 @@ def main(settings: Any, args: argparse.Namespace, with_bus: Callable[..., Any]) 
         if args.staffing:
             return _staffing(scenario, args)
         result = simulate(scenario, args)
-    except ScenarioError as exc:
+    except (ScenarioError, Invalid, NotFound) as exc:
         print(f"onedoor simulate: {exc}", file=sys.stderr)
         return 2
     print_result(result, args)
-    hall = args.from_hall if args.from_hall is not None else args.hall
     if args.save:
-        if hall is None:
-            print("onedoor simulate: --save needs --from-hall N or --hall N", file=sys.stderr)
-            return 2
+        assert hall is not None
         with_bus(settings, lambda bus: _save(bus, hall, result))
         print(f"kept for hall {hall}'s manager pages", file=sys.stderr)
     return 0

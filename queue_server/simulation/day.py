@@ -14,13 +14,13 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from booking.domain.booking import Booking, make_booking
 from booking.domain.calendar import HallCalendar, Slot
-from booking.domain.capacity import GRID_MINUTES, SlotDemand, Stretch, spare_shares
+from booking.domain.capacity import GRID_MINUTES, HallPlan, plan_day
 from booking.domain.errors import OutsideWindow, SlotFull
 from booking.domain.rules import BookingRules
 from booking.domain.rules import slot_throughput as throughput
@@ -83,17 +83,18 @@ def counter_minutes(scenario: Scenario, counter: Counter) -> float:
     return max(0.0, total)
 
 
-def _work(scenario: Scenario, matter: Matter) -> float:
+def _work(scenario: Scenario, matter: Matter, configured: bool = False) -> float:
     """Expected counter minutes a visitor of ``matter`` needs (a transfer's second service
-    too)."""
+    too): by the service times, or by the configured minutes the server plans with."""
+
+    def minutes(m: Matter) -> float:
+        return float(m.configured_minutes) if configured else m.service.mean
+
     follow = 0.0
     if matter.transfer_to:
-        follow = (
-            scenario.transfer_share
-            * sum(scenario.matter(t).service.mean for t in matter.transfer_to)
-            / len(matter.transfer_to)
-        )
-    return matter.service.mean + follow
+        onward = [minutes(scenario.matter(t)) for t in matter.transfer_to]
+        follow = scenario.transfer_share * sum(onward) / len(onward)
+    return minutes(matter) + follow
 
 
 def work_per_visit(scenario: Scenario) -> float:
@@ -117,70 +118,51 @@ def hall_calendar(scenario: Scenario) -> HallCalendar:
 
 def slot_throughput(scenario: Scenario, matter: Matter, rules: BookingRules) -> float:
     """Visitors of ``matter`` the counters can serve in one slot: each counter serving it at
-    primary level gives its time in equal parts to its primary matters."""
+    primary level gives its time in equal parts to its primary matters, each visit taking the
+    matter's configured minutes (as the server reckons it)."""
     shares = [
         1.0 / sum(1 for level in c.profile.values() if level == ServiceLevel.PRIMARY)
         for c in scenario.counters
         if c.profile.get(matter.prefix) == ServiceLevel.PRIMARY
     ]
-    return throughput(rules.slot_minutes, matter.service.mean, shares)
+    return throughput(rules.slot_minutes, matter.configured_minutes, shares)
 
 
-class _Plan:
-    """The hall's booking plan as a hall that knows its days would make it: its counters'
-    staffed time and its walk-ins' work, stretch by stretch (``booking.domain.capacity``)."""
-
-    def __init__(
-        self, scenario: Scenario, arrivals: _Arrivals, walk_in_work: float, target_load: float
-    ) -> None:
-        self.scenario = scenario
-        opens = min(minutes_of(start) for start, _ in scenario.hours)
-        closes = max(minutes_of(end) for _, end in scenario.hours)
-        self.grid = [float(t) for t in range(int(opens), int(closes), GRID_MINUTES)]
-        stretches = []
-        for a in self.grid:
-            b = a + GRID_MINUTES
-            staffed = sum(self.staffed(c, a, b) for c in scenario.counters)
-            share = arrivals.mass(a, b) / arrivals.total if arrivals.total else 0.0
-            stretches.append(Stretch(staffed, walk_in_work * share))
-        self.spare = spare_shares(stretches, target_load)
-        self.staffed_in = [s.counter_minutes for s in stretches]
-
-    def staffed(self, counter: Counter, a: float, b: float) -> float:
-        opens, closes = counter_span(self.scenario, counter)
-        present = 0.0
-        for start, end in self.scenario.hours:
-            span = (max(opens, minutes_of(start)), min(closes, minutes_of(end)))
-            present += _overlap(a, b, span)
-        for pause in counter.breaks:
-            present -= _overlap(a, b, (minutes_of(pause[0]), minutes_of(pause[1])))
-        return max(0.0, present)
-
-    def demand(
-        self, matter: Matter, midnight: datetime
-    ) -> Callable[[datetime, datetime], SlotDemand]:
-        def of(start: datetime, end: datetime) -> SlotDemand:
-            a = (start - midnight).total_seconds() / 60
-            b = (end - midnight).total_seconds() / 60
-            minutes = 0.0
-            for counter in self.scenario.counters:
-                if counter.profile.get(matter.prefix) != ServiceLevel.PRIMARY:
-                    continue
-                primaries = sum(1 for lv in counter.profile.values() if lv == ServiceLevel.PRIMARY)
-                minutes += self.staffed(counter, a, b) / primaries
-            weights = [
-                _overlap(a, b, (t, t + GRID_MINUTES)) * staffed
-                for t, staffed in zip(self.grid, self.staffed_in, strict=True)
-            ]
-            total = sum(weights)
-            spare = (
-                sum(w * s for w, s in zip(weights, self.spare, strict=True)) / total
-                if total
-                else 0.0
+def hall_plan(
+    scenario: Scenario,
+    arrivals: _Arrivals,
+    walk_in_minutes: float,
+    midnight: datetime,
+    target_load: float,
+) -> HallPlan:
+    """The booking plan the server would make for this day from a record of days like it
+    (``booking.plan``): ``walk_in_minutes`` of walk-ins' (and their transfers') counter time
+    spread over the day as they arrive, each visit its configured minutes, and the counters
+    at work in each stretch as their opening, pausing and closing would have recorded them
+    (the scenario's counters' hours and breaks)."""
+    spans = [(int(minutes_of(a)), int(minutes_of(b))) for a, b in scenario.hours]
+    asked: dict[int, float] = {}
+    staffed: dict[int, float] = {}
+    for first, last in spans:
+        for minute in range(first, last, GRID_MINUTES):
+            share = arrivals.mass(minute, minute + GRID_MINUTES) / arrivals.total
+            asked[minute] = walk_in_minutes * share if arrivals.total else 0.0
+            staffed[minute] = sum(
+                _at_work(scenario, c, minute, minute + GRID_MINUTES) for c in scenario.counters
             )
-            return SlotDemand(minutes / matter.service.mean, spare)
+    return plan_day(midnight, spans, staffed, asked, target_load)
 
-        return of
+
+def _at_work(scenario: Scenario, counter: Counter, a: float, b: float) -> float:
+    """Minutes between ``a`` and ``b`` the counter is open (hours, its own, less breaks)."""
+    opens, closes = counter_span(scenario, counter)
+    present = sum(
+        _overlap(a, b, (max(opens, minutes_of(s)), min(closes, minutes_of(e))))
+        for s, e in scenario.hours
+    )
+    for pause in counter.breaks:
+        present -= _overlap(a, b, (minutes_of(pause[0]), minutes_of(pause[1])))
+    return max(0.0, present)
 
 
 def _overlap(a: float, b: float, span: tuple[float, float]) -> float:
@@ -305,8 +287,8 @@ def draw_day(scenario: Scenario, seed: int, visits: float | None = None) -> Day:
     walk_in_work = 0.0
     for m in scenario.matters:
         walk_ins = expected * m.share / total_share * (1 - (propensity if m.bookable else 0.0))
-        walk_in_work += walk_ins * _work(scenario, m)
-    plan = _Plan(scenario, arrivals, walk_in_work, rules.target_load or 1.0)
+        walk_in_work += walk_ins * _work(scenario, m, configured=True)
+    plan = hall_plan(scenario, arrivals, walk_in_work, midnight, rules.target_load or 1.0)
     slots = {
         m.prefix: calendar.slots(
             scenario.day,
@@ -314,7 +296,7 @@ def draw_day(scenario: Scenario, seed: int, visits: float | None = None) -> Day:
             tz,
             counters=sum(1 for c in scenario.counters if m.prefix in c.profile),
             throughput=slot_throughput(scenario, m, rules),
-            demand=plan.demand(m, midnight),
+            demand=plan.demand(slot_throughput(scenario, m, rules)),
         )
         for m in scenario.matters
         if m.bookable

@@ -19,7 +19,14 @@ from enum import IntEnum
 
 from booking.domain.booking import BookingState
 from queue_server.domain.estimate import TRANSFER, Told
-from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats
+from queue_server.domain.floor import (
+    ARRIVAL_WINDOW_MINUTES,
+    Candidate,
+    CounterNow,
+    Floor,
+    ServiceStats,
+    arrival_rates,
+)
 from queue_server.domain.model import (
     CounterState,
     Outcome,
@@ -35,8 +42,7 @@ from .day import Day, Visitor, minutes_of
 from .scenario import Counter, Scenario
 
 RECENT_SAMPLES = 50
-ARRIVAL_WINDOW = 60.0
-"""Minutes of recent tickets the arrival rates are measured over."""
+ARRIVAL_WINDOW = ARRIVAL_WINDOW_MINUTES
 OVERTIME_LIMIT = 6 * 60.0
 """Counters serve the queue left at closing for at most this long; the rest goes unserved."""
 
@@ -358,8 +364,7 @@ class HallDay:
             else:
                 continue
             counts[key] = counts.get(key, 0) + 1
-        span = min(ARRIVAL_WINDOW, max(1.0, self.now - self.first_open))
-        return {key: n / span for key, n in counts.items()}
+        return arrival_rates(counts, self.now - self.first_open)
 
     def _dispatch(self) -> None:
         """Every idle open counter calls, in counter order, while someone waits for it."""
@@ -391,7 +396,9 @@ class HallDay:
         record.counter = desk.spec.number
         record.level = desk.profile[ticket.service_id]
         record.reason = choice.reason
-        self.recent_waits[ticket.service_id].append(self.now - record.queued)
+        if record.kind == TicketKind.WALK_IN and not record.visitor.booked:
+            # The baseline: the mean wait of the matter's last walk-ins called.
+            self.recent_waits[ticket.service_id].append(self.now - record.queued)
         desk.ticket = ticket
         desk.since = self.now
         visitor = record.visitor

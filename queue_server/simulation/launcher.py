@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 28
 MAX_DAYS = 365
+MAX_RUNNING = 2
+"""Simulations one server process runs at once (of all halls)."""
 TIME_LIMIT_SECONDS = 30 * 60.0
 """A run still going after this long is stopped and reported as failed."""
 _PROGRAM_PREFIXES = ("onedoor simulate: ", "onedoor: ")
@@ -108,6 +110,13 @@ class SimulationLauncher:
         be started at all is a ``failed`` status saying why.
         """
         current = self.status(hall_id)
+        running = sum(1 for st in self._status.values() if st.state == RunState.RUNNING)
+        if current.state != RunState.RUNNING and running >= MAX_RUNNING:
+            raise Conflict(
+                f"{running} simulations are running on this server already; each takes a "
+                "processor for minutes: start this one when one of them is done",
+                state="busy",
+            )
         if current.state == RunState.RUNNING:
             started = current.started_at.isoformat() if current.started_at else None
             raise Conflict(

@@ -205,7 +205,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "") -> Scenario:
     arrivals = _table(data.get("arrivals", {}), "arrivals")
     _known(arrivals, "arrivals", {"hourly"})
     hourly = {
-        parse_clock(_text(k, "arrivals.hourly")): _number(v, f"arrivals.hourly.{k}", low=0)
+        _clock(k, "arrivals.hourly"): _number(v, f"arrivals.hourly.{k}", low=0)
         for k, v in _table(arrivals.get("hourly", {}), "arrivals.hourly").items()
     }
     visitors = _table(data.get("visitors", {}), "visitors")
@@ -331,7 +331,7 @@ def _counters(data: Any, prefixes: set[str]) -> tuple[Counter, ...]:
             if not isinstance(listed, list):
                 raise ScenarioError(f'{where}.{level}: a list of matter prefixes, e.g. ["A"]')
             for prefix in listed:
-                if prefix not in prefixes:
+                if not isinstance(prefix, str) or prefix not in prefixes:
                     raise ScenarioError(f"{where}.{level}: {prefix!r} is not a matter's prefix")
                 profile.setdefault(prefix, level)
         if not profile:
@@ -342,8 +342,8 @@ def _counters(data: Any, prefixes: set[str]) -> tuple[Counter, ...]:
             Counter(
                 number=int(_number(item.get("number", index), f"{where}.number", 1, whole=True)),
                 profile=profile,
-                opens=parse_clock(_text(opens, f"{where}.opens")) if opens else None,
-                closes=parse_clock(_text(closes, f"{where}.closes")) if closes else None,
+                opens=_clock(opens, f"{where}.opens") if opens else None,
+                closes=_clock(closes, f"{where}.closes") if closes else None,
                 breaks=_periods(item.get("breaks", []), f"{where}.breaks"),
             )
         )
@@ -422,7 +422,7 @@ def _number(
     high: float | None = None,
     whole: bool = False,
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ScenarioError(f"{where}: expected a number, got {value!r}")
     if whole and value != int(value):
         raise ScenarioError(f"{where}: expected a whole number, got {value!r}")
@@ -431,6 +431,13 @@ def _number(
         span += f" to {high:g}" if high is not None else " or more"
         raise ScenarioError(f"{where}: {value!r} is out of range; give a number {span}")
     return float(value)
+
+
+def _clock(value: Any, where: str) -> time:
+    try:
+        return parse_clock(_text(value, where))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
 
 
 def _periods(value: Any, where: str) -> tuple[tuple[time, time], ...]:

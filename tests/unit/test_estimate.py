@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_server.domain.estimate import TRANSFER, band, project, tell
-from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats
+from queue_server.domain.estimate import TRANSFER, _expected, band, project, tell
+from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats, arrival_rates
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
 from queue_server.domain.policy import PolicyConfig, chooser
 
@@ -116,15 +116,29 @@ def test_due_appointments_and_transfers_count_even_in_another_matter() -> None:
 
 
 def test_bookings_not_checked_in_yet_are_expected_less_the_usual_no_shows() -> None:
+    assert [
+        c.due_at
+        for c in _expected(
+            floor(expected=[(PASSPORTS, NOW)] * 3, no_show_rate=0.1), {PASSPORTS}, -1
+        )
+    ] == [NOW] * 3
+    # One in three missed: of three bookings, the first and the third are expected.
+    thirds = floor(expected=[(PASSPORTS, NOW + timedelta(minutes=m)) for m in (0, 30, 60)],
+                   no_show_rate=1 / 3)  # fmt: skip
+    assert [c.due_at for c in _expected(thirds, {PASSPORTS}, -1)] == [
+        NOW,
+        NOW + timedelta(minutes=60),
+    ]
+
     queue = [waiting(i, 5 - i) for i in range(1, 5)]
     booked_at_quarter_past = [(PASSPORTS, NOW + timedelta(minutes=15))]
     comes = floor(*queue, expected=booked_at_quarter_past)
-    may_not_come = floor(*queue, expected=booked_at_quarter_past, no_show_rate=0.5)
+    may_not_come = floor(*queue, expected=booked_at_quarter_past, no_show_rate=0.6)
 
     # The booked visitor is expected 10 minutes before the slot; the one counter must call
     # them at 10, before its next walk-in, to keep the slot: the last walk-in waits longer.
     assert minutes_until_called(comes) == {1: 0, 2: 20, 3: 30, 4: 40}
-    # Half the bookings are not kept: of one booking, none is expected.
+    # Most bookings are not kept: of one booking, none is expected.
     assert minutes_until_called(may_not_come) == {1: 0, 2: 10, 3: 20, 4: 30}
 
 
@@ -209,3 +223,27 @@ def test_service_times_from_recent_services_or_the_configured_duration() -> None
     assert unmeasured.remaining(4) == 6
     assert ServiceStats((10,) * 5, 10).ends_within(9, 2) == 1.0
     assert ServiceStats((10,) * 5, 10).ends_within(2, 2) == 0.0
+
+
+def test_a_counter_paused_past_its_usual_break_is_soon_back_or_else_not_counted() -> None:
+    queue = [waiting(i, 40 - i) for i in range(1, 4)]
+
+    def called_with(paused_min_ago: float) -> dict[int, float]:
+        paused = counter(2, state=CounterState.PAUSED, paused_min_ago=paused_min_ago)
+        return minutes_until_called(floor(*queue, counters=[counter(1), paused]))
+
+    # Usual break 30 min. Paused 45 min ago: overrun, back in a quarter of a break.
+    assert called_with(45) == {1: 0, 2: 7.5, 3: 10}
+    # Paused 3 hours ago: not expected back at all.
+    assert called_with(180) == {1: 0, 2: 10, 3: 20}
+
+
+def test_arrival_rates_are_not_extrapolated_from_the_first_minutes_of_the_day() -> None:
+    counts = {(PASSPORTS, "elderly"): 5, (PASSPORTS, TRANSFER): 3}
+
+    assert arrival_rates(counts, minutes_open=3) == {
+        (PASSPORTS, "elderly"): 5 / 30,
+        (PASSPORTS, TRANSFER): 3 / 30,
+    }
+    assert arrival_rates(counts, minutes_open=45)[(PASSPORTS, "elderly")] == 5 / 45
+    assert arrival_rates(counts, minutes_open=300)[(PASSPORTS, "elderly")] == 5 / 60

@@ -173,6 +173,10 @@ OVERLAPPING = [["12:00", "13:00"], ["12:30", "13:30"]]
         ),
         ({"hours": [["17:00", "09:00"]]}, "ends before it starts"),
         ({"visitors": {"priority_share": 1.5}}, "out of range"),
+        ({"arrivals": {"hourly": {"9am": 1}}}, "'9am' is not a time of day"),
+        ({"counters": [{"number": 1, "primary": [["A"]]}]}, "is not a matter's prefix"),
+        ({"counters": [{"number": 1, "primary": ["A"], "opens": "nine"}]}, "not a time of day"),
+        ({"bookings": {"arrive_mean_minutes": float("inf")}}, "expected a number"),
     ],
 )
 def test_a_bad_scenario_says_what_to_fix(change: dict[str, Any], message: str) -> None:

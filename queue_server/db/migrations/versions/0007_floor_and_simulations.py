@@ -27,6 +27,10 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     with op.batch_alter_table("counters", schema=None) as batch_op:
         batch_op.add_column(sa.Column("state_since", sa.DateTime(timezone=True), nullable=True))
+    # Counters open or paused now: as of the upgrade (a paused one is expected back).
+    op.execute(
+        sa.text("UPDATE counters SET state_since = CURRENT_TIMESTAMP WHERE state <> 'closed'")
+    )
     op.create_table(
         "simulation_runs",
         sa.Column("id", Id, nullable=False),
