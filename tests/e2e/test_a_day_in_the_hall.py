@@ -13,7 +13,7 @@ from playwright.async_api import expect
 from tests.e2e.pages import axe_check, browser, demo, new_page, screenshot
 from tests.e2e.test_admin_pages import ready
 from tests.e2e.test_admin_pages import sign_in as admin_sign_in
-from tests.e2e.test_booking_pages import visible_step
+from tests.e2e.test_booking_pages import staff, visible_step
 from tests.e2e.test_counter_page import action, current, sign_in
 from tests.e2e.test_kiosk_page import follow_token, kiosk_url, open_kiosk, screen_is
 from tests.servers import Server
@@ -73,12 +73,19 @@ async def test_a_day_in_miniature(browser: Any, demo: tuple[Server, dict[str, st
     board = await browser.new_page(viewport={"width": 1920, "height": 1080})
     await board.goto(f"{server.base}/board/1?token={creds['board']}")
 
-    # 4. The clerk signs in at counter 1 (keyboard) and calls: the appointment is not due
-    #    yet, so the walk-in goes first; the board and the walk-in's phone show it.
+    # 4. A colleague has counter 2 (social and medical insurance) open, free for the
+    #    appointment when its slot comes. The clerk signs in at counter 1 (keyboard) and
+    #    calls: the appointment can wait for its slot, so the walk-in goes first; the board
+    #    and the walk-in's phone show it. (Alone, counter 1 would call the appointment
+    #    first when its slot is close: whatever it called next might still be at its desk.)
+    async with staff(server.base, "manager", creds["manager"]) as colleague:
+        opened = await colleague.post("/api/counters/2/open")
+        assert opened.status_code == 200, opened.text
     clerk = await new_page(browser, "desktop", "en")
-    await sign_in(clerk, server, creds["clerk"])
+    feed = await sign_in(clerk, server, creds["clerk"])
     await expect(clerk.locator("#waiting-list li")).to_have_count(2)
-    await clerk.keyboard.press("n")
+    async with feed.brings("A002", "called"):
+        await clerk.keyboard.press("n")
     await expect(current(clerk)).to_have_text("A002")
     await expect(board.locator("#now")).to_contain_text("A002", timeout=5000)
     turn = walk_in.get_by_role("alert").filter(has_text="轮到您了")
@@ -87,11 +94,13 @@ async def test_a_day_in_miniature(browser: Any, demo: tuple[Server, dict[str, st
     await screenshot(walk_in, "day-4-your-turn-phone-zh_CN")
 
     # 5. Served and finished; the walk-in rates the service from the same page.
-    await clerk.keyboard.press("s")
+    async with feed.brings("A002", "serving"):
+        await clerk.keyboard.press("s")
     await expect(clerk.locator("#current-state")).to_have_text("Serving")
     await clerk.keyboard.press("f")
     await expect(clerk.locator("#finish-form")).to_be_visible()
-    await clerk.keyboard.press("Enter")
+    async with feed.brings():
+        await clerk.keyboard.press("Enter")
     await expect(clerk.locator("#current")).to_contain_text("No current ticket.")
     await walk_in.locator("#rating:not([hidden])").wait_for(timeout=5000)
     await walk_in.check("#star-5")
@@ -101,7 +110,8 @@ async def test_a_day_in_miniature(browser: Any, demo: tuple[Server, dict[str, st
 
     # 6. Next comes the appointment, with her booking's details on the console; she is
     #    sent on to medical insurance, and her phone follows her to the new matter.
-    await clerk.keyboard.press("n")
+    async with feed.brings("A001", "called"):
+        await clerk.keyboard.press("n")
     await expect(current(clerk)).to_have_text("A001")
     await expect(clerk.locator("#current")).to_contain_text("王小明")
     await expect(clerk.locator("#current")).to_contain_text(code)

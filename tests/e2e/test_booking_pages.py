@@ -382,6 +382,12 @@ async def test_remote_check_in_only_where_the_hall_allows_it(browser: Any, demo:
 
 # --- 4. following a ticket (and 5. its states at both sizes, in both languages) ---------
 
+# The call is shown and its flash is over (each page gets the call in its own time).
+FLASHED = (
+    "() => { const turn = document.getElementById('turn');"
+    " return turn.textContent !== '' && turn.getAnimations().length === 0; }"
+)
+
 
 async def test_follower_is_called_live_transferred_and_rates_by_keyboard(
     browser: Any, demo: Demo
@@ -425,8 +431,8 @@ async def test_follower_is_called_live_transferred_and_rates_by_keyboard(
         zh_alert = pages["phone-zh_CN"].get_by_role("alert").filter(has_text="轮到您了")
         await zh_alert.wait_for(timeout=5000)
         assert "请到 1 号窗口" in await zh_alert.inner_text()
-        await asyncio.sleep(2.5)  # the flash is over
         for tag, each in pages.items():
+            await each.wait_for_function(FLASHED)
             await check(each, f"booking-follow-called-{tag}")
 
         # Sent on to medical insurance: the same link shows the new ticket, and its call.

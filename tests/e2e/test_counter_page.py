@@ -5,8 +5,11 @@ at phone and desktop sizes pass axe and are photographed. The translations are c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +62,70 @@ async def appointment(server: Server, kiosk: str, phone: str) -> dict[str, Any]:
     return ticket.json()  # type: ignore[no-any-return]
 
 
-async def sign_in(page: Any, server: Server, password: str, lang: str = "en") -> None:
-    """Open the console, sign in as the clerk and open counter 1, all by keyboard."""
+async def settled(page: Any) -> None:
+    """The last action's answer is in (the feed can show its result a moment earlier)."""
+    await expect(page.locator("#console-view")).not_to_have_attribute("aria-busy", "true")
+
+
+class Feed:
+    """The live feed of the counter console open in ``page`` (``/ws/counters/{id}``, also
+    after a reload): the counter's state, the current ticket's number and state, as each
+    message brought them.
+
+    An action's answer and the feed's update for it race each other, and an update read
+    just before an action can land after its answer, redrawing the console as it was
+    (closing the finish form it opened, say). ``brings`` waits out both."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.seen: list[tuple[str, str | None, str | None]] = []
+        self._arrived = asyncio.Event()
+        page.on("websocket", self._follow)
+
+    def _follow(self, socket: Any) -> None:
+        if "/ws/counters/" in socket.url:
+            socket.on("framereceived", self._received)
+
+    def _received(self, payload: str | bytes) -> None:
+        message = json.loads(payload)
+        if message["type"] not in ("snapshot", "update"):
+            return
+        ticket = message["counter"]["current"]
+        self.seen.append(
+            (
+                message["counter"]["counter"]["state"],
+                ticket and ticket["number"],
+                ticket and ticket["state"],
+            )
+        )
+        self._arrived.set()
+
+    @asynccontextmanager
+    async def brings(
+        self, number: str | None = None, ticket: str | None = None, counter: str = "open"
+    ) -> AsyncIterator[None]:
+        """Around an action on the console: afterwards the page has the action's answer and
+        the feed has brought its result (the counter ``counter``, its current ticket
+        ``number`` in state ``ticket``, or none), so what the page shows stays shown."""
+        since = len(self.seen)
+        yield
+        await settled(self.page)
+        wanted = (counter, number, ticket)
+        try:
+            async with asyncio.timeout(10):
+                while wanted not in self.seen[since:]:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"the live feed brought {self.seen[since:]}, not {wanted}"
+            ) from None
+
+
+async def sign_in(page: Any, server: Server, password: str, lang: str = "en") -> Feed:
+    """Open the console, sign in as the clerk and open counter 1, all by keyboard; the
+    console's live feed."""
+    feed = Feed(page)
     await page.goto(f"{server.base}/counter?lang={lang}")
     await expect(page.locator("#username")).to_be_focused()
     await page.keyboard.type("clerk")
@@ -72,11 +137,7 @@ async def sign_in(page: Any, server: Server, password: str, lang: str = "en") ->
     await page.keyboard.press("Enter")
     await expect(page.locator("#counter-title")).to_contain_text("1")
     await expect(page.locator("#live-state.on")).to_be_visible()
-
-
-async def settled(page: Any) -> None:
-    """The last action's answer is in (the feed can show its result a moment earlier)."""
-    await expect(page.locator("#console-view")).not_to_have_attribute("aria-busy", "true")
+    return feed
 
 
 def current(page: Any) -> Any:
@@ -90,7 +151,7 @@ def action(page: Any, name: str) -> Any:
 async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Demo) -> None:
     server, creds = demo
     page = await new_page(browser, "desktop", "en")
-    await sign_in(page, server, creds["clerk"])
+    feed = await sign_in(page, server, creds["clerk"])
     await expect(
         page.get_by_role("heading", name="Counter 1 · 社保窗口 Social insurance")
     ).to_be_visible()
@@ -113,7 +174,8 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
     await expect(page.locator("#live")).to_have_text("“Start” is not possible now.")
     await expect(page.locator("#error")).to_be_hidden()
 
-    await page.keyboard.press("n")
+    async with feed.brings("A001", "called"):
+        await page.keyboard.press("n")
     await expect(current(page)).to_have_text("A001")
     await expect(page.locator("#current-state")).to_have_text("Called")
     await expect(page.locator("#current [data-reason]")).to_have_text(
@@ -128,29 +190,35 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
     await expect(action(page, "start")).to_be_focused()
     await expect(waiting).to_have_count(1)
 
-    await page.keyboard.press("s")
+    async with feed.brings("A001", "serving"):
+        await page.keyboard.press("s")
     await expect(page.locator("#current-state")).to_have_text("Serving")
     await expect(action(page, "recall")).to_be_disabled()
     await page.keyboard.press("f")
     await expect(page.locator("#finish-form")).to_be_visible()
     await expect(page.locator("#outcome-done")).to_be_focused()
-    await page.keyboard.press("Enter")
+    async with feed.brings():
+        await page.keyboard.press("Enter")
     await expect(page.locator("#last")).to_have_text("Last ticket: A001 finished.")
     await expect(page.locator("#current")).to_contain_text("No current ticket.")
     await expect(action(page, "call-next")).to_be_focused()
 
-    await page.keyboard.press("n")
+    async with feed.brings("A002", "called"):
+        await page.keyboard.press("n")
     await expect(current(page)).to_have_text("A002")
-    await page.keyboard.press("x")
+    async with feed.brings():
+        await page.keyboard.press("x")
     await expect(page.locator("#last")).to_have_text("Last ticket: A002 marked as no-show.")
     await expect(page.locator("#waiting-empty")).to_be_visible()
 
-    await page.keyboard.press("p")
+    async with feed.brings(counter="paused"):
+        await page.keyboard.press("p")
     await expect(page.locator("#counter-state")).to_have_text("Paused")
     await expect(action(page, "call-next")).to_be_disabled()
     await expect(action(page, "open")).to_have_text(re.compile(r"^Resume\s*O$"))
     await expect(action(page, "open")).to_be_focused()
-    await page.keyboard.press("o")
+    async with feed.brings():
+        await page.keyboard.press("o")
     await expect(page.locator("#counter-state")).to_have_text("Open")
     await expect(action(page, "call-next")).to_be_focused()
     await page.keyboard.press("c")
@@ -169,10 +237,11 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
 async def test_transfer_to_another_matter(browser: Any, demo: Demo) -> None:
     server, creds = demo
     page = await new_page(browser, "desktop", "en")
-    await sign_in(page, server, creds["clerk"])
+    feed = await sign_in(page, server, creds["clerk"])
     ticket = await issue(server.base, creds["kiosk"])
     await expect(page.locator("#waiting-list li")).to_have_count(1)
-    await action(page, "call-next").click()
+    async with feed.brings("A001", "called"):
+        await action(page, "call-next").click()
     await expect(current(page)).to_have_text("A001")
 
     await page.keyboard.press("t")
@@ -218,13 +287,17 @@ async def test_transfer_to_another_matter(browser: Any, demo: Demo) -> None:
 async def test_finish_with_other_needs_a_note(browser: Any, demo: Demo) -> None:
     server, creds = demo
     page = await new_page(browser, "phone", "en")
-    await sign_in(page, server, creds["clerk"])
+    feed = await sign_in(page, server, creds["clerk"])
     ticket = await issue(server.base, creds["kiosk"])
     await expect(page.locator("#waiting-list li")).to_have_count(1)
-    await action(page, "call-next").click()
-    await action(page, "start").click()
+    # Start only once the call is done: a click while the call is still on its way (the
+    # feed can enable Start a moment earlier) is ignored.
+    async with feed.brings("A001", "called"):
+        await action(page, "call-next").click()
+    await expect(page.locator("#current-state")).to_have_text("Called")
+    async with feed.brings("A001", "serving"):
+        await action(page, "start").click()
     await expect(page.locator("#current-state")).to_have_text("Serving")
-    await settled(page)
 
     await page.keyboard.press("f")
     await expect(page.locator("#outcome-done")).to_be_focused()
@@ -286,6 +359,7 @@ async def test_both_languages_and_sizes_pass_axe_and_are_photographed(
     for round_, size in enumerate(SIZES):
         ticket = await appointment(server, creds["kiosk"], phone=f"1380013800{round_}")
         page = await new_page(browser, size, "zh_CN")
+        feed = Feed(page)
         await page.goto(f"{server.base}/counter")
         await expect(page.get_by_role("heading", name="登录")).to_be_visible()
         await axe_check(page, f"login, {size}, zh")
@@ -308,7 +382,8 @@ async def test_both_languages_and_sizes_pass_axe_and_are_photographed(
         await screenshot(page, f"counter-choose-{size}-en")
         await choice.click()
         await expect(action(page, "call-next")).to_be_enabled()
-        await action(page, "call-next").click()
+        async with feed.brings(ticket["number"], "called"):
+            await action(page, "call-next").click()
         await expect(current(page)).to_have_text(ticket["number"])
         booking = page.locator("#current .booking")
         await expect(booking).to_contain_text(ticket["booking"]["code"])
@@ -325,7 +400,8 @@ async def test_both_languages_and_sizes_pass_axe_and_are_photographed(
         await expect(page.locator("#current")).to_contain_text("预约")
         await expect(page.locator("#current [data-reason]")).to_contain_text("预约")
         await expect(action(page, "call-next")).to_contain_text("叫号")
-        await action(page, "start").click()
+        async with feed.brings(ticket["number"], "serving"):
+            await action(page, "start").click()
         await expect(page.locator("#current-state")).to_have_text("办理中")
         await page.keyboard.press("c")  # a ticket is being served: closing is not possible
         await expect(page.locator("#live")).to_have_text("现在不能“关闭窗口”。")
@@ -333,7 +409,6 @@ async def test_both_languages_and_sizes_pass_axe_and_are_photographed(
         await axe_check(page, f"console serving, {size}, zh")
         await screenshot(page, f"counter-serving-{size}-zh")
 
-        await settled(page)
         await page.keyboard.press("f")
         await expect(page.locator("#outcome-done")).to_be_focused()
         await expect(page.locator("label[for=outcome-done]")).to_have_text("办结")

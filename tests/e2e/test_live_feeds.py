@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,25 +354,39 @@ async def test_boards_are_consistent_again_within_5_s_after_redis_restarts(
         broker.stop()
 
 
+async def printed(client: asyncio.subprocess.Process, text: str, timeout: float = 10.0) -> None:
+    """Read ``client``'s output up to the first line that contains ``text``."""
+    assert client.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while text not in (line := (await client.stdout.readline()).decode()):
+                if not line:
+                    raise AssertionError(f"the client ended; it printed {seen}")
+                seen.append(line)
+    except TimeoutError:
+        raise AssertionError(f"{text!r} not printed in {timeout} s; it printed {seen}") from None
+
+
 async def test_terminal_board_client_prints_calls(
     sqlite_hall: tuple[Server, dict[str, str]],
 ) -> None:
     server, creds = sqlite_hall
-    client = subprocess.Popen(
-        [*ONEDOOR, "board-client", server.base, "--hall", "1", "--token", creds["board"]],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=server.env,
+    client = await asyncio.create_subprocess_exec(
+        *ONEDOOR, "board-client", server.base, "--hall", "1", "--token", creds["board"],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**server.env, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        await asyncio.sleep(1.5)
+        # Calls made before it follows the hall would never be printed: wait until it does.
+        await printed(client, "示范政务服务中心 / Demo Service Centre: following", timeout=30)
         await issue(server.base, creds["kiosk"])
         async with Clerk(server.base, creds["clerk"]) as clerk:
             await clerk.do(1, "open")
             await clerk.do(1, "call-next")
             await clerk.do(1, "recall")
-        await asyncio.sleep(1.0)
+        await printed(client, "A001 → counter 1  请 A001 号到 1 号窗口办理")
+        await printed(client, "A001 → counter 1 (again)")
     finally:
         client.terminate()
-        output, _ = client.communicate(timeout=5)
-    assert "示范政务服务中心 / Demo Service Centre: following" in output
-    assert "A001 → counter 1  请 A001 号到 1 号窗口办理" in output
-    assert "A001 → counter 1 (again)" in output
+        await client.wait()
