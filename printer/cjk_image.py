@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .layout import PrinterProfile
+from .profile import PrinterProfile
 
 DOTS = {58: 384, 80: 512}
 FONT_CANDIDATES = (

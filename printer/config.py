@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .layout import PrinterProfile
+from .profile import PrinterProfile
 from .transports import FileTransport, NetworkTransport, Transport, serial_transport, usb_transport
 
 

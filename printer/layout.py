@@ -9,10 +9,12 @@ into ``?``. Printers without a Chinese font get the text drawn as an image inste
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from escpos.printer import Dummy
+
+from .profile import PrinterProfile as PrinterProfile  # re-exported: it was defined here
 
 FS_CHINESE_ON = b"\x1c\x26"
 FS_CHINESE_OFF = b"\x1c\x2e"
@@ -51,20 +53,6 @@ class TicketPrint:
     def from_json(cls, data: dict[str, Any]) -> TicketPrint:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class PrinterProfile:
-    """How one printer wants its tickets (from the agent's printer config)."""
-
-    paper_mm: Literal[58, 80] = 80
-    encoding: Literal["gb18030", "gbk"] = "gb18030"
-    cjk: Literal["native", "image"] = "native"
-    """native: the printer's own Chinese font (FS &); image: text drawn with Pillow."""
-    qr: Literal["native", "image"] = "native"
-    font_path: str | None = None
-    """A CJK TrueType font for ``cjk = "image"`` (e.g. fonts-wqy-zenhei)."""
-    escpos_profile: str = field(default="TM-T88V")
 
 
 def clean(text: str) -> str:

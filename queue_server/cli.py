@@ -86,7 +86,7 @@ def _start_demo_printer(settings: Settings) -> None:
 
     from printer.agent import Agent
     from printer.config import PrinterConfig
-    from printer.layout import PrinterProfile
+    from printer.profile import PrinterProfile
     from printer.transports import FileTransport
 
     token_file = settings.var_dir / "demo-printer-token"

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from printer.config import PrinterConfigError, parse_config
 from printer.layout import (
     FS_CHINESE_ON,
-    PrinterProfile,
     TicketPrint,
     clean,
     encode,
@@ -20,6 +19,7 @@ from printer.layout import (
     render,
     wait_text,
 )
+from printer.profile import PrinterProfile
 from printer.status import HEALTHY, UNKNOWN, parse
 from printer.transports import FileTransport, NetworkTransport
 from tests.fakeprinter import qr_payload, strip_escpos
