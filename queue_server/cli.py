@@ -126,7 +126,7 @@ def cmd_printer_agent(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from queue_server import serving
 
     if not args.no_migrate:
         upgrade(settings.effective_database_url)
@@ -151,20 +151,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     if args.demo_printer:
         _start_demo_printer(settings)
-    uvicorn.run(
-        "queue_server.asgi:create_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=args.log_level,
-        proxy_headers=True,
-        # The sans-I/O websockets implementation keeps less per connection, and boards get
-        # small JSON messages: compressing each one for each board costs more than it saves.
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-    )
-    return 0
+    return serving.serve(settings, args.log_level)
 
 
 def cmd_board_client(settings: Settings, args: argparse.Namespace) -> int:
@@ -189,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (ONEDOOR_HOST)")
     serve.add_argument("--port", type=int, help="listen port (ONEDOOR_PORT)")
     serve.add_argument(
-        "--workers", type=int, help="processes (ONEDOOR_WORKERS); >1 needs PostgreSQL"
+        "--workers",
+        type=int,
+        help="worker processes, one per core (ONEDOOR_WORKERS); more than one needs "
+        "PostgreSQL and Redis, and each gets its own SO_REUSEPORT socket (see README)",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
