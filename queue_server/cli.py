@@ -128,6 +128,10 @@ def cmd_printer_agent(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from queue_server import serving
 
+    problem = serving.refusal(settings)
+    if problem:
+        print(f"onedoor serve: {problem}", file=sys.stderr)
+        return 2
     if not args.no_migrate:
         upgrade(settings.effective_database_url)
     settings.session_secret()  # made here, once, before any worker process starts

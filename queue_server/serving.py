@@ -73,13 +73,23 @@ def reuseport_balances() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
+def refusal(settings: Settings) -> str | None:
+    """Why ``settings`` cannot be served as they are (checked before migrating), or None."""
+    if settings.workers < 1:
+        return "--workers (ONEDOOR_WORKERS) must be 1 or more"
+    if settings.workers > 1 and settings.port == 0 and reuseport_balances():
+        return "several workers need a fixed port (--port)"
+    return None
+
+
 def serve(settings: Settings, log_level: str) -> int:
     """Serve the app as ``settings`` say (host, port, workers); the process's exit code."""
+    problem = refusal(settings)
+    if problem:
+        print(f"onedoor serve: {problem}", file=sys.stderr)
+        return 2
     options = uvicorn_options(log_level)
     host, port, workers = settings.host, settings.port, settings.workers
-    if workers < 1:
-        print("onedoor serve: --workers (ONEDOOR_WORKERS) must be 1 or more", file=sys.stderr)
-        return 2
     if workers == 1:
         uvicorn.run(APP, factory=True, host=host, port=port, **options)
         return 0
@@ -98,9 +108,6 @@ def serve(settings: Settings, log_level: str) -> int:
         )
         uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, **options)
         return 0
-    if port == 0:
-        print("onedoor serve: several workers need a fixed port (--port)", file=sys.stderr)
-        return 2
     try:
         check_port_free(host, port)
     except OSError as exc:

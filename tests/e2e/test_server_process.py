@@ -57,6 +57,9 @@ def test_create_admin_and_bad_settings(env: dict[str, str]) -> None:
     bad_port = run(["serve"], {**env, "ONEDOOR_PORT": "eighty"})
     assert bad_port.returncode == 2
     assert "ONEDOOR_PORT must be a whole number" in bad_port.stderr
+    no_workers = run(["serve", "--workers", "0"], env)
+    assert no_workers.returncode == 2
+    assert "--workers (ONEDOOR_WORKERS) must be 1 or more" in no_workers.stderr
 
 
 @pytest.fixture
