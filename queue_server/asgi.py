@@ -1,4 +1,9 @@
-"""ASGI entry for process managers: ``uvicorn --factory queue_server.asgi:create_from_env``."""
+"""ASGI entry for process managers: ``uvicorn --factory queue_server.asgi:create_from_env``.
+
+``onedoor serve`` serves this factory too, in each of its workers (``serving.py``). Run one
+uvicorn process per port with it: uvicorn's own ``--workers`` share one listening socket,
+and keep-alive connections gather on whichever worker wakes first.
+"""
 
 from __future__ import annotations
 
