@@ -48,6 +48,11 @@ async def _connect(url: URL, database: str) -> asyncpg.Connection:
     )
 
 
+async def connect(url: URL) -> asyncpg.Connection:
+    """A connection to the bench database itself."""
+    return await _connect(url, str(url.database))
+
+
 async def _probe(url: URL) -> None:
     connection = await _connect(url, MAINTENANCE_DATABASE)
     await connection.close()

@@ -74,3 +74,15 @@ def format_cpus(cpus: set[int] | frozenset[int]) -> str:
     ordered = sorted(cpus)
     label = "CPU" if len(ordered) == 1 else "CPUs"
     return f"{label} {','.join(map(str, ordered))}"
+
+
+def rss_mib(pid: int) -> float | None:
+    """The resident memory of ``pid`` (VmRSS of /proc/<pid>/status) in MiB; None if gone."""
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None

@@ -179,10 +179,27 @@ def running_server(
     port = free_port()
     env = server_env(spec, var_dir, port)
     create_admin(env)
+    command = [*ONEDOOR, "serve", "--no-migrate", "--log-level", "warning"]
+    with running_process(command, env, port, spec.workers, log_path, cpus) as server:
+        yield server
+
+
+@contextmanager
+def running_process(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    workers: int,
+    log_path: Path,
+    cpus: frozenset[int],
+) -> Iterator[RunningServer]:
+    """Start ``command`` (a server listening on ``port`` with ``workers`` uvicorn workers and
+    a /healthz route) in its own process group on ``cpus``, and yield it once healthy; it is
+    stopped on the way out, whatever happened."""
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*ONEDOOR, "serve", "--no-migrate", "--log-level", "warning"],
+            command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -193,7 +210,7 @@ def running_server(
             # Set before the interpreter gets to start uvicorn, so its workers inherit it.
             os.sched_setaffinity(process.pid, cpus)
             wait_healthy(process, base_url, log_path)
-            server.pids = wait_for_workers(process.pid, spec.workers)
+            server.pids = wait_for_workers(process.pid, workers)
             server.processes = describe_processes(server.pids)
             server.repinned = pin_group(server.pids, cpus)
             yield server
