@@ -1,59 +1,99 @@
-"""The results table: one row per configuration and phase, plain text, aligned."""
+"""The results table of ``bench.run``: one row per configuration and phase, plain text,
+aligned; and ``format_columns`` for any other table."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from .stats import PhaseResult, Verdict, percentile
+from .stats import Verdict
 
 HEADERS = (
-    "config",
     "phase",
+    "config",
+    "conns",
     "requests",
-    "concurrency",
     "req/s",
     "p50 ms",
     "p99 ms",
-    "errors",
+    "non-2xx",
     "5xx",
+    "CPU ms/req",
+    "RSS MiB/worker",
+    "vs ceiling",
     "correct",
 )
-LEFT_ALIGNED = {"config", "phase", "correct"}
-LEGEND = "errors: non-2xx answers and exceptions, 5xx included; req/s over the phase's wall time"
+LEFT_ALIGNED = {"phase", "config", "vs ceiling", "correct"}
+LEGEND = """\
+req/s: answers per second of the phase (wrk's -d); for the call phases, calls per second
+  (a call = call-next + no-show, both answered 2xx); @N/s rows are paced to N per second
+p50/p99: per HTTP request as wrk measures it (for calls: per call-next or no-show)
+non-2xx: answers other than 2xx plus connect/read/write errors; 5xx counted again apart
+CPU ms/req: the server's processes' user+system CPU over the phase / HTTP requests answered
+RSS MiB/worker: VmRSS of each worker process at the end of the phase (the main process when
+  it is the only worker)
+vs ceiling: HTTP requests/s over the ceiling app's at the same number of connections
+  (read: a GET against the write ceiling; 2 req/call: both requests of a call counted;
+  fixed: the share of the ceiling the fixed rate asks for)
+correct: checked in the database after the phase (see the notes); - where nothing is checked"""
 
 
 @dataclass(frozen=True)
 class Row:
     cells: tuple[str, ...]
     ok: bool
-    """False if the row shows a failed correctness check, a 5xx or a setup failure."""
+    """False if the row shows a failed correctness check, a 5xx or a failure to run."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One phase's figures, as the table shows them."""
+
+    phase: str
+    config: str
+    connections: int
+    requests: int
+    rate: float
+    """Requests per second, calls per second for the call phases."""
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    server_errors: int
+    cpu_ms_per_request: float
+    rss_mib: list[float]
+    vs_ceiling: str
+    verdict: Verdict | None
 
 
 def _ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1f}"
 
 
-def phase_row(config: str, result: PhaseResult, verdict: Verdict) -> Row:
-    """The row of one measured phase; not ok if the verdict failed or a 5xx was seen."""
+def measured_row(m: Measured) -> Row:
+    """The row of one measured phase; not ok if its check failed or a 5xx was answered."""
+    correct = "-" if m.verdict is None else ("yes" if m.verdict.ok else "no")
     cells = (
-        config,
-        result.phase,
-        str(result.requests),
-        str(result.concurrency),
-        f"{result.throughput:.0f}",
-        _ms(percentile(result.latencies_ms, 0.50)),
-        _ms(percentile(result.latencies_ms, 0.99)),
-        str(result.errors),
-        str(result.server_errors),
-        str(verdict),
+        m.phase,
+        m.config,
+        str(m.connections),
+        str(m.requests),
+        f"{m.rate:.0f}",
+        _ms(m.p50_ms),
+        _ms(m.p99_ms),
+        str(m.non_2xx),
+        str(m.server_errors),
+        _ms(m.cpu_ms_per_request),
+        "/".join(f"{rss:.0f}" for rss in m.rss_mib) or "-",
+        m.vs_ceiling,
+        correct,
     )
-    return Row(cells, verdict.ok and result.server_errors == 0)
+    return Row(cells, (m.verdict is None or m.verdict.ok) and m.server_errors == 0)
 
 
 def failure_row(config: str, phase: str, why: str) -> Row:
     """A row for a configuration or phase that produced no measurement."""
-    return Row((config, phase, "-", "-", "-", "-", "-", "-", "-", f"no ({why})"), ok=False)
+    blanks = ("-",) * (len(HEADERS) - 3)
+    return Row((phase, config, *blanks, f"no ({why})"), ok=False)
 
 
 def format_table(rows: list[Row]) -> str:
