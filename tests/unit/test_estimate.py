@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -247,3 +249,120 @@ def test_arrival_rates_are_not_extrapolated_from_the_first_minutes_of_the_day() 
     }
     assert arrival_rates(counts, minutes_open=45)[(PASSPORTS, "elderly")] == 5 / 45
     assert arrival_rates(counts, minutes_open=300)[(PASSPORTS, "elderly")] == 5 / 60
+
+
+def _project_weighing_everyone(hall: Floor) -> dict[int, datetime]:
+    """The projection as first written: every waiting ticket weighed at every call. The
+    indexed projection must call the same tickets at the same moments."""
+    from dataclasses import replace
+
+    from queue_server.domain.estimate import (
+        PROJECTION_STEPS,
+        _arriving,
+        _back_from_break,
+    )
+
+    now = hall.now
+    free = []
+    for c in hall.counters:
+        at = now
+        if c.state == CounterState.PAUSED:
+            back = _back_from_break(c, hall)
+            if back is None:
+                continue
+            at = back
+        elif c.state != CounterState.OPEN:
+            continue
+        if c.serving is not None and c.since is not None:
+            elapsed = max(0.0, (now - c.since).total_seconds() / 60)
+            at = max(at, now + timedelta(minutes=hall.stat(c.serving).remaining(elapsed)))
+        free.append((at, c.counter_id, c))
+    served = {sid for _, _, c in free for sid in c.profile}
+    pool = [c for c in hall.waiting if c.service_id in served]
+    real = {c.ticket_id for c in pool}
+    pool.extend(_expected(hall, served, start_id=-1))
+    pool.extend(_arriving(hall, served, start_id=-1 - len(pool)))
+    heapq.heapify(free)
+    busy = {c.counter_id: (c.serving, c.since) for _, _, c in free}
+    called: dict[int, datetime] = {}
+    steps = 0
+    while free and real - called.keys() and steps < PROJECTION_STEPS:
+        steps += 1
+        at, counter_id, c = heapq.heappop(free)
+        visible = [t for t in pool if t.queued_at <= at and t.service_id in c.profile]
+        choice = None
+        if visible:
+            busy[counter_id] = (None, None)
+            here = [*free, (at, counter_id, c)]
+            counters = [
+                CounterNow(cid, cc.profile, CounterState.OPEN, *busy[cid]) for _, cid, cc in here
+            ]
+            seen = [t for t in pool if t.queued_at <= at]
+            ahead = replace(hall, counters=counters, waiting=seen, expected=(), now=at)
+            choice = CHOOSE(c, visible, at, ahead)
+        if choice is None:
+            later = [t.queued_at for t in pool if t.service_id in c.profile and t.queued_at > at]
+            if later:
+                heapq.heappush(free, (min(later), counter_id, c))
+            continue
+        pool.remove(choice.candidate)
+        called[choice.candidate.ticket_id] = at
+        busy[counter_id] = (choice.candidate.service_id, at)
+        minutes = hall.stat(choice.candidate.service_id).mean()
+        heapq.heappush(free, (at + timedelta(minutes=minutes), counter_id, c))
+    return {tid: at for tid, at in called.items() if tid in real}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) -> None:
+    """Random halls: walk-ins of every priority, transfers, appointments due soon and
+    later, shared counters (some busy, one paused), bookings to come and arrivals."""
+    dice = random.Random(seed)
+    matters = (PASSPORTS, RESIDENCE)
+    tickets = []
+    for tid in range(1, dice.randint(5, 120)):
+        kind = dice.choices(
+            [TicketKind.WALK_IN, TicketKind.TRANSFER, TicketKind.APPOINTMENT], [8, 1, 2]
+        )[0]
+        tickets.append(
+            waiting(
+                tid,
+                joined_min_ago=dice.choice([dice.uniform(0, 90), 5.0]),  # some joined together
+                service_id=dice.choice(matters),
+                priority=dice.choice(["none", "none", "none", "elderly", "disabled"]),
+                kind=kind,
+                due_in_min=dice.uniform(-10, 60) if kind == TicketKind.APPOINTMENT else None,
+            )
+        )
+    counters = []
+    for cid in range(1, dice.randint(2, 6)):
+        first = dice.choice(matters)
+        profile = {first: PRIMARY}
+        if dice.random() < 0.6:
+            profile[RESIDENCE if first == PASSPORTS else PASSPORTS] = SECONDARY
+        state = CounterState.PAUSED if dice.random() < 0.15 else CounterState.OPEN
+        counters.append(
+            counter(
+                cid,
+                profile,
+                state=state,
+                serving=dice.choice([None, first]) if state == CounterState.OPEN else None,
+                busy_for=dice.uniform(0, 9),
+                paused_min_ago=dice.uniform(0, 40) if state == CounterState.PAUSED else None,
+            )
+        )
+    expected = [
+        (dice.choice(matters), NOW + timedelta(minutes=dice.choice(range(0, 240, 30))))
+        for _ in range(dice.randint(0, 12))
+    ]
+    arrivals = {(dice.choice(matters), dice.choice(["elderly", "none", TRANSFER])): 0.05}
+    minutes = dice.choice([4.0, 10.0, 15.0])
+    hall = floor(
+        *tickets,
+        counters=counters,
+        expected=expected,
+        arrivals=arrivals,
+        minutes=minutes,
+        no_show_rate=0.1,
+    )
+    assert project(hall, CHOOSE) == _project_weighing_everyone(hall)
