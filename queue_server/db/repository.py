@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,6 +70,102 @@ _PG_RECORD_EVENTS = text(
     RETURNING seq
     """
 )
+
+
+_PG_ENQUEUE = text(
+    """
+    WITH numbered AS (
+        INSERT INTO number_sequences AS ns (hall_id, business_day, prefix, last_seq)
+        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1)
+        ON CONFLICT (hall_id, business_day, prefix) DO UPDATE SET last_seq = ns.last_seq + 1
+        RETURNING last_seq
+    ), visit AS (
+        INSERT INTO visits (hall_id, business_day, follow_token, created_at)
+        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
+                CAST(:now AS timestamptz))
+        RETURNING id
+    ), ticket AS (
+        INSERT INTO tickets (hall_id, visit_id, service_id, number, prefix, seq, business_day,
+                             kind, priority, state, issued_at, queued_at, due_at, call_count,
+                             issued_by_device_id, issued_by_user_id)
+        SELECT CAST(:hall AS bigint), visit.id, CAST(:service AS bigint),
+               -- format_number: the prefix, then at least three digits
+               CAST(:prefix AS varchar)
+               || lpad(CAST(numbered.last_seq AS text),
+                       greatest(3, length(CAST(numbered.last_seq AS text))), '0'),
+               CAST(:prefix AS varchar), numbered.last_seq, CAST(:day AS date),
+               CAST(:kind AS varchar), CAST(:priority AS varchar), 'waiting',
+               CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:due AS timestamptz), 0,
+               CAST(:device AS bigint), CAST(:user AS bigint)
+        FROM numbered, visit
+        RETURNING id, number, visit_id
+    ), printer AS (
+        SELECT id FROM devices
+        WHERE kiosk_id = CAST(:device AS bigint) AND kind = 'printer' AND revoked_at IS NULL
+        ORDER BY id LIMIT 1
+    ), job AS (
+        INSERT INTO print_jobs (hall_id, ticket_id, printer_id, payload, state, created_at)
+        SELECT CAST(:hall AS bigint), ticket.id, printer.id,
+               CAST(CAST(:job_payload AS jsonb) || jsonb_build_object('number', ticket.number)
+                    AS json),
+               'pending', CAST(:now AS timestamptz)
+        FROM ticket, printer
+        RETURNING id, printer_id, ticket_id
+    ), keyed AS (
+        INSERT INTO idempotency_keys (scope, key, ticket_id, created_at, fingerprint)
+        SELECT CAST(:scope AS varchar), CAST(:key AS varchar), ticket.id,
+               CAST(:now AS timestamptz), CAST(:fingerprint AS varchar)
+        FROM ticket WHERE CAST(:key AS varchar) IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING ticket_id
+    ), news AS (
+        SELECT 1 AS ord, 'TicketIssued' AS name,
+               CAST(:event AS jsonb)
+               || jsonb_build_object('ticket_id', ticket.id, 'number', ticket.number) AS payload
+        FROM ticket
+        UNION ALL
+        SELECT 2, 'PrintJobQueued',
+               CAST(:job_event AS jsonb)
+               || jsonb_build_object('job_id', job.id, 'printer_id', job.printer_id,
+                                     'ticket_id', job.ticket_id)
+        FROM job
+    ), bumped AS (
+        -- The hall row last (the documented lock order): the count reads the rows above.
+        UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
+        WHERE id = CAST(:hall AS bigint)
+        RETURNING event_seq
+    ), logged AS (
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall AS bigint), bumped.event_seq - (SELECT count(*) FROM news) + news.ord,
+               news.name, CAST(news.payload AS json), CAST(:now AS timestamptz)
+        FROM bumped, news
+        RETURNING seq
+    )
+    SELECT ticket.id, ticket.number, ticket.visit_id, (SELECT id FROM job),
+           (SELECT count(*) FROM keyed),
+           (SELECT count(*) FROM logged)
+    FROM ticket
+    """
+)
+"""A visit joins the queue in one statement on PostgreSQL: its day's next number, the visit,
+the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered in the
+hall's log (``Repository.enqueue``)."""
+
+
+def new_follow_token() -> str:
+    """A visit's unguessable follow link token (144 random bits)."""
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What the database gave a new ticket."""
+
+    ticket_id: int
+    number: str
+    visit_id: int
+    job_id: int | None
+    """The kiosk printer's job, when the kiosk has a printer."""
 
 
 def hall_from_row(row: HallRow) -> Hall:
@@ -216,11 +313,52 @@ class Repository:
         ).returning(NumberSequenceRow.last_seq)
         return int((await self.session.execute(stmt)).scalar_one())
 
+    async def enqueue(
+        self,
+        *,
+        hall_id: int,
+        day: date,
+        prefix: str,
+        service_id: int,
+        kind: str,
+        priority: str,
+        now: datetime,
+        due_at: datetime | None,
+        follow_token: str,
+        device_id: int | None,
+        user_id: int | None,
+        event: ev.Event,
+        job_payload: Mapping[str, Any],
+        job_event: ev.Event,
+        idempotency: tuple[str, str, str] | None,
+    ) -> Enqueued | None:
+        """PostgreSQL: a new visit's numbered ticket, its print job if the kiosk
+        ``device_id`` has a printer, the Idempotency-Key (``(scope, key, fingerprint)``) and
+        the events (``event`` and ``job_event``, their database-made fields filled in), all
+        in one statement. None when the key was taken by a request that committed first."""
+        scope, key, fingerprint = idempotency or (None, None, None)
+        values = {
+            "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
+            "kind": kind, "priority": priority, "now": now, "due": due_at,
+            "token": follow_token, "device": device_id, "user": user_id,
+            "job_payload": json.dumps(job_payload, ensure_ascii=False),
+            "event": json.dumps(event.payload()),
+            "job_event": json.dumps(job_event.payload()),
+            "scope": scope, "key": key, "fingerprint": fingerprint,
+        }  # fmt: skip
+        found = (await self.session.execute(_PG_ENQUEUE, values)).one()
+        ticket_id, number, visit_id, job_id, keyed, logged = found
+        if key is not None and not keyed:
+            return None
+        if logged != 1 + (job_id is not None):
+            raise LookupError(f"no hall {hall_id} to record its events in")
+        return Enqueued(int(ticket_id), str(number), int(visit_id), job_id)
+
     async def add_visit(self, hall_id: int, day: date, now: datetime) -> VisitRow:
         visit = VisitRow(
             hall_id=hall_id,
             business_day=day,
-            follow_token=secrets.token_urlsafe(18),
+            follow_token=new_follow_token(),
             created_at=now,
         )
         self.session.add(visit)

@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, TicketRow
+from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, ServiceRow, TicketRow
 from queue_server.domain import events as ev
+from queue_server.domain.model import TicketState
 
+from . import estimates
 from .errors import Invalid, NotFound
 from .presence import SCREENS, screen_problem
 from .unit_of_work import UnitOfWork
@@ -35,30 +37,70 @@ RESEND_AFTER = timedelta(seconds=60)
 STALE_AFTER = timedelta(minutes=10)
 
 
-def ticket_payload(
-    view: TicketView, hall: HallRow, follow_url: str, local_issued: str
-) -> dict[str, object]:
+def ticket_payload(view: TicketView, hall: HallRow, follow_url: str) -> dict[str, object]:
     """The structured ticket a print agent lays out (printer.layout.TicketPrint)."""
+    payload = _payload(
+        hall, view.service.name_zh, view.service.name_en, kind=view.kind,
+        priority=view.priority, issued_at=view.issued_at, due_at=view.due_at,
+        follow_url=follow_url,
+    )  # fmt: skip
+    payload.update(
+        number=view.number,
+        people_ahead=view.people_ahead,
+        estimate_minutes=view.estimate_minutes,
+        estimate_low=view.estimate_low,
+        estimate_high=view.estimate_high,
+    )
+    return payload
+
+
+def new_ticket_payload(
+    hall: HallRow,
+    service: ServiceRow,
+    *,
+    kind: str,
+    priority: str,
+    issued_at: datetime,
+    due_at: datetime | None,
+    follow_url: str,
+) -> dict[str, object]:
+    """A new ticket's print payload before the database numbers it (the number is filled
+    in by the statement that does, ``Repository.enqueue``); the wait is added when the job
+    is sent to the printer (``jobs_to_send``), as it is then."""
+    return _payload(
+        hall, service.name_zh, service.name_en, kind=kind, priority=priority,
+        issued_at=issued_at, due_at=due_at, follow_url=follow_url,
+    )  # fmt: skip
+
+
+def _payload(
+    hall: HallRow,
+    matter_zh: str,
+    matter_en: str,
+    *,
+    kind: str,
+    priority: str,
+    issued_at: datetime,
+    due_at: datetime | None,
+    follow_url: str,
+) -> dict[str, object]:
+    tz = ZoneInfo(hall.timezone)
     return {
         "hall_zh": hall.name_zh,
         "hall_en": hall.name_en,
-        "matter_zh": view.service.name_zh,
-        "matter_en": view.service.name_en,
-        "number": view.number,
-        "issued_at": local_issued,
+        "matter_zh": matter_zh,
+        "matter_en": matter_en,
+        "number": "",
+        "issued_at": issued_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         "follow_url": follow_url,
-        "kind": view.kind,
-        "priority": view.priority,
-        "people_ahead": view.people_ahead,
-        "estimate_minutes": view.estimate_minutes,
-        "estimate_low": view.estimate_low,
-        "estimate_high": view.estimate_high,
+        "kind": kind,
+        "priority": priority,
+        "people_ahead": None,
+        "estimate_minutes": None,
+        "estimate_low": None,
+        "estimate_high": None,
         # A checked-in booking's slot, on the hall's clock.
-        "appointment_at": (
-            view.due_at.astimezone(ZoneInfo(hall.timezone)).strftime("%H:%M")
-            if view.due_at
-            else None
-        ),
+        "appointment_at": due_at.astimezone(tz).strftime("%H:%M") if due_at else None,
         "notice": hall.notice,
     }
 
@@ -81,12 +123,11 @@ async def queue_job(uow: UnitOfWork, ticket_id: int, printer: DeviceRow, follow_
     view = await ticket_view(uow, ticket_id)
     hall = await uow.session.get(HallRow, view.hall_id)
     assert hall is not None
-    local = view.issued_at.astimezone(ZoneInfo(hall.timezone)).strftime("%Y-%m-%d %H:%M")
     job = PrintJobRow(
         hall_id=view.hall_id,
         ticket_id=ticket_id,
         printer_id=printer.id,
-        payload=ticket_payload(view, hall, f"{follow_base}/t/{view.follow_token}", local),
+        payload=ticket_payload(view, hall, f"{follow_base}/t/{view.follow_token}"),
         state=PENDING,
         created_at=uow.clock.now(),
     )
@@ -190,8 +231,30 @@ async def jobs_to_send(
     )
     for job in jobs:
         job.state, job.sent_at = SENT, now
+    sent = [(job.id, await _with_wait(uow, job)) for job in jobs]
     await uow.commit()
-    return [(job.id, dict(job.payload)) for job in jobs]
+    return sent
+
+
+async def _with_wait(uow: UnitOfWork, job: PrintJobRow) -> dict[str, object]:
+    """The job's payload with the wait as it is now, for a ticket still waiting whose job
+    was made without it (a new ticket's: its number is known only to that statement)."""
+    payload = dict(job.payload)
+    if payload.get("people_ahead") is not None or payload.get("estimate_high") is not None:
+        return payload
+    ticket = await uow.session.get(TicketRow, job.ticket_id)
+    hall = await uow.session.get(HallRow, job.hall_id)
+    if ticket is None or hall is None or ticket.state != TicketState.WAITING:
+        return payload
+    told = await estimates.told(uow, hall, ticket.id)
+    if told is not None:
+        payload.update(
+            people_ahead=told.people_ahead,
+            estimate_minutes=told.minutes,
+            estimate_low=told.low,
+            estimate_high=told.high,
+        )
+    return payload
 
 
 async def _expire_stale(uow: UnitOfWork, printer_id: int, now: datetime) -> None:

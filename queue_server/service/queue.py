@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,11 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from queue_server.db.repository import (
     apply_ticket,
     hall_from_row,
+    new_follow_token,
     policy_config,
     service_from_row,
     ticket_from_row,
 )
-from queue_server.db.tables import CounterRow, IdempotencyKeyRow, ServiceRow, TicketRow
+from queue_server.db.tables import (
+    CounterRow,
+    HallRow,
+    IdempotencyKeyRow,
+    ServiceRow,
+    TicketRow,
+)
 from queue_server.domain import events as ev
 from queue_server.domain.errors import DomainError, IllegalTransition
 from queue_server.domain.hours import business_day
@@ -70,25 +77,11 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
         raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
     hall.check_priority(c.priority)
     hall.check_open(now)
+    key = (scope, c.idempotency_key, fingerprint) if c.idempotency_key else None
     ticket = await enqueue(
         uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
-        follow_base=c.follow_base,
+        follow_base=c.follow_base, idempotency=key,
     )  # fmt: skip
-    if c.idempotency_key:
-        uow.session.add(
-            IdempotencyKeyRow(
-                scope=scope,
-                key=c.idempotency_key,
-                ticket_id=ticket.ref,
-                created_at=now,
-                fingerprint=fingerprint,
-            )
-        )
-        try:
-            await uow.session.flush()
-        except IntegrityError as exc:
-            # A second tap with the same key committed first: run again to return its ticket.
-            raise RetryTransaction from exc
     await uow.commit()
     return ticket.ref
 
@@ -103,11 +96,21 @@ async def enqueue(
     actor: cmd.Actor,
     follow_base: str,
     due_at: datetime | None = None,
+    idempotency: tuple[str, str, str] | None = None,
 ) -> Ticket:
-    """Put a new visit in the queue: its numbered ticket, the event, and the print job for
-    the kiosk's printer when a kiosk asked. Walk-ins and checked-in bookings both come here."""
+    """Put a new visit in the queue: its numbered ticket, the event, the print job for the
+    kiosk's printer when a kiosk asked, and the Idempotency-Key (scope, key, fingerprint)
+    if one was sent. Walk-ins and checked-in bookings both come here.
+
+    On PostgreSQL all of it is one statement (``Repository.enqueue``); SQLite, whose
+    writers take turns anyway, adds the rows one by one."""
     now = uow.clock.now()
     day = business_day(now, hall.tz)
+    if uow.repo.dialect == "postgresql":
+        return await _enqueue_at_once(
+            uow, hall, service_row, kind=kind, priority=priority, actor=actor,
+            follow_base=follow_base, due_at=due_at, idempotency=idempotency, now=now, day=day,
+        )  # fmt: skip
     visit = await uow.repo.add_visit(hall.id, day, now)
     seq = await uow.repo.allocate_seq(hall.id, day, service_row.prefix)
     ticket = Ticket(
@@ -141,7 +144,68 @@ async def enqueue(
         printer = await printing.printer_for_kiosk(uow, actor.device_id)
         if printer is not None:
             await printing.queue_job(uow, ticket.ref, printer, follow_base)
+    if idempotency is not None:
+        scope, key, fingerprint = idempotency
+        uow.session.add(
+            IdempotencyKeyRow(
+                scope=scope, key=key, ticket_id=ticket.ref, created_at=now, fingerprint=fingerprint
+            )
+        )
+        try:
+            await uow.session.flush()
+        except IntegrityError as exc:
+            # A second tap with the same key committed first: run again to return its ticket.
+            raise RetryTransaction from exc
     return ticket
+
+
+async def _enqueue_at_once(
+    uow: UnitOfWork,
+    hall: Hall,
+    service_row: ServiceRow,
+    *,
+    kind: TicketKind,
+    priority: str,
+    actor: cmd.Actor,
+    follow_base: str,
+    due_at: datetime | None,
+    idempotency: tuple[str, str, str] | None,
+    now: datetime,
+    day: date,
+) -> Ticket:
+    hall_row = await uow.session.get(HallRow, hall.id)  # loaded already: no round trip
+    assert hall_row is not None
+    token = new_follow_token()
+    payload = printing.new_ticket_payload(
+        hall_row, service_row, kind=str(kind), priority=priority, issued_at=now, due_at=due_at,
+        follow_url=f"{follow_base}/t/{token}",
+    )  # fmt: skip
+    done = await uow.repo.enqueue(
+        hall_id=hall.id, day=day, prefix=service_row.prefix, service_id=service_row.id,
+        kind=str(kind), priority=priority, now=now, due_at=due_at, follow_token=token,
+        device_id=actor.device_id, user_id=actor.user_id,
+        event=ev.TicketIssued(hall.id, now, 0, "", service_row.id, kind, priority),
+        job_payload=payload,
+        job_event=ev.PrintJobQueued(hall.id, now, 0, 0, 0),
+        idempotency=idempotency,
+    )  # fmt: skip
+    if done is None:
+        # A second tap with the same key committed first: run again to return its ticket.
+        raise RetryTransaction
+    uow.note_recorded()
+    return Ticket(
+        id=done.ticket_id,
+        hall_id=hall.id,
+        visit_id=done.visit_id,
+        service_id=service_row.id,
+        number=done.number,
+        business_day=day,
+        kind=kind,
+        priority=priority,
+        issued_at=now,
+        queued_at=now,
+        due_at=due_at,
+    )
 
 
 async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:

@@ -38,11 +38,13 @@ class UnitOfWork:
         self.clock = clock
         self.events: list[ev.Event] = []
         self._on_events = on_events
+        self._recorded = False
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
         self.repo = Repository(self.session)
         self.events = []
+        self._recorded = False
         return self
 
     async def __aexit__(
@@ -68,13 +70,19 @@ class UnitOfWork:
         self.events.extend(events)
         events.clear()
 
+    def note_recorded(self) -> None:
+        """A statement of this transaction wrote events to the log itself (one that does
+        the whole change at once): the relay must be woken after the commit too."""
+        self._recorded = True
+
     async def commit(self) -> None:
         """Commit the change with its events; then tell the relay there is news to publish."""
-        recorded = bool(self.events)
-        if recorded:
+        recorded = bool(self.events) or self._recorded
+        if self.events:
             await self.repo.record_events(self.events, self.clock.now())
         await self.session.commit()
         self.events = []
+        self._recorded = False
         if recorded and self._on_events is not None:
             self._on_events()
 
