@@ -9,7 +9,9 @@ its own transaction, through a SQLAlchemy async engine made by OneDoor's own
 SQLite settings) on the URL OneDoor's settings give (``ONEDOOR_DATABASE_URL``, else the
 SQLite file in ``ONEDOOR_VAR_DIR``). No authentication, no ORM session, no events.
 
-``python -m bench.ceiling`` serves it (the benchmark starts it through ``running_ceiling``).
+``python -m bench.ceiling`` serves it the way ``onedoor serve`` serves OneDoor: one uvicorn
+process, or ``queue_server.serving``'s supervisor of workers each on a ``SO_REUSEPORT``
+socket of its own (the benchmark starts it through ``running_ceiling``).
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ import asyncio
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import msgspec
+import uvicorn
 from litestar import Litestar, get, post
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from queue_server import serving
 from queue_server.db.engine import create_engine, is_sqlite
 from queue_server.settings import load_settings
 
 from .server import RunningServer, ServerSpec, free_port, running_process, server_env
 
+APP = "bench.ceiling:create_app"
+LOG_LEVEL = "warning"
 TABLE = "bench_ceiling"
 INSERT = text(f"INSERT INTO {TABLE} (service_id) VALUES (:service_id) RETURNING id")
 CREATE = {
@@ -98,21 +105,29 @@ def running_ceiling(
         yield server
 
 
-def main() -> None:
-    """Serve the ceiling app with the options ``onedoor serve`` gives uvicorn."""
-    import uvicorn
-
-    settings = load_settings()
-    uvicorn.run(
-        "bench.ceiling:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level="warning",
-        proxy_headers=True,
+def run_worker(
+    slot: int, count: int, host: str, port: int, log_level: str, parent: int, conn: Connection
+) -> None:
+    """One ceiling worker, as ``serving.run_worker`` runs one of OneDoor's (uvicorn on a
+    ``SO_REUSEPORT`` socket of its own, started by the same ``Supervisor``)."""
+    serving._die_with_parent(parent)
+    config = uvicorn.Config(
+        APP, factory=True, host=host, port=port, **serving.uvicorn_options(log_level)
     )
+    serving._WorkerServer(config, conn, f"ceiling worker {slot} of {count}").run()
+
+
+def main() -> int:
+    """Serve the ceiling app the way ``onedoor serve`` serves OneDoor (queue_server/serving.py):
+    one uvicorn process, or the same supervisor of balanced workers, with the same options."""
+    settings = load_settings()
+    host, port, workers = settings.host, settings.port, settings.workers
+    if workers == 1 or not serving.reuseport_balances():
+        options = serving.uvicorn_options(LOG_LEVEL)
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, **options)
+        return 0
+    return serving.Supervisor(host, port, workers, LOG_LEVEL, target=run_worker).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
