@@ -293,6 +293,18 @@ def tell(
     called = projected if projected is not None else project(floor, choose)
     same = [c for c in floor.waiting if c.service_id == ticket.service_id]
     at = called.get(ticket_id)
+    if at is None and _served(floor, ticket.service_id):
+        # More are waiting than the projection plays forward: their place is all that can
+        # be told (by arrival; the projection's first thousands are not worth a guess more).
+        ahead = sum(
+            1
+            for c in same
+            if c.ticket_id != ticket_id
+            and (
+                c.ticket_id in called or (c.queued_at, c.ticket_id) < (ticket.queued_at, ticket_id)
+            )
+        )
+        return Told(None, None, None, ahead, "more are waiting than the estimate plays forward")
     if at is None:
         # Nobody serves the matter now: the place in its queue is all there is to tell.
         counter = CounterNow(0, {ticket.service_id: ServiceLevel.PRIMARY}, CounterState.OPEN)
@@ -309,6 +321,19 @@ def tell(
     point = max(0.0, (at - floor.now).total_seconds() / 60)
     low, high = band(point)
     return Told(round(point), low, high, ahead, "projected by the queue policy")
+
+
+def _served(floor: Floor, service_id: int) -> bool:
+    """Whether the projection had a counter for the matter: one open, or paused and
+    expected back."""
+    return any(
+        service_id in c.profile
+        and (
+            c.state == CounterState.OPEN
+            or (c.state == CounterState.PAUSED and _back_from_break(c, floor) is not None)
+        )
+        for c in floor.counters
+    )
 
 
 def band(point: float) -> tuple[int, int]:

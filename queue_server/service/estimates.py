@@ -1,28 +1,34 @@
 """What a waiting visitor is told (estimate v2), with one projection per hall state.
 
-Every follower of a hall re-reads their ticket when the queue moves; the projection of the
-whole queue answers all of them, so it is made once per hall and event number (followers
-asking at the same moment wait for the one being made) and kept a few seconds (the clock
-moves on; the next event makes a new one anyway).
+Every follower of a hall re-reads their ticket when the queue moves, and every kiosk
+answer tells the new ticket's wait; the projection of the whole queue answers all of them,
+so it is made once per hall at a time (whoever asks meanwhile waits for it, or for the next
+one when they need a newer state) and kept a few seconds (the clock moves on; the next
+event makes a new one anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
 
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, project, tell
 from queue_server.domain.floor import Floor
 from queue_server.domain.hours import business_day
-from queue_server.domain.policy import chooser
+from queue_server.domain.policy import Chooser, chooser
 
 from .floor import hall_floor
 from .unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
 KEEP_SECONDS = 5.0
 KEEP_HALLS = 1024
 
@@ -36,55 +42,72 @@ class _Projection:
 
 
 _projections: dict[int, _Projection] = {}
-_making: dict[tuple[int, int], asyncio.Future[_Projection]] = {}
+_making: dict[int, tuple[int, asyncio.Future[_Projection]]] = {}
+"""Per hall, the projection being made: the event number its floor includes, and it."""
 
 
 async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | None:
     """What the visitor of waiting ticket ``ticket_id`` is told now (None: no open counter
-    serves their matter, so nobody can say)."""
+    serves their matter, so nobody can say).
+
+    ``hall_row`` was read in the caller's transaction, after the ticket was committed: any
+    projection of a floor that includes the hall's event ``hall_row.event_seq`` includes the
+    ticket. One projection is made per hall at a time; whoever needs a newer one than the
+    one being made waits for it and then makes the next, which every request waiting
+    meanwhile shares. So a rush of kiosks costs one projection per projection time, not
+    one per ticket, and each visitor is still told from a floor that holds their ticket.
+    """
     hall = hall_from_row(hall_row)
     choose = chooser(policy_config(hall), hall.tz)
-    kept = _projections.get(hall.id)
-    fresh = (
-        kept is not None
-        and kept.seq == hall_row.event_seq
-        and time.monotonic() - kept.made < KEEP_SECONDS
-        and any(c.ticket_id == ticket_id for c in kept.floor.waiting)
-    )
-    if not fresh:
-        key = (hall.id, hall_row.event_seq)
-        making = _making.get(key)
+    need = hall_row.event_seq
+    while True:
+        kept = _projections.get(hall.id)
+        if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
+            break
+        making = _making.get(hall.id)
         if making is not None:
-            # Another follower's request is projecting this very state: share its result.
-            kept = await asyncio.shield(making)
-        else:
-            making = asyncio.get_running_loop().create_future()
-            _making[key] = making
             try:
-                now = uow.clock.now()
-                floor = await hall_floor(uow, hall.id, business_day(now, hall.tz), now)
-                kept = _Projection(
-                    time.monotonic(), hall_row.event_seq, floor, project(floor, choose)
-                )
-                making.set_result(kept)
-            except BaseException as exc:
-                making.set_exception(exc)
-                making.exception()  # retrieved: waiters get it, nobody warns
-                raise
-            finally:
-                del _making[key]
-            if len(_projections) >= KEEP_HALLS:
-                _projections.clear()
-            _projections[hall.id] = kept
-        if not any(c.ticket_id == ticket_id for c in kept.floor.waiting):
-            # Made before this ticket joined (its own transaction, not committed then).
-            now = uow.clock.now()
-            floor = await hall_floor(uow, hall.id, business_day(now, hall.tz), now)
-            kept = _Projection(time.monotonic(), hall_row.event_seq, floor, project(floor, choose))
-    assert kept is not None
+                shared = await asyncio.shield(making[1])
+            except Exception as exc:
+                log.info("hall %s: a shared projection failed (%s); making one", hall.id, exc)
+                continue
+            if shared.seq >= need:
+                kept = shared
+                break
+            continue
+        kept = await _make(uow, hall.id, need, hall.tz, choose)
+        break
     return tell(ticket_id, kept.floor, choose, kept.called)
+
+
+async def _make(
+    uow: UnitOfWork, hall_id: int, need: int, tz: ZoneInfo, choose: Chooser
+) -> _Projection:
+    making: asyncio.Future[_Projection] = asyncio.get_running_loop().create_future()
+    _making[hall_id] = (need, making)
+    try:
+        # Everything committed up to this number is in the floor read next.
+        seq = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
+        _making[hall_id] = (max(need, seq or 0), making)
+        now = uow.clock.now()
+        floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
+        kept = _Projection(time.monotonic(), max(need, seq or 0), floor, project(floor, choose))
+        making.set_result(kept)
+    except BaseException as exc:
+        making.set_exception(exc)
+        making.exception()  # retrieved: waiters get it, nobody warns
+        raise
+    finally:
+        if _making.get(hall_id, (0, None))[1] is making:
+            del _making[hall_id]
+    if len(_projections) >= KEEP_HALLS:
+        _projections.clear()
+    _making.clear()
+    _projections[hall_id] = kept
+    return kept
 
 
 def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
     _projections.clear()
+    _making.clear()

@@ -56,6 +56,9 @@ class _Cached:
 
 
 _no_shows: dict[int, _Cached] = {}
+_slow: dict[
+    tuple[int, date], tuple[float, dict[int, ServiceStats], dict[tuple[int, str], float]]
+] = {}
 
 
 async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) -> Floor:
@@ -63,7 +66,19 @@ async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) ->
     counters = await _counters(uow, hall_id)
     waiting = await uow.repo.waiting(hall_id, day)
     expected = await _expected_bookings(uow, hall_id, day, now)
-    stats = await _stats(uow, hall_id, day)
+    # What moves by the hour, not by the event, is read at most every few seconds: the
+    # services' times (a four-week window) and the arrival rates (the last hour).
+    kept = _slow.get((hall_id, day))
+    if kept is None or time.monotonic() - kept[0] >= CACHE_SECONDS:
+        kept = (
+            time.monotonic(),
+            await _stats(uow, hall_id, day),
+            await _arrivals(uow, hall_id, day, now),
+        )
+        if len(_slow) >= 1024:
+            _slow.clear()
+        _slow[(hall_id, day)] = kept
+    _, stats, arrivals = kept
     return Floor(
         counters=counters,
         waiting=waiting,
@@ -72,7 +87,7 @@ async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) ->
         now=now,
         break_minutes=await usual_break(uow, hall_id),
         no_show_rate=await _no_show_rate(uow, hall_id, now),
-        arrivals=await _arrivals(uow, hall_id, day, now),
+        arrivals=arrivals,
     )
 
 
@@ -237,3 +252,4 @@ async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
 def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
     _no_shows.clear()
+    _slow.clear()

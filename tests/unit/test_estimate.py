@@ -366,3 +366,20 @@ def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) ->
         no_show_rate=0.1,
     )
     assert project(hall, CHOOSE) == _project_weighing_everyone(hall)
+
+
+def test_past_what_the_projection_plays_forward_the_place_by_arrival_is_told() -> None:
+    """A hall with more waiting than the projection's steps: the last visitor's figure is
+    not guessed, their place is told (and quickly: no projection per visitor ahead)."""
+    from queue_server.domain.estimate import PROJECTION_STEPS
+
+    many = [waiting(tid, joined_min_ago=300 - tid * 0.1) for tid in range(1, PROJECTION_STEPS + 51)]
+    hall = floor(*many, counters=[counter(1), counter(2)])
+    last = many[-1].ticket_id
+    told = tell(last, hall, CHOOSE)
+    assert told is not None
+    assert (told.minutes, told.low, told.high) == (None, None, None)
+    assert told.people_ahead == len(many) - 1
+    assert told.basis == "more are waiting than the estimate plays forward"
+    first = tell(many[0].ticket_id, hall, CHOOSE)
+    assert first is not None and first.minutes == 0 and first.people_ahead == 0
