@@ -156,3 +156,22 @@ async def test_two_counters_racing_for_the_last_ticket_get_it_once_and_no_error(
         assert [r.reason for r in losers] == ["nobody is waiting for this counter's matters"]
         counter_id, clerk_id = winners[0][1]
         await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+
+
+async def test_a_rush_of_kiosks_tells_every_visitor_their_true_place(bus: Bus) -> None:
+    """60 tickets issued at once, each answer read right after its commit (as the kiosk
+    route does): projections are shared between the answers, yet every visitor is told
+    their own place — 0, 1, 2 … 59 people ahead, each once — and a wait that grows with it."""
+    from queue_server.service import views
+
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+
+    async def issue_and_read() -> views.TicketView:
+        return await bus.run(views.ticket_view, await issue(bus, hall_id, service_id))
+
+    answers = await asyncio.gather(*(issue_and_read() for _ in range(60)))
+    by_number = sorted(answers, key=lambda view: view.number)
+    assert [view.people_ahead for view in by_number] == list(range(60))
+    waits = [view.estimate_minutes for view in by_number]
+    assert all(w is not None for w in waits)
+    assert waits == sorted(waits) and waits[-1] > waits[0]
