@@ -7,9 +7,10 @@ kiosk shows the number and QR on screen instead. Staff can reprint (a new job).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -22,9 +23,6 @@ from . import estimates
 from .errors import Invalid, NotFound
 from .presence import SCREENS, screen_problem
 from .unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:  # the bus imports the handlers, which import this module
-    from .bus import Bus
 from .views import PrintState, TicketView, ticket_view
 
 PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
@@ -193,12 +191,19 @@ async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
     return PrintState(job.state, job.id, detail)
 
 
-async def wait_for_print(bus: Bus, job_id: int, seconds: float) -> PrintState:
+class Runs(Protocol):
+    """What runs a read in a transaction of its own (the ``Bus``; named by its shape, as
+    the bus imports the handlers, which import this module)."""
+
+    def run(self, work: Callable[..., Awaitable[Any]], *args: Any) -> Awaitable[Any]: ...
+
+
+async def wait_for_print(bus: Runs, job_id: int, seconds: float) -> PrintState:
     """The job's state once printed or failed, or after ``seconds`` (pending or sent);
     at once when no agent is there to print it."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        state = await bus.run(outcome, job_id)
+        state: PrintState = await bus.run(outcome, job_id)
         if (
             state.state in (PRINTED, FAILED)
             or state.detail is not None
