@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -452,6 +452,63 @@ class Repository:
                 return []
             stmt = stmt.where(TicketRow.service_id.in_(ids))
         rows = await self.session.execute(stmt)
+        return [
+            Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
+            for ticket_id, number, service_id, kind, priority, queued, due in rows
+        ]
+
+    async def waiting_heads(
+        self, hall_id: int, day: date, service_ids: Iterable[int], per_kind: int
+    ) -> list[Candidate]:
+        """The day's waiting tickets of these matters that a counter could call within its
+        next ``per_kind`` calls: every appointment (whether one is urgent depends on the
+        others of its matter), and of the rest the ``per_kind`` that joined first of each
+        matter, kind and priority — within such a group the policy ranks by arrival, so
+        the best ``per_kind`` of the whole queue are among these (policy._ranked). A hall
+        with thousands waiting is ranked from a few dozen rows."""
+        ids = list(service_ids)
+        if not ids:
+            return []
+        appointment = (TicketRow.kind == TicketKind.APPOINTMENT) & TicketRow.due_at.is_not(None)
+        place = (
+            func.row_number()
+            .over(
+                partition_by=(TicketRow.service_id, TicketRow.kind, TicketRow.priority),
+                order_by=(TicketRow.queued_at, TicketRow.id),
+            )
+            .label("place")
+        )
+        ranked = (
+            select(
+                TicketRow.id,
+                TicketRow.number,
+                TicketRow.service_id,
+                TicketRow.kind,
+                TicketRow.priority,
+                TicketRow.queued_at,
+                TicketRow.due_at,
+                appointment.label("appointment"),
+                place,
+            )
+            .where(
+                TicketRow.hall_id == hall_id,
+                TicketRow.business_day == day,
+                TicketRow.state == TicketState.WAITING,
+                TicketRow.service_id.in_(ids),
+            )
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(
+                ranked.c.id,
+                ranked.c.number,
+                ranked.c.service_id,
+                ranked.c.kind,
+                ranked.c.priority,
+                ranked.c.queued_at,
+                ranked.c.due_at,
+            ).where(ranked.c.appointment | (ranked.c.place <= per_kind))
+        )
         return [
             Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
             for ticket_id, number, service_id, kind, priority, queued, due in rows

@@ -302,7 +302,7 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     counter, hall = await _ready_to_call(uow, c)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
-    waiting = await uow.repo.waiting(hall.id, day, counter.profile)
+    waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, CLAIM_TRIES)
     floor = await lookahead_floor(uow, hall.id, day, now, waiting)
     ranked = rank(counter.profile, waiting, now, policy_config(hall), hall.tz, floor, counter.id)
     ranked = ranked[:CLAIM_TRIES]
@@ -422,7 +422,7 @@ async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingE
     hall = await _hall(uow, counter.hall_id)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
-    waiting = await uow.repo.waiting(hall.id, day, counter.profile)
+    waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, CLAIM_TRIES)
     floor = await lookahead_floor(uow, hall.id, day, now, waiting)
     return [
         WaitingEntry(

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
+from queue_server.clock import FixedClock
 from queue_server.db.tables import HallEventRow, TicketRow
 from queue_server.service import accounts, commands, hall_config
 from queue_server.service.bus import Bus
@@ -175,3 +176,59 @@ async def test_a_rush_of_kiosks_tells_every_visitor_their_true_place(bus: Bus) -
     waits = [view.estimate_minutes for view in by_number]
     assert all(w is not None for w in waits)
     assert waits == sorted(waits) and waits[-1] > waits[0]
+
+
+async def test_call_next_ranks_from_the_heads_of_a_long_queue_as_from_all_of_it(
+    bus: Bus, clock: FixedClock
+) -> None:
+    """A queue of 300 (ordinary, elderly and transfers, joined over three hours): the few
+    dozen rows call-next reads rank first exactly as the whole queue would, and the calls
+    follow that order."""
+    import random
+    from datetime import timedelta
+
+    from queue_server.db.repository import hall_from_row, policy_config
+    from queue_server.db.tables import HallRow
+    from queue_server.domain.hours import business_day
+    from queue_server.domain.model import ServiceLevel, TicketKind
+    from queue_server.domain.policy import rank
+    from queue_server.service.queue import CLAIM_TRIES
+
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    dice = random.Random(7)
+    start = clock.now()
+    for minute in range(300):
+        clock.set(start + timedelta(seconds=36 * minute))
+        await bus.execute(
+            commands.IssueTicket(
+                hall_id, service_id, actor=commands.Actor(device_id=KIOSKS[hall_id]),
+                priority=dice.choice(["none", "none", "none", "elderly"]),
+                kind=dice.choice([TicketKind.WALK_IN] * 9 + [TicketKind.TRANSFER]),
+            )
+        )  # fmt: skip
+    clock.set(start + timedelta(hours=3))
+    profile = {service_id: ServiceLevel.PRIMARY}
+
+    async def both(uow: UnitOfWork) -> tuple[list[int], list[int], int]:
+        row = await uow.session.get(HallRow, hall_id)
+        assert row is not None
+        hall = hall_from_row(row)
+        day = business_day(clock.now(), hall.tz)
+        every = await uow.repo.waiting(hall_id, day, [service_id])
+        heads = await uow.repo.waiting_heads(hall_id, day, [service_id], CLAIM_TRIES)
+        config = policy_config(hall)
+        whole = rank(profile, every, clock.now(), config, hall.tz)[:CLAIM_TRIES]
+        few = rank(profile, heads, clock.now(), config, hall.tz)[:CLAIM_TRIES]
+        ids = [c.candidate.ticket_id for c in whole], [c.candidate.ticket_id for c in few]
+        return ids[0], ids[1], len(heads)
+
+    whole, few, read = await bus.run(both)
+    assert few == whole and len(whole) == CLAIM_TRIES
+    assert read < 300 / 2
+    counter_id, clerk_id = desks[0]
+    called = []
+    for _ in range(5):
+        result = await bus.execute(commands.CallNext(counter_id, clerk_id))
+        called.append(result.ticket_id)
+        await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    assert called == whole[:5]
