@@ -18,7 +18,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from booking.domain.errors import InvalidContact
 from queue_server.domain.errors import DomainError, UnknownPriority
@@ -80,9 +80,29 @@ def on_busy(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
     )
 
 
+def on_database_away(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
+    log.warning("database unreachable on %s %s: %r", request.method, request.url.path, exc)
+    answer = _answer(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "the hall's database cannot be reached right now; nothing was changed, try again",
+    )
+    answer.headers["Retry-After"] = "2"
+    return answer
+
+
+def _database_away(exc: Exception) -> bool:
+    """A lost or refused database connection (the pool drops its connections on the first
+    such error, so the next request connects afresh)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError)
+
+
 def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
     if is_transient(exc):
         return on_busy(request, exc)
+    if _database_away(exc):
+        return on_database_away(request, exc)
     if isinstance(exc, HTTPException):
         body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
         if exc.extra:

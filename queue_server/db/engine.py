@@ -37,9 +37,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         )
         _make_sqlite_transactions_immediate(engine)
         return engine
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    # No ping before each checkout: it cost a round trip per transaction. A connection
+    # found dead fails that one request (503, api/errors.py) and SQLAlchemy then drops the
+    # pool's other connections too, so the next requests connect afresh.
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
