@@ -96,30 +96,38 @@ class TicketView:
 
 
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
-    """A ticket with, while it waits, people ahead and the estimated wait."""
-    row = await uow.session.get(TicketRow, ticket_id)
-    if row is None:
+    """A ticket with, while it waits, people ahead and the estimated wait: the ticket, its
+    matter, visit, hall, counter, booking and rating read in one statement."""
+    found = (
+        await uow.session.execute(
+            select(
+                TicketRow,
+                ServiceRow,
+                VisitRow,
+                HallRow,
+                CounterRow.number,
+                BookingRow,
+                RatingRow.stars,
+            )
+            .join(ServiceRow, ServiceRow.id == TicketRow.service_id)
+            .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+            .join(HallRow, HallRow.id == TicketRow.hall_id)
+            .outerjoin(CounterRow, CounterRow.id == TicketRow.counter_id)
+            .outerjoin(BookingRow, BookingRow.ticket_id == TicketRow.id)
+            .outerjoin(RatingRow, RatingRow.ticket_id == TicketRow.id)
+            .where(TicketRow.id == ticket_id)
+            .limit(1)
+        )
+    ).first()
+    if found is None:
         raise NotFound(f"no ticket with id {ticket_id}")
-    service = await uow.session.get(ServiceRow, row.service_id)
-    visit = await uow.session.get(VisitRow, row.visit_id)
-    hall_row = await uow.session.get(HallRow, row.hall_id)
-    assert service is not None and visit is not None and hall_row is not None
+    row, service, visit, hall_row, counter_number, booking_row, stars = found
     ahead = minutes = low = high = basis = None
     if row.state == TicketState.WAITING:
-        found = await estimates.told(uow, hall_row, row.id)
-        if found is not None:
-            ahead, minutes, low, high = found.people_ahead, found.minutes, found.low, found.high
-            basis = found.basis
-    booking = await _booking_of(uow, row.id)
-    rating = None
-    if row.state == TicketState.DONE:
-        rating = await uow.session.scalar(
-            select(RatingRow.stars).where(RatingRow.ticket_id == row.id)
-        )
-    counter_number = None
-    if row.counter_id is not None:
-        counter = await uow.session.get(CounterRow, row.counter_id)
-        counter_number = counter.number if counter else None
+        told = await estimates.told(uow, hall_row, row.id)
+        if told is not None:
+            ahead, minutes, low, high = told.people_ahead, told.minutes, told.low, told.high
+            basis = told.basis
     return TicketView(
         id=row.id,
         hall_id=row.hall_id,
@@ -139,17 +147,12 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         called_at=row.called_at,
         outcome=row.outcome,
         due_at=row.due_at,
-        booking=booking,
-        rating=rating,
+        booking=_booking_details(booking_row) if booking_row is not None else None,
+        rating=stars if row.state == TicketState.DONE else None,
     )
 
 
-async def _booking_of(uow: UnitOfWork, ticket_id: int) -> BookingDetails | None:
-    found = (
-        await uow.session.execute(select(BookingRow).where(BookingRow.ticket_id == ticket_id))
-    ).scalar_one_or_none()
-    if found is None:
-        return None
+def _booking_details(found: BookingRow) -> BookingDetails:
     return BookingDetails(
         found.code, found.name, mask_phone(found.phone), found.id_tail, found.slot_start,
         found.channel, found.checked_in_at, found.state,
