@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -281,12 +281,13 @@ def tell(
     floor: Floor,
     choose: Chooser,
     projected: Mapping[int, datetime] | None = None,
+    orders: Callable[[int], Sequence[int]] | None = None,
 ) -> Told | None:
     """What the visitor holding ``ticket_id`` is told: the projected wait as a range, and
     the waiting tickets of their matter that will be called before them. No minutes when no
     open counter serves their matter (nobody can say); None for a ticket not waiting.
     ``projected`` is ``project(floor, choose)`` when the caller has it already (one
-    projection serves every follower)."""
+    projection serves every follower); ``orders`` likewise ``queue_order`` per matter."""
     ticket = next((c for c in floor.waiting if c.ticket_id == ticket_id), None)
     if ticket is None:
         return None
@@ -307,20 +308,29 @@ def tell(
         return Told(None, None, None, ahead, "more are waiting than the estimate plays forward")
     if at is None:
         # Nobody serves the matter now: the place in its queue is all there is to tell.
-        counter = CounterNow(0, {ticket.service_id: ServiceLevel.PRIMARY}, CounterState.OPEN)
-        order = []
-        pool = list(same)
-        while pool:
-            choice = choose(counter, pool, floor.now, None)
-            if choice is None or choice.candidate.ticket_id == ticket_id:
-                break
-            order.append(choice.candidate)
-            pool.remove(choice.candidate)
-        return Told(None, None, None, len(order), "no counter for this matter is open now")
+        order = (
+            orders(ticket.service_id) if orders else queue_order(ticket.service_id, floor, choose)
+        )
+        place = order.index(ticket_id) if ticket_id in order else len(order)
+        return Told(None, None, None, place, "no counter for this matter is open now")
     ahead = sum(1 for c in same if c.ticket_id != ticket_id and called.get(c.ticket_id, at) < at)
     point = max(0.0, (at - floor.now).total_seconds() / 60)
     low, high = band(point)
     return Told(round(point), low, high, ahead, "projected by the queue policy")
+
+
+def queue_order(service_id: int, floor: Floor, choose: Chooser) -> list[int]:
+    """The matter's waiting tickets in the order a counter serving only it would call them
+    now: what is told while no counter serving the matter is open."""
+    counter = CounterNow(0, {service_id: ServiceLevel.PRIMARY}, CounterState.OPEN)
+    pool = _Pool(c for c in floor.waiting if c.service_id == service_id)
+    order: list[int] = []
+    while True:
+        choice = choose(counter, pool.contenders(floor.now), floor.now, None)
+        if choice is None:
+            return order
+        order.append(choice.candidate.ticket_id)
+        pool.remove(choice.candidate)
 
 
 def _served(floor: Floor, service_id: int) -> bool:

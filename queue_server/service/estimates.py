@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
-from queue_server.domain.estimate import Told, project, tell
+from queue_server.domain.estimate import Told, project, queue_order, tell
 from queue_server.domain.floor import Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.policy import Chooser, chooser
@@ -39,6 +39,8 @@ class _Projection:
     seq: int
     floor: Floor
     called: dict[int, datetime]
+    orders: dict[int, list[int]] = field(default_factory=dict)
+    """Per matter no open counter serves, its queue's order (made when first asked)."""
 
 
 _projections: dict[int, _Projection] = {}
@@ -77,7 +79,14 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
             continue
         kept = await _make(uow, hall.id, need, hall.tz, choose)
         break
-    return tell(ticket_id, kept.floor, choose, kept.called)
+    made = kept
+
+    def orders(service_id: int) -> list[int]:
+        if service_id not in made.orders:
+            made.orders[service_id] = queue_order(service_id, made.floor, choose)
+        return made.orders[service_id]
+
+    return tell(ticket_id, kept.floor, choose, kept.called, orders)
 
 
 async def _make(
