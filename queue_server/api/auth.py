@@ -4,11 +4,17 @@ Every route passes through ``authorize``. A route is public only when its ``opt`
 ``public=True``; otherwise it lists the roles it admits in ``opt["roles"]`` and everyone
 else is refused: 401 when not signed in, 403 when signed in with another role or for
 another hall. Cookie-authenticated writes also need the ``X-CSRF-Token`` header.
+
+Who the caller is comes from the process's ``PrincipalCache`` when it has them: a device
+by its token's SHA-256, a staff member by id. The cache forgets a principal in every
+process as soon as a change to its row commits (realtime.invalidation), so a revoked
+device or a deactivated user is refused on the next request, wherever it lands.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -17,8 +23,9 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from queue_server.service import accounts, hall_config
-from queue_server.service.accounts import Principal
+from queue_server.service.accounts import Principal, PrincipalCache
 from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -37,6 +44,8 @@ def roles(*allowed: str) -> dict[str, Any]:
 
 PUBLIC: dict[str, Any] = {"public": True}
 PRINCIPAL_KEY = "onedoor_principal"
+PRINCIPALS_STATE = "principals"
+"""Where the app keeps its PrincipalCache (``app.state``); absent: every request reads."""
 
 
 async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -50,15 +59,39 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     if token is None and _may_carry_token_in_url(connection):
         token = connection.query_params.get("token")
+    cache: PrincipalCache | None = getattr(connection.app.state, PRINCIPALS_STATE, None)
     if token:
-        principal = await bus.run(accounts.device_principal, token)
+        digest = accounts.token_digest(token)
+        principal = await _cached(
+            cache, accounts.device_key(digest), bus, accounts.device_principal_by_digest, digest
+        )
         if principal is None:
             raise NotAuthorizedException(
                 "this device token is unknown or revoked; ask a manager for a new one"
             )
     elif "session" in connection.scope and connection.session.get("uid") is not None:
-        principal = await bus.run(accounts.user_principal, int(connection.session["uid"]))
+        uid = int(connection.session["uid"])
+        principal = await _cached(cache, accounts.user_key(uid), bus, accounts.user_principal, uid)
     state[PRINCIPAL_KEY] = principal
+    return principal
+
+
+async def _cached(
+    cache: PrincipalCache | None,
+    key: str,
+    bus: Bus,
+    read: Callable[[UnitOfWork, Any], Awaitable[Principal | None]],
+    arg: Any,
+) -> Principal | None:
+    """The principal under ``key`` from the process's cache, else read (and kept)."""
+    if cache is None:
+        return await bus.run(read, arg)
+    principal = cache.get(key)
+    if principal is None:
+        generation = cache.generation
+        principal = await bus.run(read, arg)
+        if principal is not None:
+            cache.put(key, principal, generation)
     return principal
 
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
-from litestar.channels.backends.memory import MemoryChannelsBackend
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,10 +20,16 @@ log = logging.getLogger("onedoor.realtime")
 SUBSCRIBER_BACKLOG = 1000
 PREFIX = "onedoor:"
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+ACK_KEEP_SECONDS = 10
+"""An acknowledgement list nobody waits for any more is gone after this long."""
 
 
 def hall_channel(hall_id: int) -> str:
     return f"{PREFIX}hall:{hall_id}"
+
+
+INVALIDATION_CHANNEL = f"{PREFIX}invalidate"
+"""Every process listens here for changes its caches must forget (realtime.invalidation)."""
 
 
 class RedisPubSubBackend(ChannelsBackend):
@@ -90,6 +95,37 @@ class RedisPubSubBackend(ChannelsBackend):
         for channel in channels:
             await self._redis.publish(channel, data)
 
+    async def publish_counted(self, data: bytes, channel: str) -> int:
+        """Publish on one channel; how many subscribers (processes) Redis handed it to."""
+        assert self._redis is not None, "on_startup has not run"
+        return int(await self._redis.publish(channel, data))
+
+    async def ack(self, key: str) -> None:
+        """Answer a message that asked for acknowledgements under ``key``."""
+        assert self._redis is not None, "on_startup has not run"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, b"1")
+            pipe.expire(key, ACK_KEEP_SECONDS)
+            await pipe.execute()
+
+    async def wait_acks(self, key: str, count: int, seconds: float) -> int:
+        """Wait up to ``seconds`` for ``count`` answers under ``key``; how many came."""
+        assert self._redis is not None, "on_startup has not run"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        got = 0
+        try:
+            while got < count:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                # BLPOP takes fractional seconds (Redis 6+); 0 would mean "forever".
+                if await self._redis.blpop([key], timeout=max(left, 0.01)) is not None:
+                    got += 1
+        finally:
+            await self._redis.delete(key)
+        return got
+
     async def stream_events(self) -> AsyncGenerator[tuple[str, bytes], None]:
         backoff = 0.1
         while True:
@@ -132,11 +168,9 @@ class RedisPubSubBackend(ChannelsBackend):
         raise NotImplementedError("pub/sub keeps no history; feeds replay from the hub")
 
 
-def make_channels(redis_url: str | None, on_reconnect: Callable[[], None] | None) -> ChannelsPlugin:
-    """In-memory channels for one process, Redis pub/sub when several share a hall."""
-    backend: ChannelsBackend = (
-        RedisPubSubBackend(redis_url, on_reconnect) if redis_url else MemoryChannelsBackend()
-    )
+def channels_on(backend: ChannelsBackend) -> ChannelsPlugin:
+    """The channels plugin over ``backend``: in memory for one process, Redis pub/sub
+    (``RedisPubSubBackend``) when several share a hall."""
     return ChannelsPlugin(
         backend=backend,
         arbitrary_channels_allowed=True,

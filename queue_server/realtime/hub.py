@@ -251,6 +251,7 @@ class Hubs:
         self._hubs: dict[int, HallHub] = {}
         self._users: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._resyncs: set[asyncio.Task[bool]] = set()
 
     async def acquire(self, hall_id: int) -> HallHub:
         lock = self._locks.setdefault(hall_id, asyncio.Lock())
@@ -270,6 +271,14 @@ class Hubs:
                 hub = self._hubs.pop(hall_id)
                 del self._users[hall_id]
                 await hub.stop()
+
+    def setup_changed(self, hall_ids: set[int]) -> None:
+        """These halls' names, matters or counters changed: their boards are read again."""
+        for hall_id, hub in list(self._hubs.items()):
+            if hall_id in hall_ids:
+                task = asyncio.create_task(hub.try_resync(), name=f"hub-{hall_id}-setup")
+                self._resyncs.add(task)
+                task.add_done_callback(self._resyncs.discard)
 
     def resync_all_soon(self) -> None:
         """After a broker reconnect: let the watcher compare every hub with the database."""

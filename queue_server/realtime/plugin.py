@@ -1,27 +1,33 @@
-"""Wires the live feeds into the app: starts the relay and the hub watcher after channels."""
+"""Wires the live feeds into the app: starts the relay and the hub watcher after channels,
+and the caches' invalidation (principals, boards' hall setup)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPluginProtocol
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import select
 
+from queue_server.api.auth import PRINCIPALS_STATE, SAFE_METHODS
 from queue_server.db.engine import is_sqlite
 from queue_server.db.tables import HallRow
 from queue_server.service import views
+from queue_server.service.accounts import EVERYONE, PrincipalCache
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
-from .channels import make_channels
+from .channels import RedisPubSubBackend, channels_on
 from .hub import Hubs
+from .invalidation import Invalidations, hall_ids, listen_for_changes
 from .relay import Relay
 
 # SQLite serves one process, which wakes its relay on every commit; the poll only picks up
@@ -37,18 +43,53 @@ class Realtime(InitPluginProtocol):
         self.settings = settings
         self.hubs: Hubs | None = None
         self.relay: Relay | None = None
-        self.channels = make_channels(settings.redis_url, self._on_reconnect)
+        self.invalidations: Invalidations | None = None
+        self.redis = (
+            RedisPubSubBackend(settings.redis_url, self._on_reconnect)
+            if settings.redis_url
+            else None
+        )
+        self.channels = channels_on(self.redis or MemoryChannelsBackend())
+        # A cache is exact only if this process hears every change: through Redis, or alone
+        # on SQLite. Processes sharing PostgreSQL without Redis read the database each time.
+        self.remembers = bool(settings.redis_url) or is_sqlite(settings.effective_database_url)
+        self.principals = PrincipalCache() if self.remembers else None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop_listening: Callable[[], None] | None = None
 
     def _on_reconnect(self) -> None:
         if self.hubs is not None:
             self.hubs.resync_all_soon()
+        if self.invalidations is not None:
+            # Whatever was published while Redis was away is lost: forget everything.
+            self.invalidations.forget_here(frozenset({EVERYONE}))
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         # Registered after the channels plugin, so its backend is up when these start.
         app_config.on_startup.append(self._start)
         app_config.on_shutdown.append(self._stop)
+        app_config.state[PRINCIPALS_STATE] = self.principals
+        app_config.middleware.append(self._settling)
         return app_config
+
+    def _settling(self, app: ASGIApp) -> ASGIApp:
+        """Middleware: the answer to a write leaves only once every process has forgotten
+        what the write changed (``Invalidations.settle``). Reads pass straight through."""
+
+        async def settling(scope: Scope, receive: Receive, send: Send) -> None:
+            invalidations = self.invalidations
+            if invalidations is None or scope.get("method", "GET") in SAFE_METHODS:
+                await app(scope, receive, send)
+                return
+
+            async def send_settled(message: Message) -> None:
+                if message["type"] == "http.response.start" and invalidations.pending:
+                    await invalidations.settle()
+                await send(message)
+
+            await app(scope, receive, send_settled)
+
+        return settling
 
     async def _start(self, app: Litestar) -> None:
         bus: Bus = app.state.bus
@@ -78,10 +119,29 @@ class Realtime(InitPluginProtocol):
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.hubs.watch_forever(), name="hub-watcher"),
         ]
+        if self.remembers:
+            self.invalidations = Invalidations(self.channels, self.redis)
+            assert self.principals is not None
+            self.invalidations.add(self.principals.forget)
+            self.invalidations.add(self._setup_changed)
+            await self.invalidations.start()
+            self._stop_listening = listen_for_changes(self.invalidations.committed)
+            self._tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))
+
+    def _setup_changed(self, keys: frozenset[str]) -> None:
+        """Boards show names, matters and counters too: a hall's change reloads its board.
+        (Not on "everything", which a Redis reconnect also says: the watcher covers that.)"""
+        halls = hall_ids(keys)
+        if self.hubs is not None and halls:
+            self.hubs.setup_changed(halls)
 
     async def _stop(self, app: Litestar) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.invalidations is not None:
+            await self.invalidations.stop()

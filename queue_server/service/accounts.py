@@ -1,10 +1,13 @@
-"""Staff accounts (argon2-hashed passwords) and device tokens (stored as SHA-256)."""
+"""Staff accounts (argon2-hashed passwords) and device tokens (stored as SHA-256), and the
+process's cache of who is calling (``PrincipalCache``)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -95,12 +98,85 @@ async def user_principal(uow: UnitOfWork, user_id: int) -> Principal | None:
 
 
 async def device_principal(uow: UnitOfWork, token: str) -> Principal | None:
-    row = await uow.session.scalar(
-        select(DeviceRow).where(DeviceRow.token_hash == token_digest(token))
-    )
+    return await device_principal_by_digest(uow, token_digest(token))
+
+
+async def device_principal_by_digest(uow: UnitOfWork, digest: str) -> Principal | None:
+    """The device whose token has SHA-256 ``digest``, unless it is unknown or revoked."""
+    row = await uow.session.scalar(select(DeviceRow).where(DeviceRow.token_hash == digest))
     if row is None or row.revoked_at is not None:
         return None
     return Principal(role=row.kind, hall_id=row.hall_id, device_id=row.id, name=row.name)
+
+
+USER_COLUMNS = frozenset({"active", "role", "hall_id", "display_name", "password_hash"})
+"""A change to any of these columns of a user makes a cached principal of theirs stale (the
+password: so that nothing read before a reset outlives it)."""
+DEVICE_COLUMNS = frozenset({"revoked_at", "kind", "hall_id", "name", "token_hash"})
+"""Likewise for a device. Heartbeats (``last_seen_at``) and print agent status are not here:
+they change every few seconds and say nothing about who the device is."""
+
+
+def user_key(user_id: int) -> str:
+    """The cache key of a staff member's principal."""
+    return f"user:{user_id}"
+
+
+def device_key(digest: str) -> str:
+    """The cache key of a device's principal: its token's SHA-256, never the token."""
+    return f"device:{digest}"
+
+
+EVERYONE = "*"
+"""The key that stands for every key: forget everything."""
+
+
+class PrincipalCache:
+    """Principals by key, for ``ttl`` seconds at most, ``size`` of them at most.
+
+    Entries are dropped at once when the rows they were read from change (``forget``, called
+    by realtime.invalidation in every process); the time limit is only a safety net for a
+    change made behind the server's back. Only principals are kept, never a refusal: a new
+    device works at once, and an unknown token costs what it did before.
+
+    A principal read from the database while a change was being committed could be the old
+    one: ``put`` stores it only if nothing was forgotten since ``generation`` was taken,
+    before the read.
+    """
+
+    def __init__(self, size: int = 10_000, ttl: float = 30.0) -> None:
+        self.size = size
+        self.ttl = ttl
+        self.generation = 0
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        return found[1]
+
+    def put(self, key: str, principal: Principal, generation: int) -> None:
+        if generation != self.generation:
+            return  # something changed while it was read: it may be the old one
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]  # the oldest stored
+        self._entries[key] = (time.monotonic() + self.ttl, principal)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        self.generation += 1
+        for key in keys:
+            if key == EVERYONE:
+                self._entries.clear()
+                return
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""What one process keeps in memory, another process's change reaches at once: two real
+servers sharing PostgreSQL and a Redis of the test's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import PrivateRedis, Server, load_demo_without_printer, server_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Server, Server, dict[str, str]]]:
+    """The demo hall served by two processes; their own Redis, so no other test's servers
+    hear (or answer) their invalidations."""
+    broker = PrivateRedis().start()
+    env = server_env(tmp_path / "var", pg_url, broker.url)
+    creds = load_demo_without_printer(env)
+    servers = [Server(env), Server(env)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers[0], servers[1], creds
+    finally:
+        logs = [server.stop() for server in servers]
+        broker.stop()
+    for output in logs:
+        assert "Traceback" not in output, output
+        assert "acknowledged an invalidation" not in output, output
+
+
+def sign_in(base: str, username: str, password: str) -> tuple[dict[str, str], int]:
+    """Headers carrying a fresh session (cookie and CSRF token), and the user's id."""
+    answer = httpx.post(f"{base}/api/auth/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    cookie = "; ".join(f"{k}={v}" for k, v in answer.cookies.items())
+    headers = {"Cookie": cookie, "X-CSRF-Token": answer.json()["csrf_token"]}
+    return headers, answer.json()["user"]["user_id"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get(base: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    return httpx.get(f"{base}{path}", headers=headers, timeout=10)
+
+
+async def test_deactivation_and_revocation_bite_at_once_in_the_other_process(
+    two_processes: tuple[Server, Server, dict[str, str]],
+) -> None:
+    a, b, creds = two_processes
+    clerk, clerk_id = sign_in(a.base, "clerk", creds["clerk"])
+    manager, _ = sign_in(a.base, "manager", creds["manager"])
+    # Both processes have the clerk and the board in their caches now.
+    for server in (a, b):
+        for _ in range(3):
+            assert get(server.base, "/api/auth/me", clerk).status_code == 200
+            assert (
+                get(server.base, "/api/halls/1/snapshot", bearer(creds["board"])).status_code == 200
+            )
+
+    gone = httpx.patch(
+        f"{a.base}/api/halls/1/staff/{clerk_id}", json={"active": False}, headers=manager
+    )
+    assert gone.status_code == 200, gone.text
+    # No waiting: once the manager has the answer, neither process knows the clerk.
+    assert get(b.base, "/api/auth/me", clerk).status_code == 401
+    assert get(a.base, "/api/auth/me", clerk).status_code == 401
+
+    devices = get(a.base, "/api/halls/1/devices", manager).json()
+    board_id = next(d["id"] for d in devices if d["kind"] == "board")
+    revoked = httpx.delete(f"{a.base}/api/halls/1/devices/{board_id}", headers=manager)
+    assert revoked.status_code == 200, revoked.text
+    refused = get(b.base, "/api/halls/1/snapshot", bearer(creds["board"]))
+    assert refused.status_code == 401
+    assert "unknown or revoked" in refused.json()["detail"]
+    assert get(a.base, "/api/halls/1/snapshot", bearer(creds["board"])).status_code == 401
