@@ -209,7 +209,10 @@ def run_worker(
     """One worker process: uvicorn serving on a ``SO_REUSEPORT`` socket of its own."""
     _die_with_parent(parent)
     config = uvicorn.Config(APP, factory=True, host=host, port=port, **uvicorn_options(log_level))
-    _WorkerServer(config, conn, f"worker {slot} of {count} [pid {os.getpid()}]").run()
+    # uvicorn re-raises the signal that stopped it once it has shut down; a SIGINT becomes
+    # KeyboardInterrupt, which here means only that the worker has stopped (as uvicorn.run).
+    with contextlib.suppress(KeyboardInterrupt):
+        _WorkerServer(config, conn, f"worker {slot} of {count} [pid {os.getpid()}]").run()
 
 
 WorkerTarget = Callable[..., None]
@@ -416,13 +419,17 @@ class Supervisor:
         slot.restart_at = time.monotonic() + pause
 
     def _stop_all(self, wake_read: int) -> None:
-        """Forward the stop signal to every worker and wait for them; kill the stragglers."""
-        sig = self.signals[0] if self.signals else signal.SIGTERM
+        """Ask every worker to stop and wait for them; kill the stragglers.
+
+        The first request is always SIGTERM: a Ctrl-C reaches the whole process group, and a
+        second SIGINT would make uvicorn drop its connections without a graceful shutdown.
+        A SIGINT that comes after the first signal is forwarded as SIGINT: stop at once.
+        """
         forwarded = len(self.signals)
         for slot in self._live():
             assert slot.process is not None and slot.process.pid is not None
             with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.process.pid, sig)
+                os.kill(slot.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         while self._live() and time.monotonic() < deadline:
             sentinels: list[Any] = [wake_read]
@@ -431,7 +438,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.read(wake_read, 512)
             # A second Ctrl-C makes uvicorn stop at once, without waiting for connections.
-            for again in self.signals[forwarded:]:
+            for again in [sig for sig in self.signals[forwarded:] if sig == signal.SIGINT]:
                 for slot in self._live():
                     assert slot.process is not None and slot.process.pid is not None
                     with contextlib.suppress(ProcessLookupError):

@@ -222,17 +222,22 @@ def test_keep_alive_connections_spread_over_the_workers_and_a_killed_one_comes_b
     assert "Traceback" not in output, output
 
 
-def test_sigterm_to_the_process_group_stops_everything_without_restarts(served: Served) -> None:
-    """As the benchmarks and process managers stop a server: every process gets SIGTERM at
-    once, and the parent must not take its workers' exit for a crash."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_to_the_process_group_stops_everything_gracefully(
+    served: Served, stop: signal.Signals
+) -> None:
+    """As the benchmarks, process managers and a terminal's Ctrl-C stop a server: every
+    process gets the signal at once. The parent must not take its workers' exit for a crash,
+    nor its own forwarded signal make them drop connections (uvicorn's second SIGINT does)."""
     workers = served.serving_workers()
-    os.killpg(served.pid, signal.SIGTERM)
+    os.killpg(served.pid, stop)
     assert served.process.wait(timeout=40) == 0, served.output()
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the server"
     output = served.output()
     assert "restart" not in output, output
     assert "Traceback" not in output, output
+    assert output.count("Application shutdown complete.") == 2, output
     assert "all workers stopped" in output
 
 
