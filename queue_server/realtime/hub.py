@@ -28,6 +28,14 @@ from .channels import hall_channel
 log = logging.getLogger("onedoor.realtime")
 REPLAY = 256
 REORDER_WAIT = 0.25
+UNSHOWN = frozenset(
+    {"PrintJobQueued", "PrintJobPrinted", "PrintJobFailed", "PrinterStatusChanged",
+     "ServiceRated", "BookingMade", "BookingCancelled", "BookingRescheduled",
+     "BookingCheckedIn", "BookingMarkedNoShow", "BookingDayReleased"}
+)  # fmt: skip
+"""Events that change nothing a hall snapshot shows (GET …/snapshot, views.hall_snapshot):
+print jobs, printers, ratings, bookings. A checked-in booking joins the queue as a
+``TicketIssued`` of its own. Any other event, known or not, counts as shown."""
 LoadSnapshot = Callable[[int], Awaitable[Mapping[str, Any]]]
 
 
@@ -91,6 +99,8 @@ class HallHub:
         self.lagging_since: float | None = None
         self._lag_target = 0
         self.resyncs = 0
+        self.shown_seq = 0
+        """The last event number that changed what a hall snapshot shows (see UNSHOWN)."""
 
     @property
     def seq(self) -> int:
@@ -181,6 +191,8 @@ class HallHub:
             await self.try_resync()
             return
         self.board = board
+        if name not in UNSHOWN:
+            self.shown_seq = seq
         message = event_message(board, seq, name, data)
         self._replay.append((seq, message))
         for listener in list(self.listeners):
@@ -193,6 +205,7 @@ class HallHub:
             if self.board is not None and snapshot["seq"] < self.board.seq:
                 return  # a replica lagging behind what we already applied
             self.board = board_from_snapshot(snapshot)
+            self.shown_seq = self.board.seq
             self._early = {k: v for k, v in self._early.items() if k > self.board.seq}
             self._replay.clear()
             self.lagging_since = None

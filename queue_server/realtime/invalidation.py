@@ -1,9 +1,9 @@
 """What a process keeps in memory is forgotten, in every process, as soon as it changes.
 
-Processes keep what the database says in memory: who a token or a session belongs to
-(``accounts.PrincipalCache``), and each hall's board. Events keep a board current; what
-changes without an event (an account, a device, a hall's names, its matters and
-counters) is found here, in the ORM's own bookkeeping: every flush
+Two caches hold what the database says: who a token or a session belongs to
+(``accounts.PrincipalCache``) and each hall's snapshot (``realtime.snapshots``). Events
+keep the snapshot current; what changes without an event (an account, a device, a hall's
+names, its matters and counters) is found here, in the ORM's own bookkeeping: every flush
 notes the keys of the rows it changed in columns that matter, and the commit hands them to
 ``Invalidations.committed``. That drops them from this process's caches before the
 committing request goes on, and publishes them on ``onedoor:invalidate``, which every

@@ -1,5 +1,5 @@
 """Wires the live feeds into the app: starts the relay and the hub watcher after channels,
-and the caches' invalidation (principals, boards' hall setup)."""
+the hall snapshots read from memory, and the caches' invalidation (principals, snapshots)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import msgspec
 from litestar import Litestar
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.config.app import AppConfig
+from litestar.di import Provide
 from litestar.plugins import InitPluginProtocol
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from .channels import RedisPubSubBackend, channels_on
 from .hub import Hubs
 from .invalidation import Invalidations, hall_ids, listen_for_changes
 from .relay import Relay
+from .snapshots import HallSnapshots
 
 # SQLite serves one process, which wakes its relay on every commit; the poll only picks up
 # what a crash left behind. With PostgreSQL other processes' leftovers come by the poll.
@@ -43,6 +45,7 @@ class Realtime(InitPluginProtocol):
         self.settings = settings
         self.hubs: Hubs | None = None
         self.relay: Relay | None = None
+        self.snapshots: HallSnapshots | None = None
         self.invalidations: Invalidations | None = None
         self.redis = (
             RedisPubSubBackend(settings.redis_url, self._on_reconnect)
@@ -50,7 +53,7 @@ class Realtime(InitPluginProtocol):
             else None
         )
         self.channels = channels_on(self.redis or MemoryChannelsBackend())
-        # A cache is exact only if this process hears every change: through Redis, or alone
+        # Memory is exact only if this process hears every change: through Redis, or alone
         # on SQLite. Processes sharing PostgreSQL without Redis read the database each time.
         self.remembers = bool(settings.redis_url) or is_sqlite(settings.effective_database_url)
         self.principals = PrincipalCache() if self.remembers else None
@@ -69,8 +72,15 @@ class Realtime(InitPluginProtocol):
         app_config.on_startup.append(self._start)
         app_config.on_shutdown.append(self._stop)
         app_config.state[PRINCIPALS_STATE] = self.principals
+        app_config.dependencies["snapshots"] = Provide(
+            self._provide_snapshots, sync_to_thread=False
+        )
         app_config.middleware.append(self._settling)
         return app_config
+
+    def _provide_snapshots(self) -> HallSnapshots:
+        assert self.snapshots is not None, "the app has not started"
+        return self.snapshots
 
     def _settling(self, app: ASGIApp) -> ASGIApp:
         """Middleware: the answer to a write leaves only once every process has forgotten
@@ -115,14 +125,18 @@ class Realtime(InitPluginProtocol):
         self.hubs = Hubs(self.channels, load, read_seqs)
         app.state.hubs = self.hubs
         app.state.relay = self.relay
+        self.snapshots = HallSnapshots(bus, self.hubs if self.remembers else None, bus.clock)
+        app.state.snapshots = self.snapshots
         self._tasks = [
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.hubs.watch_forever(), name="hub-watcher"),
+            asyncio.create_task(self.snapshots.run(), name="snapshot-idle"),
         ]
         if self.remembers:
             self.invalidations = Invalidations(self.channels, self.redis)
             assert self.principals is not None
             self.invalidations.add(self.principals.forget)
+            self.invalidations.add(self.snapshots.forget)
             self.invalidations.add(self._setup_changed)
             await self.invalidations.start()
             self._stop_listening = listen_for_changes(self.invalidations.committed)
@@ -145,3 +159,5 @@ class Realtime(InitPluginProtocol):
                 await task
         if self.invalidations is not None:
             await self.invalidations.stop()
+        if self.snapshots is not None:
+            await self.snapshots.close()

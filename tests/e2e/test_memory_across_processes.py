@@ -3,8 +3,10 @@ servers sharing PostgreSQL and a Redis of the test's own."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,3 +83,37 @@ async def test_deactivation_and_revocation_bite_at_once_in_the_other_process(
     assert refused.status_code == 401
     assert "unknown or revoked" in refused.json()["detail"]
     assert get(a.base, "/api/halls/1/snapshot", bearer(creds["board"])).status_code == 401
+
+
+async def test_a_call_through_one_process_shows_in_the_other_s_snapshot(
+    two_processes: tuple[Server, Server, dict[str, str]],
+) -> None:
+    a, b, creds = two_processes
+    clerk, _ = sign_in(a.base, "clerk", creds["clerk"])
+    board = bearer(creds["board"])
+    issued = httpx.post(
+        f"{a.base}/api/halls/1/tickets", json={"service_id": 1}, headers=bearer(creds["kiosk"])
+    )
+    assert issued.status_code == 201, issued.text
+    opened = httpx.post(f"{a.base}/api/counters/1/open", headers=clerk)
+    assert opened.status_code == 200, opened.text
+    first = get(b.base, "/api/halls/1/snapshot", board).json()
+    assert first["recent_calls"] == []
+
+    called = httpx.post(f"{a.base}/api/counters/1/call-next", headers=clerk)
+    assert called.status_code == 200, called.text
+    number = called.json()["ticket"]["number"]
+    clicked = time.monotonic()
+    seen: dict[str, Any] = {}
+    for server in (b, a):
+        seqs = []
+        while True:
+            seen = get(server.base, "/api/halls/1/snapshot", board).json()
+            seqs.append(seen["seq"])
+            assert seqs == sorted(seqs), f"a later read went back: {seqs}"
+            if seen["recent_calls"] and seen["recent_calls"][0]["number"] == number:
+                break
+            assert time.monotonic() - clicked < 2.0, f"never showed on {server.base}: {seen}"
+    assert seen["seq"] == first["seq"] + 1
+    assert seen["counters"][0]["ticket_number"] == number
+    assert seen["waiting"][0]["waiting"] == first["waiting"][0]["waiting"] - 1
