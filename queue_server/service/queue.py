@@ -69,9 +69,21 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
                     "send a new key for each new ticket"
                 )
             return existing.ticket_id
-    hall = await _hall(uow, c.hall_id)
-    service_row = await uow.repo.service_row(c.service_id)
-    if service_row is None or service_row.hall_id != hall.id:
+    # The hall and the matter in one statement (the hall row stays in the session for the
+    # print payload).
+    found = (
+        await uow.session.execute(
+            select(HallRow, ServiceRow)
+            .outerjoin(
+                ServiceRow, (ServiceRow.id == c.service_id) & (ServiceRow.hall_id == HallRow.id)
+            )
+            .where(HallRow.id == c.hall_id)
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"no hall with id {c.hall_id}")
+    hall, service_row = hall_from_row(found[0]), found[1]
+    if service_row is None:
         raise NotFound(f"hall {hall.id} has no matter with id {c.service_id}")
     if not service_row.active:
         raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
