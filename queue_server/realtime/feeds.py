@@ -1,4 +1,5 @@
-"""The websocket feeds: board, counter and ticket follower (message shapes: docs/realtime.md)."""
+"""The websocket feeds: board, counter, ticket follower, print agent and kiosk (message
+shapes: docs/realtime.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
@@ -21,7 +23,7 @@ from display.board import BoardView
 from queue_server.api.auth import PUBLIC, STAFF, roles
 from queue_server.api.counter import console
 from queue_server.api.tickets import with_follow_url
-from queue_server.service import hall_config, printing, views
+from queue_server.service import hall_config, kiosk_prints, printing, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.errors import NotFound
@@ -347,4 +349,126 @@ async def printer_feed(
         await bus.run(printing.report_status, printer_id, False, None, connection)
 
 
-FEEDS = [board_feed, counter_feed, ticket_feed, printer_feed]
+PRINT_OUTCOMES = frozenset({"PrintJobPrinted", "PrintJobFailed"})
+KIOSK_BACKLOG = 64
+"""A kiosk feed holding more unsent events than this sends a snapshot instead."""
+
+
+class KioskListener:
+    """Collects the print events of one kiosk's printers for its feed. The hub calls it
+    synchronously, so it only files what it sees; the feed reads and sends."""
+
+    def __init__(self) -> None:
+        self.printers: set[int] = set()
+        self.others: set[int] = set()
+        """Printers known to belong to other kiosks (a printer's kiosk does not change)."""
+        self.events: deque[tuple[int, str, Mapping[str, Any]]] = deque()
+        self.resync = True  # the feed starts with a snapshot
+        self.ready = asyncio.Event()
+
+    def snapshot(self, board: BoardView, message: bytes) -> None:
+        self._start_afresh()  # the hub reloaded: so does the kiosk
+
+    def _start_afresh(self) -> None:
+        self.resync = True
+        self.events.clear()
+        self.ready.set()
+
+    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
+        if name not in PRINT_OUTCOMES and name != "PrinterStatusChanged":
+            return
+        if data.get("printer_id") in self.others:
+            return
+        if len(self.events) >= KIOSK_BACKLOG:
+            self._start_afresh()  # the feed fell behind: a snapshot replaces what it missed
+            return
+        self.events.append((seq, name, data))
+        self.ready.set()
+
+
+async def _send_kiosk_prints(
+    socket: WebSocket[Any, Any, Any], hub: HallHub, listener: KioskListener, bus: Bus, kiosk_id: int
+) -> None:
+    async def read_printers() -> None:
+        listener.printers = await _read_through(bus.run(kiosk_prints.printer_ids, kiosk_id))
+
+    while True:
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                await listener.ready.wait()
+        except TimeoutError:
+            await socket.send_data(ping(hub.seq))
+            continue
+        listener.ready.clear()
+        if listener.resync:
+            listener.resync = False
+            listener.events.clear()
+            seq = hub.seq
+            prints = await _read_through(bus.run(kiosk_prints.recent_prints, kiosk_id))
+            listener.printers = {p.printer_id for p in prints.printers}
+            listener.printers |= {job.printer_id for job in prints.jobs}
+            listener.others.clear()
+            await socket.send_data(
+                msgspec.json.encode(
+                    {"type": "snapshot", "seq": seq, "kiosk_id": kiosk_id,
+                     "printers": prints.printers, "jobs": prints.jobs}
+                )
+            )  # fmt: skip
+            continue
+        while listener.events and not listener.resync:
+            seq, name, data = listener.events.popleft()
+            printer_id = int(data["printer_id"])
+            if printer_id not in listener.printers:
+                # A printer registered since the last read may be this kiosk's.
+                await read_printers()
+                if printer_id not in listener.printers:
+                    listener.others.add(printer_id)
+                    continue
+            if name == "PrinterStatusChanged":
+                await socket.send_data(printer_message(seq, data))
+                continue
+            # The job as stored: the event of a printed job carries no detail.
+            job = await _read_through(bus.run(kiosk_prints.kiosk_job, int(data["job_id"])))
+            if job is not None:
+                await socket.send_data(print_message(seq, job))
+
+
+def printer_message(seq: int, data: Mapping[str, Any]) -> bytes:
+    return msgspec.json.encode(
+        {"type": "printer", "seq": seq, "printer_id": data["printer_id"],
+         "connected": data.get("connected"), "problem": data.get("problem")}
+    )  # fmt: skip
+
+
+def print_message(seq: int, job: kiosk_prints.KioskJob) -> bytes:
+    return msgspec.json.encode(
+        {"type": "print", "seq": seq, "job_id": job.job_id, "ticket_id": job.ticket_id,
+         "printer_id": job.printer_id, "number": job.number, "state": job.state,
+         "detail": job.detail}
+    )  # fmt: skip
+
+
+@websocket("/ws/halls/{hall_id:int}/kiosk", opt=roles("kiosk"))
+async def kiosk_feed(
+    socket: WebSocket[Any, Any, Any],
+    hall_id: FromPath[int],
+    hubs: NamedDependency[Hubs],
+    bus: NamedDependency[Bus],
+    principal: NamedDependency[Principal],
+) -> None:
+    """A kiosk's print jobs: a snapshot of its recent ones (on connect and whenever the hub
+    reloads), then each outcome as its printer's agent reports it."""
+    await socket.accept()
+    kiosk_id = principal.device_id
+    assert kiosk_id is not None  # the guard admits kiosk devices only, of this hall
+    hub = await hubs.acquire(hall_id)
+    listener = KioskListener()
+    hub.attach(listener)
+    try:
+        await _run(socket, _send_kiosk_prints(socket, hub, listener, bus, kiosk_id))
+    finally:
+        hub.detach(listener)
+        await hubs.release(hall_id)
+
+
+FEEDS = [board_feed, counter_feed, ticket_feed, printer_feed, kiosk_feed]

@@ -16,8 +16,17 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import websockets
+from websockets.exceptions import InvalidStatus
 
-from tests.servers import ONEDOOR, PrivateRedis, Server, load_demo_without_printer, server_env
+from tests.servers import (
+    ONEDOOR,
+    PrivateRedis,
+    Server,
+    load_demo_without_printer,
+    onedoor,
+    server_env,
+)
+from tests.support import ALL_DAY
 
 pytestmark = pytest.mark.slow
 
@@ -221,6 +230,54 @@ async def test_feeds_refuse_strangers_and_unknown_tickets(
     with pytest.raises(websockets.exceptions.ConnectionClosed):
         await gone.recv()
     assert gone.close_code == 4404
+
+
+async def refused(url: str) -> int:
+    """The status with which the server refused the handshake (it gives no body)."""
+    with pytest.raises(InvalidStatus) as refusal:
+        await websockets.connect(url, proxy=None)
+    return int(refusal.value.response.status_code)
+
+
+async def test_the_kiosk_feed_admits_only_a_kiosk_of_its_hall(
+    sqlite_hall: tuple[Server, dict[str, str]],
+) -> None:
+    server, creds = sqlite_hall
+    made = onedoor(["create-admin", "--username", "chief", "--password", "chief-password-1"],
+                   server.env)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        login = await http.post(
+            "/api/auth/login", json={"username": "chief", "password": "chief-password-1"}
+        )
+        assert login.status_code == 200, login.text
+        http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        other = await http.post(
+            "/api/halls",
+            json={"name_zh": "别的大厅", "name_en": "Other hall", "opening_hours": ALL_DAY},
+        )
+        assert other.status_code == 201, other.text
+        other_id = other.json()["id"]
+        tokens = {}
+        for hall_id, kind in ((other_id, "kiosk"), (1, "printer")):
+            made_device = await http.post(
+                f"/api/halls/{hall_id}/devices", json={"kind": kind, "name": f"{kind} {hall_id}"}
+            )
+            assert made_device.status_code == 201, made_device.text
+            tokens[hall_id, kind] = made_device.json()["token"]
+
+    # Another hall's kiosk, a board, a printer, nobody, a forged token: all refused.
+    url = f"{server.ws}/ws/halls/1/kiosk"
+    for token in (tokens[other_id, "kiosk"], creds["board"], tokens[1, "printer"], "forged"):
+        assert await refused(f"{url}?token={token}") == 403, token
+    assert await refused(url) == 403
+
+    # Each kiosk follows its own hall: a snapshot of its (here: no) printers and jobs.
+    for hall_id, token in ((1, creds["kiosk"]), (other_id, tokens[other_id, "kiosk"])):
+        kiosk = await feed(f"{server.ws}/ws/halls/{hall_id}/kiosk?token={token}")
+        first = await kiosk.next()
+        assert first == {**first, "type": "snapshot", "printers": [], "jobs": []}, first
+        await kiosk.ws.close()
 
 
 def raw_ws_that_never_reads(port: int, path: str) -> socket.socket:
