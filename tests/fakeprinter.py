@@ -24,6 +24,8 @@ class FakePrinter:
     status_delay: float = 0.0
     jobs: list[bytes] = field(default_factory=list)
     port: int = 0
+    asked: threading.Event = field(default_factory=threading.Event)
+    """Set when a status query arrives (clear it to see the next one)."""
 
     def start(self) -> FakePrinter:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -57,6 +59,7 @@ class FakePrinter:
                 data = bytes(chunk)
                 # Status queries are answered at once and are not printed.
                 for match in re.finditer(rb"\x10\x04([\x01\x02\x04])", data):
+                    self.asked.set()
                     answer = ANSWERS[self.mode][match.group(1)[0]]
                     if answer is not None:
                         time.sleep(self.status_delay)

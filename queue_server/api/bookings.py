@@ -132,7 +132,7 @@ class PublicBookingController(Controller):
             CheckIn(None, Actor(), code=code, phone=data.phone, remote=True,
                     follow_base=settings.effective_public_base_url),
         )  # fmt: skip
-        return await ticket_answer(bus, settings, ticket_id, wait_for_print=False)
+        return await ticket_answer(bus, settings, ticket_id, with_print=False)
 
 
 class BookingLinkController(Controller):
@@ -162,7 +162,8 @@ class HallBookingController(Controller):
         settings: NamedDependency[Settings],
     ) -> TicketView:
         """Check a visitor in by booking code (typed, or scanned from the QR) or phone
-        number: the answer is their ticket, printed at a kiosk with a printer."""
+        number: the answer is their ticket, printed at a kiosk with a printer (``printing``
+        is the job as it stands; the outcome follows on the kiosk's feed)."""
         ticket_id = await bus.run(
             checkin.check_in,
             CheckIn(
@@ -173,7 +174,7 @@ class HallBookingController(Controller):
             ),
         )  # fmt: skip
         return await ticket_answer(
-            bus, settings, ticket_id, wait_for_print=principal.device_id is not None
+            bus, settings, ticket_id, with_print=principal.device_id is not None
         )
 
     @get("/bookings", opt=roles(*STAFF))
@@ -263,7 +264,7 @@ class HallBookingController(Controller):
             CheckIn(hall_id, Actor(user_id=principal.user_id), code=code,
                     follow_base=settings.effective_public_base_url),
         )  # fmt: skip
-        return await ticket_answer(bus, settings, ticket_id, wait_for_print=False)
+        return await ticket_answer(bus, settings, ticket_id, with_print=False)
 
 
 class BookingSettingsController(Controller):

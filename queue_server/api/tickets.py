@@ -12,7 +12,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from queue_server.realtime.snapshots import Encoded, HallSnapshots
-from queue_server.service import printing, ratings, views
+from queue_server.service import kiosk_prints, printing, ratings, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
@@ -34,19 +34,15 @@ def with_follow_url(view: TicketView, settings: NamedDependency[Settings]) -> Ti
 
 
 async def ticket_answer(
-    bus: Bus, settings: Settings, ticket_id: int, *, wait_for_print: bool
+    bus: Bus, settings: Settings, ticket_id: int, *, with_print: bool
 ) -> TicketView:
-    """A new ticket with its follow link and, for a kiosk's, whether it printed."""
+    """A new ticket with its follow link and, for a kiosk's, its print job as it stands
+    now: the answer never waits for the printer. The outcome follows on the kiosk's feed
+    (``/ws/halls/{hall}/kiosk``)."""
     view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
-    if not wait_for_print:
+    if not with_print:
         return view
-    job = await bus.run(printing.job_for_ticket, ticket_id)
-    printed = (
-        await printing.wait_for_print(bus, job, settings.print_wait_seconds)
-        if job is not None
-        else PrintState("no_printer")
-    )
-    return dataclasses.replace(view, printing=printed)
+    return dataclasses.replace(view, printing=await bus.run(kiosk_prints.print_state, ticket_id))
 
 
 class TicketController(Controller):
@@ -74,6 +70,8 @@ class TicketController(Controller):
         """Take a ticket for a matter: number, people ahead, estimated wait and follow link.
 
         Kiosks use their device token; staff issuing for a visitor (assisted service) sign in.
+        ``printing`` is the print job as it stands when the ticket is made (pending, or
+        no_printer); whether it printed follows on the kiosk's feed, ``/ws/halls/{id}/kiosk``.
         """
         ticket_id = await bus.execute(
             IssueTicket(
@@ -85,7 +83,7 @@ class TicketController(Controller):
                 follow_base=settings.effective_public_base_url,
             )
         )
-        return await ticket_answer(bus, settings, ticket_id, wait_for_print=True)
+        return await ticket_answer(bus, settings, ticket_id, with_print=True)
 
     @post("/tickets/{ticket_id:int}/reprint", opt=roles(*STAFF), status_code=200)
     async def reprint(
@@ -96,7 +94,8 @@ class TicketController(Controller):
         settings: NamedDependency[Settings],
         data: JSONBody[ReprintIn | None] = None,
     ) -> PrintState:
-        """Print a ticket again, on the printer of the kiosk that issued it or on ``printer_id``."""
+        """Print a ticket again, on the printer of the kiosk that issued it or on ``printer_id``;
+        the answer waits (up to ONEDOOR_PRINT_WAIT_SECONDS) to say whether it printed."""
         job_id = await bus.run(
             printing.reprint,
             hall_id,

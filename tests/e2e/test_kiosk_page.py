@@ -17,9 +17,10 @@ import pytest
 from babel.messages.pofile import read_po
 
 from tests.e2e.pages import SIZES, axe_check, browser, demo, new_page, screenshot
+from tests.e2e.test_printing import hall
 from tests.servers import Server
 
-__all__ = ["browser", "demo"]
+__all__ = ["browser", "demo", "hall"]
 pytestmark = pytest.mark.slow
 
 WEB = Path(__file__).parents[2] / "queue_server" / "web"
@@ -351,12 +352,13 @@ async def test_bookings_are_checked_in_by_scanned_link_code_and_phone(
 
 
 # What the result says for each print state (the demo has no printer, so the answer is
-# rewritten on its way to the page): printed, or else "photograph or note the number".
+# rewritten on its way to the page): printed; failed, so "photograph or note the number";
+# still printing (its outcome follows on the kiosk's feed: test_printed_failed_and_late).
 PRINTED = {
     "printed": {"zh_CN": "请取走打印好的号票", "en": "Please take your printed ticket"},
     "failed": {"zh_CN": "号票没有打印出来", "en": "could not be printed"},
-    "pending": {"zh_CN": "号票可能还在打印", "en": "may still be printing"},
-    "sent": {"zh_CN": "号票可能还在打印", "en": "may still be printing"},
+    "pending": {"zh_CN": "正在打印号票", "en": "Printing your ticket"},
+    "sent": {"zh_CN": "正在打印号票", "en": "Printing your ticket"},
 }
 PHOTO = {"zh_CN": "拍下本页", "en": "take a photo of this screen"}
 
@@ -397,7 +399,7 @@ async def test_every_screen_passes_axe_at_each_size_in_both_languages_and_closed
             await page.wait_for_function("document.getElementById('r-qr').naturalWidth > 0")
             said = await page.locator("#r-print").inner_text()
             assert PRINTED[printing][lang] in said, (printing, said)
-            assert (PHOTO[lang] in said) == (printing != "printed"), (printing, said)
+            assert (PHOTO[lang] in said) == (printing == "failed"), (printing, said)
             await axe_check(page, f"result {size} {lang}")
             await screenshot(page, f"kiosk-result-{size}-{lang}")
             await page.locator("#done").click()
@@ -431,3 +433,60 @@ async def test_every_screen_passes_axe_at_each_size_in_both_languages_and_closed
         assert await page.locator("button.k-matter:visible").count() == 0
         await axe_check(page, f"closed {size} {lang}")
         await screenshot(page, f"kiosk-closed-{size}-{lang}")
+
+
+async def take_a_number(page: Any) -> None:
+    await page.locator("button.k-matter").first.click()
+    await screen_is(page, "priority")
+    await page.locator("#issue-button").click()
+    await screen_is(page, "result")
+
+
+async def print_box(page: Any, **attributes: str) -> str:
+    """Wait until #r-print shows ``attributes`` (data-state=…, data-notice=…); its text."""
+    wanted = "".join(f"[data-{key}={value}]" for key, value in attributes.items())
+    await page.wait_for_selector(f"#r-print{wanted}", timeout=20000)
+    return str(await page.locator("#r-print").inner_text())
+
+
+async def test_printed_failed_and_late(browser: Any, hall: Any) -> None:
+    """With a real print agent and printer: the result says "printing" at once, then what
+    the kiosk's feed reports; with no word for 10 s, that it may still be printing."""
+    server, creds, printer, agent = hall
+    page = await new_page(browser, "desktop")
+    await open_kiosk(page, kiosk_url(server, creds))
+
+    agent.pause()  # a slow agent: the answer does not wait for it
+    await take_a_number(page)
+    said = await print_box(page, notice="printing")
+    assert await page.get_attribute("#r-print", "data-state") in ("pending", "sent")
+    assert "正在打印号票" in said and "拍下" not in said, said
+    assert await page.get_attribute("#r-print", "aria-live") == "polite"
+    await axe_check(page, "result, printing")
+    agent.resume()
+    said = await print_box(page, state="printed", notice="printed")
+    assert "请取走打印好的号票" in said and "拍下" not in said, said
+    await screenshot(page, "kiosk-result-printed")
+
+    # Paper out: the failure, and the hint to photograph the screen.
+    printer.mode = "paper_out"
+    await page.locator("#done").click()
+    await screen_is(page, "start")
+    await take_a_number(page)
+    said = await print_box(page, state="failed", notice="failed")
+    assert "号票没有打印出来" in said and "拍下本页" in said, said
+
+    # No word from the agent for 10 s: it may still be printing; then it does.
+    printer.mode = "online"
+    agent.pause()
+    await page.locator("#done").click()
+    await screen_is(page, "start")
+    await take_a_number(page)
+    await print_box(page, notice="printing")
+    said = await print_box(page, notice="late")
+    assert await page.get_attribute("#r-print", "data-state") in ("pending", "sent")
+    assert "号票可能还在打印" in said and "拍下本页" in said, said
+    agent.resume()
+    said = await print_box(page, state="printed", notice="printed")
+    assert "请取走打印好的号票" in said, said
+    assert not page.script_errors

@@ -1,9 +1,11 @@
-"""Printing end to end: kiosk API → print agent (a real process) → a fake network printer."""
+"""Printing end to end: kiosk API → print agent (a real process) → a fake network printer,
+and the outcome back to the kiosk over its feed (``/ws/halls/{hall}/kiosk``)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_live_feeds import Clerk
+from tests.e2e.test_live_feeds import Clerk, Feed, feed
 from tests.fakeprinter import FakePrinter, qr_payload, strip_escpos
 from tests.servers import ONEDOOR, Server, load_demo, server_env
 
@@ -44,6 +46,15 @@ class AgentProcess:
             self.process.kill()
             self.process.wait()
 
+    def pause(self) -> None:
+        """A slow agent: stopped (SIGSTOP) until ``resume``; its connection stays open."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def output(self) -> str:
         return self.log.read_text()
 
@@ -51,13 +62,17 @@ class AgentProcess:
 @pytest.fixture
 def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str], FakePrinter, AgentProcess]]:
     env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
-    env["ONEDOOR_PRINT_WAIT_SECONDS"] = "3"
+    # Only the reprint answer waits for the printer now. Were the kiosk's answer to wait,
+    # it would wait this long: the tests that pause the agent would then time out.
+    env["ONEDOOR_PRINT_WAIT_SECONDS"] = "60"
     creds = load_demo(env)
     printer = FakePrinter().start()
     server = Server(env).start()
     agent = AgentProcess(server, creds["printer"], printer, tmp_path).start()
     wait_until(lambda: "connected to the server" in agent.output())
     yield server, creds, printer, agent
+    if agent.process and agent.process.poll() is None:
+        agent.resume()  # a test that failed with the agent paused
     agent.kill()
     output = server.stop()
     printer.stop()
@@ -82,6 +97,28 @@ async def issue(server: Server, creds: dict[str, str], service_id: int = 1) -> d
     return answer.json()  # type: ignore[no-any-return]
 
 
+def kiosk_feed_url(server: Server, token: str, hall_id: int = 1) -> str:
+    return f"{server.ws}/ws/halls/{hall_id}/kiosk?token={token}"
+
+
+async def kiosk_feed(server: Server, creds: dict[str, str]) -> Feed:
+    """The kiosk's feed, past its first snapshot."""
+    kiosk = await feed(kiosk_feed_url(server, creds["kiosk"]))
+    first = await kiosk.next(timeout=10)
+    assert first["type"] == "snapshot", first
+    return kiosk
+
+
+async def outcome(kiosk: Feed, ticket: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+    """What the kiosk's feed says became of the ticket's print job."""
+    job_id = ticket["printing"]["job_id"]
+    return await kiosk.until(
+        lambda m: m["type"] == "print" and m["job_id"] == job_id
+        and m["state"] in ("printed", "failed"),
+        timeout,
+    )  # fmt: skip
+
+
 def alerts(server: Server, creds: dict[str, str]) -> list[dict[str, Any]]:
     """The hall's device alerts, as a manager's or clerk's screen shows them."""
     answer = httpx.get(
@@ -99,9 +136,12 @@ def printed_numbers(printer: FakePrinter) -> list[str]:
 
 async def test_a_kiosk_ticket_prints_in_chinese_with_its_qr(hall: Any) -> None:
     server, creds, printer, _ = hall
+    kiosk = await kiosk_feed(server, creds)
     ticket = await issue(server, creds)
-    assert ticket["printing"]["state"] == "printed"
-    assert len(printer.jobs) == 1
+    # Whatever the job's state when the answer was made, the outcome comes on the feed.
+    said = await outcome(kiosk, ticket)
+    assert (said["state"], said["ticket_id"], said["number"]) == ("printed", ticket["id"], "A001")
+    wait_until(lambda: len(printer.jobs) == 1)
     job = printer.jobs[0]
     text = strip_escpos(job).decode("gb18030")
     assert "A001" in text
@@ -111,13 +151,45 @@ async def test_a_kiosk_ticket_prints_in_chinese_with_its_qr(hall: Any) -> None:
     assert job.startswith(b"\x1b@\x1c&"), "initialise, then Chinese mode"
     assert job.endswith(b"\x1dV\x00") or b"\x1dV" in job[-8:], "the ticket is cut"
     assert qr_payload(job) == ticket["follow_url"]
+    await kiosk.ws.close()
+
+
+async def test_the_answer_comes_at_once_while_a_slow_agent_still_prints(hall: Any) -> None:
+    server, creds, printer, agent = hall
+    kiosk = await kiosk_feed(server, creds)
+    agent.pause()  # connected, but it will not print anything until it is resumed
+    ticket = await issue(server, creds)  # it would time out, were the answer to wait
+    assert ticket["printing"]["state"] in ("pending", "sent"), ticket["printing"]
+    assert ticket["printing"]["job_id"] is not None
+    assert ticket["printing"]["detail"] is None, "the agent is there, only slow"
+    assert printer.jobs == []
+    agent.resume()
+    said = await outcome(kiosk, ticket)
+    assert (said["state"], said["detail"]) == ("printed", None)
+    wait_until(lambda: printed_numbers(printer) == ["A001"])
+
+    # A kiosk that connects after its job finished (a reload, a dropped socket) finds the
+    # outcome in the feed's first message.
+    again = await feed(kiosk_feed_url(server, creds["kiosk"]))
+    snapshot = await again.next(timeout=10)
+    assert snapshot["type"] == "snapshot"
+    [job] = [j for j in snapshot["jobs"] if j["job_id"] == ticket["printing"]["job_id"]]
+    assert (job["state"], job["ticket_id"], job["number"]) == ("printed", ticket["id"], "A001")
+    assert [p["problem"] for p in snapshot["printers"]] == [None]
+    await again.ws.close()
+    await kiosk.ws.close()
 
 
 async def test_paper_out_fails_the_job_raises_an_alert_and_reprint_prints_once(hall: Any) -> None:
     server, creds, printer, _ = hall
+    kiosk = await kiosk_feed(server, creds)
     printer.mode = "paper_out"
     ticket = await issue(server, creds)
-    assert ticket["printing"] == {**ticket["printing"], "state": "failed", "detail": "paper out"}
+    said = await outcome(kiosk, ticket)
+    assert (said["state"], said["detail"]) == ("failed", "paper out")
+    # The printer's own report came before the job's answer, on the same feed.
+    problems = [m["problem"] for m in kiosk.messages if m["type"] == "printer" and m["problem"]]
+    assert problems == ["paper out"], kiosk.messages
     assert printer.jobs == []
     found = alerts(server, creds)
     assert [a["problem"] for a in found] == ["paper out"]
@@ -128,47 +200,65 @@ async def test_paper_out_fails_the_job_raises_an_alert_and_reprint_prints_once(h
         called = await clerk.do(1, "call-next")
         assert called["ticket"]["number"] == ticket["number"]
 
+        # Staff's reprint still waits to say whether it printed.
         printer.mode = "online"
         answer = await clerk.http.post(f"/api/halls/1/tickets/{ticket['id']}/reprint")
         assert answer.status_code == 200, answer.text
         assert answer.json()["state"] == "printed"
-    assert printed_numbers(printer) == ["A001"]
+    # The reprint is on the kiosk's printer: its feed hears of it too.
+    reprinted = await kiosk.until(
+        lambda m: m["type"] == "print" and m["job_id"] == answer.json()["job_id"], timeout=10
+    )
+    assert (reprinted["state"], reprinted["ticket_id"]) == ("printed", ticket["id"])
+    wait_until(lambda: printed_numbers(printer) == ["A001"])
     await asyncio.sleep(0.5)
     assert printed_numbers(printer) == ["A001"], "printed once, not again"
+    await kiosk.ws.close()
 
 
 async def test_a_silent_printer_is_unknown_never_ok(hall: Any) -> None:
     server, creds, printer, _ = hall
+    kiosk = await kiosk_feed(server, creds)
     printer.mode = "silent"
     ticket = await issue(server, creds)
     # The bytes went out, but nobody confirmed them: printed, with the doubt said.
-    assert ticket["printing"]["state"] == "printed"
-    assert "did not answer" in ticket["printing"]["detail"]
+    said = await outcome(kiosk, ticket)
+    assert said["state"] == "printed"
+    assert "did not answer" in said["detail"]
     assert [a["problem"] for a in alerts(server, creds)] == ["printer not answering"]
+    await kiosk.ws.close()
 
 
 async def test_agent_gone_flags_the_kiosk_and_nothing_is_lost(hall: Any, tmp_path: Path) -> None:
     server, creds, printer, agent = hall
+    kiosk = await kiosk_feed(server, creds)
     agent.kill()
     wait_until(lambda: alerts(server, creds) != [])
     assert [a["problem"] for a in alerts(server, creds)] == ["print agent offline"]
+    gone = await kiosk.until(lambda m: m["type"] == "printer" and not m["connected"])
+    assert (gone["connected"], gone["problem"]) == (False, "print agent offline")
     ticket = await issue(server, creds)
-    assert ticket["printing"]["state"] == "pending", "kiosk shows the ticket on screen"
+    # Told at once that nobody is there to print it: the kiosk shows the ticket on screen.
+    assert ticket["printing"] == {**ticket["printing"], "state": "pending",
+                                  "detail": "print agent offline"}  # fmt: skip
     assert printer.jobs == []
     agent.start()  # back: the unsent job goes out now, once
+    said = await outcome(kiosk, ticket)
+    assert said["state"] == "printed"
     wait_until(lambda: len(printer.jobs) == 1)
     assert printed_numbers(printer) == ["A001"]
     wait_until(lambda: alerts(server, creds) == [])
+    await kiosk.ws.close()
 
 
 async def test_agent_killed_mid_job_and_restarted_prints_each_job_once(hall: Any) -> None:
     server, creds, printer, agent = hall
     printer.status_delay = 1.5  # the agent is busy asking the printer when it dies
-    pending = asyncio.create_task(issue(server, creds))
-    await asyncio.sleep(0.8)
-    agent.kill()
-    ticket = await pending
+    printer.asked.clear()
+    ticket = await issue(server, creds)
     assert ticket["printing"]["state"] in ("sent", "pending")
+    wait_until(printer.asked.is_set)
+    agent.kill()
     assert printer.jobs == []
     printer.status_delay = 0.0
     agent.start()

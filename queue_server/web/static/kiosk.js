@@ -2,7 +2,7 @@
 // number; or check a booking in by scanned QR, code or phone number. Runs all day on one
 // screen, so it goes back to the start by itself and survives the server going away.
 
-import { ApiError, announce, api, clock, h, page, qrSrc, t } from "/static/web/common.js";
+import { ApiError, announce, api, clock, follow, h, page, qrSrc, t } from "/static/web/common.js";
 
 const HALL = page.hall_id;
 const TOKEN = page.token || "";
@@ -15,6 +15,8 @@ const SETTLE_MS = 500; // a new screen ignores taps this long (a double tap land
 const SCAN_GAP_MS = 80; // a QR scanner types faster than this between keys
 const SHORTCUT_WAIT_MS = 150; // a digit waits this long to be sure a scan is not starting
 const HEARTBEAT_MS = 30000; // "this kiosk is there" when the server did not say when
+const PRINT_WAIT_MS = 10000; // no word from the printer this long: "may still be printing"
+const AGENT_AWAY = ["print agent offline", "print agent not reporting", "printer removed"];
 const PRIORITY_ORDER = ["none", "elderly", "disability", "pregnancy"];
 const CODE_KEYS = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 const STORED_RESULT = "onedoor-kiosk-result";
@@ -36,6 +38,10 @@ const state = {
   loadedAt: Date.now(),
   lastInput: Date.now(),
 };
+
+// What the kiosk's feed (/ws/halls/{hall}/kiosk) said about its print jobs and printers,
+// and the job of the ticket on screen: {jobId, state, detail, since} or null.
+const prints = { jobs: new Map(), problems: new Map(), shown: null, timer: null, notice: "" };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -149,6 +155,8 @@ function onActivity() {
 /** Back to the start for the next visitor: in the kiosk's own language. */
 function goHome() {
   state.matter = null;
+  prints.shown = null;
+  window.clearTimeout(prints.timer);
   state.pendingIssue = null;
   sessionStorage.removeItem(STORED_RESULT);
   resetCheckIn();
@@ -343,19 +351,87 @@ async function busy(button, work) {
 
 // ---------------------------------------------------------------- the result
 
-function printNotice(printing) {
-  const stateName = printing ? printing.state : "no_printer";
+/** What the result says about the ticket's print job: printed, failed, still printing
+ *  (for up to PRINT_WAIT_MS, while the printer is fine), or else "may still be printing". */
+function printNotice(job) {
+  const stateName = job ? job.state : "no_printer";
   const photo = t("Please take a photo of this screen or write your number down.");
-  if (stateName === "printed") return { ok: true, lines: [t("Please take your printed ticket.")] };
-  if (stateName === "failed") return { ok: false, lines: [t("The ticket could not be printed."), photo] };
+  if (stateName === "printed") return { kind: "printed", ok: true, lines: [t("Please take your printed ticket.")] };
+  if (stateName === "failed") return { kind: "failed", lines: [t("The ticket could not be printed."), photo] };
   if (stateName === "pending" || stateName === "sent") {
-    return { ok: false, lines: [t("The ticket may still be printing."), photo] };
+    // No agent there to print it (the answer says so, or the feed said so since).
+    const troubled = AGENT_AWAY.includes(job.detail) || [...prints.problems.values()].some((p) => AGENT_AWAY.includes(p));
+    if (!troubled && Date.now() - job.since < PRINT_WAIT_MS) {
+      return { kind: "printing", waiting: true, lines: [t("Printing your ticket…")] };
+    }
+    return { kind: "late", lines: [t("The ticket may still be printing."), photo] };
   }
-  return { ok: false, lines: [t("This kiosk does not print tickets."), photo] };
+  return { kind: "no_printer", lines: [t("This kiosk does not print tickets."), photo] };
 }
 
-function showResult(ticket) {
-  sessionStorage.setItem(STORED_RESULT, JSON.stringify({ ticket, at: Date.now() }));
+/** Show the print job's state in #r-print (an aria-live region: a change is heard). */
+function renderPrint() {
+  window.clearTimeout(prints.timer);
+  prints.timer = null;
+  const job = prints.shown;
+  const notice = printNotice(job);
+  const box = $("r-print");
+  box.dataset.state = job ? job.state : "no_printer";
+  box.dataset.notice = notice.kind;
+  if (notice.waiting) {
+    prints.timer = window.setTimeout(renderPrint, Math.max(0, job.since + PRINT_WAIT_MS - Date.now()) + 50);
+  }
+  const text = notice.lines.join("\n");
+  if (prints.notice !== text) {
+    prints.notice = text;
+    box.className = notice.ok ? "alert ok" : notice.waiting ? "alert" : "alert k-photo";
+    box.replaceChildren(...notice.lines.map((line, index) => h("p", { class: index ? "" : "k-print-head" }, line)));
+  }
+  return notice;
+}
+
+/** The feed's news about a job: the ticket on screen (and the stored copy) follow it. */
+function heardOfJob(job) {
+  prints.jobs.set(job.job_id, { state: job.state, detail: job.detail });
+  const shown = prints.shown;
+  if (!shown || shown.jobId !== job.job_id) return;
+  if (shown.state === job.state && shown.detail === job.detail) return;
+  if (shown.state === "printed" || shown.state === "failed") return; // finished is final
+  Object.assign(shown, { state: job.state, detail: job.detail });
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(STORED_RESULT) || "null");
+    if (saved && saved.ticket.printing && saved.ticket.printing.job_id === job.job_id) {
+      saved.ticket.printing = { ...saved.ticket.printing, state: job.state, detail: job.detail };
+      sessionStorage.setItem(STORED_RESULT, JSON.stringify(saved));
+    }
+  } catch (error) {
+    console.warn(error);
+  }
+}
+
+function onPrintMessage(message) {
+  if (message.type === "snapshot") {
+    prints.jobs.clear();
+    prints.problems = new Map(message.printers.map((p) => [p.printer_id, p.problem]));
+    for (const job of message.jobs) heardOfJob(job);
+  } else if (message.type === "print") {
+    heardOfJob(message);
+  } else if (message.type === "printer") {
+    prints.problems.set(message.printer_id, message.problem);
+  } else {
+    return;
+  }
+  if (state.screen === "result" && prints.shown) renderPrint();
+}
+
+/** Follow this kiosk's print jobs on one websocket for the page's whole life; it
+ *  reconnects by itself, and every connect starts with the recent jobs. */
+function followPrints() {
+  follow(`/ws/halls/${HALL}/kiosk?token=${encodeURIComponent(TOKEN)}`, onPrintMessage);
+}
+
+function showResult(ticket, shownAt = Date.now()) {
+  sessionStorage.setItem(STORED_RESULT, JSON.stringify({ ticket, at: shownAt }));
   resetCheckIn();
   $("r-number").textContent = ticket.number;
   const fromBooking = Boolean(ticket.booking);
@@ -394,11 +470,18 @@ function showResult(ticket) {
       : t("About {low}–{high} minutes' wait", { low, high });
   estimate.hidden = !told;
   estimate.textContent = told;
-  const notice = printNotice(ticket.printing);
-  const box = $("r-print");
-  box.className = notice.ok ? "alert ok" : "alert k-photo";
-  box.dataset.state = ticket.printing ? ticket.printing.state : "no_printer";
-  box.replaceChildren(...notice.lines.map((line, index) => h("p", { class: index ? "" : "k-print-head" }, line)));
+  prints.shown = null;
+  const printing = ticket.printing;
+  if (printing && printing.job_id) {
+    // The feed may have told the outcome already (before this answer, or before a reload).
+    const heard = prints.jobs.get(printing.job_id);
+    const done = heard && ["printed", "failed"].includes(heard.state) ? heard : printing;
+    prints.shown = { jobId: printing.job_id, state: done.state, detail: done.detail, since: shownAt };
+  } else if (printing) {
+    prints.shown = { jobId: null, state: printing.state, detail: printing.detail, since: shownAt };
+  }
+  prints.notice = "";
+  const notice = renderPrint();
   $("r-qr").src = qrSrc(ticket.follow_url);
   $("r-qr").dataset.follow = ticket.follow_url;
   show("result");
@@ -655,7 +738,7 @@ function restoreResult() {
   try {
     const saved = JSON.parse(sessionStorage.getItem(STORED_RESULT) || "null");
     if (saved && Date.now() - saved.at < IDLE * 1000) {
-      showResult(saved.ticket);
+      showResult(saved.ticket, saved.at);
       return true;
     }
   } catch (error) {
@@ -688,6 +771,7 @@ async function start() {
     return;
   }
   heartbeat();
+  followPrints();
   await refreshHall();
   while (!state.hall) {
     await new Promise((resolve) => window.setTimeout(resolve, 5000));
