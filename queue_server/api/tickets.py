@@ -39,10 +39,8 @@ async def ticket_answer(
     """A new ticket with its follow link and, for a kiosk's, its print job as it stands
     now: the answer never waits for the printer. The outcome follows on the kiosk's feed
     (``/ws/halls/{hall}/kiosk``)."""
-    view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
-    if not with_print:
-        return view
-    return dataclasses.replace(view, printing=await bus.run(kiosk_prints.print_state, ticket_id))
+    read = kiosk_prints.answer_view if with_print else views.ticket_view
+    return with_follow_url(await bus.run(read, ticket_id), settings)
 
 
 class TicketController(Controller):
@@ -146,11 +144,22 @@ class TicketController(Controller):
         responses={200: ResponseSpec(HallSnapshot, description="The hall now")},
     )
     async def snapshot(
-        self, hall_id: FromPath[int], snapshots: NamedDependency[HallSnapshots]
+        self,
+        hall_id: FromPath[int],
+        snapshots: NamedDependency[HallSnapshots],
+        since: Annotated[
+            int,
+            QueryParameter(
+                ge=0,
+                description="A seq the caller has seen (from an event): the answer is at "
+                "least that new, whichever server process answers.",
+            ),
+        ] = 0,
     ) -> Encoded:
         """Waiting per matter, each counter's state and ticket, and the last calls of today.
 
         Answered from the process's memory (realtime/snapshots.py): ``seq`` is never behind
-        an event this process has applied; a change made through another process shows as
-        soon as its event reaches this one (milliseconds)."""
-        return await snapshots.answer(hall_id)
+        an event this process has applied, nor behind ``since``; without ``since``, a change
+        made through another process shows as soon as its event reaches this one
+        (milliseconds)."""
+        return await snapshots.answer(hall_id, since)

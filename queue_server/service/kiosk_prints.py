@@ -3,7 +3,7 @@ its recent jobs for its live feed (``/ws/halls/{hall}/kiosk``, docs/realtime.md)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -12,7 +12,7 @@ from queue_server.db.tables import DeviceRow, PrintJobRow, TicketRow
 
 from . import printing
 from .unit_of_work import UnitOfWork
-from .views import PrintState
+from .views import PrintState, TicketView, ticket_view
 
 # A kiosk's feed starts with its jobs of this long ago: older unfinished ones have been
 # dropped (printing.STALE_AFTER), and no visitor waits at the screen that long.
@@ -123,3 +123,9 @@ def _kiosk_job(job: PrintJobRow, number: str, printer_problem: str | None) -> Ki
         job.id, job.ticket_id, job.printer_id, number, job.state, detail, job.created_at,
         job.done_at,
     )  # fmt: skip
+
+
+async def answer_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
+    """A kiosk's new ticket with its print job as it stands, in one read transaction."""
+    view = await ticket_view(uow, ticket_id)
+    return replace(view, printing=await print_state(uow, ticket_id))
