@@ -202,8 +202,10 @@ class HallSnapshots:
     _halls: dict[int, HallReads] = field(default_factory=dict)
     _opening: dict[int, asyncio.Task[HallReads]] = field(default_factory=dict)
 
-    async def answer(self, hall_id: int) -> Encoded:
-        """The hall's snapshot, JSON-encoded (HallSnapshot's shape)."""
+    async def answer(self, hall_id: int, since: int = 0) -> Encoded:
+        """The hall's snapshot, JSON-encoded (HallSnapshot's shape); its ``seq`` is at least
+        ``since`` (a number the caller saw, say in an event another process sent it), or the
+        database's if that is lower."""
         if self.hubs is None:
             self.loads += 1
             return Encoded(encode_json(await self.bus.run(views.hall_snapshot, hall_id)))
@@ -214,7 +216,9 @@ class HallSnapshots:
         while True:
             entry, now = hall.entry, self.clock.now()
             if entry is not None and entry.serves(shown, now, self.max_age):
-                return entry.answer_at(now, self._seq(entry, hub))
+                seq = self._seq(entry, hub)
+                if seq >= since:
+                    return entry.answer_at(now, seq)
             task = hall.loading or self._start_load(hall)
             number = hall.started
             entry = await asyncio.shield(task)

@@ -104,6 +104,10 @@ async def test_a_call_through_one_process_shows_in_the_other_s_snapshot(
     assert called.status_code == 200, called.text
     number = called.json()["ticket"]["number"]
     clicked = time.monotonic()
+    # A caller that knows the call's seq (say, from A's board feed) gets it from B at once.
+    at_once = get(b.base, f"/api/halls/1/snapshot?since={first['seq'] + 1}", board).json()
+    assert at_once["seq"] >= first["seq"] + 1
+    assert at_once["recent_calls"][0]["number"] == number
     seen: dict[str, Any] = {}
     for server in (b, a):
         seqs = []

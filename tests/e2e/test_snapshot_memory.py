@@ -19,6 +19,7 @@ from queue_server.realtime.hub import Hubs
 from queue_server.realtime.snapshots import HallSnapshots
 from queue_server.service import views
 from queue_server.service.bus import Bus
+from queue_server.service.commands import Actor, IssueTicket
 from queue_server.settings import Settings
 from tests.servers import PrivateRedis
 from tests.support import DemoSetup, build_hall, call_as
@@ -202,6 +203,27 @@ async def test_a_change_of_setup_shows_at_once(client: AsyncTestClient[Any], bus
             await snapshot(client, hall)
     finally:
         await hubs.release(hall.hall_id)
+
+
+async def test_since_gives_a_change_this_process_has_not_heard_of(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus)
+    await issue(client, hall, "A")
+    first = await snapshot(client, hall)
+    # Committed as another process would: the test's own bus wakes no relay here, so this
+    # process hears of it only at its relay's next poll (5 s on SQLite).
+    await bus.execute(IssueTicket(hall.hall_id, hall.services["A"], Actor()))
+    known = first["seq"] + 1
+    answer = await client.get(
+        f"/api/halls/{hall.hall_id}/snapshot", params={"since": known}, headers=board(hall)
+    )
+    fresh = answer.json()
+    assert fresh["seq"] == known
+    assert fresh["waiting"][0]["waiting"] == first["waiting"][0]["waiting"] + 1
+    assert answer.content == await truth(bus, hall)
+    later = await until_snapshot(client, hall, lambda s: s["seq"] >= known)
+    assert later["seq"] == known, "and it stays: no read goes back"
 
 
 async def test_an_idle_hall_gives_its_hub_back(client: AsyncTestClient[Any], bus: Bus) -> None:
