@@ -39,10 +39,8 @@ async def ticket_answer(
     """A new ticket with its follow link and, for a kiosk's, its print job as it stands
     now: the answer never waits for the printer. The outcome follows on the kiosk's feed
     (``/ws/halls/{hall}/kiosk``)."""
-    view = with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
-    if not with_print:
-        return view
-    return dataclasses.replace(view, printing=await bus.run(kiosk_prints.print_state, ticket_id))
+    read = kiosk_prints.answer_view if with_print else views.ticket_view
+    return with_follow_url(await bus.run(read, ticket_id), settings)
 
 
 class TicketController(Controller):
