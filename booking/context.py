@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, column, func, select, text
 from sqlalchemy.orm import aliased
 
+from booking.domain.booking import Booking, BookingState
 from booking.domain.calendar import HallCalendar, Slot, SlotDemandOf
 from booking.domain.rules import BookingRules, rules_from_json, slot_throughput
+from booking.domain.window import bookable_days, release_moment
 from booking.plan import hall_plan
 from booking.store import SlotCount
 from queue_server.db.repository import hall_from_row
@@ -47,10 +49,31 @@ class Matter:
     throughput: float = 0.0
     """Visitors of the matter its counters can serve in one slot (``slot_throughput``)."""
     _slots: dict[datetime, Slot] = field(default_factory=dict, compare=False, repr=False)
+    _open: list[tuple[datetime, datetime, list[date]]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     @property
     def tz(self) -> ZoneInfo:
         return self.hall.tz
+
+    def open_days(self, now: datetime) -> list[date]:
+        """``bookable_days`` at ``now``, remembered until the answer next changes (the
+        hall's midnight, or a day's release moment)."""
+        if self._open:
+            since, until, days = self._open[0]
+            if since <= now < until:
+                return days
+        days = bookable_days(now, self.tz, self.rules)
+        today = now.astimezone(self.tz).date()
+        midnight = datetime.combine(today + timedelta(days=1), time(0), tzinfo=self.tz)
+        changes = [midnight.astimezone(UTC)] + [
+            moment
+            for ahead in range(self.rules.window_days + 1)
+            if (moment := release_moment(today + timedelta(days=ahead), self.tz, self.rules)) > now
+        ]
+        self._open[:] = [(now, min(changes), days)]
+        return days
 
     def slots(self, day: date, demand: SlotDemandOf | None = None) -> list[Slot]:
         """The matter's slots on its hall date ``day`` (``demand``: the hall's plan)."""
@@ -144,6 +167,57 @@ def _snapshot_query(with_slot: bool) -> Select[Any]:
 _MATTER = _snapshot_query(with_slot=False)
 _MATTER_AND_SLOT = _snapshot_query(with_slot=True)
 
+# PostgreSQL: the booking's holder rows locked in the same statement, unless the slot is
+# stored full (that attempt is refused without a lock) or the matter is not bookable. A
+# person's bookings must be read *after* their lock is held, so that a booking committed by
+# someone holding it first is seen; this statement's snapshot is older than its lock wait.
+# So each row is only updated if no other transaction changed it since this statement's
+# snapshot (its xmin is the one the snapshot saw; a conflicting row is locked either way):
+# when every row was updated, no booking of the person committed in between and the
+# bookings read here are current; otherwise the caller locks and reads again. Every
+# transaction that books updates its holder rows, so their xmin changes with each booking.
+_HOLDERS_LOCKED = (
+    text(
+        """
+        INSERT INTO booking_holders AS held (hall_id, key, touched_at)
+        SELECT CAST(:hall AS bigint), k.key, CAST(:now AS timestamptz)
+        FROM unnest(CAST(:keys AS varchar[])) AS k(key)
+        WHERE EXISTS (SELECT 1 FROM services sv
+                      WHERE sv.id = CAST(:service AS bigint)
+                        AND sv.hall_id = CAST(:hall AS bigint)
+                        AND sv.active AND sv.booking IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM slots sl
+                          WHERE sl.service_id = CAST(:service AS bigint)
+                            AND sl.starts_at = CAST(:start AS timestamptz)
+                            AND sl.booked >= sl.bookable)
+        ORDER BY k.key
+        ON CONFLICT (hall_id, key) DO UPDATE SET touched_at = excluded.touched_at
+        WHERE held.xmin = (SELECT seen.xmin FROM booking_holders seen
+                           WHERE seen.hall_id = held.hall_id AND seen.key = held.key)
+        RETURNING held.key
+        """
+    )
+    .columns(column("key"))
+    .cte("locked")
+)
+_THEIR_BOOKINGS = (
+    text(
+        """
+        SELECT array_agg(ROW(b.id, b.code, b.service_id, b.slot_start, b.state, b.phone,
+                             b.id_tail, b.name, b.made_at, b.checked_in_at, b.due_at)
+                         ORDER BY b.id)
+        FROM bookings b
+        WHERE b.hall_id = CAST(:hall AS bigint)
+          AND (b.phone = CAST(:phone AS varchar) OR b.id_tail = CAST(:tail AS varchar))
+        """
+    )
+    .columns(column("bookings"))
+    .scalar_subquery()
+)
+_MATTER_SLOT_AND_HOLDER = _MATTER_AND_SLOT.add_cte(_HOLDERS_LOCKED).add_columns(
+    select(func.count()).select_from(_HOLDERS_LOCKED).scalar_subquery(), _THEIR_BOOKINGS
+)
+
 
 def _snapshot(values: tuple[Any, ...]) -> Matter:
     hall_values = values[: len(_HALL_COLUMNS)]
@@ -184,9 +258,23 @@ async def load_matter_at(
     if moment is not None:
         stmt, params["start"] = _MATTER_AND_SLOT, moment
     row = (await uow.session.execute(stmt, params)).first()
-    if row is None:
+    return _matter_from(
+        tuple(row) if row is not None else None, hall_id, service_id, moment,
+        for_booking=for_booking,
+    )  # fmt: skip
+
+
+def _matter_from(
+    values: tuple[Any, ...] | None,
+    hall_id: int,
+    service_id: int,
+    moment: datetime | None,
+    *,
+    for_booking: bool,
+) -> tuple[Matter, SlotCount | None]:
+    """The matter and slot of a row of ``_snapshot_query`` (None: no such hall)."""
+    if values is None:
         raise NotFound(f"no hall with id {hall_id}")
-    values = tuple(row)
     if values[len(_HALL_COLUMNS)] is None:  # no such matter in this hall
         raise NotFound(f"hall {hall_id} has no matter with id {service_id}")
     fingerprint = values[:_FINGERPRINT]
@@ -205,9 +293,66 @@ async def load_matter_at(
         )
     slot = None
     if moment is not None and values[_FINGERPRINT] is not None:
-        slot_id, bookable, booked = values[_FINGERPRINT:]
+        slot_id, bookable, booked = values[_FINGERPRINT : _FINGERPRINT + 3]
         slot = SlotCount(int(slot_id), moment, int(bookable), int(booked))
     return matter, slot
+
+
+def current_matter(hall_id: int, service_id: int) -> Matter | None:
+    """The snapshot of the matter's configuration this process read last (None: none yet)."""
+    cached = _snapshots.get((hall_id, service_id))
+    return cached[1] if cached is not None else None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A visitor's holder rows as ``load_matter_for_booking`` found them."""
+
+    locked: bool
+    """Every row is locked and no booking of theirs committed since ``bookings`` were read."""
+    bookings: list[Booking]
+    """Their bookings in the hall (under the phone number or the ID tail)."""
+
+
+async def load_matter_for_booking(
+    uow: UnitOfWork,
+    hall_id: int,
+    service_id: int,
+    start: datetime,
+    *,
+    keys: list[str],
+    phone: str | None,
+    id_tail: str | None,
+) -> tuple[Matter, SlotCount | None, Holder | None]:
+    """``load_matter_at`` for a booking; on PostgreSQL the same statement also locks the
+    visitor's holder rows (``keys``) and reads their bookings (``Holder``; None where the
+    database is SQLite or nothing was locked because the slot is stored full or the matter
+    is not bookable)."""
+    if not keys or uow.session.get_bind().dialect.name != "postgresql":
+        matter, slot = await load_matter_at(uow, hall_id, service_id, start)
+        return matter, slot, None
+    moment = start.astimezone(UTC)
+    params = {
+        "hall": hall_id, "service": service_id, "start": moment, "keys": sorted(keys),
+        "now": uow.clock.now(), "phone": phone, "tail": id_tail,
+    }  # fmt: skip
+    row = (await uow.session.execute(_MATTER_SLOT_AND_HOLDER, params)).first()
+    values = tuple(row) if row is not None else None
+    matter, slot = _matter_from(values, hall_id, service_id, moment, for_booking=True)
+    assert values is not None
+    held, rows = values[_FINGERPRINT + 3], values[_FINGERPRINT + 4] or []
+    if not held:
+        return matter, slot, None
+    tz = matter.tz.key
+    bookings = [
+        Booking(
+            hall_id=hall_id, service_id=r[2], slot_start=r[3], name=r[7], phone=r[5],
+            code=r[1], timezone=tz, made_at=r[8], id_tail=r[6], id=r[0],
+            state=BookingState(r[4]), checked_in_at=r[9], due_at=r[10],
+        )
+        for r in rows
+    ]  # fmt: skip
+    return matter, slot, Holder(int(held) == len(keys), bookings)
 
 
 async def load_matter(

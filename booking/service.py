@@ -2,33 +2,59 @@
 
 Each command is one transaction. A booking takes its place with the slot row's conditional
 update (``BookingStore.take_place``) after locking its holder rows, so neither the slot's
-capacity nor a person's limits can be beaten by racing requests.
+capacity nor a person's limits can be beaten by racing requests. On PostgreSQL a booking is
+two statements: the matter, the slot and the holder's lock and bookings, then the place,
+the booking and its events (``BookingStore.book_in_one``). A slot the process knows is full
+(``slot_memory``) is refused without a transaction.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from booking.context import Matter, demand_of, load_hall, load_matter, load_matter_at
+from booking.context import (
+    Matter,
+    current_matter,
+    demand_of,
+    load_hall,
+    load_matter,
+    load_matter_for_booking,
+)
 from booking.domain import contact
-from booking.domain.booking import make_booking
+from booking.domain.booking import Booking, make_booking
 from booking.domain.calendar import Slot
 from booking.domain.codes import new_code, normalise_code
-from booking.domain.errors import SlotFull
+from booking.domain.errors import DomainError, SlotFull
 from booking.domain.rules import BookingRules
 from booking.domain.window import bookable_days, check_bookable, release_moment
-from booking.store import BookingStore, SlotCount, apply_booking, booking_from_row, holder_keys
+from booking.slot_memory import Reading, SlotMemory, memory_of
+from booking.store import (
+    BookingStore,
+    SlotCount,
+    Taken,
+    apply_booking,
+    booking_from_row,
+    holder_keys,
+)
 from queue_server.db.tables import BookingRow, TicketRow, VisitRow
+from queue_server.service.bus import Bus
 from queue_server.service.errors import Conflict, Invalid, NotFound, RetryTransaction
 from queue_server.service.unit_of_work import UnitOfWork
 
+if TYPE_CHECKING:
+    from litestar.channels import ChannelsPlugin
+
 NEXT_FREE = 5
+FREE_LIST_LIMIT = 256
+"""Free slots read at once for a matter's refusals to suggest from (kept in memory)."""
 MAX_DAYS_LISTED = 31
 
 
@@ -171,20 +197,87 @@ async def _slot(uow: UnitOfWork, matter: Matter, start: datetime) -> Slot:
     return slot
 
 
-async def _next_free(uow: UnitOfWork, matter: Matter, after: datetime) -> list[dict[str, str]]:
-    """The next slots with a free place, for a refusal to offer instead."""
-    now = uow.clock.now()
-    days = bookable_days(now, matter.tz, matter.rules)
+def _window_end(matter: Matter, now: datetime) -> datetime | None:
+    """The end of the booking window (UTC), or None while no day is bookable."""
+    days = matter.open_days(now)
     if not days:
-        return []
-    until = datetime.combine(days[-1] + timedelta(days=1), time(0), tzinfo=matter.tz)
-    starts = await BookingStore(uow.session).free_slots_after(
-        matter.service.id, max(after, now), until.astimezone(UTC), NEXT_FREE
-    )
+        return None
+    end = datetime.combine(days[-1] + timedelta(days=1), time(0), tzinfo=matter.tz)
+    return end.astimezone(UTC)
+
+
+def _check_bookable(slot: Slot, now: datetime, matter: Matter) -> None:
+    """``check_bookable``, answered from the matter's remembered open days when it passes."""
+    if slot.start > now and slot.start.astimezone(matter.tz).date() in matter.open_days(now):
+        return
+    check_bookable(slot, now, matter.tz, matter.rules)
+
+
+def _suggested(
+    starts: Iterable[datetime], after: datetime, matter: Matter, memory: SlotMemory | None
+) -> list[datetime]:
+    """The first ``NEXT_FREE`` of ``starts`` after ``after`` that are not known full."""
+    hall_id, service_id = matter.hall.id, matter.service.id
+    found = []
+    for start in starts:
+        if start <= after or (memory and memory.is_full(hall_id, service_id, start)):
+            continue
+        found.append(start)
+        if len(found) == NEXT_FREE:
+            break
+    return found
+
+
+def _as_free(starts: list[datetime], matter: Matter) -> list[dict[str, str]]:
     return [
         {"start": start.isoformat(), "local": f"{start.astimezone(matter.tz):%Y-%m-%d %H:%M}"}
         for start in starts
     ]
+
+
+def _remembered_next_free(
+    memory: SlotMemory, matter: Matter, after: datetime, now: datetime
+) -> list[dict[str, str]] | None:
+    """``_next_free`` from the matter's free list in memory; None if it must be read."""
+    until = _window_end(matter, now)
+    if until is None:
+        return []
+    free = memory.free_list(matter.hall.id, matter.service.id, until)
+    if free is None:
+        return None
+    found = _suggested(free.starts, max(after, now), matter, memory)
+    if len(found) < NEXT_FREE and not free.complete:
+        return None
+    return _as_free(found, matter)
+
+
+async def _next_free(
+    uow: UnitOfWork,
+    matter: Matter,
+    after: datetime,
+    memory: SlotMemory | None = None,
+    epoch: int | None = None,
+) -> list[dict[str, str]]:
+    """The next slots with a free place, for a refusal to offer instead: from the matter's
+    free list (read once, kept until a slot of the hall frees or ``slot_memory.TTL``),
+    less the slots known full since."""
+    now = uow.clock.now()
+    if memory is not None:
+        remembered = _remembered_next_free(memory, matter, after, now)
+        if remembered is not None:
+            return remembered
+    until = _window_end(matter, now)
+    if until is None:
+        return []
+    store = BookingStore(uow.session)
+    starts = await store.free_slots_after(matter.service.id, now, until, FREE_LIST_LIMIT)
+    complete = len(starts) < FREE_LIST_LIMIT
+    if memory is not None:
+        memory.keep_free_list(matter.hall.id, matter, until, starts, complete, epoch)
+    found = _suggested(starts, max(after, now), matter, memory)
+    if len(found) < NEXT_FREE and not complete:
+        found = await store.free_slots_after(matter.service.id, max(after, now), until, NEXT_FREE)
+    return _as_free(found, matter)
 
 
 def _contact(c: BookSlot) -> tuple[str | None, str | None, str]:
@@ -194,54 +287,153 @@ def _contact(c: BookSlot) -> tuple[str | None, str | None, str]:
     return phone, tail, contact.normalise_name(c.name)
 
 
-async def book_slot(uow: UnitOfWork, c: BookSlot) -> BookingOut:
-    """Book the slot, or refuse with what to change: 409 slot full (with the next free
-    slots), outside the booking window, or a per-person limit reached."""
+def slot_memory_of(channels: ChannelsPlugin, bus: Bus) -> SlotMemory:
+    """The app's slot memory (one per channels plugin), reading its halls through ``bus``."""
+
+    async def refresh(hall_id: int, matters: list[Matter]) -> dict[int, Reading]:
+        return await bus.run(_read_again, hall_id, matters)
+
+    return memory_of(channels, refresh)
+
+
+async def _read_again(uow: UnitOfWork, hall_id: int, matters: list[Matter]) -> dict[int, Reading]:
+    """What the slot memory holds for these matters, read again: their configuration now
+    and their free slots in the booking window."""
     now = uow.clock.now()
     store = BookingStore(uow.session)
-    # One statement reads the matter's configuration and the slot's counter.
-    matter, stored = await load_matter_at(uow, c.hall_id, c.service_id, c.slot_start)
+    readings = {}
+    for known in matters:
+        service_id = known.service.id
+        try:
+            matter = await load_matter(uow, hall_id, service_id)
+        except (NotFound, DomainError):
+            readings[service_id] = Reading(None, None, (), True)
+            continue
+        until = _window_end(matter, now)
+        starts = (
+            await store.free_slots_after(service_id, now, until, FREE_LIST_LIMIT) if until else []
+        )
+        readings[service_id] = Reading(matter, until, starts, len(starts) < FREE_LIST_LIMIT)
+    return readings
+
+
+def refuse_if_known_full(memory: SlotMemory | None, c: BookSlot, now: datetime) -> None:
+    """Answer, without a transaction, what ``book_slot`` would answer for a slot this
+    process knows is full (the same checks in the same order, then 409 slot full with the
+    next free slots); return if the slot is not known full or its suggestions are not in
+    memory: the booking goes on to the database."""
+    if memory is None:
+        return
+    matter = memory.full_matter(c.hall_id, c.service_id, c.slot_start)
+    if matter is None or matter is not current_matter(c.hall_id, c.service_id):
+        return  # not known full, or the configuration was read anew since
+    if matter.service.booking is None or not matter.service.active:
+        return
+    slot = matter.slot_at(c.slot_start)
+    if slot is None:
+        return
+    phone, _, _ = _contact(c)
+    if phone is None and c.staff_id is None:
+        raise Invalid("phone", "give a mobile number: the booking is managed with it")
+    _check_bookable(slot, now, matter)
+    suggestions = _remembered_next_free(memory, matter, slot.start, now)
+    if suggestions is None:
+        return
+    raise Conflict(_full_message(matter, slot), reason="slot_full", next_free=suggestions)
+
+
+async def book_slot(uow: UnitOfWork, c: BookSlot, memory: SlotMemory | None = None) -> BookingOut:
+    """Book the slot, or refuse with what to change: 409 slot full (with the next free
+    slots), outside the booking window, or a per-person limit reached. ``memory``: the
+    process's slot memory, which answers for slots known full and learns from this."""
+    now = uow.clock.now()
+    refuse_if_known_full(memory, c, now)  # e.g. learned while this one waited its turn
+    epoch = memory.epoch(c.hall_id) if memory is not None else None  # before any read
+    store = BookingStore(uow.session)
+    phone = tail = None
+    keys: list[str] = []
+    try:
+        phone, tail, name = _contact(c)
+        keys = holder_keys(phone, tail, name)
+    except DomainError:
+        pass  # refused below, after what the matter and the slot have to say
+    # One statement reads the matter's configuration and the slot's counter (on
+    # PostgreSQL also locking the holder's rows and reading their bookings).
+    matter, stored, holder = await load_matter_for_booking(
+        uow, c.hall_id, c.service_id, c.slot_start, keys=keys, phone=phone, id_tail=tail
+    )
+    if memory is not None:
+        memory.listen(c.hall_id)  # a hall that exists, with a matter booked online
     slot = await _slot(uow, matter, c.slot_start)
     phone, tail, name = _contact(c)
     if phone is None and c.staff_id is None:
         raise Invalid("phone", "give a mobile number: the booking is managed with it")
-    check_bookable(slot, now, matter.tz, matter.rules)
+    _check_bookable(slot, now, matter)
     if stored is None:  # the release job has not stored it yet
         slot_id = await store.slot_id(c.hall_id, c.service_id, slot)
         booked, bookable = await store.booked(slot_id)
     else:
         slot_id, booked, bookable = stored.slot_id, stored.booked, stored.bookable
+    postgres = uow.session.get_bind().dialect.name == "postgresql"
+    taken: Taken | None = None
     try:
         if booked >= bookable:  # refuse a full slot before taking any lock
             raise SlotFull(_full_message(matter, slot))
-        await store.lock_holder(c.hall_id, holder_keys(phone, tail, name), now)
-        existing = [
-            booking_from_row(r, matter.tz.key)
-            for r in await store.bookings_of(c.hall_id, phone, tail)
-        ]
+        if holder is not None and holder.locked:
+            existing = holder.bookings
+        else:
+            await store.lock_holder(c.hall_id, holder_keys(phone, tail, name), now)
+            existing = [
+                booking_from_row(r, matter.tz.key)
+                for r in await store.bookings_of(c.hall_id, phone, tail)
+            ]
         booking = make_booking(
             hall_id=c.hall_id, service_id=c.service_id, slot=slot, name=name, phone=phone,
             id_tail=tail, code=new_code(secrets.randbelow), now=now, tz=matter.tz,
             rules=matter.rules, taken=booked, existing=existing,
         )  # fmt: skip
-        if not await store.take_place(slot_id):
+        values = _booking_values(c, slot_id, slot, booking, now)
+        try:
+            if postgres:
+                taken = await store.book_in_one(booking.events, **values)
+            else:
+                taken = await store.take_place(slot_id)
+                if taken is not None:
+                    row = await store.add_booking(**values)
+        except IntegrityError as exc:  # the random code clashed with a stored one: draw again
+            raise RetryTransaction from exc
+        if taken is None:
             raise SlotFull(_full_message(matter, slot))
     except SlotFull as exc:
+        if memory is not None:
+            memory.learned_full(c.hall_id, matter, slot.start, epoch)
         raise Conflict(
-            str(exc), reason="slot_full", next_free=await _next_free(uow, matter, slot.start)
-        ) from None
-    try:
-        row = await store.add_booking(
-            hall_id=c.hall_id, service_id=c.service_id, slot_id=slot_id, slot_start=slot.start,
-            code=booking.code, name=booking.name, phone=booking.phone, id_tail=booking.id_tail,
-            state=str(booking.state), channel="staff" if c.staff_id else "online",
-            made_by_user_id=c.staff_id, made_at=now,
-        )  # fmt: skip
-    except IntegrityError as exc:  # the random code clashed with a stored one: draw again
-        raise RetryTransaction from exc
-    uow.collect(booking.events)
+            str(exc), reason="slot_full",
+            next_free=await _next_free(uow, matter, slot.start, memory, epoch),
+        ) from None  # fmt: skip
+    if postgres:
+        row = BookingRow(id=taken.booking_id, **values)
+        booking.events.clear()  # logged by the statement itself
+        uow.note_recorded()
+    else:
+        uow.collect(booking.events)
     await uow.commit()
+    if taken.filled and memory is not None:  # this one took the last place
+        memory.learned_full(c.hall_id, matter, slot.start, epoch)
     return booking_out(row, matter)
+
+
+def _booking_values(
+    c: BookSlot, slot_id: int, slot: Slot, booking: Booking, now: datetime
+) -> dict[str, Any]:
+    """The new booking's row."""
+    return {
+        "hall_id": c.hall_id, "service_id": c.service_id, "slot_id": slot_id,
+        "slot_start": slot.start, "code": booking.code, "name": booking.name,
+        "phone": booking.phone, "id_tail": booking.id_tail, "state": str(booking.state),
+        "channel": "staff" if c.staff_id else "online", "made_by_user_id": c.staff_id,
+        "made_at": now,
+    }  # fmt: skip
 
 
 def _full_message(matter: Matter, slot: Slot) -> str:
@@ -336,7 +528,7 @@ async def reschedule_booking(uow: UnitOfWork, c: RescheduleBooking) -> BookingOu
     ]
     try:
         booking.reschedule(slot, now, rules, taken=booked, existing=existing)
-        if not await store.take_place(new_slot_id):
+        if await store.take_place(new_slot_id) is None:
             raise SlotFull(_full_message(matter, slot))
     except SlotFull as exc:
         raise Conflict(

@@ -7,22 +7,26 @@ by the opposite, so any number of racing bookers get at most ``bookable`` places
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, event, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from booking.domain.booking import Booking, BookingState
 from booking.domain.calendar import Slot
+from booking.slot_memory import Changed, Freed, forget_after_commit
 from queue_server.db.tables import (
     BookingHolderRow,
     BookingRow,
     SlotRow,
 )
+from queue_server.domain.events import Event
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,99 @@ _TAKE_PLACE = (
     update(_SLOTS)
     .where(_SLOTS.c.id == bindparam("slot"), _SLOTS.c.booked < _SLOTS.c.bookable)
     .values(booked=_SLOTS.c.booked + 1)
-    .returning(_SLOTS.c.booked)
+    .returning(_SLOTS.c.booked, _SLOTS.c.bookable)
+)
+_GIVE_BACK_PLACE = (
+    update(_SLOTS)
+    .where(_SLOTS.c.id == bindparam("slot"), _SLOTS.c.booked > 0)
+    .values(booked=_SLOTS.c.booked - 1)
+    .returning(_SLOTS.c.hall_id, _SLOTS.c.service_id, _SLOTS.c.starts_at)
 )
 _HOLDER_UPSERTS: dict[str, Any] = {}
+
+_PG_BOOK = text(
+    """
+    WITH taken AS (
+        UPDATE slots SET booked = booked + 1
+        WHERE id = CAST(:slot_id AS bigint) AND booked < bookable
+        RETURNING booked, bookable
+    ), made AS (
+        INSERT INTO bookings (hall_id, service_id, slot_id, slot_start, code, name, phone,
+                              id_tail, state, channel, made_by_user_id, made_at)
+        SELECT CAST(:hall_id AS bigint), CAST(:service_id AS bigint), CAST(:slot_id AS bigint),
+               CAST(:slot_start AS timestamptz), CAST(:code AS varchar),
+               CAST(:name AS varchar), CAST(:phone AS varchar), CAST(:id_tail AS varchar),
+               CAST(:state AS varchar), CAST(:channel AS varchar),
+               CAST(:made_by_user_id AS bigint), CAST(:made_at AS timestamptz)
+        FROM taken
+        RETURNING id
+    ), bumped AS (
+        -- The hall row last (the documented lock order), and only for a booking made:
+        -- every booking of the hall queues on this lock until its commit.
+        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
+        WHERE id = CAST(:hall_id AS bigint) AND EXISTS (SELECT 1 FROM made)
+        RETURNING event_seq
+    ), logged AS (
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall_id AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
+               e.name, CAST(e.payload AS json), CAST(:made_at AS timestamptz)
+        FROM bumped,
+             unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+                 WITH ORDINALITY AS e(name, payload, ord)
+        RETURNING seq
+    )
+    SELECT taken.booked, taken.bookable, (SELECT id FROM made),
+           (SELECT count(*) FROM logged)
+    FROM taken
+    """
+)
+"""A booking on PostgreSQL in one statement, once its holder is locked and its limits
+checked: the slot's place (the conditional update), the booking row, and its events
+numbered in the hall's log as ``Repository.record_events`` numbers them."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A place taken: the booking's row id (when stored with it) and the slot's count after."""
+
+    booked: int
+    bookable: int
+    booking_id: int | None = None
+
+    @property
+    def filled(self) -> bool:
+        """This booking took the slot's last place."""
+        return self.booked >= self.bookable
+
+
+_FORGET = "onedoor_booking_forget"
+"""Where a session keeps the slots its transaction gave places back to, until it commits."""
+
+
+def _pending(session: AsyncSession) -> tuple[list[Freed], list[Changed]]:
+    """The session's list of slots to forget after its commit (hooks set up on first use)."""
+    pending: tuple[list[Freed], list[Changed]] | None = session.info.get(_FORGET)
+    if pending is None:
+        pending = session.info[_FORGET] = ([], [])
+        sync = session.sync_session
+        event.listen(sync, "after_commit", _forget_committed)
+        event.listen(sync, "after_rollback", _drop_pending)
+    return pending
+
+
+def _forget_committed(session: Session) -> None:
+    pending = session.info.get(_FORGET)
+    if pending and (pending[0] or pending[1]):
+        forget_after_commit(*pending)
+        pending[0].clear()
+        pending[1].clear()
+
+
+def _drop_pending(session: Session) -> None:
+    pending = session.info.get(_FORGET)
+    if pending:
+        pending[0].clear()
+        pending[1].clear()
 
 
 class BookingStore:
@@ -130,7 +224,10 @@ class BookingStore:
                     .where(SlotRow.id == known.slot_id)
                     .values(capacity=s.capacity, bookable=s.bookable)
                 )
+                if s.bookable > known.bookable:  # more places: no longer full
+                    _pending(self.session)[0].append((hall_id, service_id, s.start))
         if new:
+            _pending(self.session)[1].append((hall_id, service_id))
             stmt = self._upsert(SlotRow).values(
                 [
                     {
@@ -177,17 +274,35 @@ class BookingStore:
         ).one()
         return int(row[0]), int(row[1])
 
-    async def take_place(self, slot_id: int) -> bool:
-        """Take one place of the slot if one is free; False if it is full."""
-        taken = await self.session.execute(_TAKE_PLACE, {"slot": slot_id})
-        return taken.scalar_one_or_none() is not None
+    async def take_place(self, slot_id: int) -> Taken | None:
+        """Take one place of the slot if one is free; None if it is full."""
+        row = (await self.session.execute(_TAKE_PLACE, {"slot": slot_id})).first()
+        return Taken(int(row[0]), int(row[1])) if row is not None else None
 
     async def give_back_place(self, slot_id: int) -> None:
-        await self.session.execute(
-            update(SlotRow)
-            .where(SlotRow.id == slot_id, SlotRow.booked > 0)
-            .values(booked=SlotRow.booked - 1)
-        )
+        """Give a place back; once committed, this process's memories forget the slot as
+        full at once (other processes hear the booking's event)."""
+        row = (await self.session.execute(_GIVE_BACK_PLACE, {"slot": slot_id})).first()
+        if row is not None:
+            _pending(self.session)[0].append((int(row[0]), int(row[1]), row[2]))
+
+    async def book_in_one(self, events: Sequence[Event], **values: Any) -> Taken | None:
+        """PostgreSQL: take a place of the slot ``values["slot_id"]``, store the booking
+        (``values``: its row) and log its ``events``, in one statement (``_PG_BOOK``); None
+        if the slot is full. A clash of the random code raises ``IntegrityError``. The
+        caller's unit of work must be told the events are written (``note_recorded``)."""
+        params = {
+            **values,
+            "count": len(events),
+            "names": [e.name for e in events],
+            "payloads": [json.dumps(e.payload()) for e in events],
+        }
+        row = (await self.session.execute(_PG_BOOK, params)).first()
+        if row is None:
+            return None
+        if int(row[3]) != len(events):
+            raise LookupError(f"no hall {values['hall_id']} to record its events in")
+        return Taken(int(row[0]), int(row[1]), int(row[2]))
 
     async def lock_holder(self, hall_id: int, keys: Iterable[str], now: datetime) -> None:
         """Upsert the visitor's holder rows, in key order: their row locks, held until

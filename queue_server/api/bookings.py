@@ -8,6 +8,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, get, post, put
+from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
@@ -65,16 +66,18 @@ class PublicBookingController(Controller):
         bus: NamedDependency[Bus],
         settings: NamedDependency[Settings],
         booking_gate: NamedDependency[BookingGate],
+        channels: NamedDependency[ChannelsPlugin],
     ) -> BookingOut:
         """Book a slot: the answer holds the booking code, its QR link and the materials to
         bring. 409 when the slot is full (with the next free slots), outside the booking
         window, or a limit per phone number or ID is reached."""
+        command = service.BookSlot(hall_id, data.service_id, data.slot_start, data.name,
+                                   data.phone, data.id_tail)  # fmt: skip
+        # A slot this process knows is full is refused at once, without waiting its turn.
+        memory = service.slot_memory_of(channels, bus)
+        service.refuse_if_known_full(memory, command, bus.clock.now())
         async with booking_gate:
-            booking = await bus.run(
-                service.book_slot,
-                service.BookSlot(hall_id, data.service_id, data.slot_start, data.name,
-                                 data.phone, data.id_tail),
-            )  # fmt: skip
+            booking = await bus.run(service.book_slot, command, memory)
         return with_links(booking, settings)
 
     @get("/api/bookings/{code:str}")
