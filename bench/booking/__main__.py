@@ -45,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if required else 0
     spec = server_spec(args)
     timezone = hall_timezone(datetime.now(UTC))
-    header = describe(sizes, spec, plan, timezone)
+    header = describe(sizes, spec, plan, timezone, args.client)
     print("\n".join(header), flush=True)
 
-    outcome, facts, notes = run_rush_on_server(spec, sizes, plan, timezone)
+    outcome, facts, notes = run_rush_on_server(spec, sizes, plan, timezone, args.client)
     if outcome is None:
         table_text, ok = f"{spec.name}: the rush could not run (see below)", False
     else:

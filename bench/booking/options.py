@@ -80,6 +80,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="server processes (1)")
     parser.add_argument("--pool-size", type=int, help="ONEDOOR_DB_POOL_SIZE (server default)")
     parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="how the load generator sends attempts: its own HTTP/1.1 (raw) or httpx",
+    )
+    parser.add_argument(
         "--booking-concurrency",
         type=int,
         help="ONEDOOR_BOOKING_CONCURRENCY, 0 for no limit (server default)",

@@ -15,6 +15,8 @@ class RushPlan:
     sizes: Sizes
     timezone: str
     database: str
+    client: str = "raw"
+    """How attempts are sent: ``raw`` (client.RawClient) or ``httpx``."""
 
 
 @dataclass

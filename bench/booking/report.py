@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from .. import load, procs
+from .. import procs
 from ..report import format_columns
 from ..run import CpuPlan
 from ..server import ServerSpec
 from ..stats import percentile
+from .client import describe as describe_client
 from .facts import DbFacts
 from .options import SLOT_MINUTES, Sizes
 from .plan import RushOutcome
@@ -108,6 +109,13 @@ def outcome_notes(outcome: RushOutcome, facts: DbFacts | None, plan: CpuPlan) ->
         f"rest of the machine (other PostgreSQL work, other processes) "
         f"{100 * max(0.0, rest) / wall:.0f}"
     )
+    if outcome.answered:
+        per = 1000 / outcome.answered
+        notes.append(
+            f"  CPU per attempt: server {per * outcome.server_cpu_seconds:.2f} ms, load "
+            f"generator {per * outcome.loadgen_cpu_seconds:.2f} ms, PostgreSQL backends "
+            f"{per * outcome.postgres_cpu_seconds:.2f} ms"
+        )
     if outcome.incomplete:
         notes.append(f"  rush incomplete: {outcome.incomplete}")
     notes += [f"    error: {sample}" for sample in outcome.samples]
@@ -129,14 +137,16 @@ def outcome_notes(outcome: RushOutcome, facts: DbFacts | None, plan: CpuPlan) ->
     return notes
 
 
-def describe(sizes: Sizes, spec: ServerSpec, plan: CpuPlan, timezone: str) -> list[str]:
+def describe(
+    sizes: Sizes, spec: ServerSpec, plan: CpuPlan, timezone: str, client: str = "raw"
+) -> list[str]:
     now = datetime.now(UTC).astimezone(ZoneInfo(timezone))
     lines = [
         f"booking rush, {spec.name}: {sizes.attempts} attempts for {sizes.places} places "
         f"({sizes.days} days x {sizes.slots_per_day} slots of {SLOT_MINUTES} min x "
         f"{sizes.capacity}), {sizes.concurrency} concurrent clients, "
         f"{sizes.reuse_share:.0%} of attempts share a phone number, seed {sizes.seed}",
-        f"load generator: {load.describe()} in 1 process pinned to "
+        f"load generator: {describe_client(client)} in 1 process pinned to "
         f"{procs.format_cpus(plan.loadgen)}; server ({spec.workers} process"
         f"{'es' if spec.workers > 1 else ''}) on {procs.format_cpus(plan.server)}; "
         "PostgreSQL not pinned",

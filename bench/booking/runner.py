@@ -42,7 +42,7 @@ def server_spec(args: argparse.Namespace) -> ServerSpec:
 
 
 def run_rush_on_server(
-    spec: ServerSpec, sizes: Sizes, plan: CpuPlan, timezone: str
+    spec: ServerSpec, sizes: Sizes, plan: CpuPlan, timezone: str, client: str = "raw"
 ) -> tuple[RushOutcome | None, DbFacts | None, list[str]]:
     """A fresh database and server, the rush from the pinned load generator, then the
     database's facts; the server is always stopped."""
@@ -64,8 +64,9 @@ def run_rush_on_server(
         ):
             print(f"{spec.name}: setting up and rushing ...", flush=True)
             rush_plan = RushPlan(
-                server.base_url, server.pgid, sizes, timezone, str(postgres.bench_url().database)
-            )
+                server.base_url, server.pgid, sizes, timezone,
+                str(postgres.bench_url().database), client,
+            )  # fmt: skip
             outcome = pool.submit(run_rush, rush_plan).result()
         notes += server_notes(spec, server, plan)
     except (ServerError, OSError, postgres.DatabaseError, BrokenExecutor) as exc:

@@ -14,10 +14,13 @@ from collections import Counter
 import httpx
 
 from .. import hall, procs
+from .client import CLIENTS, Answer, Client, HttpError
 from .hall_setup import set_up
 from .options import MAX_SAMPLES, Sizes
 from .plan import RushOutcome, RushPlan
 
+TIMEOUT_S = 60.0
+"""Per attempt, as for the set-up's requests."""
 PHONE_LIMIT_MARK = "active booking"
 """In the detail of the 409 that refuses a phone already holding its booking of the matter."""
 
@@ -53,7 +56,7 @@ def attempt_bodies(
     return bodies, shared
 
 
-def classify(response: httpx.Response) -> str:
+def classify(response: Answer) -> str:
     """booked, slot_full, phone_limit, rate_limited, 5xx or other."""
     status = response.status_code
     if status == 201:
@@ -106,18 +109,17 @@ async def rush(plan: RushPlan, outcome: RushOutcome) -> None:
     todo = iter(bodies)
     first_sent: list[float] = []
     last_answer = 0.0
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: Client) -> None:
         nonlocal last_answer
         for body in todo:  # the clients share one iterator: each attempt is sent once
             sent = time.perf_counter()
             if not first_sent:
                 first_sent.append(sent)
             try:
-                response = await client.post(path, json=body)
-            except httpx.HTTPError as exc:
-                kind, sample = "other", f"{type(exc).__name__}: {exc}"
+                response = await client.post_json(path, body)
+            except HttpError as exc:
+                kind, sample = "other", str(exc)
             else:
                 kind = classify(response)
                 sample = f"{response.status_code} {response.text[:200]}"
@@ -129,13 +131,13 @@ async def rush(plan: RushPlan, outcome: RushOutcome) -> None:
                 at = f"sent at +{sent - first_sent[0]:.1f} s, after {answered - sent:.1f} s"
                 outcome.samples.append(f"{at}: {sample}".replace("\n", " "))
 
+    make = CLIENTS[plan.client]
     async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=plan.base_url, limits=one, timeout=hall.TIMEOUT)
-            )
-            for _ in range(plan.sizes.concurrency)
-        ]
+        clients: list[Client] = []
+        for _ in range(plan.sizes.concurrency):
+            client = make(plan.base_url, TIMEOUT_S)
+            stack.push_async_callback(client.close)
+            clients.append(client)
         cpu, backends = time.process_time(), backend_cpu(plan.database)
         server, machine = procs.group_cpu_seconds(plan.server_pgid), procs.machine_busy_seconds()
         try:
