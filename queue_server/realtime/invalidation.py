@@ -150,6 +150,11 @@ def listen_for_changes(listener: Forget) -> Callable[[], None]:
     return lambda: _listeners.remove(listener)
 
 
+def _over(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Invalidations:
     """This process's end of ``onedoor:invalidate``: forgets here, tells the others, hears
     them. ``redis`` is None when the process is alone (in-memory channels)."""
@@ -163,7 +168,9 @@ class Invalidations:
         self._forget: list[Forget] = []
         self._subscriber: Subscriber | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.pending: set[asyncio.Task[None]] = set()
+        self.pending: set[asyncio.Future[None]] = set()
+        """First attempts at telling the others, not yet over: answers wait for these."""
+        self._broadcasts: set[asyncio.Task[None]] = set()
         self.heard = 0
         """Messages handled (tests wait on it)."""
 
@@ -192,16 +199,22 @@ class Invalidations:
         self.forget_here(keys)
         if self._redis is None or self._loop is None:
             return
-        task = self._loop.create_task(self._broadcast(keys), name="invalidate")
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        first: asyncio.Future[None] = self._loop.create_future()
+        self.pending.add(first)
+        first.add_done_callback(self.pending.discard)
+        task = self._loop.create_task(self._broadcast(keys, first), name="invalidate")
+        self._broadcasts.add(task)
+        task.add_done_callback(self._broadcasts.discard)
+        task.add_done_callback(lambda _: _over(first))
 
     async def settle(self) -> None:
         """Wait (briefly) until every process acknowledged what this one changed."""
         if self.pending:
             await asyncio.wait(list(self.pending), timeout=self._ack_wait + 0.5)
 
-    async def _broadcast(self, keys: frozenset[str]) -> None:
+    async def _broadcast(self, keys: frozenset[str], first: asyncio.Future[None]) -> None:
+        """Publish and wait for the acknowledgements; ``first`` is over after the first
+        attempt, so that answers do not wait for retries while Redis is away."""
         assert self._redis is not None
         ack = f"{INVALIDATION_CHANNEL}:ack:{uuid.uuid4().hex}"
         message = msgspec.json.encode({"keys": sorted(keys), "ack": ack})
@@ -212,6 +225,7 @@ class Invalidations:
                 receivers = await self._redis.publish_counted(message, INVALIDATION_CHANNEL)
                 acked = await self._redis.wait_acks(ack, receivers, self._ack_wait)
             except REDIS_ERRORS as exc:
+                _over(first)
                 if loop.time() > give_up:
                     log.error("could not publish an invalidation (%s); caches expire it", exc)
                     return
@@ -231,7 +245,7 @@ class Invalidations:
     async def stop(self) -> None:
         if self._subscriber is not None:
             await self._channels.unsubscribe(self._subscriber)
-        for task in list(self.pending):
+        for task in list(self._broadcasts):
             task.cancel()
 
     async def run(self) -> None:

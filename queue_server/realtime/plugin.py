@@ -134,6 +134,7 @@ class Realtime(InitPluginProtocol):
         ]
         if self.remembers:
             self.invalidations = Invalidations(self.channels, self.redis)
+            app.state.invalidations = self.invalidations
             assert self.principals is not None
             self.invalidations.add(self.principals.forget)
             self.invalidations.add(self.snapshots.forget)

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
+from queue_server.app import create_app
+from queue_server.clock import FixedClock
+from queue_server.db.engine import create_engine, session_factory
 from queue_server.db.tables import UserRow
+from queue_server.realtime.invalidation import Invalidations
 from queue_server.service import accounts
 from queue_server.service.accounts import PrincipalCache
 from queue_server.service.bus import Bus
@@ -123,3 +128,36 @@ def test_the_cache_is_bounded_and_keeps_nothing_read_across_a_change() -> None:
     brief = PrincipalCache(ttl=0.0)
     brief.put("user:1", someone, brief.generation)
     assert brief.get("user:1") is None, "past its time limit"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_with_redis_away_a_change_still_bites_here_and_answers_do_not_wait_for_it(
+    pg_url: str, tmp_path: Path, clock: FixedClock
+) -> None:
+    broker = PrivateRedis().start()
+    settings = Settings(
+        var_dir=tmp_path / "var", database_url=pg_url, redis_url=broker.url, scheduler=False
+    )
+    engine = create_engine(pg_url)
+    try:
+        async with AsyncTestClient(
+            create_app(settings, clock), base_url="http://t.local"
+        ) as client:
+            hall = await build_hall(client, Bus(session_factory(engine), clock))
+            clerk = hall.clerks[0]
+            assert (await call_as(client, clerk, "GET", "/api/auth/me")).status_code == 200
+            broker.stop()
+            gone = await call_as(
+                client, hall.admin, "PATCH", f"/api/halls/{hall.hall_id}/staff/{clerk.user_id}",
+                json={"active": False},
+            )  # fmt: skip
+            assert gone.status_code == 200, gone.text
+            assert (await call_as(client, clerk, "GET", "/api/auth/me")).status_code == 401
+            invalidations: Invalidations = client.app.state.invalidations
+            # The publish failed and is tried again (other processes forget everything when
+            # they reconnect anyway), but no answer waits for those retries.
+            assert not invalidations.pending
+    finally:
+        broker.stop()
+        await engine.dispose()
