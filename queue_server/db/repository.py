@@ -152,6 +152,25 @@ the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered
 hall's log (``Repository.enqueue``)."""
 
 
+_CANDIDATE_COLUMNS = (
+    TicketRow.id,
+    TicketRow.number,
+    TicketRow.service_id,
+    TicketRow.kind,
+    TicketRow.priority,
+    TicketRow.queued_at,
+    TicketRow.due_at,
+)
+"""What the policy reads of a waiting ticket (``Candidate``), in its field order."""
+
+
+def _candidates(rows: Iterable[Any]) -> list[Candidate]:
+    return [
+        Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
+        for ticket_id, number, service_id, kind, priority, queued, due in rows
+    ]
+
+
 def new_follow_token() -> str:
     """A visit's unguessable follow link token (144 random bits)."""
     return secrets.token_urlsafe(18)
@@ -433,15 +452,7 @@ class Repository:
         as the estimate and the look-ahead see the floor): only the columns the policy
         reads (a busy hall has hundreds waiting, and whole ORM rows cost ten times as
         much)."""
-        stmt = select(
-            TicketRow.id,
-            TicketRow.number,
-            TicketRow.service_id,
-            TicketRow.kind,
-            TicketRow.priority,
-            TicketRow.queued_at,
-            TicketRow.due_at,
-        ).where(
+        stmt = select(*_CANDIDATE_COLUMNS).where(
             TicketRow.hall_id == hall_id,
             TicketRow.business_day == day,
             TicketRow.state == TicketState.WAITING,
@@ -451,11 +462,7 @@ class Repository:
             if not ids:
                 return []
             stmt = stmt.where(TicketRow.service_id.in_(ids))
-        rows = await self.session.execute(stmt)
-        return [
-            Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in rows
-        ]
+        return _candidates(await self.session.execute(stmt))
 
     async def waiting_heads(
         self, hall_id: int, day: date, service_ids: Iterable[int], per_kind: int
@@ -479,17 +486,7 @@ class Repository:
             .label("place")
         )
         ranked = (
-            select(
-                TicketRow.id,
-                TicketRow.number,
-                TicketRow.service_id,
-                TicketRow.kind,
-                TicketRow.priority,
-                TicketRow.queued_at,
-                TicketRow.due_at,
-                appointment.label("appointment"),
-                place,
-            )
+            select(*_CANDIDATE_COLUMNS, appointment.label("appointment"), place)
             .where(
                 TicketRow.hall_id == hall_id,
                 TicketRow.business_day == day,
@@ -498,21 +495,11 @@ class Repository:
             )
             .subquery()
         )
+        columns = [ranked.c[column.key] for column in _CANDIDATE_COLUMNS]
         rows = await self.session.execute(
-            select(
-                ranked.c.id,
-                ranked.c.number,
-                ranked.c.service_id,
-                ranked.c.kind,
-                ranked.c.priority,
-                ranked.c.queued_at,
-                ranked.c.due_at,
-            ).where(ranked.c.appointment | (ranked.c.place <= per_kind))
+            select(*columns).where(ranked.c.appointment | (ranked.c.place <= per_kind))
         )
-        return [
-            Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
-            for ticket_id, number, service_id, kind, priority, queued, due in rows
-        ]
+        return _candidates(rows)
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.
