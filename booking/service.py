@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -229,10 +230,13 @@ def _suggested(
 
 
 def _as_free(starts: list[datetime], matter: Matter) -> list[dict[str, str]]:
-    return [
-        {"start": start.isoformat(), "local": f"{start.astimezone(matter.tz):%Y-%m-%d %H:%M}"}
-        for start in starts
-    ]
+    return [dict(_free_entry(start, matter.tz)) for start in starts]
+
+
+@lru_cache(maxsize=4096)
+def _free_entry(start: datetime, tz: ZoneInfo) -> tuple[tuple[str, str], tuple[str, str]]:
+    """A suggested slot as answered (remembered: a rush suggests the same ones again)."""
+    return (("start", start.isoformat()), ("local", f"{start.astimezone(tz):%Y-%m-%d %H:%M}"))
 
 
 def _remembered_next_free(
@@ -437,7 +441,13 @@ def _booking_values(
 
 
 def _full_message(matter: Matter, slot: Slot) -> str:
-    local = slot.start.astimezone(matter.tz)
+    return _full_text(slot.start, matter.tz)
+
+
+@lru_cache(maxsize=4096)
+def _full_text(start: datetime, tz: ZoneInfo) -> str:
+    """Remembered: a rush refuses the same slots over and over."""
+    local = start.astimezone(tz)
     return (
         f"the {local:%H:%M} slot on {local:%Y-%m-%d} is fully booked; "
         "choose another time (the next free ones are listed)"
