@@ -445,7 +445,7 @@ async def take_a_number(page: Any) -> None:
 async def print_box(page: Any, **attributes: str) -> str:
     """Wait until #r-print shows ``attributes`` (data-state=…, data-notice=…); its text."""
     wanted = "".join(f"[data-{key}={value}]" for key, value in attributes.items())
-    await page.wait_for_selector(f"#r-print{wanted}", timeout=20000)
+    await page.wait_for_selector(f"#r-print{wanted}", timeout=60000)
     return str(await page.locator("#r-print").inner_text())
 
 
