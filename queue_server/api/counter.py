@@ -19,6 +19,7 @@ from queue_server.service.views import TicketView
 from queue_server.settings import Settings
 
 from .auth import STAFF, roles
+from .deps import Desk
 from .schemas import FinishIn, TransferIn
 from .tickets import with_follow_url
 
@@ -84,11 +85,10 @@ class CounterController(Controller):
     async def open(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> CounterConsole:
         """Sign in at this counter and open it for calls (signing out of any other)."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         await bus.execute(cmd.OpenCounter(counter_id, _clerk(principal)))
         return await console(bus, settings, counter_id)
 
@@ -96,10 +96,9 @@ class CounterController(Controller):
     async def pause(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> CounterConsole:
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         await bus.execute(cmd.PauseCounter(counter_id, _clerk(principal)))
         return await console(bus, settings, counter_id)
 
@@ -107,11 +106,10 @@ class CounterController(Controller):
     async def close(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> CounterConsole:
         """Close the counter and sign out; it must have no current ticket."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
         return await console(bus, settings, counter_id)
 
@@ -124,11 +122,10 @@ class CounterController(Controller):
     async def call_next(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> CallOut:
         """Call the next ticket by the queue policy; the answer says why it was chosen."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._call(bus, settings, cmd.CallNext(counter_id, _clerk(principal)))
 
     @post("/call/{ticket_id:int}", status_code=200)
@@ -136,11 +133,10 @@ class CounterController(Controller):
         self,
         counter_id: FromPath[int],
         ticket_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> CallOut:
         """Call a given waiting ticket of this counter's matters."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._call(
             bus, settings, cmd.CallTicket(counter_id, _clerk(principal), ticket_id)
         )
@@ -152,33 +148,30 @@ class CounterController(Controller):
     async def recall(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TicketView:
         """Announce the current ticket again."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._act(bus, settings, cmd.Recall(counter_id, _clerk(principal)))
 
     @post("/no-show", status_code=200)
     async def no_show(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TicketView:
         """The called visitor did not come."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._act(bus, settings, cmd.MarkNoShow(counter_id, _clerk(principal)))
 
     @post("/start", status_code=200)
     async def start(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TicketView:
         """The visitor is at the counter: service starts."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._act(bus, settings, cmd.StartService(counter_id, _clerk(principal)))
 
     @post("/finish", status_code=200)
@@ -186,11 +179,10 @@ class CounterController(Controller):
         self,
         counter_id: FromPath[int],
         data: JSONBody[FinishIn],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TicketView:
         """End the service with an outcome; ``other`` needs a note."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         command = cmd.FinishService(counter_id, _clerk(principal), Outcome(data.outcome), data.note)
         return await self._act(bus, settings, command)
 
@@ -198,11 +190,10 @@ class CounterController(Controller):
     async def return_to_queue(
         self,
         counter_id: FromPath[int],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TicketView:
         """Put the called ticket back in the queue at its old place."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         return await self._act(bus, settings, cmd.ReturnToQueue(counter_id, _clerk(principal)))
 
     @post("/transfer", status_code=200)
@@ -210,11 +201,10 @@ class CounterController(Controller):
         self,
         counter_id: FromPath[int],
         data: JSONBody[TransferIn],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
     ) -> TransferOut:
         """Send the visitor on to another matter; they keep their number and go first there."""
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         old_id, new_id = await bus.execute(
             cmd.TransferTicket(counter_id, _clerk(principal), data.service_id, data.note)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,21 @@ def provide_principal(scope: Scope) -> Principal:
     principal = scope.get("state", {}).get(PRINCIPAL_KEY)
     assert principal is not None, "authorize() lets no anonymous caller reach this route"
     return principal  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What the busiest routes (issuing, the counter's actions) need, as one dependency:
+    Litestar resolves a route's several dependencies in a task group per request, a
+    measurable share of a short request's CPU; one is resolved inline."""
+
+    bus: Bus
+    settings: Settings
+    principal: Principal
+
+
+def provide_desk(state: State, scope: Scope) -> Desk:
+    return Desk(state.bus, state.settings, provide_principal(scope))
 
 
 def provide_hubs(state: State) -> Any:

@@ -13,7 +13,6 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from queue_server.realtime.snapshots import Encoded, HallSnapshots
 from queue_server.service import kiosk_prints, printing, ratings, views
-from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.errors import NotFound
@@ -23,6 +22,7 @@ from queue_server.service.views import HallSnapshot, PrintState, TicketView
 from queue_server.settings import Settings
 
 from .auth import HALL_VIEWERS, ISSUERS, MANAGERS, STAFF, roles
+from .deps import Desk
 from .schemas import IssueIn, ReprintIn
 
 
@@ -52,9 +52,7 @@ class TicketController(Controller):
         self,
         hall_id: FromPath[int],
         data: JSONBody[IssueIn],
-        bus: NamedDependency[Bus],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        desk: NamedDependency[Desk],
         idempotency_key: Annotated[
             str | None,
             HeaderParameter(
@@ -71,6 +69,7 @@ class TicketController(Controller):
         ``printing`` is the print job as it stands when the ticket is made (pending, or
         no_printer); whether it printed follows on the kiosk's feed, ``/ws/halls/{id}/kiosk``.
         """
+        bus, principal, settings = desk.bus, desk.principal, desk.settings
         ticket_id = await bus.execute(
             IssueTicket(
                 hall_id=hall_id,
