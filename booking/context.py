@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, column, func, select, text
+from sqlalchemy import Select, and_, bindparam, column, func, literal_column, select, text
 from sqlalchemy.orm import aliased
 
 from booking.domain.booking import Booking, BookingState
@@ -15,7 +15,7 @@ from booking.domain.calendar import HallCalendar, Slot, SlotDemandOf
 from booking.domain.rules import BookingRules, rules_from_json, slot_throughput
 from booking.domain.window import bookable_days, release_moment
 from booking.plan import hall_plan
-from booking.store import SlotCount
+from booking.store import SlotCount, config_hash_sql
 from queue_server.db.repository import hall_from_row
 from queue_server.db.tables import CounterRow, CounterServiceRow, HallRow, ServiceRow, SlotRow
 from queue_server.domain.errors import DomainError
@@ -215,8 +215,11 @@ _THEIR_BOOKINGS = (
     .scalar_subquery()
 )
 _MATTER_SLOT_AND_HOLDER = _MATTER_AND_SLOT.add_cte(_HOLDERS_LOCKED).add_columns(
-    select(func.count()).select_from(_HOLDERS_LOCKED).scalar_subquery(), _THEIR_BOOKINGS
+    select(func.count()).select_from(_HOLDERS_LOCKED).scalar_subquery(),
+    _THEIR_BOOKINGS,
+    literal_column(config_hash_sql("halls", "services")),
 )
+_config_hashes: dict[tuple[int, int], tuple[Matter, str]] = {}
 
 
 def _snapshot(values: tuple[Any, ...]) -> Matter:
@@ -304,6 +307,16 @@ def current_matter(hall_id: int, service_id: int) -> Matter | None:
     return cached[1] if cached is not None else None
 
 
+def current_config(hall_id: int, service_id: int) -> tuple[Matter, str] | None:
+    """PostgreSQL: the matter's last read snapshot and the database's hash of the
+    configuration it was made from (``store.config_hash_sql``), for a statement that books
+    only if the configuration is still that one; None if not known."""
+    known = _config_hashes.get((hall_id, service_id))
+    if known is None or known[0] is not current_matter(hall_id, service_id):
+        return None
+    return known
+
+
 @dataclass(frozen=True)
 class Holder:
     """A visitor's holder rows as ``load_matter_for_booking`` found them."""
@@ -340,7 +353,12 @@ async def load_matter_for_booking(
     values = tuple(row) if row is not None else None
     matter, slot = _matter_from(values, hall_id, service_id, moment, for_booking=True)
     assert values is not None
-    held, rows = values[_FINGERPRINT + 3], values[_FINGERPRINT + 4] or []
+    held, rows, config_hash = values[_FINGERPRINT + 3 : _FINGERPRINT + 6]
+    if config_hash is not None:
+        if len(_config_hashes) >= MEMO_LIMIT:
+            _config_hashes.clear()
+        _config_hashes[(hall_id, service_id)] = (matter, config_hash)
+    rows = rows or []
     if not held:
         return matter, slot, None
     tz = matter.tz.key

@@ -20,9 +20,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking.context import (
     Matter,
+    current_config,
     current_matter,
     demand_of,
     load_hall,
@@ -42,6 +44,7 @@ from booking.store import (
     SlotCount,
     Taken,
     apply_booking,
+    book_at_once,
     booking_from_row,
     holder_keys,
 )
@@ -353,6 +356,9 @@ async def book_slot(uow: UnitOfWork, c: BookSlot, memory: SlotMemory | None = No
     now = uow.clock.now()
     refuse_if_known_full(memory, c, now)  # e.g. learned while this one waited its turn
     epoch = memory.epoch(c.hall_id) if memory is not None else None  # before any read
+    made = await _book_at_once(uow, c, now, memory, epoch)
+    if made is not None:
+        return made
     store = BookingStore(uow.session)
     phone = tail = None
     keys: list[str] = []
@@ -425,6 +431,73 @@ async def book_slot(uow: UnitOfWork, c: BookSlot, memory: SlotMemory | None = No
     if taken.filled and memory is not None:  # this one took the last place
         memory.learned_full(c.hall_id, matter, slot.start, epoch)
     return booking_out(row, matter)
+
+
+DAY_MARGIN = timedelta(hours=2)
+"""The per-day limit's day, widened for the one-statement booking (stricter, never laxer)."""
+
+
+async def _book_at_once(
+    uow: UnitOfWork, c: BookSlot, now: datetime, memory: SlotMemory | None, epoch: int | None
+) -> BookingOut | None:
+    """PostgreSQL, with the matter's configuration read before: try the whole booking in one
+    statement (``store.book_at_once``) after the checks that need no database. None when it
+    could not book (or was not tried): ``book_slot`` then books in a transaction, which
+    decides again and says why."""
+    known = current_config(c.hall_id, c.service_id)
+    engine = uow.session.bind
+    if known is None or not isinstance(engine, AsyncEngine):
+        return None
+    if engine.dialect.name != "postgresql":
+        return None
+    matter, config = known
+    rules = matter.rules
+    if (
+        matter.service.booking is None
+        or not matter.service.active
+        or (rules.target_load is not None and rules.capacity is None)  # places planned
+    ):
+        return None
+    slot = matter.slot_at(c.slot_start)
+    if slot is None:
+        return None
+    try:
+        phone, tail, name = _contact(c)
+        if phone is None and c.staff_id is None:
+            return None
+        _check_bookable(slot, now, matter)
+        booking = make_booking(
+            hall_id=c.hall_id, service_id=c.service_id, slot=slot, name=name, phone=phone,
+            id_tail=tail, code=new_code(secrets.randbelow), now=now, tz=matter.tz,
+            rules=rules, taken=0, existing=[],
+        )  # fmt: skip
+    except DomainError:
+        return None
+    day = slot.start.astimezone(matter.tz).date()
+    day_from = datetime.combine(day, time(0), tzinfo=matter.tz).astimezone(UTC) - DAY_MARGIN
+    day_until = day_from + timedelta(days=1) + 2 * DAY_MARGIN
+    keys = holder_keys(phone, tail, name)
+    values = _booking_values(c, 0, slot, booking, now)
+    del values["slot_id"]
+    if memory is not None:
+        memory.listen(c.hall_id)
+    try:
+        taken = await book_at_once(
+            engine, booking.events, **values, config=config, keys=keys,
+            key_count=len(keys), max_active=rules.max_active_per_matter,
+            max_per_day=rules.max_per_day, day_from=day_from, day_until=day_until,
+            places=slot.bookable,
+        )  # fmt: skip
+    except IntegrityError as exc:  # the random code clashed with a stored one: draw again
+        raise RetryTransaction from exc
+    if taken is None:
+        return None
+    uow.note_recorded()  # the statement wrote the events and committed
+    await uow.commit()
+    if taken.filled and memory is not None:
+        memory.learned_full(c.hall_id, matter, slot.start, epoch)
+    assert taken.slot_id is not None
+    return booking_out(BookingRow(id=taken.booking_id, **values, slot_id=taken.slot_id), matter)
 
 
 def _booking_values(

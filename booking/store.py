@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, event, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from booking.domain.booking import Booking, BookingState
@@ -24,6 +24,8 @@ from booking.slot_memory import Changed, Freed, forget_after_commit
 from queue_server.db.tables import (
     BookingHolderRow,
     BookingRow,
+    HallRow,
+    ServiceRow,
     SlotRow,
 )
 from queue_server.domain.events import Event
@@ -135,6 +137,125 @@ checked: the slot's place (the conditional update), the booking row, and its eve
 numbered in the hall's log as ``Repository.record_events`` numbers them."""
 
 
+def config_hash_sql(hall: str, service: str) -> str:
+    """PostgreSQL: an MD5 of what a matter's booking rules depend on (every column of the
+    hall but its event counter, every column of the matter, the counters serving it and
+    their other primary matters), ``hall`` and ``service`` naming the rows. A statement that
+    books from a configuration read earlier compares it with the hash read then."""
+    columns = [f"{hall}.{c.name}" for c in HallRow.__table__.columns if c.name != "event_seq"]
+    columns += [f"{service}.{c.name}" for c in ServiceRow.__table__.columns]
+    # Built from the tables' own column names, never from input.
+    counters = (
+        "(SELECT string_agg(cs.counter_id || ':' || cs.level || ':' || "  # noqa: S608
+        "(SELECT count(*) FROM counter_services o WHERE o.counter_id = cs.counter_id "
+        "AND o.level = 'primary'), ',' ORDER BY cs.counter_id) "
+        f"FROM counter_services cs JOIN counters c ON c.id = cs.counter_id "
+        f"WHERE cs.service_id = {service}.id)"
+    )
+    return f"md5(CAST(ROW({', '.join(columns)}, {counters}) AS text))"
+
+
+_PG_BOOK_AT_ONCE = text(
+    f"""
+    WITH config AS (
+        SELECT {config_hash_sql("h", "s")} = CAST(:config AS text) AS same
+        FROM halls h JOIN services s ON s.id = CAST(:service_id AS bigint) AND s.hall_id = h.id
+        WHERE h.id = CAST(:hall_id AS bigint) AND s.active AND s.booking IS NOT NULL
+    ), locked AS (
+        -- As booking.context's: a holder row is updated only if no other transaction
+        -- changed it since this statement's snapshot, so "mine" below is current.
+        INSERT INTO booking_holders AS held (hall_id, key, touched_at)
+        SELECT CAST(:hall_id AS bigint), k.key, CAST(:made_at AS timestamptz)
+        FROM unnest(CAST(:keys AS varchar[])) AS k(key)
+        WHERE (SELECT same FROM config)
+          AND EXISTS (SELECT 1 FROM slots sl
+                      WHERE sl.service_id = CAST(:service_id AS bigint)
+                        AND sl.starts_at = CAST(:slot_start AS timestamptz)
+                        AND sl.booked < sl.bookable)
+        ORDER BY k.key
+        ON CONFLICT (hall_id, key) DO UPDATE SET touched_at = excluded.touched_at
+        WHERE held.xmin = (SELECT seen.xmin FROM booking_holders seen
+                           WHERE seen.hall_id = held.hall_id AND seen.key = held.key)
+        RETURNING held.key
+    ), mine AS (
+        SELECT b.service_id, b.state, b.slot_start FROM bookings b
+        WHERE b.hall_id = CAST(:hall_id AS bigint)
+          AND (b.phone = CAST(:phone AS varchar)
+               OR (b.id_tail = CAST(:id_tail AS varchar) AND b.name = CAST(:name AS varchar)))
+    ), allowed AS (
+        -- booking.domain.booking.check_limits, or stricter (the day is widened by two
+        -- hours each side): a refusal here is decided again in a transaction.
+        SELECT coalesce((SELECT same FROM config), false)
+           AND (SELECT count(*) FROM locked) = CAST(:key_count AS bigint)
+           AND (SELECT count(*) FROM mine
+                WHERE mine.service_id = CAST(:service_id AS bigint) AND mine.state = 'booked')
+               < CAST(:max_active AS bigint)
+           AND (SELECT count(*) FROM mine
+                WHERE mine.state <> 'cancelled'
+                  AND mine.slot_start >= CAST(:day_from AS timestamptz)
+                  AND mine.slot_start < CAST(:day_until AS timestamptz))
+               < CAST(:max_per_day AS bigint)
+           AS ok
+    ), taken AS (
+        UPDATE slots SET booked = booked + 1
+        WHERE service_id = CAST(:service_id AS bigint)
+          AND starts_at = CAST(:slot_start AS timestamptz)
+          AND booked < bookable AND booked < CAST(:places AS integer)
+          AND (SELECT ok FROM allowed)
+        RETURNING id, booked, bookable
+    ), made AS (
+        INSERT INTO bookings (hall_id, service_id, slot_id, slot_start, code, name, phone,
+                              id_tail, state, channel, made_by_user_id, made_at)
+        SELECT CAST(:hall_id AS bigint), CAST(:service_id AS bigint), taken.id,
+               CAST(:slot_start AS timestamptz), CAST(:code AS varchar),
+               CAST(:name AS varchar), CAST(:phone AS varchar), CAST(:id_tail AS varchar),
+               CAST(:state AS varchar), CAST(:channel AS varchar),
+               CAST(:made_by_user_id AS bigint), CAST(:made_at AS timestamptz)
+        FROM taken
+        RETURNING id, slot_id
+    ), bumped AS (
+        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
+        WHERE id = CAST(:hall_id AS bigint) AND EXISTS (SELECT 1 FROM made)
+        RETURNING event_seq
+    ), logged AS (
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall_id AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
+               e.name, CAST(e.payload AS json), CAST(:made_at AS timestamptz)
+        FROM bumped,
+             unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+                 WITH ORDINALITY AS e(name, payload, ord)
+        RETURNING seq
+    )
+    SELECT taken.booked, taken.bookable, made.id, made.slot_id, (SELECT count(*) FROM logged)
+    FROM taken JOIN made ON made.slot_id = taken.id
+    """  # noqa: S608 - config_hash_sql is built from column names
+)
+"""PostgreSQL: a whole booking in one statement, run outside a transaction (it commits by
+itself): the configuration unchanged since it was read, the holder's rows locked, their
+limits, the slot's place, the booking and its events. The hall row, which every booking of
+the hall queues on, is then locked only for the rest of this statement and its commit, not
+for a round trip to the server and back. No row when anything is not so; the caller then
+books in a transaction, which decides and says why."""
+
+
+async def book_at_once(engine: AsyncEngine, events: Sequence[Event], **values: Any) -> Taken | None:
+    """Run ``_PG_BOOK_AT_ONCE`` on a connection of its own, in autocommit."""
+    params = {
+        **values,
+        "count": len(events),
+        "names": [e.name for e in events],
+        "payloads": [json.dumps(e.payload()) for e in events],
+    }
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        row = (await connection.execute(_PG_BOOK_AT_ONCE, params)).first()
+    if row is None:
+        return None
+    if int(row[4]) != len(events):
+        raise LookupError(f"no hall {values['hall_id']} to record its events in")
+    return Taken(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
 @dataclass(frozen=True)
 class Taken:
     """A place taken: the booking's row id (when stored with it) and the slot's count after."""
@@ -142,6 +263,7 @@ class Taken:
     booked: int
     bookable: int
     booking_id: int | None = None
+    slot_id: int | None = None
 
     @property
     def filled(self) -> bool:

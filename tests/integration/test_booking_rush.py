@@ -5,9 +5,10 @@ channel (in memory here; Redis between processes)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -29,7 +30,7 @@ from booking.service import (
 )
 from booking.slot_memory import SlotMemory
 from queue_server.clock import FixedClock
-from queue_server.db.tables import BookingRow, SlotRow
+from queue_server.db.tables import BookingRow, ServiceRow, SlotRow
 from queue_server.realtime.channels import hall_channel
 from queue_server.service.bus import Bus
 from queue_server.service.errors import Conflict
@@ -60,7 +61,7 @@ async def listening(memory: SlotMemory, hall_id: int) -> None:
     raise AssertionError(f"the memory never subscribed to hall {hall_id}")
 
 
-async def attempt(bus: Bus, memory: SlotMemory, command: BookSlot) -> str:
+async def attempt(bus: Bus, memory: SlotMemory | None, command: BookSlot) -> str:
     """As the public route books: a slot known full is refused before any transaction."""
     try:
         refuse_if_known_full(memory, command, bus.clock.now())
@@ -301,3 +302,82 @@ async def test_a_place_freed_behind_the_memorys_back_is_seen_when_it_reads_again
         answer = await attempt(bus, memory, BookSlot(hall_id, service_id, ten, "丙", phone(10)))
         assert answer == "booked"
         await memory.close()
+
+
+@pytest.fixture
+def at_once(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the bookings tried in one statement (PostgreSQL, configuration read before)."""
+    from booking import service, store
+
+    tried: Counter[str] = Counter()
+
+    async def counting(*args: Any, **kwargs: Any) -> store.Taken | None:
+        taken = await store.book_at_once(*args, **kwargs)
+        tried["booked" if taken else "declined"] += 1
+        return taken
+
+    monkeypatch.setattr(service, "book_at_once", counting)
+    return tried
+
+
+async def test_bookings_in_one_statement_keep_every_limit_under_races(
+    bus: Bus, database_url: str, at_once: Counter[str]
+) -> None:
+    hall_id, service_id = await bookable_matter(bus, capacity=5, max_active_per_matter=1)
+    # Read the matter once: then each booking is first tried in one statement.
+    warm = BookSlot(hall_id, service_id, TUESDAY_9 + timedelta(days=1), "甲", phone(999))
+    assert await attempt(bus, None, warm) == "booked"
+    starts = [TUESDAY_9 + timedelta(minutes=30 * i) for i in range(10)]
+    # 300 bookers on 20 phones for 50 places; then one person on 40 phones.
+    answers = await asyncio.gather(
+        *[
+            attempt(
+                bus, None, BookSlot(hall_id, service_id, starts[n % 10], f"乙{n}", phone(n % 20))
+            )
+            for n in range(300)
+        ]
+    )
+    same_person = await asyncio.gather(
+        *[
+            attempt(
+                bus,
+                None,
+                BookSlot(hall_id, service_id, starts[n % 10], "李四", phone(500 + n), "12345X"),
+            )
+            for n in range(40)
+        ]
+    )
+
+    assert answers.count("booked") == 20  # one per phone
+    assert answers.count("limit") == 280
+    assert same_person.count("booked") == 1
+    booked, standing = await stored(bus, service_id)
+    assert {s: n for s, n in booked.items() if n} == standing
+    assert max(standing.values()) <= 5
+    if database_url.startswith("postgresql"):
+        # All but perhaps the one that read the matter first (another test's identical
+        # hall may have been read already: same configuration, same hash).
+        assert at_once["booked"] in (20, 21)
+
+
+async def test_a_booking_in_one_statement_is_not_made_under_a_changed_configuration(
+    bus: Bus, database_url: str, at_once: Counter[str]
+) -> None:
+    hall_id, service_id = await bookable_matter(bus, capacity=5, max_active_per_matter=2)
+    first = BookSlot(hall_id, service_id, TUESDAY_9, "甲", phone(1))
+    assert await attempt(bus, None, first) == "booked"
+
+    # Another process lowers the limit to one active booking: no event reaches this one.
+    async def one_at_a_time(uow: UnitOfWork) -> None:
+        await uow.session.execute(
+            update(ServiceRow)
+            .where(ServiceRow.id == service_id)
+            .values(booking={"slot_minutes": 30, "capacity": 5, "max_active_per_matter": 1})
+        )
+        await uow.session.commit()
+
+    await bus.run(one_at_a_time)
+    second = BookSlot(hall_id, service_id, TUESDAY_9 + timedelta(hours=1), "甲", phone(1))
+    assert await attempt(bus, None, second) == "limit"
+    if database_url.startswith("postgresql"):
+        assert at_once == {"declined": 1}
