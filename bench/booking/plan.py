@@ -38,6 +38,8 @@ class RushOutcome:
     answers: Counter[str] = field(default_factory=Counter)
     """Attempts by outcome: booked, slot_full, phone_limit, rate_limited, 5xx, other."""
     latencies_ms: list[float] = field(default_factory=list)
+    latencies_by_kind: dict[str, list[float]] = field(default_factory=dict)
+    """The same, by outcome (booked, slot_full, ...)."""
     clear_seconds: float = 0.0
     """From the first attempt sent to the last answer."""
     samples: list[str] = field(default_factory=list)

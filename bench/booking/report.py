@@ -109,6 +109,12 @@ def outcome_notes(outcome: RushOutcome, facts: DbFacts | None, plan: CpuPlan) ->
         f"rest of the machine (other PostgreSQL work, other processes) "
         f"{100 * max(0.0, rest) / wall:.0f}"
     )
+    by_kind = [
+        f"{kind} {_ms(percentile(times, 0.50))}/{_ms(percentile(times, 0.99))}"
+        for kind, times in sorted(outcome.latencies_by_kind.items())
+    ]
+    if by_kind:
+        notes.append(f"  latency p50/p99 ms by answer: {', '.join(by_kind)}")
     if outcome.answered:
         per = 1000 / outcome.answered
         notes.append(

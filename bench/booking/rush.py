@@ -126,6 +126,7 @@ async def rush(plan: RushPlan, outcome: RushOutcome) -> None:
             answered = time.perf_counter()
             last_answer = max(last_answer, answered)
             outcome.latencies_ms.append((answered - sent) * 1000)
+            outcome.latencies_by_kind.setdefault(kind, []).append((answered - sent) * 1000)
             outcome.answers[kind] += 1
             if kind in ("5xx", "other") and len(outcome.samples) < MAX_SAMPLES:
                 at = f"sent at +{sent - first_sent[0]:.1f} s, after {answered - sent:.1f} s"
