@@ -34,12 +34,14 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from booking import slot_news
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
@@ -126,7 +128,7 @@ class SlotMemory:
         self._channel_of = channel_of
         self._halls: dict[int, _Hall] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        _ALL.add(self)
+        slot_news.listen(self)
 
     # -- following the halls' channels ------------------------------------------------
 
@@ -326,7 +328,6 @@ class SlotMemory:
         hall.free.clear()
 
 
-_ALL: weakref.WeakSet[SlotMemory] = weakref.WeakSet()
 _BY_CHANNELS: weakref.WeakKeyDictionary[Any, SlotMemory] = weakref.WeakKeyDictionary()
 
 
@@ -337,20 +338,3 @@ def memory_of(channels: ChannelsPlugin, refresh: Refresh | None = None) -> SlotM
     if memory is None:
         memory = _BY_CHANNELS[channels] = SlotMemory(channels, refresh)
     return memory
-
-
-Freed = tuple[int, int, datetime]
-"""(hall, matter, slot start) of a slot with one place more."""
-Changed = tuple[int, int]
-"""(hall, matter) whose stored slots changed."""
-
-
-def forget_after_commit(freed: Iterable[Freed], changed: Iterable[Changed]) -> None:
-    """A commit of this process gave places back or stored slots: every memory of the
-    process forgets them (other processes hear of it through the events)."""
-    freed, changed = list(freed), list(changed)
-    for memory in list(_ALL):
-        for hall_id, service_id, start in freed:
-            memory.freed(hall_id, service_id, start)
-        for hall_id, service_id in changed:
-            memory.slots_changed(hall_id, service_id)

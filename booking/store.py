@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from booking.domain.booking import Booking, BookingState
 from booking.domain.calendar import Slot
-from booking.slot_memory import Changed, Freed, forget_after_commit
+from booking.slot_news import Changed, Freed, forget_after_commit
 from queue_server.db.tables import (
     BookingHolderRow,
     BookingRow,

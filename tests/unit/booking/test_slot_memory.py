@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from booking.context import Matter
-from booking.slot_memory import Reading, SlotMemory, forget_after_commit
+from booking.slot_memory import Reading, SlotMemory
+from booking.slot_news import forget_after_commit
 
 NINE = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
 HALL, MATTER = 7, 3
