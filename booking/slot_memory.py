@@ -13,9 +13,10 @@ once that booking committed). It is forgotten
 - when a commit in another process gives a place back: its event (``BookingCancelled``,
   ``BookingRescheduled``'s ``from_start``, ``BookingMarkedNoShow``) reaches this process on
   the hall's channel (Redis), which the memory follows for each hall it answers for;
-- within ``REFRESH`` seconds otherwise: while it holds anything for a hall, the memory
-  reads the hall's matters again every ``REFRESH`` seconds (their configuration and free
-  slots, one transaction), drops what that contradicts and renews the rest. This catches
+- within ``REFRESH`` seconds otherwise: while it holds anything for a hall that bookings
+  asked about in the last ``IDLE`` seconds (else it forgets the hall), the memory reads
+  the hall's matters again every ``REFRESH`` seconds (their configuration and free slots,
+  one transaction), drops what that contradicts and renews the rest. This catches
   what changes without such an event: a manager raising a slot's places from another
   process, a message lost while Redis was away, processes sharing PostgreSQL without
   Redis, a matter taken offline. If reading fails, the hall is forgotten; what was not
@@ -52,6 +53,8 @@ log = logging.getLogger("onedoor.booking")
 
 REFRESH = 1.0
 """Seconds between two readings of what the memory holds for a hall."""
+IDLE = 60.0
+"""A hall nobody booked in for this long is forgotten rather than read again."""
 TTL = 3.0
 """Seconds a full mark or a free list is trusted without a reading confirming it."""
 FREEING_EVENTS = frozenset({"BookingCancelled", "BookingMarkedNoShow"})
@@ -93,6 +96,8 @@ class _Hall:
     full: dict[tuple[int, datetime], tuple[float, Matter]] = field(default_factory=dict)
     """(matter, slot start) → (when last confirmed, the matter's snapshot)."""
     free: dict[int, FreeList] = field(default_factory=dict)
+    asked_at: float = 0.0
+    """When a booking last asked about the hall (its reading stops when nobody does)."""
 
 
 def _utc(moment: datetime) -> datetime:
@@ -186,6 +191,9 @@ class SlotMemory:
         hall = self._halls.get(hall_id)
         if self._refresh is None or hall is None or not (hall.full or hall.free):
             return
+        if hall.asked_at + IDLE <= self._now():
+            self.forget_hall(hall_id)  # no rush here any more: no reading every second
+            return
         matters = {matter.service.id: matter for _, matter in hall.full.values()}
         for service_id, free in hall.free.items():
             matters.setdefault(service_id, free.matter)
@@ -247,7 +255,10 @@ class SlotMemory:
         """Read before the database is: hand it back with what was learned. None when the
         memory does not answer for the hall (nothing will be kept)."""
         hall = self._halls.get(hall_id)
-        return hall.epoch if hall is not None and hall.listening else None
+        if hall is None or not hall.listening:
+            return None
+        hall.asked_at = self._now()
+        return hall.epoch
 
     def full_matter(self, hall_id: int, service_id: int, start: datetime) -> Matter | None:
         """The matter's snapshot if its slot at ``start`` is known full, else None."""
@@ -258,9 +269,11 @@ class SlotMemory:
         mark = hall.full.get(key)
         if mark is None:
             return None
-        if mark[0] + self._ttl <= self._now():
+        now = self._now()
+        if mark[0] + self._ttl <= now:
             del hall.full[key]
             return None
+        hall.asked_at = now
         return mark[1]
 
     def is_full(self, hall_id: int, service_id: int, start: datetime) -> bool:

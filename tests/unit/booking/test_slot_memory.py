@@ -262,3 +262,24 @@ async def test_a_hall_that_cannot_be_read_again_is_forgotten() -> None:
     await asyncio.sleep(0.05)
     assert not memory.is_full(HALL, MATTER, NINE)
     await memory.close()
+
+
+async def test_a_hall_nobody_books_in_any_more_is_forgotten_not_read_every_second(
+    parts: tuple[SlotMemory, FakeChannels, Clock],
+) -> None:
+    memory, _, clock = parts
+    asked: list[int] = []
+
+    async def refresh(hall_id: int, matters: list[Matter]) -> dict[int, Reading]:
+        asked.append(hall_id)
+        return {MATTER: Reading(MATTER_SNAPSHOT, NINE + timedelta(days=7), [], True)}
+
+    memory._refresh = refresh
+    memory.learned_full(HALL, MATTER_SNAPSHOT, NINE, memory.epoch(HALL))
+    clock.now += 59
+    await memory.refresh(HALL)
+    assert asked == [HALL] and memory.is_full(HALL, MATTER, NINE)  # asked about: read again
+    clock.now += 61
+    await memory.refresh(HALL)
+    assert asked == [HALL]
+    assert not memory.is_full(HALL, MATTER, NINE)
