@@ -44,9 +44,12 @@ class Staff(Clerk):
 
 
 async def appointment(server: Server, kiosk: str, phone: str) -> dict[str, Any]:
-    """A booking for the next slot of social insurance, checked in at the kiosk."""
+    """A booking for the next free slot of social insurance, checked in at the kiosk.
+
+    The demo server keeps the real clock: late in the hall's day today's last slot has
+    begun, so the next free one may be tomorrow's first (check-in opens 30 minutes ahead)."""
     async with httpx.AsyncClient(base_url=server.base, timeout=10) as http:
-        slots = (await http.get("/api/public/halls/1/services/1/slots", params={"days": 1})).json()
+        slots = (await http.get("/api/public/halls/1/services/1/slots", params={"days": 2})).json()
         start = next(s["start"] for d in slots["days"] for s in d["slots"] if s["free"])
         booked = await http.post(
             "/api/public/halls/1/bookings",
