@@ -12,7 +12,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from queue_server.realtime.snapshots import Encoded, HallSnapshots
-from queue_server.service import kiosk_prints, printing, ratings, views
+from queue_server.service import kiosk_prints, printing, queue, ratings, views
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.errors import NotFound
@@ -70,7 +70,10 @@ class TicketController(Controller):
         no_printer); whether it printed follows on the kiosk's feed, ``/ws/halls/{id}/kiosk``.
         """
         bus, principal, settings = desk.bus, desk.principal, desk.settings
-        ticket_id = await bus.execute(
+        # The ticket and what its answer says come from one statement on PostgreSQL; the
+        # answer's own transaction then only reads when no projection holds the ticket yet.
+        new = await bus.run(
+            queue.issue_new,
             IssueTicket(
                 hall_id=hall_id,
                 service_id=data.service_id,
@@ -78,9 +81,9 @@ class TicketController(Controller):
                 actor=Actor(user_id=principal.user_id, device_id=principal.device_id),
                 idempotency_key=idempotency_key,
                 follow_base=settings.effective_public_base_url,
-            )
+            ),
         )
-        return await ticket_answer(bus, settings, ticket_id, with_print=True)
+        return with_follow_url(await bus.run(kiosk_prints.new_ticket_answer, new), settings)
 
     @post("/tickets/{ticket_id:int}/reprint", opt=roles(*STAFF), status_code=200)
     async def reprint(

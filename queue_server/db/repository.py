@@ -100,7 +100,7 @@ _PG_ENQUEUE = text(
         FROM numbered, visit
         RETURNING id, number, visit_id
     ), printer AS (
-        SELECT id FROM devices
+        SELECT id, connected, last_seen_at, status ->> 'problem' AS problem FROM devices
         WHERE kiosk_id = CAST(:device AS bigint) AND kind = 'printer' AND revoked_at IS NULL
         ORDER BY id LIMIT 1
     ), job AS (
@@ -143,7 +143,10 @@ _PG_ENQUEUE = text(
     )
     SELECT ticket.id, ticket.number, ticket.visit_id, (SELECT id FROM job),
            (SELECT count(*) FROM keyed),
-           (SELECT count(*) FROM logged)
+           (SELECT count(*) FROM logged),
+           (SELECT event_seq FROM bumped),
+           (SELECT connected FROM printer), (SELECT last_seen_at FROM printer),
+           (SELECT problem FROM printer)
     FROM ticket
     """
 )
@@ -185,6 +188,21 @@ class Enqueued:
     visit_id: int
     job_id: int | None
     """The kiosk printer's job, when the kiosk has a printer."""
+    event_seq: int = 0
+    """The hall's event number after this ticket's events: a floor read at or after it
+    holds the ticket."""
+    printer: AgentSeen | None = None
+    """How the job's printer's agent was last seen, when there is a job."""
+
+
+@dataclass(frozen=True)
+class AgentSeen:
+    """What the hall knows of a print agent: whether its socket is connected, when it last
+    reported, and the problem it reported (paper out…), if any."""
+
+    connected: bool
+    last_seen_at: datetime | None
+    problem: str | None
 
 
 def hall_from_row(row: HallRow) -> Hall:
@@ -366,12 +384,13 @@ class Repository:
             "scope": scope, "key": key, "fingerprint": fingerprint,
         }  # fmt: skip
         found = (await self.session.execute(_PG_ENQUEUE, values)).one()
-        ticket_id, number, visit_id, job_id, keyed, logged = found
+        ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
         if key is not None and not keyed:
             return None
         if logged != 1 + (job_id is not None):
             raise LookupError(f"no hall {hall_id} to record its events in")
-        return Enqueued(int(ticket_id), str(number), int(visit_id), job_id)
+        printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None
+        return Enqueued(int(ticket_id), str(number), int(visit_id), job_id, int(seq), printer)
 
     async def add_visit(self, hall_id: int, day: date, now: datetime) -> VisitRow:
         visit = VisitRow(

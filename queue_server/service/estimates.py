@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from queue_server.db.repository import hall_from_row, policy_config
-from queue_server.db.tables import HallRow
+from queue_server.db.tables import HallEventRow, HallRow
 from queue_server.domain.estimate import Told, project, queue_order, tell
-from queue_server.domain.floor import Floor
+from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
+from queue_server.domain.model import Hall, TicketKind
 from queue_server.domain.policy import Chooser, chooser
 
 from .floor import hall_floor
@@ -31,6 +33,13 @@ from .unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 KEEP_SECONDS = 5.0
 KEEP_HALLS = 1024
+EXTEND_AT_MOST = 500
+"""Past this many events since the last floor read, the floor is read whole again."""
+FLOOR_NEUTRAL = frozenset(
+    {"PrintJobQueued", "PrintJobPrinted", "PrintJobFailed", "PrinterStatusChanged",
+     "HallNoticeChanged", "ServiceRated"}
+)  # fmt: skip
+"""Events that change nothing the estimate reads."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,13 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
     meanwhile shares. So a rush of kiosks costs one projection per projection time, not
     one per ticket, and each visitor is still told from a floor that holds their ticket.
     """
-    hall = hall_from_row(hall_row)
+    return await told_at(uow, hall_from_row(hall_row), hall_row.event_seq, ticket_id)
+
+
+async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Told | None:
+    """``told`` for a ticket the hall's events up to number ``need`` include: from a
+    projection at least that new (kept, being made, or made now with ``uow``)."""
     choose = chooser(policy_config(hall), hall.tz)
-    need = hall_row.event_seq
     while True:
         kept = _projections.get(hall.id)
         if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
@@ -77,7 +90,7 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
                 kept = shared
                 break
             continue
-        kept = await _make(uow, hall.id, need, hall.tz, choose)
+        kept = await _make(uow, hall.id, need, hall.tz, choose, kept)
         break
     made = kept
 
@@ -90,17 +103,27 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
 
 
 async def _make(
-    uow: UnitOfWork, hall_id: int, need: int, tz: ZoneInfo, choose: Chooser
+    uow: UnitOfWork,
+    hall_id: int,
+    need: int,
+    tz: ZoneInfo,
+    choose: Chooser,
+    last: _Projection | None,
 ) -> _Projection:
     making: asyncio.Future[_Projection] = asyncio.get_running_loop().create_future()
     _making[hall_id] = (need, making)
     try:
-        # Everything committed up to this number is in the floor read next.
-        seq = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
-        _making[hall_id] = (max(need, seq or 0), making)
         now = uow.clock.now()
-        floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
-        kept = _Projection(time.monotonic(), max(need, seq or 0), floor, project(floor, choose))
+        kept = None
+        if last is not None and time.monotonic() - last.made < KEEP_SECONDS:
+            kept = await _extended(uow, hall_id, last, now, choose)
+        if kept is None:
+            # Everything committed up to this number is in the floor read next.
+            seq = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
+            _making[hall_id] = (max(need, seq or 0), making)
+            floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
+            seq = max(need, seq or 0)
+            kept = _Projection(time.monotonic(), seq, floor, project(floor, choose))
         making.set_result(kept)
     except BaseException as exc:
         making.set_exception(exc)
@@ -114,6 +137,54 @@ async def _make(
     _making.clear()
     _projections[hall_id] = kept
     return kept
+
+
+async def _extended(
+    uow: UnitOfWork, hall_id: int, last: _Projection, now: datetime, choose: Chooser
+) -> _Projection | None:
+    """``last``'s floor with the walk-ins that joined since, projected again — when the
+    hall's log since ``last`` holds nothing else that moves the floor (a call, a counter
+    opening, a check-in…); else None, and the floor is read whole.
+
+    A kiosk rush is a run of walk-ins: each projection then reads a few log rows instead
+    of the whole floor. The floor is the same as a fresh read would give (the walk-ins are
+    the rows a read would add, in arrival order) but for what ``hall_floor`` caches anyway
+    and the counters' state, which only changes with events that stop the extension; it is
+    read whole again ``KEEP_SECONDS`` after ``last``'s floor was."""
+    rows = (
+        await uow.session.execute(
+            select(HallEventRow.seq, HallEventRow.name, HallEventRow.payload)
+            .where(HallEventRow.hall_id == hall_id, HallEventRow.seq > last.seq)
+            .order_by(HallEventRow.seq)
+            .limit(EXTEND_AT_MOST + 1)
+        )
+    ).all()
+    if not rows or len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:
+        return None
+    # The floor was read in statements after ``last.seq`` was (READ COMMITTED): it may
+    # hold some of the walk-ins logged since already.
+    there = {candidate.ticket_id for candidate in last.floor.waiting}
+    joined: list[Candidate] = []
+    for _seq, name, payload in rows:
+        if name == "TicketIssued" and payload.get("kind") == TicketKind.WALK_IN:
+            if int(payload["ticket_id"]) not in there:
+                joined.append(_walk_in(payload))
+        elif name not in FLOOR_NEUTRAL:
+            return None
+    floor = replace(last.floor, waiting=[*last.floor.waiting, *joined], now=now)
+    return _Projection(last.made, int(rows[-1][0]), floor, project(floor, choose))
+
+
+def _walk_in(issued: dict[str, Any]) -> Candidate:
+    """The waiting walk-in a ``TicketIssued`` payload tells of (queued when issued)."""
+    return Candidate(
+        ticket_id=int(issued["ticket_id"]),
+        number=str(issued["number"]),
+        service_id=int(issued["service_id"]),
+        kind=TicketKind.WALK_IN,
+        priority=str(issued["priority"]),
+        queued_at=datetime.fromisoformat(issued["at"]),
+    )
 
 
 def forget() -> None:

@@ -10,16 +10,16 @@ from sqlalchemy import select
 
 from queue_server.db.tables import DeviceRow, PrintJobRow, TicketRow
 
-from . import printing
+from . import estimates, printing
 from .unit_of_work import UnitOfWork
-from .views import PrintState, TicketView, ticket_view
+from .views import NewTicket, PrintState, TicketView, ticket_view, with_told
 
 # A kiosk's feed starts with its jobs of this long ago: older unfinished ones have been
 # dropped (printing.STALE_AFTER), and no visitor waits at the screen that long.
 RECENT = printing.STALE_AFTER
 RECENT_JOBS = 20
 """At most this many of them, newest first."""
-AGENT_AWAY = ("print agent offline", "print agent not reporting", "printer removed")
+AGENT_AWAY = printing.AGENT_AWAY
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,16 @@ def _kiosk_job(job: PrintJobRow, number: str, printer_problem: str | None) -> Ki
         job.id, job.ticket_id, job.printer_id, number, job.state, detail, job.created_at,
         job.done_at,
     )  # fmt: skip
+
+
+async def new_ticket_answer(uow: UnitOfWork, new: NewTicket) -> TicketView:
+    """The answer for a ticket just issued: what the issuing statement told with the
+    estimate added (``uow`` reads only if no projection holds the ticket yet), or, where
+    it told nothing (SQLite, a repeated Idempotency-Key), the ticket read whole."""
+    if new.view is None or new.hall is None:
+        return await answer_view(uow, new.ticket_id)
+    told = await estimates.told_at(uow, new.hall, new.event_seq, new.ticket_id)
+    return with_told(new.view, told)
 
 
 async def answer_view(uow: UnitOfWork, ticket_id: int) -> TicketView:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from queue_server.db.repository import AgentSeen
 from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, ServiceRow, TicketRow
 from queue_server.domain import events as ev
 from queue_server.domain.model import TicketState
@@ -28,6 +29,8 @@ from .views import PrintState, TicketView, ticket_view
 PENDING, SENT, PRINTED, FAILED = "pending", "sent", "printed", "failed"
 # An agent that has not reported for this long is treated as gone.
 AGENT_SILENT_AFTER = timedelta(seconds=45)
+AGENT_AWAY = ("print agent offline", "print agent not reporting", "printer removed")
+"""Problems that mean nobody is there to print a pending job (the kiosk says so at once)."""
 SCREEN_SILENT_AFTER = timedelta(seconds=120)
 # A job sent but not acknowledged for this long is sent again (its connection died).
 RESEND_AFTER = timedelta(seconds=60)
@@ -186,7 +189,7 @@ async def outcome(uow: UnitOfWork, job_id: int) -> PrintState:
     if job.state in (PENDING, SENT):
         printer = await uow.session.get(DeviceRow, job.printer_id)
         problem = problem_of(printer, uow.clock.now()) if printer else "printer removed"
-        if problem in ("print agent offline", "print agent not reporting", "printer removed"):
+        if problem in AGENT_AWAY:
             detail = problem
     return PrintState(job.state, job.id, detail)
 
@@ -338,12 +341,26 @@ async def report_status(
 
 def problem_of(device: DeviceRow, now: datetime) -> str | None:
     """What is wrong with a print agent, in words, or None."""
-    if not device.connected:
+    reported = (device.status or {}).get("problem")
+    return agent_problem(AgentSeen(device.connected, device.last_seen_at, reported), now)
+
+
+def agent_problem(seen: AgentSeen, now: datetime) -> str | None:
+    """What is wrong with the print agent seen so, in words, or None."""
+    if not seen.connected:
         return "print agent offline"
-    if device.last_seen_at is None or now - device.last_seen_at > AGENT_SILENT_AFTER:
+    if seen.last_seen_at is None or now - seen.last_seen_at > AGENT_SILENT_AFTER:
         return "print agent not reporting"
-    problem = (device.status or {}).get("problem")
-    return str(problem) if problem else None
+    return str(seen.problem) if seen.problem else None
+
+
+def new_job_state(job_id: int | None, printer: AgentSeen | None, now: datetime) -> PrintState:
+    """A job just queued (or none: no printer), told as ``outcome`` tells it, from what the
+    queuing statement saw of its printer."""
+    if job_id is None:
+        return PrintState("no_printer")
+    problem = agent_problem(printer, now) if printer is not None else "printer removed"
+    return PrintState(PENDING, job_id, problem if problem in AGENT_AWAY else None)
 
 
 @dataclass(frozen=True)

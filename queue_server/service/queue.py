@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from queue_server.db.repository import (
+    Enqueued,
     apply_ticket,
     hall_from_row,
     new_follow_token,
@@ -26,7 +27,14 @@ from queue_server.db.tables import (
 from queue_server.domain import events as ev
 from queue_server.domain.errors import DomainError, IllegalTransition
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_number
+from queue_server.domain.model import (
+    Counter,
+    Hall,
+    Ticket,
+    TicketKind,
+    TicketState,
+    format_number,
+)
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
@@ -34,6 +42,7 @@ from . import printing
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
+from .views import NewTicket, ServiceRef, TicketView
 
 CLAIM_TRIES = 50
 
@@ -55,6 +64,13 @@ async def _hall(uow: UnitOfWork, hall_id: int) -> Hall:
 
 async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
     """Issue a ticket and return its id; the same idempotency key returns the same ticket."""
+    return (await issue_new(uow, c)).ticket_id
+
+
+async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
+    """Issue a ticket (``issue_ticket``) and, where the issuing statement told all its
+    answer needs (PostgreSQL, a ticket made now), that answer but for the wait estimate:
+    the kiosk is answered from this one transaction (``kiosk_prints.new_ticket_answer``)."""
     now = uow.clock.now()
     scope = f"device:{c.actor.device_id}" if c.actor.device_id else f"user:{c.actor.user_id}"
     # The key stands for this request: the same key with another hall, matter or priority
@@ -68,7 +84,7 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
                     "this Idempotency-Key was already used for a different request; "
                     "send a new key for each new ticket"
                 )
-            return existing.ticket_id
+            return NewTicket(existing.ticket_id)
     # The hall and the matter in one statement (the hall row stays in the session for the
     # print payload).
     found = (
@@ -90,12 +106,32 @@ async def issue_ticket(uow: UnitOfWork, c: cmd.IssueTicket) -> int:
     hall.check_priority(c.priority)
     hall.check_open(now)
     key = (scope, c.idempotency_key, fingerprint) if c.idempotency_key else None
-    ticket = await enqueue(
+    made = await _enqueue(
         uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
         follow_base=c.follow_base, idempotency=key,
     )  # fmt: skip
     await uow.commit()
-    return ticket.ref
+    ticket, told = made.ticket, made.told
+    if told is None or made.follow_token is None:
+        return NewTicket(ticket.ref)
+    view = TicketView(
+        id=ticket.ref, hall_id=hall.id, number=ticket.number,
+        service=ServiceRef(service_row.id, service_row.name_zh, service_row.name_en),
+        kind=str(ticket.kind), priority=ticket.priority, state=str(TicketState.WAITING),
+        issued_at=ticket.issued_at, people_ahead=None, estimate_minutes=None,
+        estimate_low=None, estimate_high=None, estimate_basis=None,
+        follow_token=made.follow_token, due_at=ticket.due_at,
+        printing=printing.new_job_state(told.job_id, told.printer, now),
+    )  # fmt: skip
+    return NewTicket(ticket.ref, view, hall, told.event_seq)
+
+
+@dataclass(frozen=True)
+class _Enqueuing:
+    ticket: Ticket
+    told: Enqueued | None = None
+    """On PostgreSQL, what the one statement told (print job, its printer, event number)."""
+    follow_token: str | None = None
 
 
 async def enqueue(
@@ -116,6 +152,25 @@ async def enqueue(
 
     On PostgreSQL all of it is one statement (``Repository.enqueue``); SQLite, whose
     writers take turns anyway, adds the rows one by one."""
+    made = await _enqueue(
+        uow, hall, service_row, kind=kind, priority=priority, actor=actor,
+        follow_base=follow_base, due_at=due_at, idempotency=idempotency,
+    )  # fmt: skip
+    return made.ticket
+
+
+async def _enqueue(
+    uow: UnitOfWork,
+    hall: Hall,
+    service_row: ServiceRow,
+    *,
+    kind: TicketKind,
+    priority: str,
+    actor: cmd.Actor,
+    follow_base: str,
+    due_at: datetime | None = None,
+    idempotency: tuple[str, str, str] | None = None,
+) -> _Enqueuing:
     now = uow.clock.now()
     day = business_day(now, hall.tz)
     if uow.repo.dialect == "postgresql":
@@ -168,7 +223,7 @@ async def enqueue(
         except IntegrityError as exc:
             # A second tap with the same key committed first: run again to return its ticket.
             raise RetryTransaction from exc
-    return ticket
+    return _Enqueuing(ticket)
 
 
 async def _enqueue_at_once(
@@ -184,7 +239,7 @@ async def _enqueue_at_once(
     idempotency: tuple[str, str, str] | None,
     now: datetime,
     day: date,
-) -> Ticket:
+) -> _Enqueuing:
     hall_row = await uow.session.get(HallRow, hall.id)  # loaded already: no round trip
     assert hall_row is not None
     token = new_follow_token()
@@ -205,7 +260,7 @@ async def _enqueue_at_once(
         # A second tap with the same key committed first: run again to return its ticket.
         raise RetryTransaction
     uow.note_recorded()
-    return Ticket(
+    ticket = Ticket(
         id=done.ticket_id,
         hall_id=hall.id,
         visit_id=done.visit_id,
@@ -218,6 +273,7 @@ async def _enqueue_at_once(
         queued_at=now,
         due_at=due_at,
     )
+    return _Enqueuing(ticket, done, token)
 
 
 async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:

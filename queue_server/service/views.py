@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import func, select, text
@@ -18,8 +18,9 @@ from queue_server.db.tables import (
     TicketRow,
     VisitRow,
 )
+from queue_server.domain.estimate import Told
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, TicketState
+from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, Hall, TicketState
 
 from . import estimates
 from .errors import NotFound
@@ -95,6 +96,32 @@ class TicketView:
     """Stars the visitor gave the finished service, if any."""
 
 
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket just issued: its id and, when the issuing statement told everything its
+    answer needs (PostgreSQL), that answer without its estimate, the hall, and the hall's
+    event number that holds the ticket (a projection at or after it includes it)."""
+
+    ticket_id: int
+    view: TicketView | None = None
+    hall: Hall | None = None
+    event_seq: int = 0
+
+
+def with_told(view: TicketView, told: Told | None) -> TicketView:
+    """``view`` with what its waiting visitor is told (nothing when ``told`` is None)."""
+    if told is None:
+        return view
+    return replace(
+        view,
+        people_ahead=told.people_ahead,
+        estimate_minutes=told.minutes,
+        estimate_low=told.low,
+        estimate_high=told.high,
+        estimate_basis=told.basis,
+    )
+
+
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     """A ticket with, while it waits, people ahead and the estimated wait: the ticket, its
     matter, visit, hall, counter, booking and rating read in one statement."""
@@ -122,13 +149,10 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     if found is None:
         raise NotFound(f"no ticket with id {ticket_id}")
     row, service, visit, hall_row, counter_number, booking_row, stars = found
-    ahead = minutes = low = high = basis = None
+    told = None
     if row.state == TicketState.WAITING:
         told = await estimates.told(uow, hall_row, row.id)
-        if told is not None:
-            ahead, minutes, low, high = told.people_ahead, told.minutes, told.low, told.high
-            basis = told.basis
-    return TicketView(
+    view = TicketView(
         id=row.id,
         hall_id=row.hall_id,
         number=row.number,
@@ -137,11 +161,11 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         priority=row.priority,
         state=row.state,
         issued_at=row.issued_at,
-        people_ahead=ahead,
-        estimate_minutes=minutes,
-        estimate_low=low,
-        estimate_high=high,
-        estimate_basis=basis,
+        people_ahead=None,
+        estimate_minutes=None,
+        estimate_low=None,
+        estimate_high=None,
+        estimate_basis=None,
         follow_token=visit.follow_token,
         counter_number=counter_number,
         called_at=row.called_at,
@@ -150,6 +174,7 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         booking=_booking_details(booking_row) if booking_row is not None else None,
         rating=stars if row.state == TicketState.DONE else None,
     )
+    return with_told(view, told)
 
 
 def _booking_details(found: BookingRow) -> BookingDetails:

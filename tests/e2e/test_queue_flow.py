@@ -7,6 +7,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 
 from queue_server.clock import FixedClock
+from queue_server.service import estimates
 from queue_server.service.bus import Bus
 from tests.support import DemoSetup, build_hall, call_as
 
@@ -346,3 +347,54 @@ async def test_a_finished_service_is_rated_once_and_the_manager_sees_it(
     }  # fmt: skip
     clerk = await call_as(client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/ratings")
     assert clerk.status_code == 403
+
+
+async def test_the_kiosk_answer_says_what_the_ticket_reads(
+    client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
+) -> None:
+    """The kiosk's answer is made from the issuing statement itself (PostgreSQL) or read
+    back (SQLite), its estimate from the last projection's floor extended by the walk-ins
+    since: either way it says what reading the ticket afresh says — number, matter, people
+    ahead, estimate and range, follow link — and how its print job stands."""
+    hall = await build_hall(client, bus)
+    await open_counter(client, hall, 0, 1)
+    devices = await call_as(client, hall.manager, "GET", f"/api/halls/{hall.hall_id}/devices")
+    assert devices.status_code == 200, devices.text
+    kiosk_id = next(d["id"] for d in devices.json() if d["kind"] == "kiosk")
+    answers = []
+    for prefix, priority in [("A", "none"), ("B", "none"), ("A", "elderly"), ("A", "none")]:
+        answers.append(await issue(client, hall, prefix, priority=priority))
+        estimates.forget()  # the reading below projects a floor read whole
+        read = await call_as(
+            client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/tickets/{answers[-1]['id']}"
+        )
+        assert read.status_code == 200, read.text
+        assert {**answers[-1], "printing": None} == read.json()
+        assert answers[-1]["printing"] == {"state": "no_printer", "job_id": None, "detail": None}
+    assert [a["people_ahead"] for a in answers] == [0, 0, 0, 2]
+    assert answers[0]["estimate_minutes"] is not None
+    # A call moves the floor: the next answer is projected from a floor read whole.
+    assert (await act(client, hall, 0, 1, "call-next")).status_code == 200
+    after_call = await issue(client, hall, "A")
+    estimates.forget()
+    read = await call_as(
+        client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/tickets/{after_call['id']}"
+    )
+    assert {**after_call, "printing": None} == read.json()
+    assert after_call["people_ahead"] == 2  # the elderly visitor was called first
+
+    # With a printer whose agent has never connected, the job waits and the answer says why.
+    printer = await call_as(
+        client, hall.manager, "POST", f"/api/halls/{hall.hall_id}/devices",
+        json={"kind": "printer", "name": "Kiosk printer", "kiosk_id": kiosk_id},
+    )  # fmt: skip
+    assert printer.status_code == 201, printer.text
+    printed = await issue(client, hall, "C")
+    assert printed["printing"]["state"] == "pending"
+    assert printed["printing"]["detail"] == "print agent offline"
+    assert isinstance(printed["printing"]["job_id"], int)
+    estimates.forget()
+    read = await call_as(
+        client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/tickets/{printed['id']}"
+    )
+    assert {**printed, "printing": None} == read.json()
