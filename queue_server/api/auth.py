@@ -95,6 +95,33 @@ async def _cached(
     return principal
 
 
+COUNTER_HALLS = "onedoor_counter_halls"
+"""Where the app keeps which hall each counter it has seen belongs to."""
+COUNTER_HALLS_KEPT = 100_000
+
+
+async def _counter_hall(
+    connection: ASGIConnection[Any, Any, Any, Any], counter_id: int
+) -> int | None:
+    """The hall of counter ``counter_id`` (None: no such counter). A counter never moves to
+    another hall and is never deleted, so what was read once is kept for the app's life:
+    a clerk's every call costs no transaction for this check."""
+    state = connection.app.state
+    known: dict[int, int] | None = getattr(state, COUNTER_HALLS, None)
+    if known is None:
+        known = {}
+        setattr(state, COUNTER_HALLS, known)
+    hall_id = known.get(counter_id)
+    if hall_id is None:
+        bus: Bus = state.bus
+        hall_id = await bus.run(hall_config.counter_hall_id, counter_id)
+        if hall_id is not None:
+            if len(known) >= COUNTER_HALLS_KEPT:
+                known.clear()
+            known[counter_id] = hall_id
+    return hall_id
+
+
 def _may_carry_token_in_url(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """Browsers cannot set headers on a websocket or on a board page's URL: there, a device
     token may come as ``?token=``. Writes always need the header."""
@@ -155,7 +182,6 @@ async def authorize(
     params = connection.path_params
     hall_id = params.get("hall_id")
     if hall_id is None and "counter_id" in params:
-        bus: Bus = connection.app.state.bus
-        hall_id = await bus.run(hall_config.counter_hall_id, int(params["counter_id"]))
+        hall_id = await _counter_hall(connection, int(params["counter_id"]))
     if hall_id is not None and not principal.may_access_hall(int(hall_id)):
         raise PermissionDeniedException(f"you have no access to hall {hall_id}")
