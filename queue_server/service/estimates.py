@@ -74,7 +74,7 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
 async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Told | None:
     """``told`` for a ticket the hall's events up to number ``need`` include: from a
     projection at least that new (kept, being made, or made now with ``uow``)."""
-    choose = chooser(policy_config(hall), hall.tz)
+    choose = chooser(policy_config(hall), hall.tz, reasons=False)
     while True:
         kept = _projections.get(hall.id)
         if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
