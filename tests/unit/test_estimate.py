@@ -365,7 +365,10 @@ def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) ->
         minutes=minutes,
         no_show_rate=0.1,
     )
-    assert project(hall, CHOOSE) == _project_weighing_everyone(hall)
+    weighed = _project_weighing_everyone(hall)
+    assert project(hall, CHOOSE) == weighed
+    # The server projects without putting choices in words: the same calls.
+    assert project(hall, chooser(PolicyConfig(), SHANGHAI, reasons=False)) == weighed
 
 
 def test_past_what_the_projection_plays_forward_the_place_by_arrival_is_told() -> None:
