@@ -54,8 +54,9 @@ class Settings:
     db_pool_size: int = 10
     """PostgreSQL connections per process (ONEDOOR_DB_POOL_SIZE)."""
     print_wait_seconds: float = 3.0
-    """How long a kiosk's request waits to hear whether its ticket printed
-    (ONEDOOR_PRINT_WAIT_SECONDS); after that the kiosk shows the ticket on screen."""
+    """How long a reprint request waits to hear whether the ticket printed
+    (ONEDOOR_PRINT_WAIT_SECONDS). A kiosk's new ticket never waits: its answer says how
+    the job stands and the outcome follows on the kiosk's feed."""
     screen_silent_seconds: float = 120.0
     """A kiosk or board that has shown up once and then sent no heartbeat (every 30 s) for
     this long is reported to staff as offline (ONEDOOR_SCREEN_SILENT_SECONDS)."""
