@@ -308,13 +308,23 @@ class Repository:
     async def counter(
         self, counter_id: int, *, lock: bool = False
     ) -> tuple[CounterRow, Counter] | None:
-        stmt = select(CounterRow).where(CounterRow.id == counter_id)
+        # The counter and its profile in one statement (a row per matter it serves).
+        stmt = (
+            select(CounterRow, CounterServiceRow.service_id, CounterServiceRow.level)
+            .outerjoin(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
+            .where(CounterRow.id == counter_id)
+        )
         if lock:
-            stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
-        if row is None:
+            stmt = stmt.with_for_update(of=CounterRow)
+        found = (await self.session.execute(stmt)).all()
+        if not found:
             return None
-        profile = await self.profile(row.id)
+        row = found[0][0]
+        profile = {
+            service_id: ServiceLevel(level)
+            for _, service_id, level in found
+            if service_id is not None
+        }
         counter = Counter(
             id=row.id,
             hall_id=row.hall_id,
@@ -447,13 +457,13 @@ class Repository:
             select(TicketRow)
             .where(TicketRow.id == ticket_id, TicketRow.state == TicketState.WAITING)
             .with_for_update(skip_locked=skip_locked)
+            # The identity map may hold an older copy of the row (read earlier in this
+            # transaction): the locked row's values replace it, in this one statement.
+            .execution_options(populate_existing=True)
         )
         row = (await self.session.execute(stmt)).scalar_one_or_none()
-        if row is not None:
-            # The identity map may hold a stale copy from the candidate query.
-            await self.session.refresh(row)
-            if row.state != TicketState.WAITING:
-                return None
+        if row is not None and row.state != TicketState.WAITING:
+            return None
         return row
 
     async def active_ticket_at(self, counter_id: int, *, lock: bool = False) -> TicketRow | None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from litestar.channels import ChannelsPlugin
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from queue_server.db.tables import HallEventRow
@@ -69,10 +69,16 @@ class Relay:
                 .scalars()
                 .all()
             )
-            now = datetime.now(UTC)
             for row in rows:
                 await self._channels.wait_published(event_message(row), hall_channel(row.hall_id))
-                row.published_at = now
+            if rows:
+                # One statement marks the batch (the rows' own updates would be one each).
+                await session.execute(
+                    update(HallEventRow)
+                    .where(HallEventRow.id.in_([row.id for row in rows]))
+                    .values(published_at=datetime.now(UTC))
+                    .execution_options(synchronize_session=False)
+                )
         self.published += len(rows)
         return len(rows)
 
