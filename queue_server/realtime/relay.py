@@ -3,14 +3,9 @@
 Events are written in the same transaction as the change they record, so only committed
 changes are ever published, and a crash between commit and publish loses nothing: the
 row is still unpublished and the next pass (in this process after a restart, or in any
-other) sends it. Several processes may relay: on PostgreSQL they take turns (a
-transaction-level advisory lock, ``RELAY_LOCK``), each publishing what is unpublished in
-log order, so a hall's events reach its channel in sequence order whichever process
-committed them. (They used to claim rows side by side with ``FOR UPDATE SKIP LOCKED``:
-then one process could publish event 12 before the other had published 10 and 11, and
-every board of that hall waited for the gap to close or reloaded a snapshot.) An event
-goes out once; a crash mid-batch may send it twice, and listeners ignore a sequence
-number they have seen.
+other) sends it. Several processes may relay at once: each claims rows with
+``FOR UPDATE SKIP LOCKED``, so an event goes out once (a crash mid-batch may send it
+twice; listeners ignore a sequence number they have seen).
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from litestar.channels import ChannelsPlugin
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from queue_server.db.tables import HallEventRow
@@ -31,9 +26,6 @@ from .channels import hall_channel
 
 log = logging.getLogger("onedoor.realtime")
 BATCH = 500
-RELAY_LOCK = 0x4F6E65446F6F7252
-"""pg_advisory_xact_lock key of the relays' turn: "OneDoorR" as a big-endian integer (the
-scheduler's leader lock is "OneDoor!")."""
 
 
 def event_message(row: HallEventRow) -> bytes:
@@ -64,12 +56,6 @@ class Relay:
     async def relay_once(self) -> int:
         """Publish one batch of unpublished events, oldest first; return how many."""
         async with self._sessions() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                # Wait for any other process's relay to finish its batch: what it publishes
-                # comes before what this one reads next.
-                await session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK}
-                )
             rows = (
                 (
                     await session.execute(
