@@ -115,7 +115,12 @@ async def _make(
     try:
         now = uow.clock.now()
         kept = None
-        if last is not None and time.monotonic() - last.made < KEEP_SECONDS:
+        if (
+            last is not None
+            and time.monotonic() - last.made < KEEP_SECONDS
+            # A new business day waits for its own tickets only: read it whole.
+            and business_day(last.floor.now, tz) == business_day(now, tz)
+        ):
             kept = await _extended(uow, hall_id, last, now, choose)
         if kept is None:
             # Everything committed up to this number is in the floor read next.

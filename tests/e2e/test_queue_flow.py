@@ -398,3 +398,28 @@ async def test_the_kiosk_answer_says_what_the_ticket_reads(
         client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/tickets/{printed['id']}"
     )
     assert {**printed, "printing": None} == read.json()
+
+
+async def test_a_ticket_issued_just_after_midnight_is_told_from_the_new_day_only(
+    client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
+) -> None:
+    """The hall is open around the clock: the last ticket of one business day still waits
+    when the next day's first is issued seconds later. The new ticket's answer counts only
+    the new day's queue, as a fresh reading does (the projection kept from seconds before
+    midnight is not extended across the day)."""
+    from datetime import UTC, datetime
+
+    clock.set(datetime(2026, 3, 2, 15, 59, 58, tzinfo=UTC))  # 23:59:58 in Shanghai
+    hall = await build_hall(client, bus)
+    await open_counter(client, hall, 0, 1)
+    late = await issue(client, hall, "A")
+    assert late["people_ahead"] == 0
+    clock.set(datetime(2026, 3, 2, 16, 0, 1, tzinfo=UTC))  # 00:00:01, the next day
+    early = await issue(client, hall, "A")
+    assert early["number"] == "A001"  # numbers start again
+    assert early["people_ahead"] == 0
+    estimates.forget()
+    read = await call_as(
+        client, hall.clerks[0], "GET", f"/api/halls/{hall.hall_id}/tickets/{early['id']}"
+    )
+    assert {**early, "printing": None} == read.json()
