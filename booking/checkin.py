@@ -120,11 +120,12 @@ async def check_in(uow: UnitOfWork, c: CheckIn) -> int:
     booking = booking_from_row(row, matter.tz.key)
     result = booking.check_in(now, matter.rules)
     hall.check_open(now)
-    ticket = await enqueue(
+    made = await enqueue(
         uow, hall, matter.service,
         kind=TicketKind.WALK_IN if result.as_walk_in else TicketKind.APPOINTMENT,
         priority=c.priority, actor=c.actor, follow_base=c.follow_base, due_at=result.due_at,
     )  # fmt: skip
+    ticket = made.ticket
     apply_booking(row, booking)
     row.ticket_id = ticket.ref
     if result.as_walk_in:

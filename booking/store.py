@@ -96,22 +96,7 @@ _GIVE_BACK_PLACE = (
 )
 _HOLDER_UPSERTS: dict[str, Any] = {}
 
-_PG_BOOK = text(
-    """
-    WITH taken AS (
-        UPDATE slots SET booked = booked + 1
-        WHERE id = CAST(:slot_id AS bigint) AND booked < bookable
-        RETURNING booked, bookable
-    ), made AS (
-        INSERT INTO bookings (hall_id, service_id, slot_id, slot_start, code, name, phone,
-                              id_tail, state, channel, made_by_user_id, made_at)
-        SELECT CAST(:hall_id AS bigint), CAST(:service_id AS bigint), CAST(:slot_id AS bigint),
-               CAST(:slot_start AS timestamptz), CAST(:code AS varchar),
-               CAST(:name AS varchar), CAST(:phone AS varchar), CAST(:id_tail AS varchar),
-               CAST(:state AS varchar), CAST(:channel AS varchar),
-               CAST(:made_by_user_id AS bigint), CAST(:made_at AS timestamptz)
-        FROM taken
-        RETURNING id
+_LOG_BOOKING_EVENTS = """
     ), bumped AS (
         -- The hall row last (the documented lock order), and only for a booking made:
         -- every booking of the hall queues on this lock until its commit.
@@ -127,10 +112,31 @@ _PG_BOOK = text(
                  WITH ORDINALITY AS e(name, payload, ord)
         RETURNING seq
     )
+"""
+"""The end of both one-statement bookings: the hall's event numbers bumped and the
+booking's events (``:names``, ``:payloads``) logged, after a ``made`` CTE."""
+
+_PG_BOOK = text(
+    f"""
+    WITH taken AS (
+        UPDATE slots SET booked = booked + 1
+        WHERE id = CAST(:slot_id AS bigint) AND booked < bookable
+        RETURNING booked, bookable
+    ), made AS (
+        INSERT INTO bookings (hall_id, service_id, slot_id, slot_start, code, name, phone,
+                              id_tail, state, channel, made_by_user_id, made_at)
+        SELECT CAST(:hall_id AS bigint), CAST(:service_id AS bigint), CAST(:slot_id AS bigint),
+               CAST(:slot_start AS timestamptz), CAST(:code AS varchar),
+               CAST(:name AS varchar), CAST(:phone AS varchar), CAST(:id_tail AS varchar),
+               CAST(:state AS varchar), CAST(:channel AS varchar),
+               CAST(:made_by_user_id AS bigint), CAST(:made_at AS timestamptz)
+        FROM taken
+        RETURNING id
+    {_LOG_BOOKING_EVENTS}
     SELECT taken.booked, taken.bookable, (SELECT id FROM made),
            (SELECT count(*) FROM logged)
     FROM taken
-    """
+    """  # noqa: S608 - built from the constant above
 )
 """A booking on PostgreSQL in one statement, once its holder is locked and its limits
 checked: the slot's place (the conditional update), the booking row, and its events
@@ -213,19 +219,7 @@ _PG_BOOK_AT_ONCE = text(
                CAST(:made_by_user_id AS bigint), CAST(:made_at AS timestamptz)
         FROM taken
         RETURNING id, slot_id
-    ), bumped AS (
-        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
-        WHERE id = CAST(:hall_id AS bigint) AND EXISTS (SELECT 1 FROM made)
-        RETURNING event_seq
-    ), logged AS (
-        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
-        SELECT CAST(:hall_id AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
-               e.name, CAST(e.payload AS json), CAST(:made_at AS timestamptz)
-        FROM bumped,
-             unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
-                 WITH ORDINALITY AS e(name, payload, ord)
-        RETURNING seq
-    )
+    {_LOG_BOOKING_EVENTS}
     SELECT taken.booked, taken.bookable, made.id, made.slot_id, (SELECT count(*) FROM logged)
     FROM taken JOIN made ON made.slot_id = taken.id
     """  # noqa: S608 - config_hash_sql is built from column names

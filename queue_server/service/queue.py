@@ -106,7 +106,7 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     hall.check_priority(c.priority)
     hall.check_open(now)
     key = (scope, c.idempotency_key, fingerprint) if c.idempotency_key else None
-    made = await _enqueue(
+    made = await enqueue(
         uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
         follow_base=c.follow_base, idempotency=key,
     )  # fmt: skip
@@ -127,7 +127,9 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
 
 
 @dataclass(frozen=True)
-class _Enqueuing:
+class Enqueuing:
+    """A visit put in the queue: its ticket, and on PostgreSQL what the statement told."""
+
     ticket: Ticket
     told: Enqueued | None = None
     """On PostgreSQL, what the one statement told (print job, its printer, event number)."""
@@ -145,32 +147,14 @@ async def enqueue(
     follow_base: str,
     due_at: datetime | None = None,
     idempotency: tuple[str, str, str] | None = None,
-) -> Ticket:
+) -> Enqueuing:
     """Put a new visit in the queue: its numbered ticket, the event, the print job for the
     kiosk's printer when a kiosk asked, and the Idempotency-Key (scope, key, fingerprint)
     if one was sent. Walk-ins and checked-in bookings both come here.
 
-    On PostgreSQL all of it is one statement (``Repository.enqueue``); SQLite, whose
-    writers take turns anyway, adds the rows one by one."""
-    made = await _enqueue(
-        uow, hall, service_row, kind=kind, priority=priority, actor=actor,
-        follow_base=follow_base, due_at=due_at, idempotency=idempotency,
-    )  # fmt: skip
-    return made.ticket
-
-
-async def _enqueue(
-    uow: UnitOfWork,
-    hall: Hall,
-    service_row: ServiceRow,
-    *,
-    kind: TicketKind,
-    priority: str,
-    actor: cmd.Actor,
-    follow_base: str,
-    due_at: datetime | None = None,
-    idempotency: tuple[str, str, str] | None = None,
-) -> _Enqueuing:
+    On PostgreSQL all of it is one statement (``Repository.enqueue``), which also tells
+    the answer's facts (``Enqueuing.told``); SQLite, whose writers take turns anyway, adds
+    the rows one by one."""
     now = uow.clock.now()
     day = business_day(now, hall.tz)
     if uow.repo.dialect == "postgresql":
@@ -223,7 +207,7 @@ async def _enqueue(
         except IntegrityError as exc:
             # A second tap with the same key committed first: run again to return its ticket.
             raise RetryTransaction from exc
-    return _Enqueuing(ticket)
+    return Enqueuing(ticket)
 
 
 async def _enqueue_at_once(
@@ -239,7 +223,7 @@ async def _enqueue_at_once(
     idempotency: tuple[str, str, str] | None,
     now: datetime,
     day: date,
-) -> _Enqueuing:
+) -> Enqueuing:
     hall_row = await uow.session.get(HallRow, hall.id)  # loaded already: no round trip
     assert hall_row is not None
     token = new_follow_token()
@@ -273,7 +257,7 @@ async def _enqueue_at_once(
         queued_at=now,
         due_at=due_at,
     )
-    return _Enqueuing(ticket, done, token)
+    return Enqueuing(ticket, done, token)
 
 
 async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:
