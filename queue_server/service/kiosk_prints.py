@@ -19,7 +19,6 @@ from .views import NewTicket, PrintState, TicketView, ticket_view, with_told
 RECENT = printing.STALE_AFTER
 RECENT_JOBS = 20
 """At most this many of them, newest first."""
-AGENT_AWAY = printing.AGENT_AWAY
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ async def kiosk_job(uow: UnitOfWork, job_id: int) -> KioskJob | None:
 
 def _kiosk_job(job: PrintJobRow, number: str, printer_problem: str | None) -> KioskJob:
     detail = job.detail
-    if job.state in (printing.PENDING, printing.SENT) and printer_problem in AGENT_AWAY:
+    if job.state in (printing.PENDING, printing.SENT) and printer_problem in printing.AGENT_AWAY:
         detail = printer_problem  # as printing.outcome says it
     return KioskJob(
         job.id, job.ticket_id, job.printer_id, number, job.state, detail, job.created_at,

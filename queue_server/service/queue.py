@@ -27,14 +27,7 @@ from queue_server.db.tables import (
 from queue_server.domain import events as ev
 from queue_server.domain.errors import DomainError, IllegalTransition
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import (
-    Counter,
-    Hall,
-    Ticket,
-    TicketKind,
-    TicketState,
-    format_number,
-)
+from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_number
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
@@ -42,7 +35,7 @@ from . import printing
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
-from .views import NewTicket, ServiceRef, TicketView
+from .views import NewTicket, ServiceRef, new_ticket_view
 
 CLAIM_TRIES = 50
 
@@ -114,15 +107,12 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     ticket, told = made.ticket, made.told
     if told is None or made.follow_token is None:
         return NewTicket(ticket.ref)
-    view = TicketView(
-        id=ticket.ref, hall_id=hall.id, number=ticket.number,
-        service=ServiceRef(service_row.id, service_row.name_zh, service_row.name_en),
-        kind=str(ticket.kind), priority=ticket.priority, state=str(TicketState.WAITING),
-        issued_at=ticket.issued_at, people_ahead=None, estimate_minutes=None,
-        estimate_low=None, estimate_high=None, estimate_basis=None,
-        follow_token=made.follow_token, due_at=ticket.due_at,
-        printing=printing.new_job_state(told.job_id, told.printer, now),
-    )  # fmt: skip
+    view = new_ticket_view(
+        ticket,
+        ServiceRef(service_row.id, service_row.name_zh, service_row.name_en),
+        made.follow_token,
+        printing.new_job_state(told.job_id, told.printer, now),
+    )
     return NewTicket(ticket.ref, view, hall, told.event_seq)
 
 

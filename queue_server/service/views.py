@@ -20,7 +20,7 @@ from queue_server.db.tables import (
 )
 from queue_server.domain.estimate import Told
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, Hall, TicketState
+from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, Hall, Ticket, TicketState
 
 from . import estimates
 from .errors import NotFound
@@ -106,6 +106,31 @@ class NewTicket:
     view: TicketView | None = None
     hall: Hall | None = None
     event_seq: int = 0
+
+
+def new_ticket_view(
+    ticket: Ticket, service: ServiceRef, follow_token: str, printing: PrintState
+) -> TicketView:
+    """A ticket just made and still waiting, as ``ticket_view`` would read it (without the
+    estimate, which ``with_told`` adds): from what its issuing statement told."""
+    return TicketView(
+        id=ticket.ref,
+        hall_id=ticket.hall_id,
+        number=ticket.number,
+        service=service,
+        kind=str(ticket.kind),
+        priority=ticket.priority,
+        state=str(TicketState.WAITING),
+        issued_at=ticket.issued_at,
+        people_ahead=None,
+        estimate_minutes=None,
+        estimate_low=None,
+        estimate_high=None,
+        estimate_basis=None,
+        follow_token=follow_token,
+        due_at=ticket.due_at,
+        printing=printing,
+    )
 
 
 def with_told(view: TicketView, told: Told | None) -> TicketView:
