@@ -51,6 +51,101 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
     rates the hall has seen lately (``Floor.arrivals``). Tickets no open counter serves are
     left out.
     """
+    return project_traced(floor, choose).called
+
+
+@dataclass(frozen=True)
+class Step:
+    """One turn of a counter in a projection, as ``resume`` replays it."""
+
+    counter_id: int
+    picked: int | None
+    """The ticket it called (None: nobody it could call had joined)."""
+    looked: bool
+    """Whether anyone was there to choose from (the counter counts as free meanwhile)."""
+    again: datetime | None
+    """When the counter comes round again (None: it leaves the projection)."""
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A projection with what it takes to play it again with more walk-ins (``resume``)."""
+
+    floor: Floor
+    """The floor projected: its ``now`` is when the projection starts."""
+    candidates: tuple[Candidate, ...]
+    """Everyone the projection could call: the waiting it serves, bookings and arrivals
+    expected."""
+    real: frozenset[int]
+    steps: tuple[Step, ...]
+    called: dict[int, datetime]
+    """When each real ticket is called."""
+
+
+def project_traced(floor: Floor, choose: Chooser) -> Traced:
+    """``project``, with its turns kept for ``resume``."""
+    free = _counters_free(floor)
+    served = {sid for _, _, c in free for sid in c.profile}
+    waiting = [c for c in floor.waiting if c.service_id in served]
+    expected = _expected(floor, served, start_id=-1)
+    arriving = _arriving(floor, served, start_id=-1 - len(waiting) - len(expected))
+    candidates = (*waiting, *expected, *arriving)
+    real = frozenset(c.ticket_id for c in waiting)
+    return _play(floor, free, candidates, real, choose, ())
+
+
+def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Traced:
+    """``traced``'s projection with the walk-ins ``joined`` added to its floor: the same as
+    ``project_traced`` of that floor, with less work.
+
+    A walk-in joins the end of its matter, kind and priority (behind everyone of them who
+    joined before it, ahead of the visitors only expected to come), and the policy only
+    ever weighs the first of such a group (``_Pool``). So until the projection has called
+    everyone ahead of it in its group, it is invisible: every turn before that is played
+    as it was (from the record, without asking the policy), and only the rest is played
+    anew. A rush of walk-ins into a long queue costs a replay, not a projection each.
+    """
+    if not joined:
+        return traced
+    floor = replace(traced.floor, waiting=[*traced.floor.waiting, *joined])
+    free = _counters_free(floor)
+    served = {sid for _, _, c in free for sid in c.profile}
+    joined = [c for c in joined if c.service_id in served]
+    if not joined:  # no open counter serves them: the projection is unchanged
+        return replace(traced, floor=floor)
+    candidates = (*traced.candidates, *joined)
+    real = traced.real | {c.ticket_id for c in joined}
+    same = _first_divergence(traced, joined)
+    if same == 0:
+        return project_traced(floor, choose)
+    if same == len(traced.steps) == PROJECTION_STEPS:  # played as far as it plays
+        return Traced(floor, candidates, real, traced.steps, traced.called)
+    return _play(floor, free, candidates, real, choose, traced.steps[:same])
+
+
+def _first_divergence(traced: Traced, joined: Sequence[Candidate]) -> int:
+    """How many of ``traced``'s turns the walk-ins ``joined`` leave as they were: those
+    before every group one of them joins has lost, to calls, everyone ahead of it."""
+    first: dict[tuple[int, str, str], tuple[datetime, int]] = {}
+    for walk_in in joined:
+        assert not _is_booked(walk_in), "only walk-ins join a traced projection"
+        place = (walk_in.queued_at, walk_in.ticket_id)
+        key = _group(walk_in)
+        first[key] = min(first.get(key, place), place)
+    turns = len(traced.steps)
+    turn = {s.picked: i for i, s in enumerate(traced.steps) if s.picked is not None}
+    # Per group, the turn its last ticket ahead of the first walk-in is called (never,
+    # within the record: past its end); -1 while nobody is ahead.
+    last = dict.fromkeys(first, -1)
+    for c in traced.candidates:
+        key = _group(c)
+        if key in first and (c.queued_at, c.ticket_id) < first[key] and not _is_booked(c):
+            last[key] = max(last[key], turn.get(c.ticket_id, turns))
+    return min(turns, *(at + 1 for at in last.values()))
+
+
+def _counters_free(floor: Floor) -> list[tuple[datetime, int, CounterNow]]:
+    """The counters that will call in the projection and when each is first free."""
     now = floor.now
     free: list[tuple[datetime, int, CounterNow]] = []
     for counter in floor.counters:
@@ -66,22 +161,41 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
             elapsed = max(0.0, (now - counter.since).total_seconds() / 60)
             at = max(at, now + timedelta(minutes=floor.stat(counter.serving).remaining(elapsed)))
         free.append((at, counter.counter_id, counter))
-    served = {sid for _, _, c in free for sid in c.profile}
-    waiting = [c for c in floor.waiting if c.service_id in served]
-    real = {c.ticket_id for c in waiting}
-    expected = _expected(floor, served, start_id=-1)
-    arriving = _arriving(floor, served, start_id=-1 - len(waiting) - len(expected))
-    pool = _Pool([*waiting, *expected, *arriving])
+    return free
+
+
+def _play(
+    floor: Floor,
+    free: list[tuple[datetime, int, CounterNow]],
+    candidates: Sequence[Candidate],
+    real: frozenset[int],
+    choose: Chooser,
+    replay: Sequence[Step],
+) -> Traced:
+    """Play the projection: the turns in ``replay`` as recorded, then on with ``choose``."""
+    pool = _Pool(candidates)
+    by_id = {c.ticket_id: c for c in candidates}
     heapq.heapify(free)
     # What each counter is busy with in the projection, for the policy's look-ahead.
     busy: dict[int, tuple[int | None, datetime | None]] = {
         c.counter_id: (c.serving, c.since) for _, _, c in free
     }
     called: dict[int, datetime] = {}
-    left = len(real)
-    steps = 0
-    while free and left and steps < PROJECTION_STEPS:
-        steps += 1
+    steps: list[Step] = list(replay)
+    for step in replay:
+        at, counter_id, counter = heapq.heappop(free)
+        assert counter_id == step.counter_id, "a replayed turn went to another counter"
+        if step.looked:
+            busy[counter_id] = (None, None)
+        if step.picked is not None:
+            picked = by_id[step.picked]
+            pool.remove(picked)
+            called[picked.ticket_id] = at
+            busy[counter_id] = (picked.service_id, at)
+        if step.again is not None:
+            heapq.heappush(free, (step.again, counter_id, counter))
+    left = len(real) - sum(1 for tid in called if tid in real)
+    while free and left and len(steps) < PROJECTION_STEPS:
         at, counter_id, counter = heapq.heappop(free)
         visible = pool.contenders(at, counter.profile)
         choice = None
@@ -98,15 +212,33 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
             later = pool.next_joining(at, counter.profile)
             if later is not None:
                 heapq.heappush(free, (later, counter_id, counter))
+            steps.append(Step(counter_id, None, bool(visible), later))
             continue
         picked = choice.candidate
         pool.remove(picked)
         called[picked.ticket_id] = at
         left -= picked.ticket_id in real
         busy[counter_id] = (picked.service_id, at)
-        minutes = floor.stat(picked.service_id).mean()
-        heapq.heappush(free, (at + timedelta(minutes=minutes), counter_id, counter))
-    return {tid: at for tid, at in called.items() if tid in real}
+        again = at + timedelta(minutes=floor.stat(picked.service_id).mean())
+        heapq.heappush(free, (again, counter_id, counter))
+        steps.append(Step(counter_id, picked.ticket_id, True, again))
+    return Traced(
+        floor,
+        tuple(candidates),
+        real,
+        tuple(steps),
+        {tid: at for tid, at in called.items() if tid in real},
+    )
+
+
+def _is_booked(c: Candidate) -> bool:
+    """An appointment with its time: the pool weighs every one of them."""
+    return c.kind == TicketKind.APPOINTMENT and c.due_at is not None
+
+
+def _group(c: Candidate) -> tuple[int, str, str]:
+    """The pool's group of a ticket that is not an appointment: within it, by arrival."""
+    return (c.service_id, c.priority, str(c.kind))
 
 
 class _Pool:
@@ -127,10 +259,10 @@ class _Pool:
         self.appointments: list[Candidate] = []
         groups: dict[tuple[int, str, str], list[Candidate]] = {}
         for c in candidates:
-            if c.kind == TicketKind.APPOINTMENT and c.due_at is not None:
+            if _is_booked(c):
                 self.appointments.append(c)
             else:
-                groups.setdefault((c.service_id, c.priority, str(c.kind)), []).append(c)
+                groups.setdefault(_group(c), []).append(c)
         self.groups: dict[tuple[int, str, str], deque[Candidate]] = {
             key: deque(sorted(members, key=lambda c: (c.queued_at, c.ticket_id)))
             for key, members in groups.items()
@@ -167,10 +299,10 @@ class _Pool:
         return min(later) if later else None
 
     def remove(self, c: Candidate) -> None:
-        if c.kind == TicketKind.APPOINTMENT and c.due_at is not None:
+        if _is_booked(c):
             self.appointments.remove(c)
             return
-        members = self.groups[(c.service_id, c.priority, str(c.kind))]
+        members = self.groups[_group(c)]
         assert members[0] is c, "the policy chose a ticket that was not first of its kind"
         members.popleft()
 

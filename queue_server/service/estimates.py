@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallEventRow, HallRow
-from queue_server.domain.estimate import Told, project, queue_order, tell
+from queue_server.domain.estimate import Told, Traced, project_traced, queue_order, resume, tell
 from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall, TicketKind
@@ -45,11 +45,15 @@ FLOOR_NEUTRAL = frozenset(
 @dataclass(frozen=True)
 class _Projection:
     made: float
+    """When its floor was read (``time.monotonic()``)."""
     seq: int
-    floor: Floor
-    called: dict[int, datetime]
+    traced: Traced
     orders: dict[int, list[int]] = field(default_factory=dict)
     """Per matter no open counter serves, its queue's order (made when first asked)."""
+
+    @property
+    def floor(self) -> Floor:
+        return self.traced.floor
 
 
 _projections: dict[int, _Projection] = {}
@@ -92,14 +96,17 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
             continue
         kept = await _make(uow, hall.id, need, hall.tz, choose, kept)
         break
+    # The projection starts when its floor was read (at most ``KEEP_SECONDS`` ago): the
+    # wait is told from now.
+    floor = replace(kept.floor, now=uow.clock.now())
     made = kept
 
     def orders(service_id: int) -> list[int]:
         if service_id not in made.orders:
-            made.orders[service_id] = queue_order(service_id, made.floor, choose)
+            made.orders[service_id] = queue_order(service_id, floor, choose)
         return made.orders[service_id]
 
-    return tell(ticket_id, kept.floor, choose, kept.called, orders)
+    return tell(ticket_id, floor, choose, kept.traced.called, orders)
 
 
 async def _make(
@@ -121,14 +128,14 @@ async def _make(
             # A new business day waits for its own tickets only: read it whole.
             and business_day(last.floor.now, tz) == business_day(now, tz)
         ):
-            kept = await _extended(uow, hall_id, last, now, choose)
+            kept = await _extended(uow, hall_id, last, choose)
         if kept is None:
             # Everything committed up to this number is in the floor read next.
             seq = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
             _making[hall_id] = (max(need, seq or 0), making)
             floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
             seq = max(need, seq or 0)
-            kept = _Projection(time.monotonic(), seq, floor, project(floor, choose))
+            kept = _Projection(time.monotonic(), seq, project_traced(floor, choose))
         making.set_result(kept)
     except BaseException as exc:
         making.set_exception(exc)
@@ -145,17 +152,19 @@ async def _make(
 
 
 async def _extended(
-    uow: UnitOfWork, hall_id: int, last: _Projection, now: datetime, choose: Chooser
+    uow: UnitOfWork, hall_id: int, last: _Projection, choose: Chooser
 ) -> _Projection | None:
-    """``last``'s floor with the walk-ins that joined since, projected again — when the
-    hall's log since ``last`` holds nothing else that moves the floor (a call, a counter
-    opening, a check-in…); else None, and the floor is read whole.
+    """``last``'s projection with the walk-ins that joined since — when the hall's log
+    since ``last`` holds nothing else that moves the floor (a call, a counter opening, a
+    check-in…); else None, and the floor is read whole.
 
     A kiosk rush is a run of walk-ins: each projection then reads a few log rows instead
-    of the whole floor. The floor is the same as a fresh read would give (the walk-ins are
-    the rows a read would add, in arrival order) but for what ``hall_floor`` caches anyway
-    and the counters' state, which only changes with events that stop the extension; it is
-    read whole again ``KEEP_SECONDS`` after ``last``'s floor was."""
+    of the whole floor, and replays the turns of the last one that the walk-ins do not
+    change (``estimate.resume``) instead of playing the queue again. The floor is the same
+    as a fresh read would give (the walk-ins are the rows a read would add, in arrival
+    order) but for what ``hall_floor`` caches anyway and the counters' state, which only
+    changes with events that stop the extension; the projection still starts when
+    ``last``'s floor was read, and is read whole again ``KEEP_SECONDS`` after that."""
     rows = (
         await uow.session.execute(
             select(HallEventRow.seq, HallEventRow.name, HallEventRow.payload)
@@ -176,8 +185,7 @@ async def _extended(
                 joined.append(_walk_in(payload))
         elif name not in FLOOR_NEUTRAL:
             return None
-    floor = replace(last.floor, waiting=[*last.floor.waiting, *joined], now=now)
-    return _Projection(last.made, int(rows[-1][0]), floor, project(floor, choose))
+    return _Projection(last.made, int(rows[-1][0]), resume(last.traced, joined, choose))
 
 
 def _walk_in(issued: dict[str, Any]) -> Candidate:

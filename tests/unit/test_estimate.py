@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import heapq
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_server.domain.estimate import TRANSFER, _expected, band, project, tell
+from queue_server.domain.estimate import (
+    TRANSFER,
+    _expected,
+    band,
+    project,
+    project_traced,
+    resume,
+    tell,
+)
 from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats, arrival_rates
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
 from queue_server.domain.policy import PolicyConfig, chooser
@@ -313,11 +323,9 @@ def _project_weighing_everyone(hall: Floor) -> dict[int, datetime]:
     return {tid: at for tid, at in called.items() if tid in real}
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) -> None:
-    """Random halls: walk-ins of every priority, transfers, appointments due soon and
-    later, shared counters (some busy, one paused), bookings to come and arrivals."""
-    dice = random.Random(seed)
+def random_hall(dice: random.Random) -> Floor:
+    """Walk-ins of every priority, transfers, appointments due soon and later, shared
+    counters (some busy, one paused), bookings to come and arrivals."""
     matters = (PASSPORTS, RESIDENCE)
     tickets = []
     for tid in range(1, dice.randint(5, 120)):
@@ -357,7 +365,7 @@ def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) ->
     ]
     arrivals = {(dice.choice(matters), dice.choice(["elderly", "none", TRANSFER])): 0.05}
     minutes = dice.choice([4.0, 10.0, 15.0])
-    hall = floor(
+    return floor(
         *tickets,
         counters=counters,
         expected=expected,
@@ -365,6 +373,11 @@ def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) ->
         minutes=minutes,
         no_show_rate=0.1,
     )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) -> None:
+    hall = random_hall(random.Random(seed))
     weighed = _project_weighing_everyone(hall)
     assert project(hall, CHOOSE) == weighed
     # The server projects without putting choices in words: the same calls.
@@ -386,3 +399,91 @@ def test_past_what_the_projection_plays_forward_the_place_by_arrival_is_told() -
     assert told.basis == "more are waiting than the estimate plays forward"
     first = tell(many[0].ticket_id, hall, CHOOSE)
     assert first is not None and first.minutes == 0 and first.people_ahead == 0
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_projection_resumed_with_new_walk_ins_calls_as_a_fresh_one(seed: int) -> None:
+    """A kiosk rush extends the last projection with the walk-ins who joined since
+    (``resume``): random halls, the later walk-ins (every priority, some of a group nobody
+    else is in, some at the same second) joining in two batches, some at once with
+    earlier ones. Each resumed projection calls everyone when a fresh one would."""
+    dice = random.Random(seed)
+    hall = random_hall(dice)
+    joined = []
+    for tid in range(1000, 1000 + dice.randint(1, 12)):
+        joined.append(
+            waiting(
+                tid,
+                joined_min_ago=-dice.choice([0.0, dice.uniform(0, 0.1)]),  # just now
+                service_id=dice.choice((PASSPORTS, RESIDENCE)),
+                priority=dice.choice(["none", "none", "none", "elderly"]),
+            )
+        )
+    choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
+    half = dice.randint(0, len(joined))
+    first = resume(project_traced(hall, choose), joined[:half], choose)
+    with_first = replace(hall, waiting=[*hall.waiting, *joined[:half]])
+    assert first.called == project(with_first, choose)
+    both = resume(first, joined[half:], choose)
+    everyone = replace(hall, waiting=[*hall.waiting, *joined])
+    assert both.called == project(everyone, choose)
+    # And so is everyone told, whether a counter serves their matter or not.
+    for ticket in [*hall.waiting[:3], *hall.waiting[-3:], *joined]:
+        assert tell(ticket.ticket_id, both.floor, choose, both.called) == tell(
+            ticket.ticket_id, everyone, choose
+        )
+
+
+def test_a_walk_in_joining_a_long_queue_is_projected_without_asking_the_policy_again() -> None:
+    """The point of ``resume``: a walk-in at the end of a long queue changes nothing the
+    projection played before everyone ahead of them was called, so those turns are
+    replayed, not chosen again."""
+    queue = [waiting(tid, joined_min_ago=60 - tid * 0.1) for tid in range(1, 301)]
+    hall = floor(
+        *queue, counters=[counter(1), counter(2, {PASSPORTS: PRIMARY, RESIDENCE: SECONDARY})]
+    )
+    asked = 0
+
+    def counting(*args: Any) -> Any:
+        nonlocal asked
+        asked += 1
+        return CHOOSE(*args)
+
+    traced = project_traced(hall, counting)
+    fresh = asked
+    newcomer = waiting(301, joined_min_ago=0)
+    asked = 0
+    resumed = resume(traced, [newcomer], counting)
+    assert resumed.called == project(replace(hall, waiting=[*queue, newcomer]), CHOOSE)
+    assert resumed.called[301] > max(resumed.called[c.ticket_id] for c in queue)
+    assert fresh == 300 and asked == 1  # only the newcomer's own turn was chosen
+
+
+def test_a_walk_in_beyond_what_the_projection_plays_forward_costs_no_choice() -> None:
+    """More waiting than the projection's steps: a walk-in joining them is not reached, so
+    the projection is the one before, and no choice is made again."""
+    from queue_server.domain.estimate import PROJECTION_STEPS
+
+    queue = [
+        waiting(tid, joined_min_ago=300 - tid * 0.1) for tid in range(1, PROJECTION_STEPS + 51)
+    ]
+    hall = floor(*queue, counters=[counter(1), counter(2)])
+    traced = project_traced(hall, CHOOSE)
+    asked = 0
+
+    def counting(*args: Any) -> Any:
+        nonlocal asked
+        asked += 1
+        return CHOOSE(*args)
+
+    newcomer = waiting(PROJECTION_STEPS + 51, joined_min_ago=0)
+    resumed = resume(traced, [newcomer], counting)
+    with_newcomer = replace(hall, waiting=[*queue, newcomer])
+    assert (
+        resumed.called == project(with_newcomer, CHOOSE)
+        and newcomer.ticket_id not in resumed.called
+    )
+    assert asked == 0
+    told = tell(newcomer.ticket_id, resumed.floor, CHOOSE, resumed.called)
+    assert told == tell(newcomer.ticket_id, with_newcomer, CHOOSE)
+    assert told is not None and told.people_ahead == len(queue)
