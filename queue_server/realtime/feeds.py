@@ -127,7 +127,7 @@ async def _send_board(
             # asyncio.timeout, unlike wait_for, makes no task per message: thousands of
             # boards each wake for every call.
             async with asyncio.timeout(PING_SECONDS):
-                await box.ready.wait()
+                await box.wait()
         except TimeoutError:
             await socket.send_data(ping(hub.seq))
             continue

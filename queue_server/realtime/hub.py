@@ -46,29 +46,46 @@ class Listener(Protocol):
 
 
 class Mailbox:
-    """A feed's outgoing messages: bounded; when full the oldest goes and a resync is due."""
+    """A feed's outgoing messages: bounded; when full the oldest goes and a resync is due.
+
+    One per board screen, so kept small: a list, and a future only while its feed waits
+    (a deque and an ``asyncio.Event`` held about 1.5 KiB of empty blocks per screen)."""
+
+    __slots__ = ("_waiter", "messages", "overflowed", "size")
 
     def __init__(self, size: int) -> None:
-        self.messages: deque[bytes] = deque(maxlen=size)
-        self.ready = asyncio.Event()
+        self.messages: list[bytes] = []
+        self.size = size
         self.overflowed = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def put(self, message: bytes) -> None:
-        if len(self.messages) == self.messages.maxlen:
+        if len(self.messages) >= self.size:
+            del self.messages[0]
             self.overflowed = True
         self.messages.append(message)
-        self.ready.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def replace(self, message: bytes) -> None:
-        self.messages.clear()
+        self.messages = []
         self.overflowed = False
         self.put(message)
 
     def take(self) -> list[bytes]:
-        taken = list(self.messages)
-        self.messages.clear()
-        self.ready.clear()
+        taken, self.messages = self.messages, []
         return taken
+
+    async def wait(self) -> None:
+        """Return once a message is there to take."""
+        if self.messages:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 def snapshot_message(board: BoardView) -> bytes:
