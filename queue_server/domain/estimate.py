@@ -11,6 +11,7 @@ functions.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
@@ -54,13 +55,19 @@ def project(floor: Floor, choose: Chooser) -> dict[int, datetime]:
     return project_traced(floor, choose).called
 
 
+Group = tuple[int, str, str]
+"""The pool's group of a ticket that is not an appointment: its matter, priority and kind."""
+
+
 @dataclass(frozen=True)
 class Step:
     """One turn of a counter in a projection, as ``resume`` replays it."""
 
     counter_id: int
-    picked: int | None
+    picked: Candidate | None
     """The ticket it called (None: nobody it could call had joined)."""
+    group: Group | None
+    """The picked ticket's group in the pool (None: an appointment, or nobody picked)."""
     looked: bool
     """Whether anyone was there to choose from (the counter counts as free meanwhile)."""
     again: datetime | None
@@ -73,9 +80,10 @@ class Traced:
 
     floor: Floor
     """The floor projected: its ``now`` is when the projection starts."""
-    candidates: tuple[Candidate, ...]
-    """Everyone the projection could call: the waiting it serves, bookings and arrivals
-    expected."""
+    appointments: tuple[Candidate, ...]
+    groups: dict[Group, tuple[Candidate, ...]]
+    """Everyone the projection could call (the waiting it serves, bookings and arrivals
+    expected) as its pool starts: the appointments, and the rest per group by arrival."""
     real: frozenset[int]
     steps: tuple[Step, ...]
     called: dict[int, datetime]
@@ -89,9 +97,25 @@ def project_traced(floor: Floor, choose: Chooser) -> Traced:
     waiting = [c for c in floor.waiting if c.service_id in served]
     expected = _expected(floor, served, start_id=-1)
     arriving = _arriving(floor, served, start_id=-1 - len(waiting) - len(expected))
-    candidates = (*waiting, *expected, *arriving)
+    appointments, groups = _grouped((*waiting, *expected, *arriving))
     real = frozenset(c.ticket_id for c in waiting)
-    return _play(floor, free, candidates, real, choose, ())
+    return _play(Traced(floor, appointments, groups, real, (), {}), free, choose, ())
+
+
+def _grouped(
+    candidates: Iterable[Candidate],
+) -> tuple[tuple[Candidate, ...], dict[Group, tuple[Candidate, ...]]]:
+    """The appointments, and the rest per group by arrival (``_Pool``)."""
+    appointments: list[Candidate] = []
+    groups: dict[Group, list[Candidate]] = {}
+    for c in candidates:
+        if _is_booked(c):
+            appointments.append(c)
+        else:
+            groups.setdefault(_group(c), []).append(c)
+    return tuple(appointments), {
+        key: tuple(sorted(members, key=_arrival)) for key, members in groups.items()
+    }
 
 
 def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Traced:
@@ -113,35 +137,47 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     joined = [c for c in joined if c.service_id in served]
     if not joined:  # no open counter serves them: the projection is unchanged
         return replace(traced, floor=floor)
-    candidates = (*traced.candidates, *joined)
+    groups = dict(traced.groups)
+    for walk_in in sorted(joined, key=_arrival):
+        assert not _is_booked(walk_in), "only walk-ins join a traced projection"
+        key = _group(walk_in)
+        if key not in groups:  # a group of its own: seen by the policy from the start
+            return project_traced(floor, choose)
+        members = groups[key]
+        at = bisect.bisect(members, _arrival(walk_in), key=_arrival)
+        groups[key] = (*members[:at], walk_in, *members[at:])
     real = traced.real | {c.ticket_id for c in joined}
+    start = replace(traced, floor=floor, groups=groups, real=real, steps=(), called={})
     same = _first_divergence(traced, joined)
     if same == 0:
         return project_traced(floor, choose)
     if same == len(traced.steps) == PROJECTION_STEPS:  # played as far as it plays
-        return Traced(floor, candidates, real, traced.steps, traced.called)
-    return _play(floor, free, candidates, real, choose, traced.steps[:same])
+        return replace(start, steps=traced.steps, called=traced.called)
+    return _play(start, free, choose, traced.steps[:same])
+
+
+def _arrival(c: Candidate) -> tuple[datetime, int]:
+    """The order within a group: who joined first (then the lower id)."""
+    return (c.queued_at, c.ticket_id)
 
 
 def _first_divergence(traced: Traced, joined: Sequence[Candidate]) -> int:
     """How many of ``traced``'s turns the walk-ins ``joined`` leave as they were: those
-    before every group one of them joins has lost, to calls, everyone ahead of it."""
-    first: dict[tuple[int, str, str], tuple[datetime, int]] = {}
-    for walk_in in joined:
-        assert not _is_booked(walk_in), "only walk-ins join a traced projection"
-        place = (walk_in.queued_at, walk_in.ticket_id)
-        key = _group(walk_in)
-        first[key] = min(first.get(key, place), place)
+    before every group one of them joins has lost, to calls, everyone ahead of it.
+
+    A group is called in its order, so that is the turn after the one that called the
+    last ticket ahead of the walk-in (none ahead: the first turn; not called within the
+    record: none)."""
     turns = len(traced.steps)
-    turn = {s.picked: i for i, s in enumerate(traced.steps) if s.picked is not None}
-    # Per group, the turn its last ticket ahead of the first walk-in is called (never,
-    # within the record: past its end); -1 while nobody is ahead.
-    last = dict.fromkeys(first, -1)
-    for c in traced.candidates:
-        key = _group(c)
-        if key in first and (c.queued_at, c.ticket_id) < first[key] and not _is_booked(c):
-            last[key] = max(last[key], turn.get(c.ticket_id, turns))
-    return min(turns, *(at + 1 for at in last.values()))
+    turn = {s.picked.ticket_id: i for i, s in enumerate(traced.steps) if s.picked is not None}
+    same = turns
+    for walk_in in joined:
+        members = traced.groups.get(_group(walk_in), ())
+        ahead = bisect.bisect(members, _arrival(walk_in), key=_arrival)
+        if ahead == 0:
+            return 0
+        same = min(same, turn.get(members[ahead - 1].ticket_id, turns) + 1)
+    return same
 
 
 def _counters_free(floor: Floor) -> list[tuple[datetime, int, CounterNow]]:
@@ -165,35 +201,39 @@ def _counters_free(floor: Floor) -> list[tuple[datetime, int, CounterNow]]:
 
 
 def _play(
-    floor: Floor,
+    start: Traced,
     free: list[tuple[datetime, int, CounterNow]],
-    candidates: Sequence[Candidate],
-    real: frozenset[int],
     choose: Chooser,
     replay: Sequence[Step],
 ) -> Traced:
-    """Play the projection: the turns in ``replay`` as recorded, then on with ``choose``."""
-    pool = _Pool(candidates)
-    by_id = {c.ticket_id: c for c in candidates}
+    """Play the projection from ``start``'s pool: the turns in ``replay`` as recorded,
+    then on with ``choose``."""
+    floor, real = start.floor, start.real
     heapq.heapify(free)
     # What each counter is busy with in the projection, for the policy's look-ahead.
     busy: dict[int, tuple[int | None, datetime | None]] = {
         c.counter_id: (c.serving, c.since) for _, _, c in free
     }
     called: dict[int, datetime] = {}
-    steps: list[Step] = list(replay)
+    taken: dict[Group, int] = {}
+    gone: set[int] = set()
     for step in replay:
         at, counter_id, counter = heapq.heappop(free)
         assert counter_id == step.counter_id, "a replayed turn went to another counter"
         if step.looked:
             busy[counter_id] = (None, None)
-        if step.picked is not None:
-            picked = by_id[step.picked]
-            pool.remove(picked)
+        picked = step.picked
+        if picked is not None:
             called[picked.ticket_id] = at
             busy[counter_id] = (picked.service_id, at)
+            if step.group is None:
+                gone.add(picked.ticket_id)
+            else:  # a group is called in its order: the first ``taken`` of it are gone
+                taken[step.group] = taken.get(step.group, 0) + 1
         if step.again is not None:
             heapq.heappush(free, (step.again, counter_id, counter))
+    pool = _Pool.starting(start, taken, gone)
+    steps: list[Step] = list(replay)
     left = len(real) - sum(1 for tid in called if tid in real)
     while free and left and len(steps) < PROJECTION_STEPS:
         at, counter_id, counter = heapq.heappop(free)
@@ -212,23 +252,18 @@ def _play(
             later = pool.next_joining(at, counter.profile)
             if later is not None:
                 heapq.heappush(free, (later, counter_id, counter))
-            steps.append(Step(counter_id, None, bool(visible), later))
+            steps.append(Step(counter_id, None, None, bool(visible), later))
             continue
         picked = choice.candidate
-        pool.remove(picked)
+        group = pool.remove(picked)
         called[picked.ticket_id] = at
         left -= picked.ticket_id in real
         busy[counter_id] = (picked.service_id, at)
         again = at + timedelta(minutes=floor.stat(picked.service_id).mean())
         heapq.heappush(free, (again, counter_id, counter))
-        steps.append(Step(counter_id, picked.ticket_id, True, again))
-    return Traced(
-        floor,
-        tuple(candidates),
-        real,
-        tuple(steps),
-        {tid: at for tid, at in called.items() if tid in real},
-    )
+        steps.append(Step(counter_id, picked, group, True, again))
+    called_real = {tid: at for tid, at in called.items() if tid in real}
+    return replace(start, steps=tuple(steps), called=called_real)
 
 
 def _is_booked(c: Candidate) -> bool:
@@ -236,7 +271,7 @@ def _is_booked(c: Candidate) -> bool:
     return c.kind == TicketKind.APPOINTMENT and c.due_at is not None
 
 
-def _group(c: Candidate) -> tuple[int, str, str]:
+def _group(c: Candidate) -> Group:
     """The pool's group of a ticket that is not an appointment: within it, by arrival."""
     return (c.service_id, c.priority, str(c.kind))
 
@@ -255,18 +290,26 @@ class _Pool:
     queue: a hall with a thousand waiting is projected as fast as one with fifty.
     """
 
-    def __init__(self, candidates: Iterable[Candidate]) -> None:
-        self.appointments: list[Candidate] = []
-        groups: dict[tuple[int, str, str], list[Candidate]] = {}
-        for c in candidates:
-            if _is_booked(c):
-                self.appointments.append(c)
-            else:
-                groups.setdefault(_group(c), []).append(c)
-        self.groups: dict[tuple[int, str, str], deque[Candidate]] = {
-            key: deque(sorted(members, key=lambda c: (c.queued_at, c.ticket_id)))
-            for key, members in groups.items()
-        }
+    def __init__(
+        self, appointments: list[Candidate], groups: dict[Group, deque[Candidate]]
+    ) -> None:
+        self.appointments = appointments
+        self.groups = groups
+
+    @classmethod
+    def of(cls, candidates: Iterable[Candidate]) -> _Pool:
+        appointments, groups = _grouped(candidates)
+        return cls(list(appointments), {key: deque(members) for key, members in groups.items()})
+
+    @classmethod
+    def starting(cls, start: Traced, taken: Mapping[Group, int], gone: set[int]) -> _Pool:
+        """``start``'s pool less the first ``taken`` of each group and the appointments
+        ``gone``."""
+        appointments = [c for c in start.appointments if c.ticket_id not in gone]
+        return cls(
+            appointments,
+            {key: deque(members[taken.get(key, 0) :]) for key, members in start.groups.items()},
+        )
 
     def contenders(
         self, at: datetime, profile: Mapping[int, ServiceLevel] | None = None
@@ -298,13 +341,16 @@ class _Pool:
         later = [when for when in later if when > at]
         return min(later) if later else None
 
-    def remove(self, c: Candidate) -> None:
+    def remove(self, c: Candidate) -> Group | None:
+        """Take ``c`` out (the first of its group, or an appointment); its group."""
         if _is_booked(c):
             self.appointments.remove(c)
-            return
-        members = self.groups[_group(c)]
+            return None
+        group = _group(c)
+        members = self.groups[group]
         assert members[0] is c, "the policy chose a ticket that was not first of its kind"
         members.popleft()
+        return group
 
 
 def _back_from_break(counter: CounterNow, floor: Floor) -> datetime | None:
@@ -455,7 +501,7 @@ def queue_order(service_id: int, floor: Floor, choose: Chooser) -> list[int]:
     """The matter's waiting tickets in the order a counter serving only it would call them
     now: what is told while no counter serving the matter is open."""
     counter = CounterNow(0, {service_id: ServiceLevel.PRIMARY}, CounterState.OPEN)
-    pool = _Pool(c for c in floor.waiting if c.service_id == service_id)
+    pool = _Pool.of(c for c in floor.waiting if c.service_id == service_id)
     order: list[int] = []
     while True:
         choice = choose(counter, pool.contenders(floor.now), floor.now, None)
