@@ -177,6 +177,26 @@ _COUNTER = (
 )
 _COUNTER_LOCKED = _COUNTER.with_for_update(of=CounterRow)
 
+_COUNTERS = cast(Table, CounterRow.__table__)
+_COUNTER_SERVICES = cast(Table, CounterServiceRow.__table__)
+# The same for a counter that is only read (a clerk acting at it): table columns, no ORM
+# row to load and track.
+_COUNTER_READ_LOCKED = (
+    select(
+        _COUNTERS.c.id,
+        _COUNTERS.c.hall_id,
+        _COUNTERS.c.number,
+        _COUNTERS.c.name,
+        _COUNTERS.c.state,
+        _COUNTERS.c.clerk_id,
+        _COUNTER_SERVICES.c.service_id,
+        _COUNTER_SERVICES.c.level,
+    )
+    .outerjoin(_COUNTER_SERVICES, _COUNTER_SERVICES.c.counter_id == _COUNTERS.c.id)
+    .where(_COUNTERS.c.id == bindparam("counter"))
+    .with_for_update(of=_COUNTERS)
+)
+
 _TICKET = select(TicketRow).where(TicketRow.id == bindparam("ticket"))
 _TICKET_LOCKED = _TICKET.with_for_update()
 _TICKET_SKIP_LOCKED = _TICKET.with_for_update(skip_locked=True)
@@ -239,6 +259,13 @@ def _candidates(rows: Iterable[Any]) -> list[Candidate]:
         Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
         for ticket_id, number, service_id, kind, priority, queued, due in rows
     ]
+
+
+def _profile(found: Iterable[Any]) -> dict[int, ServiceLevel]:
+    """A counter's profile from its rows joined to its matters (the last two columns)."""
+    return {
+        service_id: ServiceLevel(level) for *_, service_id, level in found if service_id is not None
+    }
 
 
 def new_follow_token() -> str:
@@ -381,21 +408,33 @@ class Repository:
         if not found:
             return None
         row = found[0][0]
-        profile = {
-            service_id: ServiceLevel(level)
-            for _, service_id, level in found
-            if service_id is not None
-        }
         counter = Counter(
             id=row.id,
             hall_id=row.hall_id,
             number=row.number,
             name=row.name,
-            profile=profile,
+            profile=_profile(found),
             state=CounterState(row.state),
             clerk_id=row.clerk_id,
         )
         return row, counter
+
+    async def locked_counter(self, counter_id: int) -> Counter | None:
+        """The counter and its profile, locked as ``counter(lock=True)`` locks it, for a
+        caller that only reads it (no row to write back)."""
+        found = (await self.session.execute(_COUNTER_READ_LOCKED, {"counter": counter_id})).all()
+        if not found:
+            return None
+        counter_id, hall_id, number, name, state, clerk_id, _, _ = found[0]
+        return Counter(
+            id=counter_id,
+            hall_id=hall_id,
+            number=number,
+            name=name,
+            profile=_profile(found),
+            state=CounterState(state),
+            clerk_id=clerk_id,
+        )
 
     async def profile(self, counter_id: int) -> dict[int, ServiceLevel]:
         rows = await self.session.execute(
