@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Integer, Select, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -155,16 +155,103 @@ the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered
 hall's log (``Repository.enqueue``)."""
 
 
+_TICKETS = cast(Table, TicketRow.__table__)
 _CANDIDATE_COLUMNS = (
-    TicketRow.id,
-    TicketRow.number,
-    TicketRow.service_id,
-    TicketRow.kind,
-    TicketRow.priority,
-    TicketRow.queued_at,
-    TicketRow.due_at,
+    _TICKETS.c.id,
+    _TICKETS.c.number,
+    _TICKETS.c.service_id,
+    _TICKETS.c.kind,
+    _TICKETS.c.priority,
+    _TICKETS.c.queued_at,
+    _TICKETS.c.due_at,
 )
 """What the policy reads of a waiting ticket (``Candidate``), in its field order."""
+
+# The statements of a clerk's every action are built once, here, with their values bound at
+# execution: building one per request cost more CPU than running it (issue 12's profile).
+
+_COUNTER = (
+    select(CounterRow, CounterServiceRow.service_id, CounterServiceRow.level)
+    .outerjoin(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
+    .where(CounterRow.id == bindparam("counter"))
+)
+_COUNTER_LOCKED = _COUNTER.with_for_update(of=CounterRow)
+
+_COUNTERS = cast(Table, CounterRow.__table__)
+_COUNTER_SERVICES = cast(Table, CounterServiceRow.__table__)
+# The same for a counter that is only read (a clerk acting at it): table columns, no ORM
+# row to load and track.
+_COUNTER_READ_LOCKED = (
+    select(
+        _COUNTERS.c.id,
+        _COUNTERS.c.hall_id,
+        _COUNTERS.c.number,
+        _COUNTERS.c.name,
+        _COUNTERS.c.state,
+        _COUNTERS.c.clerk_id,
+        _COUNTER_SERVICES.c.service_id,
+        _COUNTER_SERVICES.c.level,
+    )
+    .outerjoin(_COUNTER_SERVICES, _COUNTER_SERVICES.c.counter_id == _COUNTERS.c.id)
+    .where(_COUNTERS.c.id == bindparam("counter"))
+    .with_for_update(of=_COUNTERS)
+)
+
+_TICKET = select(TicketRow).where(TicketRow.id == bindparam("ticket"))
+_TICKET_LOCKED = _TICKET.with_for_update()
+_TICKET_SKIP_LOCKED = _TICKET.with_for_update(skip_locked=True)
+
+_CLAIM = (
+    select(TicketRow)
+    .where(TicketRow.id == bindparam("ticket"), TicketRow.state == TicketState.WAITING)
+    # The identity map may hold an older copy of the row (read earlier in this
+    # transaction): the locked row's values replace it, in this one statement.
+    .execution_options(populate_existing=True)
+)
+_CLAIM_SKIP_LOCKED = _CLAIM.with_for_update(skip_locked=True)
+_CLAIM_LOCKED = _CLAIM.with_for_update()
+
+_ACTIVE_AT = (
+    select(TicketRow)
+    .where(
+        TicketRow.counter_id == bindparam("counter"),
+        TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
+    )
+    .order_by(TicketRow.id)
+)
+_ACTIVE_AT_LOCKED = _ACTIVE_AT.with_for_update()
+
+
+def _waiting_heads() -> Select[Any]:
+    # Table columns, not ORM attributes: a plain Core statement skips the ORM's compile
+    # and loading steps.
+    tickets = _TICKETS.c
+    appointment = (tickets.kind == TicketKind.APPOINTMENT) & tickets.due_at.is_not(None)
+    place = (
+        func.row_number()
+        .over(
+            partition_by=(tickets.service_id, tickets.kind, tickets.priority),
+            order_by=(tickets.queued_at, tickets.id),
+        )
+        .label("place")
+    )
+    ranked = (
+        select(*_CANDIDATE_COLUMNS, appointment.label("appointment"), place)
+        .where(
+            tickets.hall_id == bindparam("hall"),
+            tickets.business_day == bindparam("day"),
+            tickets.state == TicketState.WAITING,
+            tickets.service_id.in_(bindparam("services", expanding=True)),
+        )
+        .subquery()
+    )
+    columns = [ranked.c[column.key] for column in _CANDIDATE_COLUMNS]
+    return select(*columns).where(
+        ranked.c.appointment | (ranked.c.place <= bindparam("per_kind", type_=Integer))
+    )
+
+
+_WAITING_HEADS = _waiting_heads()
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -172,6 +259,13 @@ def _candidates(rows: Iterable[Any]) -> list[Candidate]:
         Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
         for ticket_id, number, service_id, kind, priority, queued, due in rows
     ]
+
+
+def _profile(found: Iterable[Any]) -> dict[int, ServiceLevel]:
+    """A counter's profile from its rows joined to its matters (the last two columns)."""
+    return {
+        service_id: ServiceLevel(level) for *_, service_id, level in found if service_id is not None
+    }
 
 
 def new_follow_token() -> str:
@@ -309,32 +403,38 @@ class Repository:
         self, counter_id: int, *, lock: bool = False
     ) -> tuple[CounterRow, Counter] | None:
         # The counter and its profile in one statement (a row per matter it serves).
-        stmt = (
-            select(CounterRow, CounterServiceRow.service_id, CounterServiceRow.level)
-            .outerjoin(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
-            .where(CounterRow.id == counter_id)
-        )
-        if lock:
-            stmt = stmt.with_for_update(of=CounterRow)
-        found = (await self.session.execute(stmt)).all()
+        stmt = _COUNTER_LOCKED if lock else _COUNTER
+        found = (await self.session.execute(stmt, {"counter": counter_id})).all()
         if not found:
             return None
         row = found[0][0]
-        profile = {
-            service_id: ServiceLevel(level)
-            for _, service_id, level in found
-            if service_id is not None
-        }
         counter = Counter(
             id=row.id,
             hall_id=row.hall_id,
             number=row.number,
             name=row.name,
-            profile=profile,
+            profile=_profile(found),
             state=CounterState(row.state),
             clerk_id=row.clerk_id,
         )
         return row, counter
+
+    async def locked_counter(self, counter_id: int) -> Counter | None:
+        """The counter and its profile, locked as ``counter(lock=True)`` locks it, for a
+        caller that only reads it (no row to write back)."""
+        found = (await self.session.execute(_COUNTER_READ_LOCKED, {"counter": counter_id})).all()
+        if not found:
+            return None
+        counter_id, hall_id, number, name, state, clerk_id, _, _ = found[0]
+        return Counter(
+            id=counter_id,
+            hall_id=hall_id,
+            number=number,
+            name=name,
+            profile=_profile(found),
+            state=CounterState(state),
+            clerk_id=clerk_id,
+        )
 
     async def profile(self, counter_id: int) -> dict[int, ServiceLevel]:
         rows = await self.session.execute(
@@ -440,10 +540,9 @@ class Repository:
     async def ticket_row(
         self, ticket_id: int, *, lock: bool = False, skip_locked: bool = False
     ) -> TicketRow | None:
-        stmt = select(TicketRow).where(TicketRow.id == ticket_id)
-        if lock:
-            stmt = stmt.with_for_update(skip_locked=skip_locked)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        locked = _TICKET_SKIP_LOCKED if skip_locked else _TICKET_LOCKED
+        stmt = locked if lock else _TICKET
+        return (await self.session.execute(stmt, {"ticket": ticket_id})).scalar_one_or_none()
 
     async def claim_waiting(self, ticket_id: int, *, skip_locked: bool = True) -> TicketRow | None:
         """Lock ``ticket_id`` if it is still waiting (and, with ``skip_locked``, if no other
@@ -453,26 +552,15 @@ class Repository:
         same ticket moves on to its next choice instead of waiting. SQLite transactions are
         already serial (BEGIN IMMEDIATE), so there the state check alone decides.
         """
-        stmt = (
-            select(TicketRow)
-            .where(TicketRow.id == ticket_id, TicketRow.state == TicketState.WAITING)
-            .with_for_update(skip_locked=skip_locked)
-            # The identity map may hold an older copy of the row (read earlier in this
-            # transaction): the locked row's values replace it, in this one statement.
-            .execution_options(populate_existing=True)
-        )
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = _CLAIM_SKIP_LOCKED if skip_locked else _CLAIM_LOCKED
+        row = (await self.session.execute(stmt, {"ticket": ticket_id})).scalar_one_or_none()
         if row is not None and row.state != TicketState.WAITING:
             return None
         return row
 
     async def active_ticket_at(self, counter_id: int, *, lock: bool = False) -> TicketRow | None:
-        stmt = select(TicketRow).where(
-            TicketRow.counter_id == counter_id, TicketRow.state.in_([str(s) for s in ACTIVE_STATES])
-        )
-        if lock:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt.order_by(TicketRow.id))).scalars().first()
+        stmt = _ACTIVE_AT_LOCKED if lock else _ACTIVE_AT
+        return (await self.session.execute(stmt, {"counter": counter_id})).scalars().first()
 
     async def waiting(
         self, hall_id: int, day: date, service_ids: Iterable[int] | None = None
@@ -505,30 +593,8 @@ class Repository:
         ids = list(service_ids)
         if not ids:
             return []
-        appointment = (TicketRow.kind == TicketKind.APPOINTMENT) & TicketRow.due_at.is_not(None)
-        place = (
-            func.row_number()
-            .over(
-                partition_by=(TicketRow.service_id, TicketRow.kind, TicketRow.priority),
-                order_by=(TicketRow.queued_at, TicketRow.id),
-            )
-            .label("place")
-        )
-        ranked = (
-            select(*_CANDIDATE_COLUMNS, appointment.label("appointment"), place)
-            .where(
-                TicketRow.hall_id == hall_id,
-                TicketRow.business_day == day,
-                TicketRow.state == TicketState.WAITING,
-                TicketRow.service_id.in_(ids),
-            )
-            .subquery()
-        )
-        columns = [ranked.c[column.key] for column in _CANDIDATE_COLUMNS]
-        rows = await self.session.execute(
-            select(*columns).where(ranked.c.appointment | (ranked.c.place <= per_kind))
-        )
-        return _candidates(rows)
+        values = {"hall": hall_id, "day": day, "services": ids, "per_kind": per_kind}
+        return _candidates(await self.session.execute(_WAITING_HEADS, values))
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.

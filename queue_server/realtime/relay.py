@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import msgspec
 from litestar.channels import ChannelsPlugin
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from queue_server.db.tables import HallEventRow
@@ -28,11 +29,26 @@ log = logging.getLogger("onedoor.realtime")
 BATCH = 500
 
 
-def event_message(row: HallEventRow) -> bytes:
+_EVENTS = cast(Table, HallEventRow.__table__)
+# Built once (the relay runs after every commit that wrote events), and plain table
+# statements: the rows are only read and marked, never kept as ORM objects.
+_UNPUBLISHED = (
+    select(_EVENTS.c.id, _EVENTS.c.hall_id, _EVENTS.c.seq, _EVENTS.c.name, _EVENTS.c.payload)
+    .where(_EVENTS.c.published_at.is_(None))
+    .order_by(_EVENTS.c.id)
+    .limit(BATCH)
+    .with_for_update(skip_locked=True)
+)
+_MARK_PUBLISHED = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("now"))
+)
+
+
+def event_message(hall_id: int, seq: int, name: str, payload: Any) -> bytes:
     """What goes on the hall's channel for one logged event."""
-    return msgspec.json.encode(
-        {"hall_id": row.hall_id, "seq": row.seq, "name": row.name, "data": row.payload}
-    )
+    return msgspec.json.encode({"hall_id": hall_id, "seq": seq, "name": name, "data": payload})
 
 
 class Relay:
@@ -56,28 +72,14 @@ class Relay:
     async def relay_once(self) -> int:
         """Publish one batch of unpublished events, oldest first; return how many."""
         async with self._sessions() as session, session.begin():
-            rows = (
-                (
-                    await session.execute(
-                        select(HallEventRow)
-                        .where(HallEventRow.published_at.is_(None))
-                        .order_by(HallEventRow.id)
-                        .limit(BATCH)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            for row in rows:
-                await self._channels.wait_published(event_message(row), hall_channel(row.hall_id))
+            rows = (await session.execute(_UNPUBLISHED)).all()
+            for _, hall_id, seq, name, payload in rows:
+                message = event_message(hall_id, seq, name, payload)
+                await self._channels.wait_published(message, hall_channel(hall_id))
             if rows:
                 # One statement marks the batch (the rows' own updates would be one each).
                 await session.execute(
-                    update(HallEventRow)
-                    .where(HallEventRow.id.in_([row.id for row in rows]))
-                    .values(published_at=datetime.now(UTC))
-                    .execution_options(synchronize_session=False)
+                    _MARK_PUBLISHED, {"ids": [row.id for row in rows], "now": datetime.now(UTC)}
                 )
         self.published += len(rows)
         return len(rows)

@@ -257,6 +257,15 @@ async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Co
     return found
 
 
+async def _counter_to_act_at(uow: UnitOfWork, c: cmd.CounterCommand) -> Counter:
+    """The counter, locked for the transaction, where the clerk acts on a ticket (the
+    counter itself does not change)."""
+    counter = await uow.repo.locked_counter(c.counter_id)
+    if counter is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
+    return counter
+
+
 def _require_signed_in(counter: Counter, clerk_id: int) -> None:
     if counter.clerk_id is None:
         raise IllegalTransition(counter.label, "work at", str(counter.state), "open it first")
@@ -325,7 +334,7 @@ async def close_counter(uow: UnitOfWork, c: cmd.CloseCounter) -> None:
 
 
 async def _ready_to_call(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Counter, Hall]:
-    _, counter = await _counter_for_clerk(uow, c)
+    counter = await _counter_to_act_at(uow, c)
     _require_signed_in(counter, c.clerk_id)
     counter.check_can_call()
     active = await uow.repo.active_ticket_at(counter.id)
@@ -383,7 +392,7 @@ async def call_ticket(uow: UnitOfWork, c: cmd.CallTicket) -> CallResult:
 
 
 async def _current(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[TicketRow, Ticket]:
-    _, counter = await _counter_for_clerk(uow, c)
+    counter = await _counter_to_act_at(uow, c)
     _require_signed_in(counter, c.clerk_id)
     row = await uow.repo.active_ticket_at(counter.id, lock=True)
     if row is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from booking.domain.contact import mask_phone
 from queue_server.db.repository import hall_from_row
@@ -147,30 +147,32 @@ def with_told(view: TicketView, told: Told | None) -> TicketView:
     )
 
 
+# Built once: every clerk action and follow link answers with a ticket view.
+_TICKET_VIEW = (
+    select(
+        TicketRow,
+        ServiceRow,
+        VisitRow,
+        HallRow,
+        CounterRow.number,
+        BookingRow,
+        RatingRow.stars,
+    )
+    .join(ServiceRow, ServiceRow.id == TicketRow.service_id)
+    .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+    .join(HallRow, HallRow.id == TicketRow.hall_id)
+    .outerjoin(CounterRow, CounterRow.id == TicketRow.counter_id)
+    .outerjoin(BookingRow, BookingRow.ticket_id == TicketRow.id)
+    .outerjoin(RatingRow, RatingRow.ticket_id == TicketRow.id)
+    .where(TicketRow.id == bindparam("ticket"))
+    .limit(1)
+)
+
+
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     """A ticket with, while it waits, people ahead and the estimated wait: the ticket, its
     matter, visit, hall, counter, booking and rating read in one statement."""
-    found = (
-        await uow.session.execute(
-            select(
-                TicketRow,
-                ServiceRow,
-                VisitRow,
-                HallRow,
-                CounterRow.number,
-                BookingRow,
-                RatingRow.stars,
-            )
-            .join(ServiceRow, ServiceRow.id == TicketRow.service_id)
-            .join(VisitRow, VisitRow.id == TicketRow.visit_id)
-            .join(HallRow, HallRow.id == TicketRow.hall_id)
-            .outerjoin(CounterRow, CounterRow.id == TicketRow.counter_id)
-            .outerjoin(BookingRow, BookingRow.ticket_id == TicketRow.id)
-            .outerjoin(RatingRow, RatingRow.ticket_id == TicketRow.id)
-            .where(TicketRow.id == ticket_id)
-            .limit(1)
-        )
-    ).first()
+    found = (await uow.session.execute(_TICKET_VIEW, {"ticket": ticket_id})).first()
     if found is None:
         raise NotFound(f"no ticket with id {ticket_id}")
     row, service, visit, hall_row, counter_number, booking_row, stars = found
