@@ -7,9 +7,9 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +17,6 @@ from queue_server.domain import events as ev
 from queue_server.domain.floor import Candidate
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import (
-    ACTIVE_STATES,
     Counter,
     CounterState,
     Hall,
@@ -30,228 +29,16 @@ from queue_server.domain.model import (
 )
 from queue_server.domain.policy import PolicyConfig
 
+from . import statements as sql
 from .tables import (
     CounterRow,
     CounterServiceRow,
-    HallEventRow,
     HallRow,
     NumberSequenceRow,
     ServiceRow,
     TicketRow,
     VisitRow,
 )
-
-_HALLS = cast(Table, HallRow.__table__)
-_HALL_EVENTS = cast(Table, HallEventRow.__table__)
-# Built once, and a plain table statement: no hall object of a writing session needs its
-# counter kept in step (only the read-only snapshot views read it).
-_BUMP_EVENT_SEQ = (
-    update(_HALLS)
-    .where(_HALLS.c.id == bindparam("hall"))
-    .values(event_seq=_HALLS.c.event_seq + bindparam("count"))
-    .returning(_HALLS.c.event_seq)
-)
-
-
-_PG_RECORD_EVENTS = text(
-    """
-    WITH bumped AS (
-        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
-        WHERE id = CAST(:hall AS bigint)
-        RETURNING event_seq
-    )
-    INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
-    SELECT CAST(:hall AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
-           e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
-    FROM bumped,
-         unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
-             WITH ORDINALITY AS e(name, payload, ord)
-    ORDER BY e.ord
-    RETURNING seq
-    """
-)
-
-
-_PG_ENQUEUE = text(
-    """
-    WITH numbered AS (
-        INSERT INTO number_sequences AS ns (hall_id, business_day, prefix, last_seq)
-        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1)
-        ON CONFLICT (hall_id, business_day, prefix) DO UPDATE SET last_seq = ns.last_seq + 1
-        RETURNING last_seq
-    ), visit AS (
-        INSERT INTO visits (hall_id, business_day, follow_token, created_at)
-        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
-                CAST(:now AS timestamptz))
-        RETURNING id
-    ), ticket AS (
-        INSERT INTO tickets (hall_id, visit_id, service_id, number, prefix, seq, business_day,
-                             kind, priority, state, issued_at, queued_at, due_at, call_count,
-                             issued_by_device_id, issued_by_user_id)
-        SELECT CAST(:hall AS bigint), visit.id, CAST(:service AS bigint),
-               -- format_number: the prefix, then at least three digits
-               CAST(:prefix AS varchar)
-               || lpad(CAST(numbered.last_seq AS text),
-                       greatest(3, length(CAST(numbered.last_seq AS text))), '0'),
-               CAST(:prefix AS varchar), numbered.last_seq, CAST(:day AS date),
-               CAST(:kind AS varchar), CAST(:priority AS varchar), 'waiting',
-               CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:due AS timestamptz), 0,
-               CAST(:device AS bigint), CAST(:user AS bigint)
-        FROM numbered, visit
-        RETURNING id, number, visit_id
-    ), printer AS (
-        SELECT id, connected, last_seen_at, status ->> 'problem' AS problem FROM devices
-        WHERE kiosk_id = CAST(:device AS bigint) AND kind = 'printer' AND revoked_at IS NULL
-        ORDER BY id LIMIT 1
-    ), job AS (
-        INSERT INTO print_jobs (hall_id, ticket_id, printer_id, payload, state, created_at)
-        SELECT CAST(:hall AS bigint), ticket.id, printer.id,
-               CAST(CAST(:job_payload AS jsonb) || jsonb_build_object('number', ticket.number)
-                    AS json),
-               'pending', CAST(:now AS timestamptz)
-        FROM ticket, printer
-        RETURNING id, printer_id, ticket_id
-    ), keyed AS (
-        INSERT INTO idempotency_keys (scope, key, ticket_id, created_at, fingerprint)
-        SELECT CAST(:scope AS varchar), CAST(:key AS varchar), ticket.id,
-               CAST(:now AS timestamptz), CAST(:fingerprint AS varchar)
-        FROM ticket WHERE CAST(:key AS varchar) IS NOT NULL
-        ON CONFLICT DO NOTHING
-        RETURNING ticket_id
-    ), news AS (
-        SELECT 1 AS ord, 'TicketIssued' AS name,
-               CAST(:event AS jsonb)
-               || jsonb_build_object('ticket_id', ticket.id, 'number', ticket.number) AS payload
-        FROM ticket
-        UNION ALL
-        SELECT 2, 'PrintJobQueued',
-               CAST(:job_event AS jsonb)
-               || jsonb_build_object('job_id', job.id, 'printer_id', job.printer_id,
-                                     'ticket_id', job.ticket_id)
-        FROM job
-    ), bumped AS (
-        -- The hall row last (the documented lock order): the count reads the rows above.
-        UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
-        WHERE id = CAST(:hall AS bigint)
-        RETURNING event_seq
-    ), logged AS (
-        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
-        SELECT CAST(:hall AS bigint), bumped.event_seq - (SELECT count(*) FROM news) + news.ord,
-               news.name, CAST(news.payload AS json), CAST(:now AS timestamptz)
-        FROM bumped, news
-        RETURNING seq
-    )
-    SELECT ticket.id, ticket.number, ticket.visit_id, (SELECT id FROM job),
-           (SELECT count(*) FROM keyed),
-           (SELECT count(*) FROM logged),
-           (SELECT event_seq FROM bumped),
-           (SELECT connected FROM printer), (SELECT last_seen_at FROM printer),
-           (SELECT problem FROM printer)
-    FROM ticket
-    """
-)
-"""A visit joins the queue in one statement on PostgreSQL: its day's next number, the visit,
-the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered in the
-hall's log (``Repository.enqueue``)."""
-
-
-_TICKETS = cast(Table, TicketRow.__table__)
-_CANDIDATE_COLUMNS = (
-    _TICKETS.c.id,
-    _TICKETS.c.number,
-    _TICKETS.c.service_id,
-    _TICKETS.c.kind,
-    _TICKETS.c.priority,
-    _TICKETS.c.queued_at,
-    _TICKETS.c.due_at,
-)
-"""What the policy reads of a waiting ticket (``Candidate``), in its field order."""
-
-# The statements of a clerk's every action are built once, here, with their values bound at
-# execution: building one per request cost more CPU than running it (issue 12's profile).
-
-_COUNTER = (
-    select(CounterRow, CounterServiceRow.service_id, CounterServiceRow.level)
-    .outerjoin(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
-    .where(CounterRow.id == bindparam("counter"))
-)
-_COUNTER_LOCKED = _COUNTER.with_for_update(of=CounterRow)
-
-_COUNTERS = cast(Table, CounterRow.__table__)
-_COUNTER_SERVICES = cast(Table, CounterServiceRow.__table__)
-# The same for a counter that is only read (a clerk acting at it): table columns, no ORM
-# row to load and track.
-_COUNTER_READ_LOCKED = (
-    select(
-        _COUNTERS.c.id,
-        _COUNTERS.c.hall_id,
-        _COUNTERS.c.number,
-        _COUNTERS.c.name,
-        _COUNTERS.c.state,
-        _COUNTERS.c.clerk_id,
-        _COUNTER_SERVICES.c.service_id,
-        _COUNTER_SERVICES.c.level,
-    )
-    .outerjoin(_COUNTER_SERVICES, _COUNTER_SERVICES.c.counter_id == _COUNTERS.c.id)
-    .where(_COUNTERS.c.id == bindparam("counter"))
-    .with_for_update(of=_COUNTERS)
-)
-
-_TICKET = select(TicketRow).where(TicketRow.id == bindparam("ticket"))
-_TICKET_LOCKED = _TICKET.with_for_update()
-_TICKET_SKIP_LOCKED = _TICKET.with_for_update(skip_locked=True)
-
-_CLAIM = (
-    select(TicketRow)
-    .where(TicketRow.id == bindparam("ticket"), TicketRow.state == TicketState.WAITING)
-    # The identity map may hold an older copy of the row (read earlier in this
-    # transaction): the locked row's values replace it, in this one statement.
-    .execution_options(populate_existing=True)
-)
-_CLAIM_SKIP_LOCKED = _CLAIM.with_for_update(skip_locked=True)
-_CLAIM_LOCKED = _CLAIM.with_for_update()
-
-_ACTIVE_AT = (
-    select(TicketRow)
-    .where(
-        TicketRow.counter_id == bindparam("counter"),
-        TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
-    )
-    .order_by(TicketRow.id)
-)
-_ACTIVE_AT_LOCKED = _ACTIVE_AT.with_for_update()
-
-
-def _waiting_heads() -> Select[Any]:
-    # Table columns, not ORM attributes: a plain Core statement skips the ORM's compile
-    # and loading steps.
-    tickets = _TICKETS.c
-    appointment = (tickets.kind == TicketKind.APPOINTMENT) & tickets.due_at.is_not(None)
-    place = (
-        func.row_number()
-        .over(
-            partition_by=(tickets.service_id, tickets.kind, tickets.priority),
-            order_by=(tickets.queued_at, tickets.id),
-        )
-        .label("place")
-    )
-    ranked = (
-        select(*_CANDIDATE_COLUMNS, appointment.label("appointment"), place)
-        .where(
-            tickets.hall_id == bindparam("hall"),
-            tickets.business_day == bindparam("day"),
-            tickets.state == TicketState.WAITING,
-            tickets.service_id.in_(bindparam("services", expanding=True)),
-        )
-        .subquery()
-    )
-    columns = [ranked.c[column.key] for column in _CANDIDATE_COLUMNS]
-    return select(*columns).where(
-        ranked.c.appointment | (ranked.c.place <= bindparam("per_kind", type_=Integer))
-    )
-
-
-_WAITING_HEADS = _waiting_heads()
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -403,7 +190,7 @@ class Repository:
         self, counter_id: int, *, lock: bool = False
     ) -> tuple[CounterRow, Counter] | None:
         # The counter and its profile in one statement (a row per matter it serves).
-        stmt = _COUNTER_LOCKED if lock else _COUNTER
+        stmt = sql.COUNTER_LOCKED if lock else sql.COUNTER
         found = (await self.session.execute(stmt, {"counter": counter_id})).all()
         if not found:
             return None
@@ -422,7 +209,7 @@ class Repository:
     async def locked_counter(self, counter_id: int) -> Counter | None:
         """The counter and its profile, locked as ``counter(lock=True)`` locks it, for a
         caller that only reads it (no row to write back)."""
-        found = (await self.session.execute(_COUNTER_READ_LOCKED, {"counter": counter_id})).all()
+        found = (await self.session.execute(sql.COUNTER_READ_LOCKED, {"counter": counter_id})).all()
         if not found:
             return None
         counter_id, hall_id, number, name, state, clerk_id, _, _ = found[0]
@@ -493,7 +280,7 @@ class Repository:
             "job_event": json.dumps(job_event.payload()),
             "scope": scope, "key": key, "fingerprint": fingerprint,
         }  # fmt: skip
-        found = (await self.session.execute(_PG_ENQUEUE, values)).one()
+        found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
         ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
         if key is not None and not keyed:
             return None
@@ -540,8 +327,8 @@ class Repository:
     async def ticket_row(
         self, ticket_id: int, *, lock: bool = False, skip_locked: bool = False
     ) -> TicketRow | None:
-        locked = _TICKET_SKIP_LOCKED if skip_locked else _TICKET_LOCKED
-        stmt = locked if lock else _TICKET
+        locked = sql.TICKET_SKIP_LOCKED if skip_locked else sql.TICKET_LOCKED
+        stmt = locked if lock else sql.TICKET
         return (await self.session.execute(stmt, {"ticket": ticket_id})).scalar_one_or_none()
 
     async def claim_waiting(self, ticket_id: int, *, skip_locked: bool = True) -> TicketRow | None:
@@ -552,14 +339,14 @@ class Repository:
         same ticket moves on to its next choice instead of waiting. SQLite transactions are
         already serial (BEGIN IMMEDIATE), so there the state check alone decides.
         """
-        stmt = _CLAIM_SKIP_LOCKED if skip_locked else _CLAIM_LOCKED
+        stmt = sql.CLAIM_SKIP_LOCKED if skip_locked else sql.CLAIM_LOCKED
         row = (await self.session.execute(stmt, {"ticket": ticket_id})).scalar_one_or_none()
         if row is not None and row.state != TicketState.WAITING:
             return None
         return row
 
     async def active_ticket_at(self, counter_id: int, *, lock: bool = False) -> TicketRow | None:
-        stmt = _ACTIVE_AT_LOCKED if lock else _ACTIVE_AT
+        stmt = sql.ACTIVE_AT_LOCKED if lock else sql.ACTIVE_AT
         return (await self.session.execute(stmt, {"counter": counter_id})).scalars().first()
 
     async def waiting(
@@ -569,7 +356,7 @@ class Repository:
         as the estimate and the look-ahead see the floor): only the columns the policy
         reads (a busy hall has hundreds waiting, and whole ORM rows cost ten times as
         much)."""
-        stmt = select(*_CANDIDATE_COLUMNS).where(
+        stmt = select(*sql.CANDIDATE_COLUMNS).where(
             TicketRow.hall_id == hall_id,
             TicketRow.business_day == day,
             TicketRow.state == TicketState.WAITING,
@@ -594,7 +381,7 @@ class Repository:
         if not ids:
             return []
         values = {"hall": hall_id, "day": day, "services": ids, "per_kind": per_kind}
-        return _candidates(await self.session.execute(_WAITING_HEADS, values))
+        return _candidates(await self.session.execute(sql.WAITING_HEADS, values))
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.
@@ -615,7 +402,7 @@ class Repository:
                 # change of the hall queues on, is then held for that statement and the
                 # commit only, not for one more round trip to this process and back.
                 written = await self.session.execute(
-                    _PG_RECORD_EVENTS,
+                    sql.PG_RECORD_EVENTS,
                     {
                         "hall": hall_id,
                         "count": len(hall_events),
@@ -628,11 +415,11 @@ class Repository:
                     raise LookupError(f"no hall {hall_id} to record its events in")
                 continue
             bumped = await self.session.execute(
-                _BUMP_EVENT_SEQ, {"hall": hall_id, "count": len(hall_events)}
+                sql.BUMP_EVENT_SEQ, {"hall": hall_id, "count": len(hall_events)}
             )
             first = bumped.scalar_one() - len(hall_events) + 1
             await self.session.execute(
-                insert(_HALL_EVENTS),
+                insert(sql.HALL_EVENTS),
                 [
                     {
                         "hall_id": hall_id,

@@ -1,0 +1,225 @@
+"""The statements of the hot paths, built once at import with their values bound at
+execution: building one per request cost more CPU than running it (docs/performance.md).
+``repository`` runs them."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Integer, Select, Table, bindparam, func, select, text, update
+
+from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
+
+from .tables import CounterRow, CounterServiceRow, HallEventRow, HallRow, TicketRow
+
+HALLS = cast(Table, HallRow.__table__)
+HALL_EVENTS = cast(Table, HallEventRow.__table__)
+# Built once, and a plain table statement: no hall object of a writing session needs its
+# counter kept in step (only the read-only snapshot views read it).
+BUMP_EVENT_SEQ = (
+    update(HALLS)
+    .where(HALLS.c.id == bindparam("hall"))
+    .values(event_seq=HALLS.c.event_seq + bindparam("count"))
+    .returning(HALLS.c.event_seq)
+)
+
+
+PG_RECORD_EVENTS = text(
+    """
+    WITH bumped AS (
+        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
+        WHERE id = CAST(:hall AS bigint)
+        RETURNING event_seq
+    )
+    INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+    SELECT CAST(:hall AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
+           e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
+    FROM bumped,
+         unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+             WITH ORDINALITY AS e(name, payload, ord)
+    ORDER BY e.ord
+    RETURNING seq
+    """
+)
+
+
+PG_ENQUEUE = text(
+    """
+    WITH numbered AS (
+        INSERT INTO number_sequences AS ns (hall_id, business_day, prefix, last_seq)
+        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1)
+        ON CONFLICT (hall_id, business_day, prefix) DO UPDATE SET last_seq = ns.last_seq + 1
+        RETURNING last_seq
+    ), visit AS (
+        INSERT INTO visits (hall_id, business_day, follow_token, created_at)
+        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
+                CAST(:now AS timestamptz))
+        RETURNING id
+    ), ticket AS (
+        INSERT INTO tickets (hall_id, visit_id, service_id, number, prefix, seq, business_day,
+                             kind, priority, state, issued_at, queued_at, due_at, call_count,
+                             issued_by_device_id, issued_by_user_id)
+        SELECT CAST(:hall AS bigint), visit.id, CAST(:service AS bigint),
+               -- format_number: the prefix, then at least three digits
+               CAST(:prefix AS varchar)
+               || lpad(CAST(numbered.last_seq AS text),
+                       greatest(3, length(CAST(numbered.last_seq AS text))), '0'),
+               CAST(:prefix AS varchar), numbered.last_seq, CAST(:day AS date),
+               CAST(:kind AS varchar), CAST(:priority AS varchar), 'waiting',
+               CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:due AS timestamptz), 0,
+               CAST(:device AS bigint), CAST(:user AS bigint)
+        FROM numbered, visit
+        RETURNING id, number, visit_id
+    ), printer AS (
+        SELECT id, connected, last_seen_at, status ->> 'problem' AS problem FROM devices
+        WHERE kiosk_id = CAST(:device AS bigint) AND kind = 'printer' AND revoked_at IS NULL
+        ORDER BY id LIMIT 1
+    ), job AS (
+        INSERT INTO print_jobs (hall_id, ticket_id, printer_id, payload, state, created_at)
+        SELECT CAST(:hall AS bigint), ticket.id, printer.id,
+               CAST(CAST(:job_payload AS jsonb) || jsonb_build_object('number', ticket.number)
+                    AS json),
+               'pending', CAST(:now AS timestamptz)
+        FROM ticket, printer
+        RETURNING id, printer_id, ticket_id
+    ), keyed AS (
+        INSERT INTO idempotency_keys (scope, key, ticket_id, created_at, fingerprint)
+        SELECT CAST(:scope AS varchar), CAST(:key AS varchar), ticket.id,
+               CAST(:now AS timestamptz), CAST(:fingerprint AS varchar)
+        FROM ticket WHERE CAST(:key AS varchar) IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING ticket_id
+    ), news AS (
+        SELECT 1 AS ord, 'TicketIssued' AS name,
+               CAST(:event AS jsonb)
+               || jsonb_build_object('ticket_id', ticket.id, 'number', ticket.number) AS payload
+        FROM ticket
+        UNION ALL
+        SELECT 2, 'PrintJobQueued',
+               CAST(:job_event AS jsonb)
+               || jsonb_build_object('job_id', job.id, 'printer_id', job.printer_id,
+                                     'ticket_id', job.ticket_id)
+        FROM job
+    ), bumped AS (
+        -- The hall row last (the documented lock order): the count reads the rows above.
+        UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
+        WHERE id = CAST(:hall AS bigint)
+        RETURNING event_seq
+    ), logged AS (
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall AS bigint), bumped.event_seq - (SELECT count(*) FROM news) + news.ord,
+               news.name, CAST(news.payload AS json), CAST(:now AS timestamptz)
+        FROM bumped, news
+        RETURNING seq
+    )
+    SELECT ticket.id, ticket.number, ticket.visit_id, (SELECT id FROM job),
+           (SELECT count(*) FROM keyed),
+           (SELECT count(*) FROM logged),
+           (SELECT event_seq FROM bumped),
+           (SELECT connected FROM printer), (SELECT last_seen_at FROM printer),
+           (SELECT problem FROM printer)
+    FROM ticket
+    """
+)
+"""A visit joins the queue in one statement on PostgreSQL: its day's next number, the visit,
+the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered in the
+hall's log (``Repository.enqueue``)."""
+
+
+TICKETS = cast(Table, TicketRow.__table__)
+CANDIDATE_COLUMNS = (
+    TICKETS.c.id,
+    TICKETS.c.number,
+    TICKETS.c.service_id,
+    TICKETS.c.kind,
+    TICKETS.c.priority,
+    TICKETS.c.queued_at,
+    TICKETS.c.due_at,
+)
+"""What the policy reads of a waiting ticket (``Candidate``), in its field order."""
+
+# The statements of a clerk's every action are built once, here, with their values bound at
+# execution: building one per request cost more CPU than running it (issue 12's profile).
+
+COUNTER = (
+    select(CounterRow, CounterServiceRow.service_id, CounterServiceRow.level)
+    .outerjoin(CounterServiceRow, CounterServiceRow.counter_id == CounterRow.id)
+    .where(CounterRow.id == bindparam("counter"))
+)
+COUNTER_LOCKED = COUNTER.with_for_update(of=CounterRow)
+
+COUNTERS = cast(Table, CounterRow.__table__)
+COUNTER_SERVICES = cast(Table, CounterServiceRow.__table__)
+# The same for a counter that is only read (a clerk acting at it): table columns, no ORM
+# row to load and track.
+COUNTER_READ_LOCKED = (
+    select(
+        COUNTERS.c.id,
+        COUNTERS.c.hall_id,
+        COUNTERS.c.number,
+        COUNTERS.c.name,
+        COUNTERS.c.state,
+        COUNTERS.c.clerk_id,
+        COUNTER_SERVICES.c.service_id,
+        COUNTER_SERVICES.c.level,
+    )
+    .outerjoin(COUNTER_SERVICES, COUNTER_SERVICES.c.counter_id == COUNTERS.c.id)
+    .where(COUNTERS.c.id == bindparam("counter"))
+    .with_for_update(of=COUNTERS)
+)
+
+TICKET = select(TicketRow).where(TicketRow.id == bindparam("ticket"))
+TICKET_LOCKED = TICKET.with_for_update()
+TICKET_SKIP_LOCKED = TICKET.with_for_update(skip_locked=True)
+
+CLAIM = (
+    select(TicketRow)
+    .where(TicketRow.id == bindparam("ticket"), TicketRow.state == TicketState.WAITING)
+    # The identity map may hold an older copy of the row (read earlier in this
+    # transaction): the locked row's values replace it, in this one statement.
+    .execution_options(populate_existing=True)
+)
+CLAIM_SKIP_LOCKED = CLAIM.with_for_update(skip_locked=True)
+CLAIM_LOCKED = CLAIM.with_for_update()
+
+ACTIVE_AT = (
+    select(TicketRow)
+    .where(
+        TicketRow.counter_id == bindparam("counter"),
+        TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
+    )
+    .order_by(TicketRow.id)
+)
+ACTIVE_AT_LOCKED = ACTIVE_AT.with_for_update()
+
+
+def _waiting_heads() -> Select[Any]:
+    # Table columns, not ORM attributes: a plain Core statement skips the ORM's compile
+    # and loading steps.
+    tickets = TICKETS.c
+    appointment = (tickets.kind == TicketKind.APPOINTMENT) & tickets.due_at.is_not(None)
+    place = (
+        func.row_number()
+        .over(
+            partition_by=(tickets.service_id, tickets.kind, tickets.priority),
+            order_by=(tickets.queued_at, tickets.id),
+        )
+        .label("place")
+    )
+    ranked = (
+        select(*CANDIDATE_COLUMNS, appointment.label("appointment"), place)
+        .where(
+            tickets.hall_id == bindparam("hall"),
+            tickets.business_day == bindparam("day"),
+            tickets.state == TicketState.WAITING,
+            tickets.service_id.in_(bindparam("services", expanding=True)),
+        )
+        .subquery()
+    )
+    columns = [ranked.c[column.key] for column in CANDIDATE_COLUMNS]
+    return select(*columns).where(
+        ranked.c.appointment | (ranked.c.place <= bindparam("per_kind", type_=Integer))
+    )
+
+
+WAITING_HEADS = _waiting_heads()
