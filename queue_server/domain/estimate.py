@@ -59,7 +59,7 @@ Group = tuple[int, str, str]
 """The pool's group of a ticket that is not an appointment: its matter, priority and kind."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One turn of a counter in a projection, as ``resume`` replays it."""
 
@@ -83,8 +83,11 @@ class Traced:
     appointments: tuple[Candidate, ...]
     groups: dict[Group, tuple[Candidate, ...]]
     """Everyone the projection could call (the waiting it serves, bookings and arrivals
-    expected) as its pool starts: the appointments, and the rest per group by arrival."""
+    expected) as its pool starts: the appointments, and the rest per group by arrival.
+    Bookings and arrivals expected have negative ids, meaningful only relative to each
+    other (a fresh projection of the same floor numbers them from another start)."""
     real: frozenset[int]
+    """The ids of the waiting tickets the projection is for (not the ones expected)."""
     steps: tuple[Step, ...]
     called: dict[int, datetime]
     """When each real ticket is called."""
@@ -122,12 +125,19 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     """``traced``'s projection with the walk-ins ``joined`` added to its floor: the same as
     ``project_traced`` of that floor, with less work.
 
-    A walk-in joins the end of its matter, kind and priority (behind everyone of them who
-    joined before it, ahead of the visitors only expected to come), and the policy only
-    ever weighs the first of such a group (``_Pool``). So until the projection has called
-    everyone ahead of it in its group, it is invisible: every turn before that is played
-    as it was (from the record, without asking the policy), and only the rest is played
-    anew. A rush of walk-ins into a long queue costs a replay, not a projection each.
+    A walk-in takes its place in its matter, kind and priority by arrival (usually last
+    of those waiting; a late commit can place it earlier, and visitors only expected may
+    come before it), and the policy only ever weighs the first of such a group
+    (``_Pool``). So until the projection has called everyone ahead of it in its group, it
+    is invisible: every turn before that is played as it was (from the record, without
+    asking the policy), and only the rest is played anew. A rush of walk-ins into a long
+    queue costs a replay, not a projection each.
+
+    Equal to the fresh projection in whom it calls when (``called``); its expected
+    visitors' ids differ by a constant, which changes no choice as long as the policy
+    compares ids only by order and breaks every tie by them (``policy._ranked``). The
+    random-hall test in tests/unit/test_estimate.py holds it to that. ``joined`` must be
+    walk-ins not on ``traced``'s floor yet.
     """
     if not joined:
         return traced
@@ -162,12 +172,11 @@ def _arrival(c: Candidate) -> tuple[datetime, int]:
 
 
 def _first_divergence(traced: Traced, joined: Sequence[Candidate]) -> int:
-    """How many of ``traced``'s turns the walk-ins ``joined`` leave as they were: those
-    before every group one of them joins has lost, to calls, everyone ahead of it.
+    """How many of ``traced``'s first turns the walk-ins ``joined`` leave as they were.
 
-    A group is called in its order, so that is the turn after the one that called the
-    last ticket ahead of the walk-in (none ahead: the first turn; not called within the
-    record: none)."""
+    0 if a walk-in would head its group from the start; else, over the walk-ins, the
+    least of 1 + the turn that called the last ticket ahead of it in its group (a group
+    is called in its order); every turn if that ticket is never called in the record."""
     turns = len(traced.steps)
     turn = {s.picked.ticket_id: i for i, s in enumerate(traced.steps) if s.picked is not None}
     same = turns

@@ -49,7 +49,8 @@ class Mailbox:
     """A feed's outgoing messages: bounded; when full the oldest goes and a resync is due.
 
     One per board screen, so kept small: a list, and a future only while its feed waits
-    (a deque and an ``asyncio.Event`` held about 1.5 KiB of empty blocks per screen)."""
+    (a deque and an ``asyncio.Event`` held about 1.5 KiB of empty blocks per screen). One
+    waiter at a time: the feed's sender."""
 
     __slots__ = ("_waiter", "messages", "overflowed", "size")
 

@@ -144,6 +144,11 @@ async def _make(
     finally:
         if _making.get(hall_id, (0, None))[1] is making:
             del _making[hall_id]
+    # A projection keeps its turns (a few hundred KiB for a hall with a thousand
+    # waiting): those too old to be used or extended go.
+    expired = [h for h, p in _projections.items() if time.monotonic() - p.made >= KEEP_SECONDS]
+    for gone in expired:
+        del _projections[gone]
     if len(_projections) >= KEEP_HALLS:
         _projections.clear()
     _making.clear()
@@ -160,11 +165,12 @@ async def _extended(
 
     A kiosk rush is a run of walk-ins: each projection then reads a few log rows instead
     of the whole floor, and replays the turns of the last one that the walk-ins do not
-    change (``estimate.resume``) instead of playing the queue again. The floor is the same
-    as a fresh read would give (the walk-ins are the rows a read would add, in arrival
-    order) but for what ``hall_floor`` caches anyway and the counters' state, which only
-    changes with events that stop the extension; the projection still starts when
-    ``last``'s floor was read, and is read whole again ``KEEP_SECONDS`` after that."""
+    change (``estimate.resume``) instead of playing the queue again. Its waiting tickets
+    are those a fresh read would give (the walk-ins are the rows a read would add); the
+    counters' state only changes with events that stop the extension. Unlike a fresh
+    read, the projection still starts when ``last``'s floor was read (a busy counter's
+    remaining service is reckoned from then), at most ``KEEP_SECONDS`` ago: answers can
+    differ from a fresh read's by those seconds."""
     rows = (
         await uow.session.execute(
             select(HallEventRow.seq, HallEventRow.name, HallEventRow.payload)

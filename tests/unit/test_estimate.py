@@ -404,33 +404,40 @@ def test_past_what_the_projection_plays_forward_the_place_by_arrival_is_told() -
 @pytest.mark.parametrize("seed", range(60))
 def test_a_projection_resumed_with_new_walk_ins_calls_as_a_fresh_one(seed: int) -> None:
     """A kiosk rush extends the last projection with the walk-ins who joined since
-    (``resume``): random halls, the later walk-ins (every priority, some of a group nobody
-    else is in, some at the same second) joining in two batches, some at once with
-    earlier ones. Each resumed projection calls everyone when a fresh one would."""
+    (``resume``): random halls; walk-ins of every priority, some of a group nobody else is
+    in, some joining just now, some at the very moment of a ticket already waiting, some
+    committed late (joined before tickets already read); in one to four batches. Each
+    resumed projection calls everyone when a fresh one would, and tells them the same."""
     dice = random.Random(seed)
     hall = random_hall(dice)
     joined = []
     for tid in range(1000, 1000 + dice.randint(1, 12)):
+        when = dice.choice(["now", "now", "tie", "late"])
+        if when == "tie" and hall.waiting:
+            ago = (NOW - dice.choice(hall.waiting).queued_at).total_seconds() / 60
+        elif when == "late":
+            ago = dice.uniform(0, 30)
+        else:
+            ago = -dice.choice([0.0, dice.uniform(0, 0.1)])
         joined.append(
             waiting(
                 tid,
-                joined_min_ago=-dice.choice([0.0, dice.uniform(0, 0.1)]),  # just now
+                joined_min_ago=ago,
                 service_id=dice.choice((PASSPORTS, RESIDENCE)),
                 priority=dice.choice(["none", "none", "none", "elderly"]),
             )
         )
     choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
-    half = dice.randint(0, len(joined))
-    first = resume(project_traced(hall, choose), joined[:half], choose)
-    with_first = replace(hall, waiting=[*hall.waiting, *joined[:half]])
-    assert first.called == project(with_first, choose)
-    both = resume(first, joined[half:], choose)
-    everyone = replace(hall, waiting=[*hall.waiting, *joined])
-    assert both.called == project(everyone, choose)
+    cuts = sorted(dice.randint(0, len(joined)) for _ in range(dice.randint(0, 3)))
+    traced = project_traced(hall, choose)
+    for start, end in zip([0, *cuts], [*cuts, len(joined)], strict=True):
+        traced = resume(traced, joined[start:end], choose)
+        so_far = replace(hall, waiting=[*hall.waiting, *joined[:end]])
+        assert traced.called == project(so_far, choose)
     # And so is everyone told, whether a counter serves their matter or not.
     for ticket in [*hall.waiting[:3], *hall.waiting[-3:], *joined]:
-        assert tell(ticket.ticket_id, both.floor, choose, both.called) == tell(
-            ticket.ticket_id, everyone, choose
+        assert tell(ticket.ticket_id, traced.floor, choose, traced.called) == tell(
+            ticket.ticket_id, so_far, choose
         )
 
 
