@@ -23,6 +23,7 @@ from queue_server.service.commands import Actor
 from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound
 from queue_server.service.queue import enqueue
 from queue_server.service.unit_of_work import UnitOfWork
+from queue_server.service.visitors import VisitorId, remember_visitor
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,25 @@ class CheckIn:
     follow_base: str = ""
 
 
+async def _check_in_open(uow: UnitOfWork, row: BookingRow, now: datetime) -> bool:
+    matter = await load_matter(uow, row.hall_id, row.service_id, for_booking=False)
+    return row.slot_start - matter.rules.checkin_early <= now
+
+
 async def _by_phone(uow: UnitOfWork, c: CheckIn, hall_id: int) -> BookingRow:
     hall_row = await load_hall(uow, hall_id)
     tz = hall_from_row(hall_row).tz
     phone = contact.normalise_phone(c.phone or "")
-    today = uow.clock.now().astimezone(tz).date()
+    now = uow.clock.now()
+    today = now.astimezone(tz).date()
     start = datetime.combine(today, time(0), tzinfo=tz).astimezone(UTC)
     end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    # Today's bookings, and tomorrow's whose check-in has opened already: a hall open past
+    # midnight takes a 00:15 booking from 23:45 (as by its code), not only after midnight.
     rows = await BookingStore(uow.session).booked_on_day(
-        hall_id, start, end, phone=phone, service_id=c.service_id, lock=True
+        hall_id, start, end + timedelta(days=1), phone=phone, service_id=c.service_id, lock=True
     )
+    rows = [r for r in rows if r.slot_start < end or await _check_in_open(uow, r, now)]
     if c.id_tail:
         tail = contact.normalise_id_tail(c.id_tail)
         rows = [r for r in rows if r.id_tail == tail]
@@ -126,6 +136,10 @@ async def check_in(uow: UnitOfWork, c: CheckIn) -> int:
         priority=c.priority, actor=c.actor, follow_base=c.follow_base, due_at=result.due_at,
     )  # fmt: skip
     ticket = made.ticket
+    # The visit is the booker's: a later visit for the same matter counts as a repeat.
+    await remember_visitor(
+        uow, matter.hall_row, ticket.visit_id, VisitorId(row.phone, row.id_tail, row.name)
+    )
     apply_booking(row, booking)
     row.ticket_id = ticket.ref
     if result.as_walk_in:

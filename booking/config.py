@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from booking import calendar_change
 from booking.context import calendar_of, load_hall
 from booking.domain.calendar import HallCalendar
 from booking.domain.rules import rules_from_json, rules_to_json
@@ -87,14 +88,18 @@ async def set_calendar(
     calendar: dict[str, Any],
     remote_checkin: bool | None,
     day_close_time: str | None,
+    cancel_reason: str | None = None,
 ) -> CalendarOut:
     """Replace the hall's breaks, holidays and special days (and optionally its remote
-    check-in switch and day-close time); slots of the bookable days follow at once."""
+    check-in switch and day-close time); slots of the bookable days follow at once.
+    Bookings still ahead on times the new calendar closes refuse the change (409, listed)
+    unless ``cancel_reason`` confirms it: then they are cancelled and their visitors told."""
     row = await load_hall(uow, hall_id)
     try:
         parsed = HallCalendar.from_json(OpeningHours.from_json(row.opening_hours), calendar)
     except ValueError as exc:
         raise Invalid("calendar", str(exc)) from None
+    await calendar_change.settle_stranded(uow, hall_id, parsed, cancel_reason)
     if day_close_time is not None:
         try:
             clock = parse_clock(day_close_time)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 
+from booking.calendar_change import claim_notices, unclaim_notice
 from booking.context import demand_of, load_hall, load_matter, rules_of
 from booking.domain.errors import NotYet
 from booking.domain.events import BookingDayReleased
@@ -147,17 +148,18 @@ async def _unclaim(uow: UnitOfWork, code: str) -> None:
 
 
 async def send_reminders(bus: Bus, notifier: Notifier, base_url: str) -> tuple[int, int]:
-    """Send the reminders due now; return (sent, failed). A failed one is released to be
-    tried on the next run."""
+    """Send the reminders due now, and the notices of bookings the hall cancelled; return
+    (sent, failed). A failed one is released to be tried on the next run."""
     sent = failed = 0
-    for reminder in await bus.run(claim_reminders, base_url):
-        try:
-            await notifier.send(reminder)
-            sent += 1
-        except Exception as exc:  # any adapter failure: try again next run
-            failed += 1
-            log.warning("reminder for booking %s failed: %s", reminder.code, exc)
-            await bus.run(_unclaim, reminder.code)
+    for claim, unclaim in ((claim_reminders, _unclaim), (claim_notices, unclaim_notice)):
+        for message in await bus.run(claim, base_url):
+            try:
+                await notifier.send(message)
+                sent += 1
+            except Exception as exc:  # any adapter failure: try again next run
+                failed += 1
+                log.warning("%s for booking %s failed: %s", message.kind, message.code, exc)
+                await bus.run(unclaim, message.code)
     return sent, failed
 
 

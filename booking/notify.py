@@ -16,6 +16,8 @@ from typing import Protocol
 
 import httpx
 
+from .domain.contact import mask_phone
+
 log = logging.getLogger("onedoor.notify")
 
 
@@ -33,9 +35,22 @@ class Reminder:
     local_date: str
     local_time: str
     manage_url: str
+    cancelled_because: str | None = None
+    """Set when the hall cancelled the booking (a day closed, hours changed): the message
+    says so and why, and ``manage_url`` leads to booking again."""
+
+    @property
+    def kind(self) -> str:
+        return "booking_cancelled_by_hall" if self.cancelled_because else "booking_reminder"
 
     @property
     def text_zh(self) -> str:
+        if self.cancelled_because:
+            return (
+                f"{self.name}您好：很抱歉，您在{self.hall_zh}预约的“{self.matter_zh}”"
+                f"（{self.local_date} {self.local_time}，预约码 {self.code}）已被大厅取消，"
+                f"原因：{self.cancelled_because}。请重新预约：{self.manage_url}"
+            )
         return (
             f"{self.name}您好：您预约的{self.hall_zh}“{self.matter_zh}”在 {self.local_date} "
             f"{self.local_time}，预约码 {self.code}。到厅后请在取号机签到。"
@@ -43,6 +58,13 @@ class Reminder:
 
     @property
     def text_en(self) -> str:
+        if self.cancelled_because:
+            return (
+                f"Dear {self.name}, we are sorry: your booking for {self.matter_en} at "
+                f"{self.hall_en} on {self.local_date} at {self.local_time} (code {self.code}) "
+                f"was cancelled by the hall: {self.cancelled_because}. Please book again: "
+                f"{self.manage_url}"
+            )
         return (
             f"Dear {self.name}, your booking for {self.matter_en} at {self.hall_en} is on "
             f"{self.local_date} at {self.local_time}, code {self.code}. Check in at the kiosk "
@@ -57,9 +79,12 @@ class Notifier(Protocol):
 
 
 class LogNotifier:
+    """Writes the reminder to the log, the phone number masked (138****8000): logs are
+    read and kept by more people, and for longer, than a booking."""
+
     async def send(self, reminder: Reminder) -> None:
-        log.info("reminder for booking %s to %s: %s", reminder.code, reminder.phone,
-                 reminder.text_en)  # fmt: skip
+        log.info("reminder for booking %s to %s: %s", reminder.code,
+                 mask_phone(reminder.phone), reminder.text_en)  # fmt: skip
 
 
 class WebhookNotifier:
@@ -71,7 +96,7 @@ class WebhookNotifier:
 
     async def send(self, reminder: Reminder) -> None:
         body = {
-            "type": "booking_reminder",
+            "type": reminder.kind,
             **asdict(reminder),
             "text_zh": reminder.text_zh,
             "text_en": reminder.text_en,

@@ -527,7 +527,7 @@ def _full_text(start: datetime, tz: ZoneInfo) -> str:
     )
 
 
-async def _find(
+async def find_booking(
     uow: UnitOfWork, code: str, phone: str | None, hall_id: int | None, *, lock: bool = False
 ) -> BookingRow:
     """The booking of ``code``: online only with its phone number, for staff in their hall.
@@ -547,7 +547,7 @@ async def _find(
     return row
 
 
-async def _matter_of(uow: UnitOfWork, row: BookingRow) -> Matter:
+async def matter_of(uow: UnitOfWork, row: BookingRow) -> Matter:
     return await load_matter(uow, row.hall_id, row.service_id, for_booking=False)
 
 
@@ -555,8 +555,8 @@ async def view_booking(
     uow: UnitOfWork, code: str, phone: str | None, hall_id: int | None = None
 ) -> BookingOut:
     """The booking; once checked in, with its ticket's follow token."""
-    row = await _find(uow, code, phone, hall_id)
-    out = booking_out(row, await _matter_of(uow, row))
+    row = await find_booking(uow, code, phone, hall_id)
+    out = booking_out(row, await matter_of(uow, row))
     if row.ticket_id is None:
         return out
     token = await uow.session.scalar(
@@ -569,8 +569,8 @@ async def view_booking(
 
 async def cancel_booking(uow: UnitOfWork, c: CancelBooking) -> BookingOut:
     """Give the place back. Online until the cutoff; staff until the slot has begun."""
-    row = await _find(uow, c.code, c.phone, c.hall_id, lock=True)
-    matter = await _matter_of(uow, row)
+    row = await find_booking(uow, c.code, c.phone, c.hall_id, lock=True)
+    matter = await matter_of(uow, row)
     booking = booking_from_row(row, matter.tz.key)
     now = uow.clock.now()
     rules = matter.rules
@@ -593,8 +593,8 @@ def _with_cutoffs(rules: BookingRules, cutoff: timedelta) -> BookingRules:
 async def reschedule_booking(uow: UnitOfWork, c: RescheduleBooking) -> BookingOut:
     """Move to another slot of the same matter, keeping the code: the new place is taken
     with the same conditional update as a booking, the old one given back."""
-    row = await _find(uow, c.code, c.phone, c.hall_id, lock=True)
-    matter = await _matter_of(uow, row)
+    row = await find_booking(uow, c.code, c.phone, c.hall_id, lock=True)
+    matter = await matter_of(uow, row)
     if matter.service.booking is None:
         raise Conflict(f"matter {matter.service.name_en} is no longer booked online")
     store = BookingStore(uow.session)

@@ -1,9 +1,11 @@
 """The print agent: runs beside a kiosk's printer, prints the jobs the server sends, acks.
 
 ``onedoor printer-agent --server URL --token T --config printers.toml``. It keeps the ids
-of jobs it has started printing in a small file, so a job resent after a reconnect (or
-after the agent restarts) is acknowledged without printing it again: a job prints at
-most once. It reports the printer's status when it changes and every 30 s.
+of jobs it has started printing, and of those it finished, in a small file, so a job
+resent after a reconnect (or after the agent restarts) is never printed again: a job prints
+at most once. One the agent started but never finished (it was killed mid-job) is reported
+failed with that doubt, so staff check the printer instead of the kiosk claiming it
+printed. It reports the printer's status when it changes and every 30 s.
 """
 
 from __future__ import annotations
@@ -34,25 +36,43 @@ STATUS_EVERY_S = 10.0
 HEARTBEAT_S = 30.0
 
 
+MAYBE_PRINTED = (
+    "the print agent stopped while printing this ticket; it may have come out: "
+    "check the printer, and reprint if it did not"
+)
+
+
 class PrintedLog:
-    """Ids of jobs this agent has started printing, on disk (newest ``KEEP_IDS``)."""
+    """Ids of jobs this agent has started printing and of those it finished, on disk
+    (newest ``KEEP_IDS``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._ids: list[int] = []
+        self._done: set[int] = set()
         if path.exists():
-            with contextlib.suppress(ValueError, OSError):
-                self._ids = [int(i) for i in json.loads(path.read_text())]
+            with contextlib.suppress(ValueError, OSError, TypeError, KeyError):
+                kept = json.loads(path.read_text())
+                if isinstance(kept, list):  # the older file: started ids, taken as finished
+                    self._ids = [int(i) for i in kept]
+                    self._done = set(self._ids)
+                else:
+                    self._ids = [int(i) for i in kept["started"]]
+                    self._done = {int(i) for i in kept["done"]}
         self._set = set(self._ids)
 
     def __contains__(self, job_id: int) -> bool:
         return job_id in self._set
 
+    def finished(self, job_id: int) -> bool:
+        """Whether the job's bytes were all sent (False: the agent died while sending)."""
+        return job_id in self._done
+
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".printed-")
         with os.fdopen(fd, "w") as handle:
-            json.dump(self._ids, handle)
+            json.dump({"started": self._ids, "done": sorted(self._done & self._set)}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
@@ -61,12 +81,19 @@ class PrintedLog:
         """Remember ``job_id`` durably before its bytes are sent."""
         self._ids = [*self._ids, job_id][-KEEP_IDS:]
         self._set = set(self._ids)
+        self._done &= self._set
+        self._save()
+
+    def done(self, job_id: int) -> None:
+        """Remember durably that ``job_id``'s bytes all went out."""
+        self._done.add(job_id)
         self._save()
 
     def forget(self, job_id: int) -> None:
         """The bytes never left: the job may be printed when it comes again."""
         self._ids = [i for i in self._ids if i != job_id]
         self._set.discard(job_id)
+        self._done.discard(job_id)
         self._save()
 
 
@@ -121,6 +148,10 @@ class Agent:
     async def handle_job(self, ws: Any, job_id: int, payload: dict[str, Any]) -> None:
         """Print one job at most once and acknowledge it."""
         if job_id in self.printed:
+            if not self.printed.finished(job_id):
+                self.say(f"job {job_id}: interrupted earlier; not printing it again")
+                await self._ack(ws, job_id, "failed", MAYBE_PRINTED)
+                return
             self.say(f"job {job_id}: already printed by this agent; not printing it again")
             await self._ack(ws, job_id, "printed", "already printed by this agent")
             return
@@ -142,7 +173,13 @@ class Agent:
             detail = str(exc) if isinstance(exc, PrintFailed) else f"{type(exc).__name__}: {exc}"
             self.say(f"job {job_id}: {detail}")
             await self._ack(ws, job_id, "failed", detail)
+            # Say at once what became of the printer (pulled, switched off), not at the
+            # next status round: the alert is what sends staff to it.
+            status = await self._status()
+            if status != self.last_status:
+                await self._report(ws, status)
             return
+        self.printed.done(job_id)
         self.say(f"job {job_id}: printed {ticket.number}")
         unsure = None if status.online == "online" else "printer did not answer status queries"
         await self._ack(ws, job_id, "printed", unsure)

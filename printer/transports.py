@@ -44,10 +44,25 @@ class NetworkTransport:
         self.timeout, self.status_timeout = timeout, status_timeout
 
     def print_job(self, job_id: int, data: bytes, ticket: TicketPrint) -> None:
+        """Send the job, then ask the printer's status on the same connection: ``sendall``
+        returns once the bytes are in this machine's buffers, so only an answer after them
+        says they arrived. A reset or a close instead (a cable pulled, the printer switched
+        off mid-job) is PrintFailed; a printer that never answers status queries is taken
+        to have printed, as before (the agent acks it with that doubt)."""
         try:
             with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
-                sock.sendall(data)
-                sock.shutdown(socket.SHUT_WR)
+                sock.sendall(data + QUERY_PRINTER)
+                sock.settimeout(self.status_timeout)
+                try:
+                    answer = sock.recv(1)
+                except TimeoutError:
+                    return  # silent: sent, not confirmed
+                if not answer:
+                    raise PrintFailed(
+                        f"printer at {self.host}:{self.port}: the connection closed mid-job"
+                    )
+                with contextlib.suppress(OSError):  # it answered after the job: it has it all
+                    sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             raise PrintFailed(f"printer at {self.host}:{self.port}: {exc}") from exc
 

@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 from display.page import STATIC as DISPLAY_STATIC
 from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
+from queue_server.api.audit import AuditController
 from queue_server.api.auth import authorize
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.bookings import (
@@ -31,6 +32,8 @@ from queue_server.api.bookings import (
     HallBookingController,
     PublicBookingController,
 )
+from queue_server.api.cases import CasesController
+from queue_server.api.clients import LoginThrottle, client_address, security_headers
 from queue_server.api.counter import CounterController
 from queue_server.api.deps import (
     BookingGate,
@@ -47,12 +50,17 @@ from queue_server.api.devices import DeviceController
 from queue_server.api.errors import EXCEPTION_HANDLERS
 from queue_server.api.public import PublicController
 from queue_server.api.simulation import SimulationController
+from queue_server.api.statistics import StatisticsController
 from queue_server.api.tickets import TicketController
+from queue_server.api.webhooks import WebhookController
 from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
+from queue_server.logs import litestar_formatters
+from queue_server.ops import Metrics
 from queue_server.realtime.feeds import FEEDS
 from queue_server.realtime.plugin import Realtime
 from queue_server.scheduler import SchedulerPlugin
+from queue_server.service import sessions as sessions_service
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
 from queue_server.simulation.launcher import SimulationLauncher, environment_for
@@ -66,7 +74,8 @@ from queue_server.web.pages import QrCode
 STATIC = Path(__file__).parent / "static"
 WEB = Path(__file__).parent / "web"
 SWAGGER = "/static/vendor/swagger-ui"
-SESSION_HOURS = 12
+SESSION_HOURS = sessions_service.SESSION_HOURS
+LOGIN_THROTTLE_STORE = "login-throttle"
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
@@ -110,6 +119,19 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ],
     )
     realtime = Realtime(settings)
+    metrics = Metrics()
+    json_formatters = litestar_formatters(settings.log_format)
+    logging_config = (
+        LoggingConfig(
+            root={"level": "INFO", "handlers": ["queue_listener"]},
+            log_exceptions="debug",
+            formatters=json_formatters,
+        )
+        if json_formatters
+        else LoggingConfig(
+            root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="debug"
+        )
+    )
     catalogs = i18n.Catalogs.load()
     booking_limit = []
     stores: dict[str, Store] = {}
@@ -121,6 +143,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             stores[limit.store] = RedisStore.with_client(
                 url=settings.redis_url, namespace="onedoor-rate-limit"
             )
+    if settings.redis_url:
+        # Failed sign-ins are counted together by every process.
+        stores[LOGIN_THROTTLE_STORE] = RedisStore.with_client(
+            url=settings.redis_url, namespace="onedoor-login-throttle"
+        )
     public_booking = Router(
         path="/", route_handlers=[PublicBookingController], middleware=booking_limit
     )
@@ -128,10 +155,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             *FEEDS,
             AuthController,
+            AuditController,
             DeviceController,
             HallAdminController,
             TicketController,
             CounterController,
+            CasesController,
+            StatisticsController,
+            WebhookController,
             PublicController,
             public_booking,
             BookingLinkController,
@@ -179,17 +210,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ),
         plugins=[realtime.channels, realtime, SchedulerPlugin(settings)],
         guards=[authorize],
-        middleware=[sessions.middleware],
+        middleware=[
+            metrics.middleware,
+            client_address(settings.trusted_networks),
+            security_headers(settings.secure_cookies),
+            sessions.middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
-        logging_config=LoggingConfig(
-            root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="debug"
-        ),
+        logging_config=logging_config,
         lifespan=[lifespan],
         stores=stores,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.login_throttle = LoginThrottle(app.stores.get(LOGIN_THROTTLE_STORE))
     app.state.booking_gate = BookingGate(settings.booking_concurrency)
     app.state.clock = clock
     app.state.simulations = SimulationLauncher(environment_for(settings), clock)

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from queue_server.clock import SystemClock
 from queue_server.db.engine import create_engine, session_factory
@@ -38,6 +38,23 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet(*_: object, **__: object) -> None:
+    """Say nothing (the serving banner is not a log line)."""
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Check the settings and every connection the server needs; 1 if one fails."""
+    from queue_server import ops
+
+    checks = asyncio.run(ops.run_checks(settings))
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+    failed = [c for c in checks if not c.ok]
+    print("all checks passed" if not failed else f"{len(failed)} check(s) failed")
+    return 1 if failed else 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from queue_server import demo
 
@@ -48,13 +65,46 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         path = settings.var_dir / "demo-credentials.txt"
         if path.exists():
             print(f"Demo credentials from the first run: {path}")
-        return 0
-    text = demo.describe(created)
-    path = demo.save_credentials(text, settings.var_dir)
-    demo.save_printer_token(created.printer_token, settings.var_dir)
-    print(text)
-    print(f"  ({path})")
+    else:
+        text = demo.describe(created)
+        path = demo.save_credentials(text, settings.var_dir)
+        demo.save_printer_token(created.printer_token, settings.var_dir)
+        print(text)
+        print(f"  ({path})")
+    if args.history:
+        fill = [created.layout] if created is not None and created.layout else []
+        _history(settings, args, fill)
     return 0
+
+
+def _history(settings: Settings, args: argparse.Namespace, fill: list[Any]) -> None:
+    import time as clock
+
+    from tqdm import tqdm
+
+    from queue_server import history
+
+    total = args.history * args.halls
+    started = clock.monotonic()
+    with tqdm(total=total, unit="hall-day", desc="history", disable=args.quiet) as bar:
+        made = _with_bus(
+            settings,
+            lambda bus: history.generate(
+                bus,
+                args.history,
+                args.halls,
+                per_day=args.per_day,
+                timezone=settings.default_timezone,
+                fill=fill,
+                progress=bar.update,
+            ),
+        )
+    took = clock.monotonic() - started
+    print(
+        f"history: {made.halls} halls × {made.days} days: {made.tickets:,} tickets, "
+        f"{made.visits:,} visits, {made.ratings:,} ratings, {made.cases:,} desk cases "
+        f"in {took:.0f} s"
+    )
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
@@ -136,7 +186,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         upgrade(settings.effective_database_url)
     settings.session_secret()  # made here, once, before any worker process starts
     base = settings.effective_public_base_url
-    print(
+    banner = print if settings.log_format == "text" else _quiet  # JSON logs: nothing else
+    banner(
         "\n".join(
             [
                 f"OneDoor is serving on http://{settings.host}:{settings.port}",
@@ -146,7 +197,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 f"  manager pages:  {base}/admin",
                 f"  API docs:       {base}/schema/swagger",
                 f"  OpenAPI schema: {base}/schema/openapi.json",
-                f"  health:         {base}/healthz",
+                f"  health:         {base}/livez, {base}/readyz, {base}/metrics",
                 f"  board page:     {base}/board/<hall id>?token=<board token>",
                 f"  database:       {settings.effective_database_url}",
             ]
@@ -192,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
+    check = sub.add_parser(
+        "check", help="check the settings, folders, database, schema and Redis (exit 1 if not)"
+    )
+    check.set_defaults(run=cmd_check)
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations (creates the database schema)")
@@ -199,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_db)
 
     demo = sub.add_parser("demo", help="load the demo hall into an empty database")
+    demo.add_argument(
+        "--history", type=int, default=0, metavar="DAYS",
+        help="also fill DAYS past days of visits (statistics and reports to look at)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--halls", type=int, default=1, metavar="N",
+        help="with --history: that many halls (the demo hall first, when it is new)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--per-day", type=int, default=700, help="with --history: visitors on a usual weekday"
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=cmd_demo)
 
     board = sub.add_parser(

@@ -14,6 +14,7 @@ from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
 from queue_server.service import accounts, hall_config
 from queue_server.service.accounts import DeviceKind, Role
 from queue_server.service.bus import Bus
+from queue_server.service.hall_config import CounterOut, ServiceOut
 from queue_server.service.unit_of_work import UnitOfWork
 
 ALL_DAY = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
@@ -32,7 +33,11 @@ MATTERS = [
     ("税务办理", "Tax", "D", 10, ["身份证 ID card", "税务登记信息 tax registration"]),
     ("医疗保险", "Medical insurance", "E", 8, ["身份证 ID card", "医保卡 medical insurance card"]),
     ("综合咨询", "Enquiries", "F", 5, []),
+    # The can't-get-it-done desk: visits not done elsewhere are sent on here (and a visitor
+    # turned away on an earlier day may take a ticket for it).
+    ("办不成事反映", "Can't get it done", "G", 15, []),
 ]
+DESK = 6  # the index of the desk matter above
 # (number, name, {matter index: level}) — 综合窗口 serve many matters.
 COUNTERS = [
     (1, "社保窗口 Social insurance", {0: "primary", 4: "secondary"}),
@@ -42,7 +47,11 @@ COUNTERS = [
     (5, "商事登记窗口 Business licence", {2: "primary", 3: "secondary"}),
     (6, "税务窗口 Tax", {3: "primary", 2: "secondary"}),
     (7, "综合窗口 General counter", {i: "secondary" for i in range(6)} | {5: "primary"}),
-    (8, "办不成事反映窗口 Can't-get-it-done desk", {5: "primary", 0: "secondary", 1: "secondary"}),
+    (
+        8,
+        "办不成事反映窗口 Can't-get-it-done desk",
+        {DESK: "primary", 5: "secondary", 0: "secondary", 1: "secondary"},
+    ),
 ]
 
 
@@ -67,21 +76,32 @@ class DemoHall:
     kiosk_token: str
     board_token: str
     printer_token: str
+    layout: Layout | None = None
 
 
 async def _has_halls(uow: UnitOfWork) -> bool:
     return bool(await uow.session.scalar(select(func.count()).select_from(HallRow)))
 
 
-async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | None:
-    """Create the demo hall if the database has no hall yet; None when it already has one."""
-    if await bus.run(_has_halls):
-        return None
+@dataclass(frozen=True)
+class Layout:
+    """A hall made like the demo's: its id, matters (as in ``MATTERS``) and counters."""
+
+    hall_id: int
+    services: list[ServiceOut]
+    counters: list[CounterOut]
+
+
+async def create_layout(
+    bus: Bus, timezone: str = "Asia/Shanghai", name_zh: str = "示范政务服务中心",
+    name_en: str = "Demo Service Centre",
+) -> Layout:  # fmt: skip
+    """A hall with the demo's matters, counters and booking rules (no accounts)."""
     hall = await bus.run(
         hall_config.create_hall,
         {
-            "name_zh": "示范政务服务中心",
-            "name_en": "Demo Service Centre",
+            "name_zh": name_zh,
+            "name_en": name_en,
             "timezone": timezone,
             # Open around the clock so the demo can be tried at any hour.
             "opening_hours": ALL_DAY,
@@ -90,7 +110,7 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
         },
     )
     services = []
-    for zh, en, prefix, minutes, documents in MATTERS:
+    for index, (zh, en, prefix, minutes, documents) in enumerate(MATTERS):
         services.append(
             await bus.run(
                 hall_config.create_service,
@@ -101,19 +121,31 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
                     "prefix": prefix,
                     "typical_minutes": minutes,
                     "documents": documents,
+                    "desk": index == DESK,
                 },
             )
         )
+    counters = []
     for number, name, profile in COUNTERS:
-        await bus.run(
-            hall_config.create_counter,
-            hall.id,
-            number,
-            name,
-            [(services[i].id, level) for i, level in profile.items()],
+        counters.append(
+            await bus.run(
+                hall_config.create_counter,
+                hall.id,
+                number,
+                name,
+                [(services[i].id, level) for i, level in profile.items()],
+            )
         )
     for index, rules in BOOKABLE.items():
         await bus.run(booking_config.set_booking_rules, hall.id, services[index].id, rules)
+    return Layout(hall.id, services, counters)
+
+
+async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | None:
+    """Create the demo hall if the database has no hall yet; None when it already has one."""
+    if await bus.run(_has_halls):
+        return None
+    hall = await create_layout(bus, timezone)
     manager_password = accounts.generate_password()
     clerk_password = accounts.generate_password()
     await bus.run(
@@ -121,7 +153,7 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
         "manager",
         manager_password,
         Role.MANAGER,
-        hall.id,
+        hall.hall_id,
         "演示经理 Demo manager",
     )
     await bus.run(
@@ -129,21 +161,25 @@ async def load_demo(bus: Bus, timezone: str = "Asia/Shanghai") -> DemoHall | Non
         "clerk",
         clerk_password,
         Role.CLERK,
-        hall.id,
+        hall.hall_id,
         "演示窗口人员 Demo clerk",
     )
-    kiosk = await bus.run(accounts.create_device, hall.id, DeviceKind.KIOSK, "大厅取号机 Kiosk 1")
-    board = await bus.run(accounts.create_device, hall.id, DeviceKind.BOARD, "大厅显示屏 Board 1")
+    kiosk = await bus.run(
+        accounts.create_device, hall.hall_id, DeviceKind.KIOSK, "大厅取号机 Kiosk 1"
+    )
+    board = await bus.run(
+        accounts.create_device, hall.hall_id, DeviceKind.BOARD, "大厅显示屏 Board 1"
+    )
     printer = await bus.run(
         accounts.create_device,
-        hall.id,
+        hall.hall_id,
         DeviceKind.PRINTER,
         "取号机打印机 Kiosk 1 printer",
         kiosk.id,
     )
     return DemoHall(
-        hall.id, "manager", manager_password, "clerk", clerk_password, kiosk.token, board.token,
-        printer.token,
+        hall.hall_id, "manager", manager_password, "clerk", clerk_password, kiosk.token,
+        board.token, printer.token, hall,
     )  # fmt: skip
 
 

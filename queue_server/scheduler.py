@@ -33,19 +33,23 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPluginProtocol
 from sqlalchemy.engine import make_url
 
-from booking import jobs
+from booking import jobs, privacy
 from booking.notify import Notifier, make_notifier
 from queue_server.db.engine import is_sqlite
 from queue_server.db.tables import SchedulerLeaderRow
+from queue_server.service import audit, daily, desk, webhooks
 from queue_server.service.bus import Bus
 from queue_server.service.day_close import close_day
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
+SCHEDULER = audit.Actor("scheduler")
 log = logging.getLogger("onedoor.scheduler")
 # pg_advisory_lock key: "OneDoor!" as a big-endian 64-bit integer.
 LOCK_KEY = int.from_bytes(b"OneDoor!", "big", signed=True)
 RECONCILE_SECONDS = 60
+WEBHOOK_SECONDS = 2.0
+"""How often the leader posts what is due to webhooks."""
 
 
 class Leadership(Protocol):
@@ -73,6 +77,13 @@ class SoleLeadership:
         return None
 
 
+LEADER_KEEPALIVE = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
 class PostgresLeadership:
     """A session advisory lock on a dedicated connection; it dies with its process."""
 
@@ -86,7 +97,11 @@ class PostgresLeadership:
 
     async def acquire(self) -> bool:
         if self.conn is None or self.conn.is_closed():
-            self.conn = await asyncpg.connect(self.dsn, timeout=5)
+            # PostgreSQL probes this connection's peer (TCP keepalive) and ends the session
+            # of a leader whose host vanished (power cut, network gone) within about 25 s,
+            # freeing the lock for another process; without it the session could hold the
+            # lock until the OS gave up on the connection (two hours by default on Linux).
+            self.conn = await asyncpg.connect(self.dsn, timeout=5, server_settings=LEADER_KEEPALIVE)
         return bool(await self.conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY))
 
     async def still_held(self) -> bool:
@@ -192,6 +207,15 @@ class Scheduler:
         )
         aps.add_job(self._guard(self.remind), every, id="reminders", name="reminders", **options)
         aps.add_job(
+            self._guard(self.flag_cases), every, id="case-reminders", name="desk case reminders",
+            **options,
+        )  # fmt: skip
+        aps.add_job(
+            self._guard(self.send_webhooks),
+            IntervalTrigger(seconds=WEBHOOK_SECONDS, timezone=UTC),
+            id="webhooks", name="webhook deliveries", **options,
+        )  # fmt: skip
+        aps.add_job(
             self._guard(self.reconcile),
             IntervalTrigger(seconds=RECONCILE_SECONDS, timezone=UTC),
             id="reconcile",
@@ -271,12 +295,27 @@ class Scheduler:
         await self._close_through(hall_id, self._last_closed_day(hall))
 
     async def _close_through(self, hall_id: int, through: date) -> None:
-        result = await self.bus.run(close_day, hall_id, through)
-        if result.tickets_closed or result.events_pruned:
-            log.info(
-                "hall %d closed through %s: %d tickets unserved, %d old events pruned",
-                hall_id, through, result.tickets_closed, result.events_pruned,
-            )  # fmt: skip
+        with audit.as_actor(SCHEDULER):
+            result = await self.bus.run(close_day, hall_id, through)
+            await self.bus.run(daily.write_daily_report, hall_id, through)
+            if result.tickets_closed or result.events_pruned:
+                log.info(
+                    "hall %d closed through %s: %d tickets unserved, %d old events pruned",
+                    hall_id, through, result.tickets_closed, result.events_pruned,
+                )  # fmt: skip
+                details = {"tickets_unserved": result.tickets_closed,
+                           "events_pruned": result.events_pruned}  # fmt: skip
+                await self.bus.run(audit.record, hall_id, "day closed", str(through), details)
+            erased = await self.bus.run(privacy.erase_expired, hall_id)
+            if erased.bookings or erased.holders or erased.visits:
+                counts = {"bookings": erased.bookings, "holders": erased.holders,
+                          "visits": erased.visits}  # fmt: skip
+                log.info("hall %d: personal data before %s erased %s", hall_id, erased.before,
+                         counts)  # fmt: skip
+                await self.bus.run(
+                    audit.record, hall_id, "personal data erased", f"before {erased.before}",
+                    counts,
+                )  # fmt: skip
 
     async def sweep(self) -> None:
         marked = await self.bus.run(jobs.sweep_no_shows)
@@ -285,6 +324,19 @@ class Scheduler:
 
     async def remind(self) -> None:
         await jobs.send_reminders(self.bus, self.notifier, self.base_url)
+
+    async def send_webhooks(self) -> None:
+        """Post the hall events due to managers' webhooks (never in a request's way)."""
+        counts = await webhooks.deliver(self.bus)
+        if counts["failed"]:
+            log.warning("webhooks: %s", counts)
+
+    async def flag_cases(self) -> None:
+        """Flag the desk's open cases past their promised answer date (managers and the
+        desk see them highlighted; each is flagged once, until its date is moved)."""
+        flagged = await self.bus.run(desk.flag_overdue)
+        if flagged:
+            log.warning("%d desk cases are past their promised answer date", flagged)
 
     def next_runs(self) -> dict[str, datetime | None]:
         """Each job and when it runs next (UTC), for operators and tests."""

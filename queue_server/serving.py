@@ -39,6 +39,7 @@ from typing import Any
 
 import uvicorn
 
+from queue_server.logs import uvicorn_log_config
 from queue_server.settings import Settings
 
 APP = "queue_server.asgi:create_from_env"
@@ -56,11 +57,15 @@ PR_SET_PDEATHSIG = 1
 log = logging.getLogger("onedoor.serve")
 
 
-def uvicorn_options(log_level: str) -> dict[str, Any]:
+def uvicorn_options(log_level: str, log_format: str = "text") -> dict[str, Any]:
     """What every uvicorn process of ``onedoor serve`` is given, whichever way it runs."""
+    json_config = uvicorn_log_config(log_format)
     return {
+        **({"log_config": json_config} if json_config else {}),
         "log_level": log_level,
-        "proxy_headers": True,
+        # The client behind a proxy is found by the app, from ONEDOOR_TRUSTED_PROXIES only
+        # (api/clients.py); uvicorn would trust X-Forwarded-For from 127.0.0.1 by default.
+        "proxy_headers": False,
         # The sans-I/O websockets implementation keeps less per connection, and boards get
         # small JSON messages: compressing each one for each board costs more than it saves.
         "ws": "websockets-sansio",
@@ -88,7 +93,7 @@ def serve(settings: Settings, log_level: str) -> int:
     if problem:
         print(f"onedoor serve: {problem}", file=sys.stderr)
         return 2
-    options = uvicorn_options(log_level)
+    options = uvicorn_options(log_level, settings.log_format)
     host, port, workers = settings.host, settings.port, settings.workers
     if workers == 1:
         uvicorn.run(APP, factory=True, host=host, port=port, **options)
@@ -208,7 +213,10 @@ def run_worker(
 ) -> None:
     """One worker process: uvicorn serving on a ``SO_REUSEPORT`` socket of its own."""
     _die_with_parent(parent)
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, **uvicorn_options(log_level))
+    log_format = os.environ.get("ONEDOOR_LOG_FORMAT", "text")  # validated by the parent
+    config = uvicorn.Config(
+        APP, factory=True, host=host, port=port, **uvicorn_options(log_level, log_format)
+    )
     # uvicorn re-raises the signal that stopped it once it has shut down; a SIGINT becomes
     # KeyboardInterrupt, which here means only that the worker has stopped (as uvicorn.run).
     with contextlib.suppress(KeyboardInterrupt):

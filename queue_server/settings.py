@@ -13,6 +13,7 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +52,16 @@ class Settings:
     """Timezone given to a new hall when none is named (ONEDOOR_DEFAULT_TIMEZONE)."""
     secure_cookies: bool = False
     """Mark the session cookie Secure (ONEDOOR_SECURE_COOKIES); turn on behind HTTPS."""
+    log_format: str = "text"
+    """``text`` for people, ``json`` (one object per line) for log collectors
+    (ONEDOOR_LOG_FORMAT)."""
+    metrics_token: str = ""
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer <it>``
+    (ONEDOOR_METRICS_TOKEN); empty: the metrics are open to whoever reaches the server."""
+    trusted_proxies: str = ""
+    """Reverse proxies whose ``X-Forwarded-For`` names the client (ONEDOOR_TRUSTED_PROXIES):
+    addresses or networks separated by commas, e.g. ``10.0.0.5,192.168.1.0/24``. Empty: the
+    header is ignored and the client is the connection's peer."""
     db_pool_size: int = 10
     """PostgreSQL connections per process (ONEDOOR_DB_POOL_SIZE)."""
     print_wait_seconds: float = 3.0
@@ -84,6 +95,15 @@ class Settings:
     (ONEDOOR_BOOKING_RATE_LIMIT); 0 turns the limit off."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unrecognised TOML tables, kept for later features."""
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` parsed (ValueError names a bad one)."""
+        return tuple(
+            ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        )
 
     @property
     def effective_database_url(self) -> str:
@@ -187,6 +207,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             f"ONEDOOR_DEFAULT_TIMEZONE={settings.default_timezone!r} is not a known timezone; "
             "use an IANA name such as Asia/Shanghai"
         ) from None
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError(f"ONEDOOR_LOG_FORMAT={settings.log_format!r}: use text or json")
     if settings.notify not in ("log", "webhook"):
         raise SettingsError(f"ONEDOOR_NOTIFY={settings.notify!r}: use log or webhook")
     if settings.notify == "webhook" and not settings.notify_webhook_url:
@@ -197,6 +219,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError("ONEDOOR_BOOKING_CONCURRENCY must be 0 (no limit) or more")
     if settings.booking_rate_limit < 0:
         raise SettingsError("ONEDOOR_BOOKING_RATE_LIMIT must be 0 (off) or more")
+    try:
+        settings.trusted_networks  # noqa: B018 (checked here, used by the app)
+    except ValueError as exc:
+        raise SettingsError(
+            f"ONEDOOR_TRUSTED_PROXIES={settings.trusted_proxies!r}: {exc}; give addresses or "
+            "networks separated by commas, e.g. 10.0.0.5,192.168.1.0/24"
+        ) from None
     if settings.workers > 1 and settings.effective_database_url.startswith("sqlite"):
         raise SettingsError(
             "ONEDOOR_WORKERS > 1 needs a shared database: set ONEDOOR_DATABASE_URL to PostgreSQL"

@@ -3,8 +3,10 @@ what it is sent and answers ESC/POS status queries (DLE EOT n) as it is told."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,14 +17,34 @@ ANSWERS: dict[str, dict[int, int | None]] = {
     "paper_out": {1: 0x1A, 2: 0x32, 4: 0x72},
     "cover_open": {1: 0x1A, 2: 0x16, 4: 0x12},
     "silent": {1: None, 2: None, 4: None},
+    # Online until the cable is pulled in the middle of the next job, then unplugged.
+    "pull_cable": {1: 0x12, 2: 0x12, 4: 0x12},
+    "unplugged": {1: None, 2: None, 4: None},
 }
+QUERY = re.compile(rb"\x10\x04[\x01\x02\x04]")
+TORN_AFTER = 64
+"""In ``pull_cable`` mode, the bytes of a job read before the cable comes out."""
+
+
+def _reset(conn: socket.socket) -> None:
+    """Drop the connection as a pulled cable does: a reset, not a polite close."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 @dataclass
 class FakePrinter:
+    """``mode`` may change at any time. ``pull_cable``: status queries are answered as
+    online, the next job's first bytes are read, then the connection is reset and the
+    printer is ``unplugged``: every connection is reset at once until ``mode`` changes."""
+
     mode: str = "online"
     status_delay: float = 0.0
     jobs: list[bytes] = field(default_factory=list)
+    """Every job received whole (its connection closed after it), status queries removed."""
+    torn: list[bytes] = field(default_factory=list)
+    """The first bytes of each job whose cable was pulled (never printed)."""
     port: int = 0
     asked: threading.Event = field(default_factory=threading.Event)
     """Set when a status query arrives (clear it to see the next one)."""
@@ -44,31 +66,48 @@ class FakePrinter:
                 conn, _ = self._server.accept()
             except OSError:
                 return
+            if self.mode == "unplugged":
+                _reset(conn)
+                continue
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         printed = bytearray()
+        carry = b""  # a status query cut in two by recv
         with conn:
-            while True:
+            gone = False
+            while not gone:
+                pulling = self.mode == "pull_cable"
                 try:
-                    chunk = conn.recv(65536)
+                    chunk = conn.recv(TORN_AFTER if pulling else 65536)
                 except OSError:
                     break
                 if not chunk:
                     break
-                data = bytes(chunk)
+                data = carry + chunk
+                held = 2 if data.endswith(b"\x10\x04") else 1 if data.endswith(b"\x10") else 0
+                data, carry = data[: len(data) - held], data[len(data) - held :]
+                if pulling and QUERY.sub(b"", data):
+                    # Job bytes: the cable comes out now, the rest of the job never arrives.
+                    self.mode = "unplugged"
+                    self.torn.append(bytes(printed + data))
+                    _reset(conn)
+                    return
                 # Status queries are answered at once and are not printed.
-                for match in re.finditer(rb"\x10\x04([\x01\x02\x04])", data):
+                for match in QUERY.finditer(data):
                     self.asked.set()
-                    answer = ANSWERS[self.mode][match.group(1)[0]]
+                    answer = ANSWERS[self.mode][match.group(0)[2]]
                     if answer is not None:
                         time.sleep(self.status_delay)
                         try:
                             conn.sendall(bytes([answer]))
                         except OSError:
-                            return  # the agent went away while we dawdled
-                printed += re.sub(rb"\x10\x04[\x01\x02\x04]", b"", data)
+                            gone = True  # the agent went away while we dawdled
+                            break
+                printed += QUERY.sub(b"", data)
+        printed += carry
         if printed:
+            # What arrived is printed, whether or not the agent stayed for the answer.
             self.jobs.append(bytes(printed))
 
 

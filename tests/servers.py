@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +173,12 @@ class PrivateRedis:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+    @contextmanager
+    def started(self) -> Iterator[PrivateRedis]:
+        """Started for the ``with`` block, stopped after it whatever happened."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()

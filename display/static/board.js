@@ -22,12 +22,18 @@ function setLink(up) {
 function connect() {
   const socket = new WebSocket(feedUrl());
   state.socket = socket;
-  socket.onopen = () => { state.backoff = 500; state.lastMessage = Date.now(); setLink(true); };
+  socket.onopen = () => { state.backoff = 500; state.revoked = false; state.lastMessage = Date.now(); setLink(true); };
   socket.onmessage = (e) => { state.lastMessage = Date.now(); handle(JSON.parse(e.data)); };
-  socket.onclose = () => {
+  socket.onclose = (event) => {
     if (state.socket !== socket) return;
     setLink(false);
-    const wait = state.backoff * (0.8 + Math.random() * 0.4);
+    // 4401: this screen's token was revoked. Say so until a connection opens again, and
+    // look again only once a minute (this link will not work again; a new one will).
+    if (event.code === 4401) state.revoked = true;
+    if (state.revoked) {
+      $("link").textContent = "此屏幕的访问已被撤销，请联系管理员 This screen's access was revoked: ask a manager";
+    }
+    const wait = state.revoked ? 60000 : state.backoff * (0.8 + Math.random() * 0.4);
     state.backoff = Math.min(state.backoff * 2, 10000);
     setTimeout(connect, wait);
   };
@@ -75,6 +81,7 @@ function el(tag, cls, text) {
 }
 
 function render(board) {
+  state.board = board;
   const now = $("now");
   const call = board.recent_calls[0];
   now.replaceChildren();
@@ -113,7 +120,29 @@ function render(board) {
   }));
   $("notice").textContent = board.notice || "";
   $("notice-box").hidden = !board.notice;
+  fitSide();
 }
+
+/** Every matter's waiting line must be on the screen. When the side column is too short
+ *  for the recent calls and the waiting lines both, the oldest recent calls give way down to
+ *  three, then the column's type gets smaller (to 0.6 of the screen's), then the last
+ *  recent calls go too. */
+function fitSide() {
+  const side = document.querySelector(".side");
+  const recent = $("recent");
+  const over = () => side.scrollHeight > side.clientHeight + 1;
+  let scale = 0.85;
+  side.style.fontSize = "";
+  recent.closest("section").hidden = false;
+  while (over() && recent.children.length > 3) recent.lastElementChild.remove();
+  while (over() && scale > 0.6) {
+    scale -= 0.05;
+    side.style.fontSize = `${scale.toFixed(2)}em`;
+  }
+  while (over() && recent.children.length > 0) recent.lastElementChild.remove();
+  if (over() && !recent.children.length) recent.closest("section").hidden = true;
+}
+window.addEventListener("resize", () => { if (state.board) render(state.board); });
 
 function flash() {
   const now = $("now");
@@ -195,10 +224,14 @@ $("sound").addEventListener("click", () => {
   $("sound").hidden = true;
 });
 
+// The hall's clock, whatever time zone the screen's computer is set to.
+const HALL_ZONE = document.body.dataset.timezone || undefined;
+
 function tick() {
   const now = new Date();
-  $("clock-time").textContent = now.toLocaleTimeString("zh-CN", { hour12: false });
-  $("clock-date").textContent = now.toLocaleDateString("zh-CN", { month: "long", day: "numeric", weekday: "short" });
+  $("clock-time").textContent = now.toLocaleTimeString("zh-CN", { hour12: false, timeZone: HALL_ZONE });
+  $("clock-date").textContent = now.toLocaleDateString("zh-CN",
+    { month: "long", day: "numeric", weekday: "short", timeZone: HALL_ZONE });
 }
 tick();
 setInterval(tick, 1000);

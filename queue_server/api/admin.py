@@ -8,6 +8,7 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from booking import calendar_change
 from booking import config as booking_config
 from queue_server.domain.model import DEFAULT_PRIORITY_BOOSTS
 from queue_server.service import accounts, hall_config
@@ -41,7 +42,7 @@ class HallAdminController(Controller):
     tags = ["hall configuration"]
     opt = roles(*MANAGERS)
 
-    @get("/")
+    @get("/", opt=roles(*STAFF))
     async def list_halls(
         self, bus: NamedDependency[Bus], principal: NamedDependency[Principal]
     ) -> list[HallOut]:
@@ -60,6 +61,8 @@ class HallAdminController(Controller):
             "timezone": data.timezone or settings.default_timezone,
             "opening_hours": data.opening_hours,
             "secondary_after_minutes": data.secondary_after_minutes,
+            "repeat_window_days": data.repeat_window_days,
+            "personal_data_days": data.personal_data_days,
             "priority_boosts": (
                 data.priority_boosts
                 if data.priority_boosts is not None
@@ -68,7 +71,7 @@ class HallAdminController(Controller):
         }
         return await bus.run(hall_config.create_hall, fields)
 
-    @get("/{hall_id:int}")
+    @get("/{hall_id:int}", opt=roles(*STAFF))
     async def get_hall(self, hall_id: FromPath[int], bus: NamedDependency[Bus]) -> HallOut:
         return await bus.run(hall_config.get_hall, hall_id)
 
@@ -76,7 +79,15 @@ class HallAdminController(Controller):
     async def update_hall(
         self, hall_id: FromPath[int], data: JSONBody[HallPatch], bus: NamedDependency[Bus]
     ) -> HallOut:
-        return await bus.run(hall_config.update_hall, hall_id, given(data))
+        """Change the hall. New ``opening_hours`` that close times visitors have booked are
+        refused (409, ``extra.stranded`` lists them) unless ``cancel_stranded`` and a
+        ``reason`` confirm it: then those bookings are cancelled and each visitor told."""
+        fields = given(data)
+        confirm = bool(fields.pop("cancel_stranded", False))
+        reason = calendar_change.check_reason(confirm, fields.pop("reason", None))
+        if "opening_hours" in fields:
+            return await bus.run(calendar_change.change_opening_hours, hall_id, fields, reason)
+        return await bus.run(hall_config.update_hall, hall_id, fields)
 
     @put("/{hall_id:int}/notice")
     async def set_notice(

@@ -22,7 +22,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from queue_server.service import accounts, hall_config
+from queue_server.service import accounts, audit, hall_config, sessions
 from queue_server.service.accounts import Principal, PrincipalCache
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
@@ -44,6 +44,9 @@ def roles(*allowed: str) -> dict[str, Any]:
 
 PUBLIC: dict[str, Any] = {"public": True}
 PRINCIPAL_KEY = "onedoor_principal"
+ACCESS_KEYS = "onedoor_access_keys"
+"""The principal cache keys the caller's access was read from (its session and user, or its
+device): an open websocket is checked again when one of them changes."""
 PRINCIPALS_STATE = "principals"
 """Where the app keeps its PrincipalCache (``app.state``); absent: every request reads."""
 
@@ -61,19 +64,34 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
         token = connection.query_params.get("token")
     cache: PrincipalCache | None = getattr(connection.app.state, PRINCIPALS_STATE, None)
     if token:
-        digest = accounts.token_digest(token)
-        principal = await _cached(
-            cache, accounts.device_key(digest), bus, accounts.device_principal_by_digest, digest
-        )
+        device = accounts.token_digest(token)
+        key = accounts.device_key(device)
+        principal = await _cached(cache, key, bus, accounts.device_principal_by_digest, device)
         if principal is None:
             raise NotAuthorizedException(
                 "this device token is unknown or revoked; ask a manager for a new one"
             )
-    elif "session" in connection.scope and connection.session.get("uid") is not None:
-        uid = int(connection.session["uid"])
-        principal = await _cached(cache, accounts.user_key(uid), bus, accounts.user_principal, uid)
+        state[ACCESS_KEYS] = frozenset({key})
+    elif (signed_in := session_digest(connection)) is not None:
+        # The session's row says whose it is (and that it stands); the user's own entry
+        # says who they are now. Each is forgotten everywhere when its row changes.
+        key = sessions.session_key(signed_in)
+        owner = await _cached(cache, key, bus, sessions.session_owner, signed_in)
+        if owner is not None and owner.user_id is not None:
+            uid = owner.user_id
+            user = accounts.user_key(uid)
+            principal = await _cached(cache, user, bus, accounts.user_principal, uid)
+            state[ACCESS_KEYS] = frozenset({key, user})
     state[PRINCIPAL_KEY] = principal
     return principal
+
+
+def session_digest(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The SHA-256 of the session token the request's cookie carries, if any."""
+    if "session" not in connection.scope:
+        return None
+    token = connection.session.get("sid")
+    return accounts.token_digest(token) if isinstance(token, str) and token else None
 
 
 async def _cached(
@@ -170,6 +188,12 @@ async def authorize(
     principal = await current_principal(connection)
     if principal is None:
         raise NotAuthorizedException("sign in first (POST /api/auth/login), or send a device token")
+    client = connection.client.host if connection.client else None
+    audit.set_actor(
+        audit.Actor(
+            principal.name or principal.role, principal.user_id, principal.device_id, client
+        )
+    )
     if principal.role not in allowed:
         raise PermissionDeniedException(
             f"a {principal.role} may not do this; it needs one of: {', '.join(sorted(allowed))}"

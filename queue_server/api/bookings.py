@@ -14,12 +14,13 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
-from booking import checkin, config, service
+from booking import calendar_change, checkin, config, privacy, service
 from booking.checkin import CheckIn
 from booking.config import BookingRulesOut, CalendarOut
 from booking.domain.codes import normalise_code
 from booking.service import BookingLine, BookingOut, SlotsOut
 from booking.slot_memory import SlotMemory
+from queue_server.service import audit
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor
@@ -128,6 +129,19 @@ class PublicBookingController(Controller):
         """Cancel (until the matter's cutoff before the slot); the place is given back."""
         booking = await bus.run(service.cancel_booking, service.CancelBooking(code, data.phone))
         return with_links(booking, settings)
+
+    @post("/api/bookings/{code:str}/erase", status_code=200)
+    async def erase(
+        self,
+        code: FromPath[str],
+        data: JSONBody[PhoneIn],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Delete your name, phone number and ID tail from this booking now (a booking still
+        ahead is cancelled first, its place given back). The code stops working online:
+        without the phone number nobody can find the booking again."""
+        return with_links(await bus.run(privacy.erase_booking, code, data.phone), settings)
 
     @post("/api/bookings/{code:str}/reschedule", status_code=200)
     async def reschedule(
@@ -261,6 +275,23 @@ class HallBookingController(Controller):
         )
         return with_links(booking, settings)
 
+    @post("/bookings/{code:str}/erase", opt=roles(*STAFF), status_code=200)
+    async def erase(
+        self,
+        hall_id: FromPath[int],
+        code: FromPath[str],
+        bus: NamedDependency[Bus],
+        settings: NamedDependency[Settings],
+    ) -> BookingOut:
+        """Delete a visitor's name, phone number and ID tail from their booking at their
+        request (a booking still ahead is cancelled first); written to the audit log."""
+        erased = await bus.run(privacy.erase_booking, code, None, hall_id)
+        await bus.run(
+            audit.record, hall_id, "personal data erased", f"booking {erased.code}",
+            {"on": "the visitor's request"},
+        )  # fmt: skip
+        return with_links(erased, settings)
+
     @post("/bookings/{code:str}/reschedule", opt=roles(*STAFF), status_code=200)
     async def reschedule(
         self,
@@ -329,10 +360,21 @@ class BookingSettingsController(Controller):
     async def set_calendar(
         self, hall_id: FromPath[int], data: JSONBody[CalendarIn], bus: NamedDependency[Bus]
     ) -> CalendarOut:
-        """Breaks, holidays and special days on top of the opening hours; remote check-in."""
+        """Breaks, holidays and special days on top of the opening hours; remote check-in.
+
+        A change that closes times visitors have booked is refused (409, ``extra.stranded``
+        lists those bookings) unless ``cancel_stranded`` and a ``reason`` confirm it: then
+        they are cancelled, their places given back, and each visitor is told why (the
+        reminder channel) with a link to book again."""
         calendar = {
             "breaks": data.breaks, "holidays": data.holidays, "special_days": data.special_days
         }  # fmt: skip
+        reason = calendar_change.check_reason(data.cancel_stranded, data.reason)
         return await bus.run(
-            config.set_calendar, hall_id, calendar, data.remote_checkin, data.day_close_time
+            config.set_calendar,
+            hall_id,
+            calendar,
+            data.remote_checkin,
+            data.day_close_time,
+            reason,
         )

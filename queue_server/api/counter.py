@@ -9,13 +9,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from queue_server.domain.model import Outcome
+from queue_server.service import audit, hall_config, views
 from queue_server.service import commands as cmd
-from queue_server.service import hall_config, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.hall_config import CounterOut
 from queue_server.service.queue import CallResult, WaitingEntry, waiting_for_counter
 from queue_server.service.views import TicketView
+from queue_server.service.visitors import VisitorId
 from queue_server.settings import Settings
 
 from .auth import STAFF, roles
@@ -135,11 +136,18 @@ class CounterController(Controller):
         ticket_id: FromPath[int],
         desk: NamedDependency[Desk],
     ) -> CallOut:
-        """Call a given waiting ticket of this counter's matters."""
+        """Call a given waiting ticket of this counter's matters (out of the policy's order:
+        written to the audit log)."""
         bus, principal, settings = desk.bus, desk.principal, desk.settings
-        return await self._call(
+        called = await self._call(
             bus, settings, cmd.CallTicket(counter_id, _clerk(principal), ticket_id)
         )
+        if called.ticket is not None:
+            await bus.run(
+                audit.record, called.ticket.hall_id, "called out of turn",
+                f"ticket {called.ticket.number}", {"counter_id": counter_id},
+            )  # fmt: skip
+        return called
 
     async def _act(self, bus: Bus, settings: Settings, command: object) -> TicketView:
         return await self._view(bus, settings, await bus.execute(command))
@@ -181,9 +189,20 @@ class CounterController(Controller):
         data: JSONBody[FinishIn],
         desk: NamedDependency[Desk],
     ) -> TicketView:
-        """End the service with an outcome; ``other`` needs a note."""
+        """End the service with an outcome: ``missing_documents`` names which (from the
+        matter's list), ``other`` needs a note; ``escalate`` sends a visit not done on to the
+        hall's desk at once; ``visitor`` (a phone, or ID tail and name) links the visit to its
+        visitor for the one-visit rate (kept hashed)."""
         bus, principal, settings = desk.bus, desk.principal, desk.settings
-        command = cmd.FinishService(counter_id, _clerk(principal), Outcome(data.outcome), data.note)
+        visitor = (
+            VisitorId(data.visitor.phone, data.visitor.id_tail, data.visitor.name)
+            if data.visitor is not None
+            else None
+        )
+        command = cmd.FinishService(
+            counter_id, _clerk(principal), Outcome(data.outcome), data.note,
+            tuple(data.missing_documents), data.escalate, visitor,
+        )  # fmt: skip
         return await self._act(bus, settings, command)
 
     @post("/return", status_code=200)

@@ -21,9 +21,11 @@ from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from booking.domain.errors import InvalidContact
-from queue_server.domain.errors import DomainError, UnknownPriority
+from queue_server.domain.errors import DomainError, InvalidOutcome, UnknownPriority
 from queue_server.service.errors import Conflict, Forbidden, Invalid, NotFound, RetryTransaction
 from queue_server.service.unit_of_work import is_transient
+
+from .clients import TooManySignIns
 
 log = logging.getLogger("onedoor.api")
 AnyRequest = Request[Any, Any, Any]
@@ -47,6 +49,8 @@ def on_domain_error(_: AnyRequest, exc: DomainError) -> Response[dict[str, objec
         return _answer(HTTP_400_BAD_REQUEST, str(exc), field="priority", reason=reason_of(exc))
     if isinstance(exc, InvalidContact):
         return _answer(HTTP_400_BAD_REQUEST, str(exc), reason=reason_of(exc))
+    if isinstance(exc, InvalidOutcome):
+        return _answer(HTTP_400_BAD_REQUEST, str(exc), field=exc.field, reason=reason_of(exc))
     return _answer(HTTP_409_CONFLICT, str(exc), reason=reason_of(exc))
 
 
@@ -84,21 +88,70 @@ def on_database_away(request: AnyRequest, exc: Exception) -> Response[dict[str, 
     log.warning("database unreachable on %s %s: %r", request.method, request.url.path, exc)
     answer = _answer(
         HTTP_503_SERVICE_UNAVAILABLE,
-        "the hall's database cannot be reached right now; nothing was changed, try again",
+        "the hall's database cannot be reached right now; try again in a moment",
     )
     answer.headers["Retry-After"] = "2"
     return answer
 
 
+AWAY_SQLSTATES = {"57P01", "57P02", "57P03"}
+"""admin_shutdown, crash_shutdown, cannot_connect_now (the server is starting up or
+recovering after a crash); with every connection_exception (class 08)."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc``, the driver's error it wraps and what that came from, each once."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in found):
+        found.append(current)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return found
+
+
 def _database_away(exc: Exception) -> bool:
-    """A lost or refused database connection (the pool drops its connections on the first
-    such error, so the next request connects afresh)."""
+    """A lost or refused database connection, or a database shutting down or still
+    starting after a restart (the pool drops its connections on the first such error, so
+    the next request connects afresh)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, ConnectionError)
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionError):
+            return True
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(code, str) and (code.startswith("08") or code in AWAY_SQLSTATES):
+            return True
+    return False
+
+
+OUT_OF_RANGE_SQLSTATES = {"22003", "22008"}
+"""numeric_value_out_of_range, datetime_field_overflow: a number or date the request gave
+does not fit the database's column."""
+
+
+def _out_of_range(exc: BaseException) -> bool:
+    """The error, or one it came from, says a number or date did not fit (asyncpg refuses
+    an id past 64 bits before sending it; SQLite's driver raises OverflowError)."""
+    for cause in _causes(exc):
+        if isinstance(cause, OverflowError):
+            return True
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if code in OUT_OF_RANGE_SQLSTATES:
+            return True
+    return False
 
 
 def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
+    if _out_of_range(exc):
+        log.info("out of range on %s %s: %r", request.method, request.url.path, exc)
+        return _answer(
+            HTTP_400_BAD_REQUEST,
+            "a number or date in the request is out of range; ids are positive 64-bit "
+            "numbers, dates within the years 2000 to 2100",
+        )
     if is_transient(exc):
         return on_busy(request, exc)
     if _database_away(exc):
@@ -113,10 +166,12 @@ def on_unexpected(request: AnyRequest, exc: Exception) -> Response[dict[str, obj
 
 
 def on_too_many(request: AnyRequest, exc: Exception) -> Response[dict[str, object]]:
-    answer = _answer(
-        HTTP_429_TOO_MANY_REQUESTS,
-        "too many booking requests from this address; wait a minute and try again",
+    detail = (
+        str(exc.detail)
+        if isinstance(exc, TooManySignIns)
+        else "too many booking requests from this address; wait a minute and try again"
     )
+    answer = _answer(HTTP_429_TOO_MANY_REQUESTS, detail)
     if isinstance(exc, HTTPException) and exc.headers:
         answer.headers.update(exc.headers)
     return answer

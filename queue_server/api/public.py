@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+import hmac
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, JSONBody
 
+from queue_server import ops
 from queue_server.service import ratings, views
 from queue_server.service.bus import Bus
 from queue_server.service.views import TicketView
@@ -44,6 +49,33 @@ class PublicController(Controller):
         """Rate the finished service (1 to 5 stars, an optional comment); once per ticket."""
         ticket_id = await bus.run(ratings.rate_service, token, data.stars, data.comment)
         return {"ticket_id": ticket_id, "stars": data.stars}
+
+    @get("/livez")
+    async def live(self) -> dict[str, str]:
+        """Liveness: the process answers (nothing else is checked; restart it if not)."""
+        return {"status": "ok"}
+
+    @get("/readyz")
+    async def ready(self, request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+        """Readiness: the database answers with the schema at the code's migration, and
+        Redis answers when it is configured; 503 says which is not (take the host out of
+        the balancer until it is)."""
+        state = request.app.state
+        found = await ops.readiness(state.engine, state.settings)
+        body = {"status": "ready" if found.ready else "not ready", "database": found.database,
+                "schema": found.schema, "redis": found.redis}  # fmt: skip
+        return Response(body, status_code=200 if found.ready else 503)
+
+    @get("/metrics", media_type="text/plain; version=0.0.4")
+    async def metrics(self, request: Request[Any, Any, Any], bus: NamedDependency[Bus]) -> bytes:
+        """Prometheus metrics of this process (requests, durations, open feeds) and of the
+        halls (waiting tickets, the longest wait, failed print jobs). With
+        ONEDOOR_METRICS_TOKEN set, send it as a bearer token."""
+        token = request.app.state.settings.metrics_token
+        given = request.headers.get("authorization", "")
+        if token and not hmac.compare_digest(given, f"Bearer {token}"):
+            raise NotAuthorizedException("send the metrics token: Authorization: Bearer <token>")
+        return await request.app.state.metrics.render(bus)  # type: ignore[no-any-return]
 
     @get("/healthz")
     async def health(self, bus: NamedDependency[Bus]) -> Response[dict[str, str]]:

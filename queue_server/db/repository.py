@@ -117,6 +117,7 @@ def service_from_row(row: ServiceRow) -> Service:
         typical_minutes=row.typical_minutes,
         documents=list(row.documents),
         active=row.active,
+        desk=row.desk,
     )
 
 
@@ -142,6 +143,8 @@ def ticket_from_row(row: TicketRow) -> Ticket:
         finished_at=row.finished_at,
         outcome=Outcome(row.outcome) if row.outcome else None,
         note=row.note,
+        missing_documents=tuple(row.missing_documents or ()),
+        origin_ticket_id=row.origin_ticket_id,
     )
 
 
@@ -156,6 +159,11 @@ def apply_ticket(row: TicketRow, ticket: Ticket) -> None:
     for name in _TICKET_STATE_FIELDS:
         value = getattr(ticket, name)
         setattr(row, name, str(value) if name in ("state", "outcome") and value else value)
+    missing = list(ticket.missing_documents) or None
+    if row.missing_documents != missing:
+        row.missing_documents = missing
+    if ticket.origin_ticket_id is not None:
+        row.origin_ticket_id = ticket.origin_ticket_id
 
 
 def candidate(row: TicketRow) -> Candidate:

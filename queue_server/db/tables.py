@@ -67,10 +67,27 @@ class HallRow(Base):
     remote_checkin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     # Hall time at which the day is closed: tickets still waiting get an outcome.
     day_close_time: Mapped[str] = mapped_column(String(5), default="23:30", server_default="23:30")
+    # A visit for the same matter by the same visitor within this many days is a repeat.
+    repeat_window_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    # The key of the hall's visitor hashes (HMAC-SHA256): a phone or ID is never kept in
+    # clear for the one-visit figures, and hashes of two halls cannot be linked.
+    visitor_salt: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # After this many days visitors' names, phone numbers, ID tails and hashes are erased.
+    personal_data_days: Mapped[int] = mapped_column(Integer, default=180, server_default="180")
 
 
 class ServiceRow(Base):
     __tablename__ = "services"
+    __table_args__ = (
+        # At most one desk per hall, even when two managers set one at the same moment.
+        Index(
+            "uq_services_hall_desk",
+            "hall_id",
+            unique=True,
+            postgresql_where=text("desk"),
+            sqlite_where=text("desk"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"), index=True)
     name_zh: Mapped[str] = mapped_column(String(200))
@@ -81,6 +98,8 @@ class ServiceRow(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The matter's booking rules (booking.domain.rules JSON); None: not bookable online.
     booking: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # The hall's "can't get it done" desk: escalated visits queue for this matter.
+    desk: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class UserRow(Base):
@@ -94,6 +113,22 @@ class UserRow(Base):
     hall_id: Mapped[int | None] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+
+
+class StaffSessionRow(Base):
+    """A staff member signed in on one browser. The session cookie carries the token; the
+    row is what makes it valid, so signing out (here or everywhere), a password change and
+    a deactivation end it at once, a copied cookie with it."""
+
+    __tablename__ = "staff_sessions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the session token (256-bit random), never the token.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
 
 
 class CounterRow(Base):
@@ -143,11 +178,15 @@ class DeviceRow(Base):
 
 class VisitRow(Base):
     __tablename__ = "visits"
+    __table_args__ = (Index("ix_visits_hall_visitor", "hall_id", "visitor_hash"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"), index=True)
     business_day: Mapped[date] = mapped_column(Date)
     follow_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+    # Who came (service.visitors.visitor_hash of their phone, or ID tail and name), when
+    # known: from their booking, or given at the counter. Repeat visits are found by it.
+    visitor_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class NumberSequenceRow(Base):
@@ -194,6 +233,12 @@ class TicketRow(Base):
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
+    # With the outcome missing_documents: which of the matter's documents were missing.
+    missing_documents: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    # An escalation's ticket: the one whose matter was not done.
+    origin_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), index=True
+    )
     issued_by_device_id: Mapped[int | None] = mapped_column(
         ForeignKey("devices.id", ondelete="SET NULL")
     )
@@ -304,6 +349,10 @@ class BookingRow(Base):
     )
     ended_at: Mapped[datetime | None]
     reminded_at: Mapped[datetime | None]
+    # The hall cancelled it (a day closed, hours changed): why; the visitor is told once
+    # (notice_sent_at) by the reminder job.
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    notice_sent_at: Mapped[datetime | None]
 
 
 class BookingHolderRow(Base):
@@ -357,3 +406,138 @@ class SimulationRunRow(Base):
     created_at: Mapped[datetime]
     scenario: Mapped[str] = mapped_column(String(200))
     result: Mapped[dict[str, Any]]
+
+
+class OutcomeChangeRow(Base):
+    """A correction of a finished service's outcome: who, when, before and after."""
+
+    __tablename__ = "outcome_changes"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    changed_at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    before: Mapped[dict[str, Any]]
+    after: Mapped[dict[str, Any]]
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeskCaseRow(Base):
+    """A case of the "can't get it done" desk: a visitor's matter that was not done, and
+    the hall's answer: open → answered → closed with a resolution."""
+
+    __tablename__ = "desk_cases"
+    __table_args__ = (Index("ix_desk_cases_hall_status", "hall_id", "status"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
+    # The desk's ticket the case was opened from, and the ticket that was not done.
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), unique=True
+    )
+    origin_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL")
+    )
+    # The matter the visitor could not get done.
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    opened_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    opened_at: Mapped[datetime]
+    promised_on: Mapped[date] = mapped_column(Date)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None]
+    # When the reminder job found it past its promised date, still open.
+    overdue_since: Mapped[datetime | None]
+
+
+class CaseNoteRow(Base):
+    __tablename__ = "case_notes"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("desk_cases.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class WebhookRow(Base):
+    """A manager's address that is sent the hall's events (signed; retried; never in the
+    way of a request)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    # HMAC-SHA256 key of the X-OneDoor-Signature header (shown to the hall's managers).
+    secret: Mapped[str] = mapped_column(String(64))
+    # Event names sent (["*"]: all of them).
+    events: Mapped[list[Any]]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    # The hall's last event number looked at: later events become deliveries.
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one webhook: its attempts and how the receiver answered."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_seq", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))
+    event_seq: Mapped[int] = mapped_column(BigInteger)
+    event_name: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    # pending → delivered, or failed after the last attempt (a replay makes it pending).
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class DailyReportRow(Base):
+    """A hall day's figures as the day close found them (the statistics by matter and the
+    outcome report), for the manager to download later."""
+
+    __tablename__ = "daily_reports"
+    hall_id: Mapped[int] = mapped_column(
+        ForeignKey("halls.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    made_at: Mapped[datetime]
+    statistics: Mapped[dict[str, Any]]
+    outcomes: Mapped[dict[str, Any]]
+
+
+class AuditRow(Base):
+    """One privileged action: who (staff member or device, and their address), when, what
+    (``action``, ``target``) and the record before and after. Written in the action's own
+    transaction; no API route changes or deletes it."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_hall_at", "hall_id", "at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # None: not a hall's (an admin account, a new hall before it has an id).
+    hall_id: Mapped[int | None] = mapped_column(ForeignKey("halls.id", ondelete="SET NULL"))
+    at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    # Who it was, as they were named then ("scheduler" for a job).
+    actor: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

@@ -26,3 +26,11 @@ class HallClosed(DomainError):
 
 class UnknownPriority(DomainError):
     """A priority class the hall does not define."""
+
+
+class InvalidOutcome(DomainError):
+    """An outcome recorded without what it needs (a note, the missing documents)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)

@@ -82,6 +82,30 @@ class TicketCancelled(TicketEvent):
 
 
 @dataclass(frozen=True)
+class TicketEscalated(TicketEvent):
+    """A finished ticket's visit was sent on to the hall's desk (the new ticket is issued)."""
+
+    desk_service_id: int
+
+
+@dataclass(frozen=True)
+class OutcomeCorrected(TicketEvent):
+    outcome: str
+    by_user_id: int
+
+
+@dataclass(frozen=True)
+class CaseChanged(Event):
+    """A desk case was opened, noted, answered, closed or found overdue."""
+
+    case_id: int
+    ticket_id: int
+    """The ticket the visitor follows (their visit's desk ticket, or the one escalated)."""
+    status: str
+    change: str
+
+
+@dataclass(frozen=True)
 class CounterEvent(Event):
     counter_id: int
     clerk_id: int | None

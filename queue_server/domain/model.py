@@ -7,14 +7,14 @@ event in ``events``; anything the state does not allow raises ``IllegalTransitio
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from . import events as ev
-from .errors import DomainError, HallClosed, IllegalTransition, UnknownPriority
+from .errors import DomainError, HallClosed, IllegalTransition, InvalidOutcome, UnknownPriority
 from .hours import OpeningHours
 
 
@@ -43,12 +43,70 @@ class TicketKind(StrEnum):
 
 
 class Outcome(StrEnum):
+    """How a service ended: done, or why the visitor could not get the matter done."""
+
     DONE = "done"
     MISSING_DOCUMENTS = "missing_documents"
+    """Names which of the matter's documents were missing (``Ticket.missing_documents``)."""
+    OTHER_DEPARTMENT = "other_department"
+    """The matter needs another department first."""
+    SYSTEM_PROBLEM = "system_problem"
+    """A system or policy problem kept the clerk from doing it."""
+    VISITOR_LEFT = "visitor_left"
     NEEDS_ESCALATION = "needs_escalation"
     OTHER = "other"
+    """Needs a note saying what happened."""
     DAY_CLOSED = "day_closed"
     """Not served before the day was closed; recorded by the day-close job, never a clerk."""
+
+
+CLERK_OUTCOMES = tuple(o for o in Outcome if o != Outcome.DAY_CLOSED)
+"""What a clerk (or a manager correcting it) may record."""
+NOT_DONE = frozenset(CLERK_OUTCOMES) - {Outcome.DONE}
+"""Outcomes a visitor did not get their matter done with: each can go to the hall's desk."""
+
+
+def check_outcome(
+    outcome: Outcome, note: str | None, missing: Sequence[str], documents: Sequence[str]
+) -> tuple[str, ...]:
+    """The missing documents to record with ``outcome``, or ``InvalidOutcome`` saying what to fix:
+    ``missing_documents`` names at least one document of the matter's list and only those;
+    ``other`` needs a note; a clerk never records ``day_closed``."""
+    if outcome not in CLERK_OUTCOMES:
+        raise InvalidOutcome(
+            "outcome", f"outcome {str(outcome)!r} is recorded by the day close, not by staff"
+        )
+    if outcome == Outcome.OTHER and not (note and note.strip()):
+        raise InvalidOutcome("note", "outcome 'other' needs a note saying what happened")
+    names = tuple(dict.fromkeys(m.strip() for m in missing if m.strip()))
+    if outcome != Outcome.MISSING_DOCUMENTS:
+        if names:
+            raise InvalidOutcome(
+                "missing_documents",
+                "missing documents are named only with the outcome 'missing_documents'",
+            )
+        return ()
+    if not names:
+        if documents:
+            raise InvalidOutcome(
+                "missing_documents",
+                "outcome 'missing_documents' needs the missing ones named, from the matter's "
+                "list: " + "; ".join(documents),
+            )
+        if not (note and note.strip()):
+            raise InvalidOutcome(
+                "note", "this matter lists no documents: say in the note which ones were missing"
+            )
+        return ()
+    unknown = [n for n in names if n not in documents]
+    if unknown:
+        listed = "; ".join(documents) if documents else "none"
+        raise InvalidOutcome(
+            "missing_documents",
+            f"{', '.join(repr(u) for u in unknown)} is not in the matter's list of documents "
+            f"(it lists: {listed})",
+        )
+    return names
 
 
 class ServiceLevel(StrEnum):
@@ -120,6 +178,8 @@ class Service:
     typical_minutes: int
     documents: list[str] = field(default_factory=list)
     active: bool = True
+    desk: bool = False
+    """The hall's "can't get it done" desk (办不成事反映窗口): escalated visits queue here."""
 
 
 @dataclass
@@ -193,6 +253,9 @@ class Ticket:
     finished_at: datetime | None = None
     outcome: Outcome | None = None
     note: str | None = None
+    missing_documents: tuple[str, ...] = ()
+    origin_ticket_id: int | None = None
+    """For an escalation: the ticket whose matter was not done."""
     events: list[ev.Event] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -284,12 +347,19 @@ class Ticket:
             ev.ServiceStarted(self.hall_id, now, self.ref, self.number, self.service_id, counter_id)
         )
 
-    def finish(self, counter_id: int, outcome: Outcome, note: str | None, now: datetime) -> None:
-        """Service ended with ``outcome``; ``other`` needs a note saying what happened."""
+    def finish(
+        self,
+        counter_id: int,
+        outcome: Outcome,
+        note: str | None,
+        now: datetime,
+        missing: Sequence[str] = (),
+        documents: Sequence[str] = (),
+    ) -> None:
+        """Service ended with ``outcome`` (``check_outcome`` says what each one needs)."""
         self._require("finish", TicketState.SERVING)
         self._require_counter("finish", counter_id)
-        if outcome == Outcome.OTHER and not (note and note.strip()):
-            raise DomainError("outcome 'other' needs a note saying what happened")
+        self.missing_documents = check_outcome(outcome, note, missing, documents)
         self.state = TicketState.DONE
         self.outcome = outcome
         self.note = note
@@ -324,17 +394,42 @@ class Ticket:
                 self.hall_id, now, self.ref, self.number, self.service_id, counter_id, to_service.id
             )
         )
+        return self._continued(to_service.id, TicketKind.TRANSFER, now)
+
+    def _continued(self, service_id: int, kind: TicketKind, now: datetime) -> Ticket:
+        """The visit's next ticket (a transfer's or an escalation's): the same number and
+        priority, queued from ``now`` as a continuing visit."""
         return Ticket(
             hall_id=self.hall_id,
             visit_id=self.visit_id,
-            service_id=to_service.id,
+            service_id=service_id,
             number=self.number,
             business_day=self.business_day,
-            kind=TicketKind.TRANSFER,
+            kind=kind,
             priority=self.priority,
             issued_at=now,
             queued_at=now,
+            origin_ticket_id=self.ref if kind == TicketKind.ESCALATION else None,
         )
+
+    def escalate(self, desk: Service, now: datetime) -> Ticket:
+        """Send the visit of this finished, not-done ticket on to the hall's desk: the new
+        ticket keeps the number and queues there as a continuing visit (not from the start)."""
+        if self.state != TicketState.DONE or self.outcome not in NOT_DONE:
+            raise IllegalTransition(
+                self.label, "escalate", f"{self.state} ({self.outcome or 'no outcome'})",
+                "only a service finished with an outcome other than done can go to the desk",
+            )  # fmt: skip
+        if not desk.desk or desk.hall_id != self.hall_id:
+            raise DomainError("escalation goes to the hall's can't-get-it-done desk only")
+        if desk.id == self.service_id:
+            raise DomainError(f"{self.label} was served at the desk already")
+        if not desk.active:
+            raise DomainError("the hall's desk is inactive; activate its matter first")
+        self.events.append(
+            ev.TicketEscalated(self.hall_id, now, self.ref, self.number, self.service_id, desk.id)
+        )
+        return self._continued(desk.id, TicketKind.ESCALATION, now)
 
     def cancel(self, now: datetime) -> None:
         """The visitor gave up (or staff cancelled): only a waiting or called ticket can be."""

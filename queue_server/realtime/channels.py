@@ -57,7 +57,7 @@ class RedisPubSubBackend(ChannelsBackend):
 
     async def on_shutdown(self) -> None:
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -152,7 +152,7 @@ class RedisPubSubBackend(ChannelsBackend):
         old, self._pubsub = self._pubsub, None
         if old is not None:
             with contextlib.suppress(*REDIS_ERRORS):
-                await old.aclose()  # type: ignore[no-untyped-call]
+                await old.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         try:
             if self._channels:
                 await self._ps().subscribe(*self._channels)

@@ -30,6 +30,7 @@ from queue_server.service.errors import NotFound
 from queue_server.service.queue import waiting_for_counter
 from queue_server.settings import Settings
 
+from .access import hold_access
 from .hub import HallHub, Hubs, Mailbox
 
 log = logging.getLogger("onedoor.realtime")
@@ -104,7 +105,12 @@ async def _read_through(read: Awaitable[T]) -> T:
 
 
 async def _run(socket: WebSocket[Any, Any, Any], sender: Awaitable[None]) -> None:
-    tasks = [asyncio.ensure_future(sender), asyncio.ensure_future(_until_closed(socket))]
+    """Serve the feed until its client goes, its sender stops, or its access ends."""
+    tasks = [
+        asyncio.ensure_future(sender),
+        asyncio.ensure_future(_until_closed(socket)),
+        asyncio.ensure_future(hold_access(socket)),
+    ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -31,7 +31,8 @@ REORDER_WAIT = 0.25
 UNSHOWN = frozenset(
     {"PrintJobQueued", "PrintJobPrinted", "PrintJobFailed", "PrinterStatusChanged",
      "ServiceRated", "BookingMade", "BookingCancelled", "BookingRescheduled",
-     "BookingCheckedIn", "BookingMarkedNoShow", "BookingDayReleased"}
+     "BookingCheckedIn", "BookingMarkedNoShow", "BookingDayReleased",
+     "TicketEscalated", "OutcomeCorrected", "CaseChanged"}
 )  # fmt: skip
 """Events that change nothing a hall snapshot shows (GET …/snapshot, views.hall_snapshot):
 print jobs, printers, ratings, bookings. A checked-in booking joins the queue as a

@@ -32,8 +32,15 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from queue_server.db.tables import CounterRow, DeviceRow, HallRow, ServiceRow, UserRow
-from queue_server.service import accounts
+from queue_server.db.tables import (
+    CounterRow,
+    DeviceRow,
+    HallRow,
+    ServiceRow,
+    StaffSessionRow,
+    UserRow,
+)
+from queue_server.service import accounts, sessions
 from queue_server.service.accounts import EVERYONE
 
 from .channels import INVALIDATION_CHANNEL, REDIS_ERRORS, RedisPubSubBackend
@@ -73,6 +80,13 @@ SHOWN_COUNTER = frozenset({"hall_id", "number", "name"})
 WATCHED: dict[type, Watch] = {
     UserRow: Watch(accounts.USER_COLUMNS, "id", accounts.user_key, inserts=False),
     DeviceRow: Watch(accounts.DEVICE_COLUMNS, "token_hash", accounts.device_key, inserts=False),
+    # A session ends by its row's deletion (``whole``); a new one was never cached.
+    StaffSessionRow: Watch(
+        frozenset({"user_id", "token_hash", "expires_at"}),
+        "token_hash",
+        sessions.session_key,
+        inserts=False,
+    ),
     HallRow: Watch(frozenset({"name_zh", "name_en", "timezone"}), "id", hall_key, inserts=False),
     ServiceRow: Watch(SHOWN_SERVICE, "hall_id", hall_key, inserts=True),
     CounterRow: Watch(SHOWN_COUNTER, "hall_id", hall_key, inserts=True),

@@ -26,6 +26,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
+from .access import AccessWatch
 from .channels import RedisPubSubBackend, channels_on
 from .hub import Hubs
 from .invalidation import Invalidations, hall_ids, listen_for_changes
@@ -57,6 +58,7 @@ class Realtime(InitPluginProtocol):
         # on SQLite. Processes sharing PostgreSQL without Redis read the database each time.
         self.remembers = bool(settings.redis_url) or is_sqlite(settings.effective_database_url)
         self.principals = PrincipalCache() if self.remembers else None
+        self.access = AccessWatch()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_listening: Callable[[], None] | None = None
 
@@ -72,6 +74,7 @@ class Realtime(InitPluginProtocol):
         app_config.on_startup.append(self._start)
         app_config.on_shutdown.append(self._stop)
         app_config.state[PRINCIPALS_STATE] = self.principals
+        app_config.state["access_watch"] = self.access
         app_config.dependencies["snapshots"] = Provide(
             self._provide_snapshots, sync_to_thread=False
         )
@@ -139,6 +142,7 @@ class Realtime(InitPluginProtocol):
             self.invalidations.add(self.principals.forget)
             self.invalidations.add(self.snapshots.forget)
             self.invalidations.add(self._setup_changed)
+            self.invalidations.add(self.access.forget)
             await self.invalidations.start()
             self._stop_listening = listen_for_changes(self.invalidations.committed)
             self._tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))

@@ -64,6 +64,12 @@ async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
+def verify_password(password_hash: str, password: str) -> None:
+    """Raise argon2's VerificationError unless ``password`` matches (blocking: run it in a
+    worker thread)."""
+    _hasher.verify(password_hash, password)
+
+
 def generate_password() -> str:
     return secrets.token_urlsafe(12)
 

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from queue_server.clock import Clock
 
+from . import audit, queue
 from . import commands as cmd
-from . import queue
 from .unit_of_work import UnitOfWork, run_in_transaction
 
 T = TypeVar("T")
@@ -28,6 +28,7 @@ HANDLERS: dict[type, Callable[[UnitOfWork, Any], Awaitable[Any]]] = {
     cmd.FinishService: queue.act_on_current,
     cmd.ReturnToQueue: queue.act_on_current,
     cmd.TransferTicket: queue.transfer_ticket,
+    cmd.EscalateTicket: queue.escalate_ticket,
 }
 
 
@@ -42,6 +43,7 @@ class Bus:
     ) -> None:
         self.sessions = sessions
         self.clock = clock
+        audit.listen()  # what is configured through any bus is in the audit log
         self.on_events = on_events
         """Called after each commit that wrote events (wakes the outbox relay)."""
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from queue_server.domain.model import NO_PRIORITY, Outcome, TicketKind
 
+from .visitors import VisitorId
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -77,6 +79,21 @@ class StartService(CounterCommand):
 class FinishService(CounterCommand):
     outcome: Outcome
     note: str | None = None
+    missing_documents: tuple[str, ...] = ()
+    """With ``missing_documents``: which of the matter's documents were missing."""
+    escalate: bool = False
+    """Send the visit on to the hall's desk at once (an outcome other than done)."""
+    visitor: VisitorId | None = None
+    """Who the visitor is, when the clerk asked (for the one-visit rate; stored hashed)."""
+
+
+@dataclass(frozen=True)
+class EscalateTicket:
+    """Send the visit of a finished, not-done ticket on to the hall's desk."""
+
+    hall_id: int
+    ticket_id: int
+    user_id: int
 
 
 @dataclass(frozen=True)

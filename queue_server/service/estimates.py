@@ -37,9 +37,11 @@ EXTEND_AT_MOST = 500
 """Past this many events since the last floor read, the floor is read whole again."""
 FLOOR_NEUTRAL = frozenset(
     {"PrintJobQueued", "PrintJobPrinted", "PrintJobFailed", "PrinterStatusChanged",
-     "HallNoticeChanged", "ServiceRated"}
+     "HallNoticeChanged", "ServiceRated", "TicketEscalated", "OutcomeCorrected",
+     "CaseChanged"}
 )  # fmt: skip
-"""Events that change nothing the estimate reads."""
+"""Events that change nothing the estimate reads (an escalation's new ticket comes with
+its own ``TicketIssued``)."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from queue_server.domain.events import HallNoticeChanged
 from queue_server.domain.hours import OpeningHours
 from queue_server.domain.model import NO_PRIORITY, PREFIX_PATTERN, ServiceLevel
 
+from . import sessions
 from .accounts import hash_password
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .unit_of_work import UnitOfWork
@@ -38,6 +40,11 @@ class HallOut:
     priority_boosts: dict[str, int]
     secondary_after_minutes: int
     notice: str
+    repeat_window_days: int = 30
+    """A visit for the same matter by the same visitor within this many days is a repeat."""
+    personal_data_days: int = 180
+    """Visitors' names, phone numbers, ID tails and their hashes are erased after this many
+    days (privacy.py)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class ServiceOut:
     typical_minutes: int
     documents: list[str]
     active: bool
+    desk: bool = False
+    """The hall's "can't get it done" desk: escalated visits queue for this matter."""
 
 
 @dataclass(frozen=True)
@@ -98,14 +107,15 @@ class DeviceOut:
 def hall_out(r: HallRow) -> HallOut:
     return HallOut(
         r.id, r.name_zh, r.name_en, r.timezone, r.opening_hours, r.priority_boosts,
-        r.secondary_after_minutes, r.notice,
+        r.secondary_after_minutes, r.notice, r.repeat_window_days, r.personal_data_days,
     )  # fmt: skip
 
 
 def service_out(r: ServiceRow) -> ServiceOut:
     return ServiceOut(
-        r.id, r.hall_id, r.name_zh, r.name_en, r.prefix, r.typical_minutes, r.documents, r.active
-    )
+        r.id, r.hall_id, r.name_zh, r.name_en, r.prefix, r.typical_minutes, r.documents, r.active,
+        r.desk,
+    )  # fmt: skip
 
 
 def staff_out(r: UserRow) -> StaffOut:
@@ -143,6 +153,16 @@ def _check_hall_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_keep_days(window: int, keep: int) -> None:
+    """Repeat visits are found by the hashes kept: they must outlive the repeat window."""
+    if keep < window:
+        raise Invalid(
+            "personal_data_days",
+            f"keep personal data at least as long as the repeat window ({window} days), or "
+            "shorten the window first",
+        )
+
+
 async def _hall_row(uow: UnitOfWork, hall_id: int) -> HallRow:
     row = await uow.session.get(HallRow, hall_id)
     if row is None:
@@ -152,7 +172,11 @@ async def _hall_row(uow: UnitOfWork, hall_id: int) -> HallRow:
 
 async def create_hall(uow: UnitOfWork, fields: Mapping[str, Any]) -> HallOut:
     values = _check_hall_fields(fields)
-    row = HallRow(event_seq=0, notice="", created_at=uow.clock.now(), **values)
+    _check_keep_days(values.get("repeat_window_days", 30), values.get("personal_data_days", 180))
+    row = HallRow(
+        event_seq=0, notice="", created_at=uow.clock.now(), visitor_salt=secrets.token_hex(32),
+        **values,
+    )  # fmt: skip
     uow.session.add(row)
     await uow.commit()
     return hall_out(row)
@@ -162,6 +186,7 @@ async def update_hall(uow: UnitOfWork, hall_id: int, fields: Mapping[str, Any]) 
     row = await _hall_row(uow, hall_id)
     for key, value in _check_hall_fields(fields).items():
         setattr(row, key, value)
+    _check_keep_days(row.repeat_window_days, row.personal_data_days)
     await uow.commit()
     return hall_out(row)
 
@@ -182,12 +207,41 @@ def _check_prefix(fields: Mapping[str, Any]) -> None:
         raise Invalid("prefix", "one or two capital letters A-Z, e.g. A or SB")
 
 
+async def _check_one_desk(
+    uow: UnitOfWork, hall_id: int, fields: Mapping[str, Any], own: int
+) -> None:
+    """A hall has at most one desk matter (escalations need one place to go)."""
+    if not fields.get("desk"):
+        return
+    other = await uow.session.scalar(
+        select(ServiceRow.id).where(
+            ServiceRow.hall_id == hall_id, ServiceRow.desk.is_(True), ServiceRow.id != own
+        )
+    )
+    if other is not None:
+        raise Invalid("desk", f"matter {other} is this hall's desk already; unset it there first")
+
+
+async def _commit_desk(uow: UnitOfWork, hall_id: int, fields: Mapping[str, Any], own: int) -> None:
+    """Commit; when another matter became the desk meanwhile (the one-desk index refused
+    this one), say which, as the check before would have."""
+    try:
+        await uow.commit()
+    except IntegrityError:
+        if not fields.get("desk"):
+            raise
+        await uow.session.rollback()
+        await _check_one_desk(uow, hall_id, fields, own)
+        raise
+
+
 async def create_service(uow: UnitOfWork, hall_id: int, fields: Mapping[str, Any]) -> ServiceOut:
     await _hall_row(uow, hall_id)
     _check_prefix(fields)
+    await _check_one_desk(uow, hall_id, fields, 0)
     row = ServiceRow(hall_id=hall_id, active=True, **{"documents": [], **fields})
     uow.session.add(row)
-    await uow.commit()
+    await _commit_desk(uow, hall_id, fields, 0)
     return service_out(row)
 
 
@@ -203,9 +257,10 @@ async def update_service(
 ) -> ServiceOut:
     row = await _service_row(uow, hall_id, service_id)
     _check_prefix(fields)
+    await _check_one_desk(uow, hall_id, fields, service_id)
     for key, value in fields.items():
         setattr(row, key, value)
-    await uow.commit()
+    await _commit_desk(uow, hall_id, fields, service_id)
     return service_out(row)
 
 
@@ -344,6 +399,9 @@ async def update_staff(
         row.password_hash = await hash_password(values.pop("password"))
     for key, value in values.items():
         setattr(row, key, value)
+    if "password" in fields or fields.get("active") is False:
+        # A reset password or a deactivated account ends every session it had at once.
+        await sessions.end_sessions(uow, row.id)
     await uow.commit()
     return staff_out(row)
 

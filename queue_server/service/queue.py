@@ -31,7 +31,7 @@ from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
-from . import printing
+from . import printing, visitors
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
@@ -411,7 +411,7 @@ async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
         case cmd.StartService():
             ticket.start(c.counter_id, now)
         case cmd.FinishService():
-            ticket.finish(c.counter_id, c.outcome, c.note, now)
+            return await _finish(uow, row, ticket, c, now)
         case cmd.ReturnToQueue():
             ticket.return_to_queue(c.counter_id, now)
         case _:
@@ -420,6 +420,83 @@ async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
     uow.collect(ticket.events)
     await uow.commit()
     return row.id
+
+
+async def _finish(
+    uow: UnitOfWork, row: TicketRow, ticket: Ticket, c: cmd.FinishService, now: datetime
+) -> int:
+    """End the service with its outcome; with ``escalate`` the visit goes on to the desk in
+    the same transaction (one click for the clerk, never a finished visit left in between)."""
+    service = await uow.repo.service_row(row.service_id)
+    documents = list(service.documents) if service is not None else []
+    ticket.finish(c.counter_id, c.outcome, c.note, now, c.missing_documents, documents)
+    apply_ticket(row, ticket)
+    if c.visitor is not None:
+        await visitors.remember_visitor(uow, row.hall_id, row.visit_id, c.visitor)
+    if c.escalate:
+        await escalate_row(uow, row, ticket, c.clerk_id, now)
+    uow.collect(ticket.events)
+    await uow.commit()
+    return row.id
+
+
+async def desk_of(uow: UnitOfWork, hall_id: int) -> ServiceRow:
+    """The hall's "can't get it done" desk matter, or ``DomainError`` saying how to make one."""
+    desk = await uow.session.scalar(
+        select(ServiceRow).where(ServiceRow.hall_id == hall_id, ServiceRow.desk.is_(True))
+    )
+    if desk is None:
+        raise DomainError(
+            "this hall has no can't-get-it-done desk; a manager marks one matter as the desk"
+        )
+    return desk
+
+
+async def escalate_row(
+    uow: UnitOfWork, row: TicketRow, ticket: Ticket, user_id: int | None, now: datetime
+) -> int:
+    """Queue the visit of finished ``ticket`` at the hall's desk; the new ticket's id.
+    Refused when the visit has moved on already (a later ticket exists)."""
+    later = await uow.session.scalar(
+        select(TicketRow.id).where(TicketRow.visit_id == row.visit_id, TicketRow.id > row.id)
+    )
+    if later is not None:
+        raise Conflict(
+            f"ticket {row.number} has been sent on already (ticket id {later}); "
+            "follow the visit's latest ticket"
+        )
+    hall = await _hall(uow, row.hall_id)
+    if row.business_day != business_day(now, hall.tz):
+        raise DomainError(
+            f"ticket {row.number} is from {row.business_day}: the desk's queue is today's; "
+            "open a case for it instead"
+        )
+    hall.check_open(now)  # the desk's queue is closed with the hall
+    desk = await desk_of(uow, row.hall_id)
+    follow_on = ticket.escalate(service_from_row(desk), now)
+    uow.collect(ticket.events)
+    await uow.repo.add_ticket(follow_on, row.prefix, None, issued_by_user_id=user_id)
+    uow.collect(
+        [
+            ev.TicketIssued(
+                follow_on.hall_id, now, follow_on.ref, follow_on.number, follow_on.service_id,
+                follow_on.kind, follow_on.priority,
+            )
+        ]
+    )  # fmt: skip
+    return follow_on.ref
+
+
+async def escalate_ticket(uow: UnitOfWork, c: cmd.EscalateTicket) -> int:
+    """Send a finished, not-done ticket's visit on to the desk (after the fact); the
+    escalation ticket's id."""
+    row = await uow.repo.ticket_row(c.ticket_id, lock=True)
+    if row is None or row.hall_id != c.hall_id:
+        raise NotFound(f"hall {c.hall_id} has no ticket with id {c.ticket_id}")
+    ticket = ticket_from_row(row)
+    new_id = await escalate_row(uow, row, ticket, c.user_id, uow.clock.now())
+    await uow.commit()
+    return new_id
 
 
 async def act_on_current(

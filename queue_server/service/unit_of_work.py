@@ -25,6 +25,10 @@ MAX_ATTEMPTS = 5
 TRANSIENT_SQLSTATES = {"40001", "40P01"}
 
 
+NOW_KEY = "onedoor_now"
+"""Where a unit of work leaves its clock for what its flushes write (the audit log)."""
+
+
 class UnitOfWork:
     """A session and its repository; ``commit`` writes the collected events with the change."""
 
@@ -42,6 +46,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
+        self.session.info[NOW_KEY] = self.clock.now
         self.repo = Repository(self.session)
         self.events = []
         self._recorded = False

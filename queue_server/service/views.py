@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select, text
 
@@ -20,9 +21,17 @@ from queue_server.db.tables import (
 )
 from queue_server.domain.estimate import Told
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import ACTIVE_STATES, NO_PRIORITY, Hall, Ticket, TicketState
+from queue_server.domain.model import (
+    ACTIVE_STATES,
+    NO_PRIORITY,
+    NOT_DONE,
+    Hall,
+    Ticket,
+    TicketState,
+)
 
-from . import estimates
+from . import desk, estimates
+from .desk import CaseBrief
 from .errors import NotFound
 from .hall_config import ServiceOut, list_services
 from .unit_of_work import UnitOfWork
@@ -94,6 +103,27 @@ class TicketView:
     """The booking this ticket was checked in from."""
     rating: int | None = None
     """Stars the visitor gave the finished service, if any."""
+    missing_documents: list[str] = field(default_factory=list)
+    """With the outcome missing_documents: what the visitor is to bring next time."""
+    note: str | None = None
+    """The clerk's note on the outcome (staff views only; not on the follow page)."""
+    origin: OriginRef | None = None
+    """For a visit sent on to the desk: the ticket that was not done."""
+    case: CaseBrief | None = None
+    """The visit's desk case, as the visitor may see it."""
+    desk: bool = False
+    """The ticket is for the hall's "can't get it done" desk."""
+    escalated_to: int | None = None
+    """This not-done ticket's visit was sent on to the desk: the desk ticket's id."""
+
+
+@dataclass(frozen=True)
+class OriginRef:
+    ticket_id: int
+    number: str
+    service: ServiceRef
+    outcome: str | None
+    missing_documents: list[str]
 
 
 @dataclass(frozen=True)
@@ -200,8 +230,41 @@ async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         due_at=row.due_at,
         booking=_booking_details(booking_row) if booking_row is not None else None,
         rating=stars if row.state == TicketState.DONE else None,
+        missing_documents=list(row.missing_documents or []),
+        note=row.note,
+        desk=service.desk,
     )
+    if row.origin_ticket_id is not None or service.desk or row.outcome in NOT_DONE:
+        view = await _with_case(uow, view, row, hall_row)
     return with_told(view, told)
+
+
+async def _with_case(
+    uow: UnitOfWork, view: TicketView, row: TicketRow, hall: HallRow
+) -> TicketView:
+    """A not-done or desk ticket's view with where its visit came from and its case."""
+    origin = None
+    if row.origin_ticket_id is not None:
+        found = (
+            await uow.session.execute(
+                select(TicketRow, ServiceRow)
+                .join(ServiceRow, ServiceRow.id == TicketRow.service_id)
+                .where(TicketRow.id == row.origin_ticket_id)
+            )
+        ).first()
+        if found is not None:
+            t, s = found
+            origin = OriginRef(
+                t.id, t.number, ServiceRef(s.id, s.name_zh, s.name_en), t.outcome,
+                list(t.missing_documents or []),
+            )  # fmt: skip
+    escalated_to = None
+    if row.outcome in NOT_DONE:
+        escalated_to = await uow.session.scalar(
+            select(TicketRow.id).where(TicketRow.origin_ticket_id == row.id).limit(1)
+        )
+    case = await desk.visit_case(uow, row.visit_id, ZoneInfo(hall.timezone))
+    return replace(view, origin=origin, case=case, escalated_to=escalated_to)
 
 
 def _booking_details(found: BookingRow) -> BookingDetails:
@@ -212,7 +275,8 @@ def _booking_details(found: BookingRow) -> BookingDetails:
 
 
 async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
-    """The visit's current ticket (after a transfer, the new one) for its follow link."""
+    """The visit's current ticket (after a transfer or an escalation, the new one) for its
+    follow link, as its visitor may see it."""
     ticket_id = await uow.session.scalar(
         select(func.max(TicketRow.id))
         .join(VisitRow, VisitRow.id == TicketRow.visit_id)
@@ -220,7 +284,8 @@ async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
     )
     if ticket_id is None:
         raise NotFound("no ticket follows this link; check it was copied whole")
-    return await ticket_view(uow, ticket_id)
+    # The clerk's note is for staff: the visitor is told the outcome and what to bring.
+    return replace(await ticket_view(uow, ticket_id), note=None)
 
 
 async def current_ticket_id(uow: UnitOfWork, counter_id: int) -> int | None:

@@ -28,6 +28,10 @@ PUBLIC_ROUTES = {
     ("GET", "/api/follow/{token:str}"),
     ("GET", "/t/{token:str}"),
     ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
+    # Operators' scrapers; with ONEDOOR_METRICS_TOKEN set it asks for that token itself.
+    ("GET", "/metrics"),
     # Online booking: a visitor has no account; the code and phone number are the key.
     ("GET", "/api/public/halls/{hall_id:int}/services/{service_id:int}/slots"),
     ("POST", "/api/public/halls/{hall_id:int}/bookings"),
@@ -35,6 +39,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/bookings/{code:str}/cancel"),
     ("POST", "/api/bookings/{code:str}/reschedule"),
     ("POST", "/api/bookings/{code:str}/check-in"),
+    ("POST", "/api/bookings/{code:str}/erase"),
     ("GET", "/b/{code:str}"),
     # The pages: HTML shells with no data; what they show comes through the guarded API.
     ("GET", "/kiosk/{hall_id:int}"),
@@ -68,7 +73,12 @@ def guarded_routes(app: Litestar) -> list[tuple[str, str, frozenset[str]]]:
 
 
 def fill(path: str, ids: dict[str, int]) -> str:
-    return re.sub(r"\{(\w+):\w+\}", lambda m: str(ids.get(m.group(1), 1)), path)
+    def value(m: re.Match[str]) -> str:
+        if m.group(2) == "date":  # a day in the path (a daily report's)
+            return "2026-03-02"
+        return str(ids.get(m.group(1), 1))
+
+    return re.sub(r"\{(\w+):(\w+)\}", value, path)
 
 
 async def test_every_route_refuses_strangers_and_wrong_roles(

@@ -97,18 +97,18 @@ async def test_a_manager_adds_a_matter_gives_it_to_a_counter_books_it_and_adds_a
     page = await new_page(browser, "desktop", "en")
     await sign_in(page, server, creds["manager"])
 
-    # A new matter: 公积金 / Housing fund, prefix G (typed small, made capital), documents.
+    # A new matter: 公积金 / Housing fund, prefix H (typed small, made capital), documents.
     section = await open_section(page, "matters")
     form = section.locator("#matter-form")
     await form.get_by_label("Name in Chinese").fill("公积金")
     await form.get_by_label("Name in English").fill("Housing fund")
-    await form.get_by_label("Ticket prefix").fill("g")
+    await form.get_by_label("Ticket prefix").fill("h")
     await form.get_by_label("Typical minutes per visitor").fill("12")
     await form.get_by_label("Documents to bring").fill(
         "身份证 ID card\n\n公积金缴存证明 housing fund statement\n"
     )
     await form.get_by_role("button", name="Add matter").click()
-    await expect(form.get_by_role("status")).to_contain_text("Matter G Housing fund added")
+    await expect(form.get_by_role("status")).to_contain_text("Matter H Housing fund added")
     await expect(section.locator("#matters-list tr", has_text="Housing fund")).to_have_count(1)
 
     # Counter 3 serves it as its primary matter, besides household registration.
@@ -120,16 +120,16 @@ async def test_a_manager_adds_a_matter_gives_it_to_a_counter_books_it_and_adds_a
     )
     form = section.locator("#counter-form")
     await expect(form.get_by_role("heading", name="Edit counter 3")).to_be_focused()
-    await form.get_by_label("G Housing fund").select_option("primary")
+    await form.get_by_label("H Housing fund").select_option("primary")
     await form.get_by_role("button", name="Save changes").click()
     await expect(form.get_by_role("status")).to_contain_text("Counter 3 saved.")
     await expect(section.locator('#counters-list tr[data-counter-number="3"]')).to_contain_text(
-        "G Housing fund · Primary"
+        "H Housing fund · Primary"
     )
 
     # Booked online: 6 places a slot, half of them kept for walk-ins.
     section = await open_section(page, "booking")
-    await section.get_by_label("Matter", exact=True).select_option(label="G Housing fund")
+    await section.get_by_label("Matter", exact=True).select_option(label="H Housing fund")
     await expect(section.locator("#booking-state")).to_have_text("This matter is walk-in only.")
     form = section.locator("#booking-form")
     await expect(form.get_by_label("Places per slot", exact=True)).to_be_disabled()
@@ -144,7 +144,7 @@ async def test_a_manager_adds_a_matter_gives_it_to_a_counter_books_it_and_adds_a
         "6 places; 3 can be booked online, 3 are kept for walk-ins"
     )
     await form.get_by_role("button", name="Save booking rules").click()
-    await expect(form.get_by_role("status")).to_contain_text("Booking rules for G Housing fund")
+    await expect(form.get_by_role("status")).to_contain_text("Booking rules for H Housing fund")
 
     # A holiday and a lunch break.
     holiday = (date.today() + timedelta(days=40)).isoformat()
@@ -162,7 +162,7 @@ async def test_a_manager_adds_a_matter_gives_it_to_a_counter_books_it_and_adds_a
 
     async with Manager(server, creds["manager"]) as api:
         services = await api.get("/api/halls/1/services")
-        fund = next(s for s in services if s["prefix"] == "G")
+        fund = next(s for s in services if s["prefix"] == "H")
         assert fund["name_zh"] == "公积金" and fund["name_en"] == "Housing fund"
         assert fund["typical_minutes"] == 12 and fund["active"] is True
         assert fund["documents"] == ["身份证 ID card", "公积金缴存证明 housing fund statement"]

@@ -306,6 +306,27 @@ async def test_check_in_by_phone_asks_for_the_id_tail_when_two_people_share_it(
     assert "no booking for today under this phone number" in nobody.json()["detail"]
 
 
+async def test_check_in_by_phone_before_midnight_for_a_slot_just_after_it(
+    client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
+) -> None:
+    """A hall open through the night: at 23:50 a 00:00 booking's check-in is open (30 min
+    early), by phone as by code; a booking of tomorrow afternoon is not yet found."""
+    hall = await bookable_hall(client, bus)
+    soon = await book(client, hall, shanghai(2, 24))  # 00:00 on the 3rd
+    later = await book(client, hall, shanghai(3, 15), phone="13900139000")
+    assert soon.status_code == later.status_code == 201, (soon.text, later.text)
+    clock.set(shanghai(2, 23, 50))
+    found = await client.post(
+        f"/api/halls/{hall.hall_id}/check-in", json={"phone": PHONE}, headers=hall.kiosk
+    )
+    assert found.status_code == 200, found.text
+    assert found.json()["booking"]["code"] == soon.json()["code"]
+    not_yet = await client.post(
+        f"/api/halls/{hall.hall_id}/check-in", json={"phone": "13900139000"}, headers=hall.kiosk
+    )
+    assert not_yet.status_code == 404, not_yet.text
+
+
 async def test_remote_check_in_only_where_the_hall_allows_it(
     client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
 ) -> None:

@@ -239,7 +239,7 @@ async def test_book_in_english_with_a_full_slot_and_a_slot_taken_meanwhile(
     # Take one of the offered times instead: the details typed are kept.
     await page.click("#book-button")
     await page.locator("#next-free-list button.slot").first.click()
-    await page.wait_for_function("document.activeElement.id === 'book-button'")
+    await page.wait_for_function("() => document.activeElement.id === 'book-button'")
     assert await page.input_value("#name") == "Li Lei"
     assert "slot=" in page.url
     await page.click("#book-button")
@@ -326,6 +326,30 @@ async def test_manage_reschedule_then_cancel_from_the_qr_link(browser: Any, demo
     await check(page, "booking-manage-cancelled-phone-zh_CN")
 
 
+async def test_a_visitor_deletes_their_details_from_a_booking(browser: Any, demo: Demo) -> None:
+    server, _ = demo
+    phone = "13800138004"
+    day = (await slot_days(server.base))[-1]
+    made = await book_by_api(server.base, day["slots"][22]["start"], phone)
+    code = made["code"]
+    page = await new_page(browser, "phone", "en")
+    await page.goto(f"{server.base}/book/manage?code={code}&lang=en")
+    await page.fill("#find-phone", phone)
+    await page.click("#find-button")
+    await page.locator("#section-view:not([hidden])").wait_for()
+    await page.get_by_role("link", name="Delete my details").click()
+    await page.locator("#section-erase:not([hidden])").wait_for()
+    await check(page, "booking-manage-erase-phone-en")
+    await page.get_by_role("button", name="Yes, delete my details").click()
+    await page.locator(
+        "#notice", has_text=f"Your details are deleted from booking {code}."
+    ).wait_for()
+    await page.locator("#section-find:not([hidden])").wait_for()
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        gone = await http.get(f"/api/bookings/{code}", params={"phone": phone})
+    assert gone.status_code == 404, "the booking cannot be looked up by that phone any more"
+
+
 async def test_remote_check_in_only_where_the_hall_allows_it(browser: Any, demo: Demo) -> None:
     server, creds = demo
     phone = "13800138003"
@@ -409,7 +433,9 @@ async def test_follower_is_called_live_transferred_and_rates_by_keyboard(
         await page.goto(f"{server.base}/t/{token}")
     page = pages["phone-en"]
     for tag, each in pages.items():
-        await each.wait_for_function("window.onedoorFollow && window.onedoorFollow.feed === 'open'")
+        await each.wait_for_function(
+            "() => window.onedoorFollow && window.onedoorFollow.feed === 'open'"
+        )
         await check(each, f"booking-follow-waiting-{tag}")
     assert await page.inner_text("#number") == "A001"
     assert "Waiting" in await page.inner_text("#state")
@@ -443,7 +469,7 @@ async def test_follower_is_called_live_transferred_and_rates_by_keyboard(
         assert await page.inner_text("#turn") == ""
         alerts = await page.evaluate("window.onedoorFollow.alerts")
         await counter(clerk, "call-next")
-        await page.wait_for_function(f"window.onedoorFollow.alerts > {alerts}", timeout=5000)
+        await page.wait_for_function(f"() => window.onedoorFollow.alerts > {alerts}", timeout=5000)
         assert "counter 1" in await page.inner_text("#turn")
 
         await counter(clerk, "start")
@@ -518,13 +544,13 @@ async def test_booking_and_manage_states_pass_axe_at_both_sizes_in_both_language
             await page.fill("#phone", phone)
             await page.click("#book-button")
             await page.locator("#code[data-code]").wait_for()
-            await page.wait_for_function("document.querySelector('#qr').complete")
+            await page.wait_for_function("() => document.querySelector('#qr').complete")
             await check(page, f"booking-confirmation-{tag}")
             await page.click("#manage-link")
             await page.fill("#find-phone", phone)
             await page.click("#find-button")
             await page.locator("#view-code[data-code]").wait_for()
-            await page.wait_for_function("document.querySelector('#view-qr').complete")
+            await page.wait_for_function("() => document.querySelector('#view-qr').complete")
             await check(page, f"booking-manage-view-{tag}")
             await page.context.close()
 

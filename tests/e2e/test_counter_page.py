@@ -304,9 +304,7 @@ async def test_finish_with_other_needs_a_note(browser: Any, demo: Demo) -> None:
 
     await page.keyboard.press("f")
     await expect(page.locator("#outcome-done")).to_be_focused()
-    await page.keyboard.press("ArrowDown")  # done → missing documents → escalation → other
-    await page.keyboard.press("ArrowDown")
-    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowUp")  # from the first outcome round to the last: other
     await expect(page.locator("#outcome-other")).to_be_checked()
     await page.keyboard.press("Enter")
     alert = page.get_by_role("alert")
@@ -415,8 +413,8 @@ async def test_both_languages_and_sizes_pass_axe_and_are_photographed(
         await page.keyboard.press("f")
         await expect(page.locator("#outcome-done")).to_be_focused()
         await expect(page.locator("label[for=outcome-done]")).to_have_text("办结")
-        for _ in range(3):  # to the last outcome: other, and no note
-            await page.keyboard.press("ArrowDown")
+        await page.keyboard.press("ArrowUp")  # round to the last outcome: other, and no note
+        await expect(page.locator("#outcome-other")).to_be_checked()
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("alert")).to_contain_text(
             "结果选“其他”时，请在备注中写明情况"

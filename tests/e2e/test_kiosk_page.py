@@ -159,7 +159,7 @@ async def by_touch(browser: Any, server: Server, creds: dict[str, str]) -> None:
     assert await printed.get_attribute("data-state") == "no_printer"
     assert "拍下" in await printed.inner_text()
     qr = page.locator("#r-qr")
-    await page.wait_for_function("document.getElementById('r-qr').naturalWidth > 0")
+    await page.wait_for_function("() => document.getElementById('r-qr').naturalWidth > 0")
     assert (await qr.get_attribute("src")).startswith("/qr.svg?data=")
     ticket = await followed(server, page)
     assert (ticket["number"], ticket["priority"], ticket["state"]) == ("A002", "none", "waiting")
@@ -205,7 +205,7 @@ async def idle_return(browser: Any, server: Server, creds: dict[str, str]) -> No
     await screen_is(page, "result")
     assert await page.locator("#r-countdown").inner_text() == "Back to the start in 2 s"
     await page.wait_for_function(
-        "document.getElementById('r-countdown').textContent.includes('1 s')", timeout=2500
+        "() => document.getElementById('r-countdown').textContent.includes('1 s')", timeout=2500
     )
     # Back by itself, in the language the kiosk was set up in, ready for the next visitor.
     await screen_is(page, "start", timeout=5000)
@@ -251,7 +251,7 @@ async def keyboard_alone(browser: Any, server: Server, creds: dict[str, str]) ->
     assert "户籍办理" in await page.locator("#priority-title").inner_text()
     await page.keyboard.press("4")
     await page.wait_for_function(
-        "document.querySelector('#priority-form input[value=pregnancy]').checked"
+        "() => document.querySelector('#priority-form input[value=pregnancy]').checked"
     )
     await page.keyboard.press("Escape")
     await screen_is(page, "start")
@@ -306,13 +306,13 @@ async def test_bookings_are_checked_in_by_scanned_link_code_and_phone(
     await screen_is(page, "checkin")
     await page.keyboard.type(by_link["code"])
     await page.keyboard.press("Enter")
-    await page.wait_for_function("document.getElementById('code-error').textContent")
+    await page.wait_for_function("() => document.getElementById('code-error').textContent")
     said = await page.locator("#code-error").inner_text()
     assert said == "这个预约已经签到过了。如果找不到号码，请咨询工作人员。", said
     await page.fill("#code", "hello")
     await page.keyboard.press("Enter")
     await page.wait_for_function(
-        "document.getElementById('code-error').textContent.includes('不是预约码')"
+        "() => document.getElementById('code-error').textContent.includes('不是预约码')"
     )
 
     # By phone, typed on the on-screen keys: two people booked with it, so the ID's end.
@@ -396,7 +396,7 @@ async def test_every_screen_passes_axe_at_each_size_in_both_languages_and_closed
             await screenshot(page, f"kiosk-priority-{size}-{lang}")
             await page.locator("#issue-button").click()
             await screen_is(page, "result")
-            await page.wait_for_function("document.getElementById('r-qr').naturalWidth > 0")
+            await page.wait_for_function("() => document.getElementById('r-qr').naturalWidth > 0")
             said = await page.locator("#r-print").inner_text()
             assert PRINTED[printing][lang] in said, (printing, said)
             assert (PHOTO[lang] in said) == (printing == "failed"), (printing, said)
@@ -408,7 +408,7 @@ async def test_every_screen_passes_axe_at_each_size_in_both_languages_and_closed
             await screen_is(page, "checkin")
             await page.fill("#phone", "13600136000")
             await page.locator("#phone-form button[type=submit]").click()
-            await page.wait_for_function("document.getElementById('phone-error').textContent")
+            await page.wait_for_function("() => document.getElementById('phone-error').textContent")
             assert "null" not in await page.locator("#phone-error").inner_text()
             await page.locator("#code").focus()
             await axe_check(page, f"check-in {size} {lang}")

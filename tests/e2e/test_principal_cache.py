@@ -23,7 +23,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 from tests.servers import PrivateRedis
-from tests.support import DemoSetup, build_hall, call_as
+from tests.support import DemoSetup, build_hall, call_as, login
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,9 @@ async def test_deactivation_role_and_password_changes_count_at_the_next_request(
     assert reset.status_code == 200, reset.text
     assert principals.get(accounts.user_key(clerk.user_id)) is None, "read again after a reset"
 
+    # A reset ends the sessions the clerk had: signing in with the new password works.
+    assert (await call_as(client, clerk, "GET", "/api/auth/me")).status_code == 401
+    clerk = await login(client, "clerk0", "a-new-password-1")
     assert (await call_as(client, clerk, "GET", "/api/auth/me")).status_code == 200
     gone = await call_as(
         client, hall.admin, "PATCH", f"{staff_list}/{clerk.user_id}", json={"active": False}

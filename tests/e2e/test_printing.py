@@ -4,10 +4,9 @@ and the outcome back to the kiosk over its feed (``/ws/halls/{hall}/kiosk``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,47 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from printer.agent import MAYBE_PRINTED
 from tests.e2e.test_live_feeds import Clerk, Feed, feed
 from tests.fakeprinter import FakePrinter, qr_payload, strip_escpos
-from tests.servers import HEALTHY_WITHIN_S, ONEDOOR, Server, load_demo, server_env
+from tests.printagent import AgentProcess
+from tests.servers import HEALTHY_WITHIN_S, Server, load_demo, server_env
 
 pytestmark = pytest.mark.slow
-
-
-class AgentProcess:
-    def __init__(self, server: Server, token: str, printer: FakePrinter, tmp: Path) -> None:
-        self.config = tmp / "printers.toml"
-        self.config.write_text(
-            f'[printer]\ntransport = "network"\nhost = "127.0.0.1"\nport = {printer.port}\n'
-            'paper_mm = 80\nencoding = "gb18030"\nstatus_timeout = 0.3\n'
-        )
-        self.args = [*ONEDOOR, "printer-agent", "--server", server.base, "--token", token,
-                     "--config", str(self.config), "--state-dir", str(tmp / "agent-state")]  # fmt: skip
-        self.env = server.env
-        self.log = tmp / "agent.log"
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> AgentProcess:
-        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log.open("a"),
-                                        stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        return self
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def pause(self) -> None:
-        """A slow agent: stopped (SIGSTOP) until ``resume``; its connection stays open."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def output(self) -> str:
-        return self.log.read_text()
 
 
 @pytest.fixture
@@ -68,9 +33,17 @@ def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str], FakePrinter, 
     creds = load_demo(env)
     printer = FakePrinter().start()
     server = Server(env).start()
-    agent = AgentProcess(server, creds["printer"], printer, tmp_path).start()
+    agent = AgentProcess(server.base, creds["printer"], printer, tmp_path, server.env).start()
     # A process starting on a busy machine: as long as a server may take (tests/servers.py).
-    wait_until(lambda: "connected to the server" in agent.output(), HEALTHY_WITHIN_S)
+    try:
+        wait_until(lambda: "connected to the server" in agent.output(), HEALTHY_WITHIN_S)
+    except AssertionError:
+        agent.kill()
+        printer.stop()
+        raise AssertionError(
+            f"the agent did not connect; it said:\n{agent.output()}\n"
+            f"the server said:\n{server.stop()}"
+        ) from None
     yield server, creds, printer, agent
     if agent.process and agent.process.poll() is None:
         agent.resume()  # a test that failed with the agent paused
@@ -277,3 +250,67 @@ async def test_agent_killed_mid_job_and_restarted_prints_each_job_once(hall: Any
     with sqlite3.connect(server.env["ONEDOOR_DATABASE_URL"].split("///", 1)[1]) as db:
         wait_until(lambda: db.execute("SELECT state FROM print_jobs").fetchall() == [("printed",)])
     assert printed_numbers(printer) == ["A001"]
+
+
+async def test_an_agent_killed_while_sending_reports_the_job_failed_maybe_printed(
+    hall: Any, tmp_path: Path
+) -> None:
+    """Killed after it noted the job as started and before it noted it finished: whether the
+    ticket came out is unknown, so the restarted agent neither prints it again nor claims it
+    printed; the kiosk is told it failed, with the doubt in words."""
+    server, creds, printer, agent = hall
+    kiosk = await kiosk_feed(server, creds)
+    agent.kill()
+    ticket = await issue(server, creds)
+    job_id = ticket["printing"]["job_id"]
+    # The agent's record as a kill between "started" and "finished" leaves it.
+    state = tmp_path / "agent-state" / "printed-jobs.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"started": [job_id], "done": []}))
+    agent.start()
+    said = await outcome(kiosk, ticket)
+    assert said["state"] == "failed", said
+    assert said["detail"] == MAYBE_PRINTED
+    assert f"job {job_id}: interrupted earlier; not printing it again" in agent.output()
+    assert printer.jobs == []
+    # The next ticket prints as usual.
+    second = await issue(server, creds)
+    assert (await outcome(kiosk, second))["state"] == "printed"
+    wait_until(lambda: len(printer.jobs) == 1)
+    assert printed_numbers(printer) == ["A002"]
+    await kiosk.ws.close()
+
+
+async def test_a_cable_pulled_mid_job_fails_it_with_an_alert_and_reprint_prints_once(
+    hall: Any,
+) -> None:
+    server, creds, printer, _ = hall
+    kiosk = await kiosk_feed(server, creds)
+    # The printer reads the start of the next job, then its cable comes out: the rest of
+    # the job never arrives, and every connection after is reset until it is plugged in.
+    printer.mode = "pull_cable"
+    ticket = await issue(server, creds)
+    said = await outcome(kiosk, ticket)
+    assert said["state"] == "failed", said
+    assert said["detail"].startswith(f"printer at 127.0.0.1:{printer.port}"), said
+    assert len(printer.torn) == 1
+    assert printer.jobs == []
+
+    # The next ticket finds the printer gone: failed at once, and staff are told.
+    second = await issue(server, creds)
+    said = await outcome(kiosk, second)
+    assert (said["state"], said["detail"]) == ("failed", "printer offline")
+    assert [a["problem"] for a in alerts(server, creds)] == ["printer offline"]
+    assert printer.jobs == []
+
+    # Plugged in again: staff reprint the torn ticket, and it prints once.
+    printer.mode = "online"
+    async with Clerk(server.base, creds["clerk"]) as clerk:
+        answer = await clerk.http.post(f"/api/halls/1/tickets/{ticket['id']}/reprint")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "printed"
+    wait_until(lambda: printed_numbers(printer) == ["A001"])
+    wait_until(lambda: alerts(server, creds) == [])
+    await asyncio.sleep(0.5)
+    assert printed_numbers(printer) == ["A001"], "printed once, not again"
+    await kiosk.ws.close()

@@ -77,7 +77,14 @@ async def test_issue_call_start_finish(
     started = await act(client, hall, 0, 1, "start")
     assert started.json()["state"] == "serving"
     clock.advance(minutes=7)
-    finished = await act(client, hall, 0, 1, "finish", json={"outcome": "missing_documents"})
+    # Matter A lists no documents: which ones were missing is said in the note.
+    unnamed = await act(client, hall, 0, 1, "finish", json={"outcome": "missing_documents"})
+    assert unnamed.status_code == 400, unnamed.text
+    assert "say in the note which ones were missing" in unnamed.json()["detail"]
+    finished = await act(
+        client, hall, 0, 1, "finish",
+        json={"outcome": "missing_documents", "note": "no proof of address"},
+    )  # fmt: skip
     assert finished.status_code == 200
     assert (finished.json()["state"], finished.json()["outcome"]) == ("done", "missing_documents")
 
@@ -186,8 +193,9 @@ async def test_clerk_errors_are_clear(client: AsyncTestClient[Any], bus: Bus) ->
     assert bad_outcome.status_code == 400
     assert bad_outcome.json()["extra"][0]["key"] == "outcome"
     no_note = await act(client, hall, 0, 1, "finish", json={"outcome": "other"})
-    assert no_note.status_code == 409
+    assert no_note.status_code == 400
     assert "needs a note" in no_note.json()["detail"]
+    assert no_note.json()["extra"]["field"] == "note"
     wrong_matter = await act(client, hall, 0, 1, "transfer", json={"service_id": 99999})
     assert wrong_matter.status_code == 404
     same_matter = await act(client, hall, 0, 1, "transfer", json={"service_id": hall.services["A"]})

@@ -107,7 +107,8 @@ def test_readme_walkthrough_against_the_served_demo(
     kiosk = {"Authorization": f"Bearer {creds['kiosk']}"}
     hall = httpx.get(f"{base}/api/public/halls/1").json()
     matters = {s["name_en"]: s["id"] for s in hall["services"]}
-    assert len(matters) == 6 and hall["open_now"] is True
+    assert len(matters) == 7 and hall["open_now"] is True
+    assert [s["name_en"] for s in hall["services"] if s["desk"]] == ["Can't get it done"]
 
     ticket = httpx.post(
         f"{base}/api/halls/1/tickets",

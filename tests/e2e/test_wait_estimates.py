@@ -99,7 +99,9 @@ async def test_the_follower_page_keeps_the_estimate_fresh_as_the_queue_moves(
         token = mine["follow_token"]
         page = await new_page(browser, "phone", "en")
         await page.goto(f"{server.base}/t/{token}")
-        await page.wait_for_function("window.onedoorFollow && window.onedoorFollow.feed === 'open'")
+        await page.wait_for_function(
+            "() => window.onedoorFollow && window.onedoorFollow.feed === 'open'"
+        )
         before = await follow(server, token)
         await shows_the_range_of(page, server, token, "#estimate")
         assert (await page.inner_text("#estimate")).startswith("Estimated wait: about ")

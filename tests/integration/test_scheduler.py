@@ -588,3 +588,26 @@ async def test_one_scheduler_leads_and_another_takes_over_when_it_stops(pg_url: 
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_leaders_lock_connection_is_probed_so_a_vanished_host_frees_it(
+    pg_url: str,
+) -> None:
+    """The lock dies with the leader's session; PostgreSQL must notice a host that vanished
+    without closing its connection, or no process would run the jobs for hours."""
+    leadership = leadership_for(pg_url)
+    other = leadership_for(pg_url)
+    try:
+        assert await leadership.acquire()
+        assert not await other.acquire()  # one leader at a time
+        conn = leadership.conn  # type: ignore[attr-defined]
+        settings = {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert settings == {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+                            "tcp_keepalives_count": "3"}  # fmt: skip
+    finally:
+        await leadership.release()
+        await other.release()

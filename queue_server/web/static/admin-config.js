@@ -1,6 +1,6 @@
 // The hall's configuration: its names, timezone, opening hours and priority boosts; its
 // matters; its counters and their profiles; its calendar; each matter's booking rules.
-import { h, t } from "./common.js";
+import { ApiError, h, t } from "./common.js";
 import { checkField, nameOf, newId, onSubmit, periodsEditor, say, showError, table } from "./admin-ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -74,6 +74,8 @@ function fillHall(data) {
   form.elements.name_en.value = data.name_en;
   form.elements.timezone.value = data.timezone;
   form.elements.secondary_after_minutes.value = data.secondary_after_minutes;
+  form.elements.repeat_window_days.value = data.repeat_window_days;
+  form.elements.personal_data_days.value = data.personal_data_days;
   const days = $("hall-hours-days");
   days.replaceChildren();
   hallState.days = {};
@@ -109,6 +111,42 @@ function readBoosts() {
   return boosts;
 }
 
+
+/** A change that would close booked times comes back 409 with those bookings: list them in
+ *  the form's panel, where the manager may confirm with a reason (the next submit sends it). */
+function withStranded(prefix, body) {
+  const panel = document.getElementById(`${prefix}-stranded`);
+  const confirmed = !panel.hidden && document.getElementById(`${prefix}-confirm`).checked;
+  if (confirmed) {
+    body.cancel_stranded = true;
+    body.reason = document.getElementById(`${prefix}-reason`).value.trim();
+  }
+  return confirmed;
+}
+
+async function strandedCall(prefix, ctx, call) {
+  const panel = document.getElementById(`${prefix}-stranded`);
+  try {
+    const answer = await call();
+    panel.hidden = true;
+    document.getElementById(`${prefix}-confirm`).checked = false;
+    document.getElementById(`${prefix}-reason`).value = "";
+    return answer;
+  } catch (error) {
+    const stranded = error instanceof ApiError && error.status === 409 && error.extra && error.extra.stranded;
+    if (stranded) {
+      document.getElementById(`${prefix}-stranded-list`).replaceChildren(table(
+        [t("Booking code"), t("Matter"), t("Day"), t("Time"), t("Name"), t("Phone")],
+        stranded.map((b) => ({ cells: [b.code, nameOf({ name_zh: b.service_zh, name_en: b.service_en }),
+          b.local_date, b.local_time, b.name, b.phone || "—"] })),
+        { label: t("Bookings this change would cancel") },
+      ));
+      panel.hidden = false;
+    }
+    throw error;
+  }
+}
+
 export const hall = {
   id: "hall",
   init(ctx) {
@@ -130,13 +168,17 @@ export const hall = {
         name_en: form.elements.name_en.value.trim(),
         timezone: form.elements.timezone.value.trim(),
         secondary_after_minutes: Number(form.elements.secondary_after_minutes.value),
+        repeat_window_days: Number(form.elements.repeat_window_days.value),
+        personal_data_days: Number(form.elements.personal_data_days.value),
         opening_hours: readHours(hallState.days),
         priority_boosts: readBoosts(),
       };
-      const saved = await ctx.call("PATCH", ctx.base(), body);
+      const cancelled = withStranded("hall", body);
+      const saved = await strandedCall("hall", ctx, () => ctx.call("PATCH", ctx.base(), body));
       ctx.hallChanged(saved);
       fillHall(saved);
-      return t("Hall settings saved.");
+      return cancelled ? t("Saved; the bookings listed are cancelled and each visitor will be told.")
+        : t("Hall settings saved.");
     });
     const create = $("hall-create-form");
     const newHours = periodsEditor({
@@ -182,7 +224,8 @@ function matterRow(s, edit) {
       h("span", {}, h("span", { lang: "zh-CN" }, s.name_zh), h("br"), h("span", { lang: "en", class: "hint" }, s.name_en)),
       t("{n} min", { n: s.typical_minutes }),
       s.documents.length ? h("ul", { class: "plain" }, s.documents.map((d) => h("li", {}, d))) : t("None"),
-      s.active ? t("Active") : h("strong", {}, t("Inactive")),
+      h("span", {}, s.active ? t("Active") : h("strong", {}, t("Inactive")),
+        s.desk ? [h("br"), h("strong", { class: "desk" }, t("The hall's desk"))] : []),
       button],
   };
 }
@@ -213,6 +256,7 @@ export const matters = {
       form.elements.typical_minutes.value = String(s.typical_minutes);
       form.elements.documents.value = s.documents.join("\n");
       form.elements.active.checked = s.active;
+      form.elements.desk.checked = s.desk;
       $("matter-form-title").textContent = t("Edit matter {name}", { name: `${s.prefix} ${nameOf(s)}` });
       $("matter-submit").textContent = t("Save changes");
       $("matter-active-field").hidden = false;
@@ -230,6 +274,7 @@ export const matters = {
         prefix: form.elements.prefix.value.trim(),
         typical_minutes: Number(form.elements.typical_minutes.value),
         documents,
+        desk: form.elements.desk.checked,
       };
       const id = form.elements.id.value;
       let saved;
@@ -447,8 +492,10 @@ export const calendar = {
         remote_checkin: $("calendar-remote").checked,
         day_close_time: $("calendar-close").value.trim(),
       };
-      fill(await ctx.call("PUT", ctx.base("/booking-calendar"), body));
-      return t("Calendar saved.");
+      const cancelled = withStranded("calendar", body);
+      fill(await strandedCall("calendar", ctx, () => ctx.call("PUT", ctx.base("/booking-calendar"), body)));
+      return cancelled ? t("Saved; the bookings listed are cancelled and each visitor will be told.")
+        : t("Calendar saved.");
     });
     const fill = (data) => {
       calendarState.breaks.set(data.breaks);

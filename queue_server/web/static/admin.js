@@ -5,11 +5,18 @@ import { ApiError, api, h, t } from "./common.js";
 import { dashboard } from "./admin-dashboard.js";
 import { booking, calendar, counters, hall, matters } from "./admin-config.js";
 import { devices, ratings, staff } from "./admin-people.js";
+import { cases, hooks, outcomes } from "./admin-desk.js";
+import { auditLog } from "./admin-audit.js";
+import { finished } from "./admin-finished.js";
+import { statistics } from "./admin-stats.js";
 import { simulation } from "./admin-simulation.js";
 import { clearMessages, nameOf, onSubmit, say, showError } from "./admin-ui.js";
 
-const SECTIONS = [dashboard, hall, matters, counters, calendar, booking, staff, devices, ratings, simulation];
-const MANAGER_ROLES = new Set(["manager", "admin"]);
+const SECTIONS = [dashboard, hall, matters, counters, calendar, booking, staff, devices, ratings,
+  cases, outcomes, finished, statistics, hooks, auditLog, simulation];
+// Clerks come in for the desk's cases only (the can't-get-it-done desk is a clerk's counter).
+const MANAGER_ROLES = new Set(["manager", "admin", "clerk"]);
+const CLERK_SECTIONS = new Set(["cases"]);
 const HALL_KEY = "onedoor-admin-hall";
 const $ = (id) => document.getElementById(id);
 
@@ -76,9 +83,13 @@ async function enter(user, csrf) {
   $("boot").hidden = true;
   $("app").hidden = false;
   $("who").textContent = t("Signed in as {name} ({role})", {
-    name: user.name || "", role: user.role === "admin" ? t("administrator") : t("manager"),
+    name: user.name || "", role: roleWord(user.role),
   });
   for (const element of document.querySelectorAll("[data-admin-only]")) element.hidden = user.role !== "admin";
+  for (const link of document.querySelectorAll("#sections-nav a")) {
+    link.parentElement.hidden = user.role === "clerk" && !link.hasAttribute("data-clerk");
+  }
+  for (const element of document.querySelectorAll("[data-manager-only]")) element.hidden = user.role === "clerk";
   state.halls = await ctx.call("GET", "/api/halls");
   let id = user.hall_id;
   if (id === null) {
@@ -110,9 +121,15 @@ async function chooseHall(id, focus = true) {
   route(focus && Boolean(state.hall));
 }
 
+function roleWord(role) {
+  return role === "admin" ? t("administrator") : role === "clerk" ? t("clerk") : t("manager");
+}
+
 function sectionFor(hash) {
   const id = hash.replace(/^#/, "") || "dashboard";
-  return SECTIONS.find((s) => s.id === id) || dashboard;
+  const found = SECTIONS.find((s) => s.id === id) || dashboard;
+  if (state.user && state.user.role === "clerk" && !CLERK_SECTIONS.has(found.id)) return cases;
+  return found;
 }
 
 /** Show the section the address names; ``focus`` moves keyboard focus to its heading. */
@@ -163,7 +180,7 @@ function setupSignIn() {
     $("signin-password").value = "";
     await enter(answer.user, answer.csrf_token);
     say(t("Signed in as {name} ({role})", {
-      name: answer.user.name, role: answer.user.role === "admin" ? t("administrator") : t("manager"),
+      name: answer.user.name, role: roleWord(answer.user.role),
     }));
     $(`section-${state.current ? state.current.id : "dashboard"}`).querySelector("h1").focus();
     return "";
@@ -181,6 +198,18 @@ function setupBar() {
     }
     signedOut(t("You have signed out."));
     say(t("You have signed out."));
+  });
+  $("sign-out-everywhere").addEventListener("click", async () => {
+    const csrf = state.csrf;
+    let message = t("You have signed out on every browser.");
+    try {
+      await api("POST", "/api/auth/logout-everywhere", { csrf });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 401)) message = error.message;
+    }
+    stopSections();
+    signedOut(message);
+    say(message);
   });
   $("hall-choice").addEventListener("change", (event) => {
     chooseHall(Number(event.target.value)).catch((error) => console.error(error));

@@ -59,7 +59,8 @@ export function announce(text) {
 }
 
 /** Follow a websocket feed: ``onMessage(json)`` for each message; reconnects with a
- *  growing pause after a drop, and ``onState("open" | "closed")`` says how it stands. */
+ *  growing pause after a drop, and ``onState("open" | "closed")`` says how it stands. A
+ *  feed the server ended for good (access ended, 4401/4403; gone, 4404) is not reopened. */
 export function follow(path, onMessage, onState = () => {}) {
   let delay = 500;
   let socket;
@@ -73,7 +74,8 @@ export function follow(path, onMessage, onState = () => {}) {
     });
     socket.addEventListener("close", (event) => {
       onState("closed");
-      if (stopped || event.code === 4404 || event.code === 4403) return;
+      // 4401: signed out or revoked, 4403: no longer allowed, 4404: gone — the page decides.
+      if (stopped || [4401, 4403, 4404].includes(event.code)) return;
       window.setTimeout(connect, delay + Math.random() * 250);
       delay = Math.min(delay * 2, 10000);
     });
@@ -104,6 +106,8 @@ export function h(tag, attrs = {}, ...children) {
     if (value === false || value === null || value === undefined) continue;
     if (key.startsWith("on") && typeof value === "function") element.addEventListener(key.slice(2), value);
     else if (key === "class") element.className = value;
+    // Through the CSSOM: the pages' content security policy refuses style attributes.
+    else if (key === "style") element.style.cssText = value;
     else if (key === "text") element.textContent = value;
     else element.setAttribute(key, value === true ? "" : value);
   }

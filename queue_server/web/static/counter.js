@@ -17,7 +17,10 @@ const PRIORITY = { none: "No priority", elderly: "Elderly", disability: "Disabil
 const STATE = { waiting: "Waiting", called: "Called", serving: "Serving", done: "Finished",
   no_show: "No-show", transferred: "Transferred", cancelled: "Cancelled" };
 const OUTCOME = { done: "Done, matter handled", missing_documents: "Missing documents",
-  needs_escalation: "Needs escalation", other: "Other", day_closed: "Day closed" };
+  other_department: "Needs another department", system_problem: "System or policy problem",
+  visitor_left: "Visitor left", needs_escalation: "Needs escalation", other: "Other",
+  day_closed: "Day closed" };
+const CASE_STATUS = { open: "open", answered: "answered", closed: "closed" };
 const COUNTER_STATE = { open: "Open", paused: "Paused", closed: "Closed" };
 const CHANNEL = { online: "Booked online", staff: "Booked by staff" };
 const ACTION = { recall: "Recall", "mark as no-show": "No-show", "start serving": "Start",
@@ -50,6 +53,13 @@ const REASONS = [
 const ERRORS = [
   [/^outcome 'other' needs a note saying what happened$/, "outcome 'other' needs a note saying what happened", []],
   [/^wrong username or password$/, "wrong username or password", []],
+  [/^outcome 'missing_documents' needs the missing ones named, from the matter's list: (.+)$/,
+    "outcome 'missing_documents' needs the missing ones named, from the matter's list: {list}", ["list"]],
+  [/^this matter lists no documents: say in the note which ones were missing$/,
+    "this matter lists no documents: say in the note which ones were missing", []],
+  [/^this hall has no can't-get-it-done desk; a manager marks one matter as the desk$/,
+    "this hall has no can't-get-it-done desk; a manager marks one matter as the desk", []],
+  [/^this visit has case (\d+) open already$/, "this visit has case {n} open already", ["n"]],
   [/^transfer needs a different matter than the current one$/, "transfer needs a different matter than the current one", []],
   [/^counter (\d+) is signed in by another clerk$/, "counter {n} is signed in by another clerk", ["n"]],
   [/^cannot open counter (\d+): it is (\w+) by another clerk; they must close it first$/,
@@ -292,10 +302,13 @@ async function enterConsole(counterId) {
   S.seenWaiting = null;
   S.seenAlerts = null;
   S.last = "";
+  S.lastFinished = null;
   S.counter = null;
   S.current = null;
   S.waiting = [];
   $("last").hidden = true;
+  $("correct-open").hidden = true;
+  $("correct-form").hidden = true;
   closeForms(false);
   // Nothing to press until this counter's state is in (a previous counter's is not).
   for (const b of document.querySelectorAll("#console-view [data-action]")) b.disabled = true;
@@ -460,7 +473,64 @@ function renderCurrent() {
       h("h4", { id: "booking-title" }, t("Booking")), h("dl", { class: "facts" }, booking)));
   }
   box.replaceChildren(...parts);
+  renderCase();
 }
+
+// ---- the can't-get-it-done desk -------------------------------------------------------
+
+const hasDesk = () => [...S.services.values()].some((s) => s.desk && s.active);
+
+function hallToday(offsetDays = 0) {
+  const at = new Date(Date.now() + offsetDays * 86400000);
+  return new Intl.DateTimeFormat("en-CA", { timeZone: S.tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(at);
+}
+
+/** At the desk: where the visit comes from, its case, or the form that opens one. */
+function renderCase() {
+  const ticket = S.current;
+  const panel = $("case-panel");
+  panel.hidden = !(ticket && ticket.desk);
+  if (panel.hidden) return;
+  const origin = ticket.origin;
+  const lines = [];
+  if (origin) {
+    const service = S.services.get(origin.service.id) || origin.service;
+    lines.push(h("p", { class: "origin" }, t("Not done at {matter}: {outcome}.",
+      { matter: matterName(service), outcome: label(OUTCOME, origin.outcome) })));
+    if (origin.missing_documents.length) {
+      lines.push(h("p", { class: "origin-missing" }, t("Missing: {documents}",
+        { documents: origin.missing_documents.join(EN ? "; " : "；") })));
+    }
+  }
+  $("case-origin").replaceChildren(...lines);
+  const kept = ticket.case;
+  $("case-status").hidden = !kept;
+  $("case-form").hidden = Boolean(kept && kept.status !== "closed");
+  if (kept) {
+    const status = label(CASE_STATUS, kept.status) + (kept.overdue ? ` (${t("overdue")})` : "");
+    $("case-status").textContent = t("Case {id}: {status}, answer promised by {date}.",
+      { id: kept.id, status, date: kept.promised_on });
+  }
+  const promised = $("case-promised");
+  promised.min = hallToday();
+  if (!promised.value) promised.value = hallToday(3);
+}
+
+$("case-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!S.current || S.busy) return;
+  const body = { ticket_id: S.current.id, summary: $("case-summary").value.trim(),
+    promised_on: $("case-promised").value };
+  const made = await attempt(() => call("POST", `/api/halls/${S.hallId}/cases`, body));
+  if (!made) {
+    (body.summary ? $("case-promised") : $("case-summary")).focus();
+    return;
+  }
+  $("case-form").reset();
+  announce(t("Case {id} opened.", { id: made.id }));
+  await refresh();
+  $("case-status").focus?.();
+});
 
 /** What each button needs; the one for the natural next step is the primary one. */
 function allowed() {
@@ -543,12 +613,67 @@ function renderAlerts() {
   S.seenAlerts = keys;
 }
 
-function showLast(text) {
+function showLast(text, finished = null) {
   S.last = text;
   const last = $("last");
   last.textContent = t("Last ticket: {text}", { text });
   last.hidden = false;
+  S.lastFinished = finished;
+  $("correct-open").hidden = !finished;
+  $("correct-form").hidden = true;
+  $("correct-open").setAttribute("aria-expanded", "false");
 }
+
+// ---- correcting the last outcome -------------------------------------------------------
+
+function correctDocuments() {
+  const ticket = S.lastFinished;
+  const service = ticket ? S.services.get(ticket.service.id) : null;
+  const documents = service ? service.documents || [] : [];
+  $("correct-documents").hidden = $("correct-outcome").value !== "missing_documents" || !documents.length;
+  $("correct-document-list").replaceChildren(...documents.map((name, i) => h("div", { class: "choice" },
+    h("input", { type: "checkbox", id: `correct-missing-${i}`, name: "missing", value: name,
+      checked: (ticket.missing_documents || []).includes(name) }),
+    h("label", { for: `correct-missing-${i}` }, name))));
+}
+
+$("correct-open").addEventListener("click", () => {
+  const form = $("correct-form");
+  form.hidden = !form.hidden;
+  $("correct-open").setAttribute("aria-expanded", String(!form.hidden));
+  if (form.hidden) return;
+  $("correct-outcome").value = S.lastFinished.outcome || "done";
+  $("correct-note").value = S.lastFinished.note || "";
+  correctDocuments();
+  $("correct-outcome").focus();
+});
+$("correct-outcome").addEventListener("change", correctDocuments);
+document.querySelector("[data-cancel-correct]").addEventListener("click", () => {
+  $("correct-form").hidden = true;
+  $("correct-open").setAttribute("aria-expanded", "false");
+  $("correct-open").focus();
+});
+$("correct-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const ticket = S.lastFinished;
+  if (!ticket || S.busy) return;
+  const outcome = $("correct-outcome").value;
+  const body = { outcome, reason: $("correct-reason").value.trim() };
+  const note = $("correct-note").value.trim();
+  if (note) body.note = note;
+  if (outcome === "missing_documents") {
+    body.missing_documents = [...document.querySelectorAll("#correct-document-list input:checked")].map((b) => b.value);
+  }
+  const saved = await attempt(() => call("POST", `/api/halls/${S.hallId}/tickets/${ticket.id}/outcome`, body));
+  if (!saved) {
+    $("correct-reason").focus();
+    return;
+  }
+  $("correct-form").reset();
+  const text = t("{number}: outcome corrected to {outcome}.", { number: saved.number, outcome: label(OUTCOME, saved.outcome) });
+  showLast(text, saved);
+  announce(text);
+});
 
 /** Keep the keyboard where it can act: when focus was lost (its button became disabled or
  *  hidden), it goes to the button for the natural next step. */
@@ -589,8 +714,8 @@ async function act(path, body, done = () => {}) {
   return answer;
 }
 
-function ended(text) {
-  showLast(text);
+function ended(text, finished = null) {
+  showLast(text, finished);
   announce(text);
 }
 
@@ -640,6 +765,7 @@ function openForm(id) {
   button("finish").setAttribute("aria-expanded", String(!$("finish-form").hidden));
   button("transfer").setAttribute("aria-expanded", String(!$("transfer-form").hidden));
   if (id === "finish-form") {
+    prepareFinish();
     form.querySelector("input[name=outcome]:checked").focus();
   } else {
     fillTransferChoices();
@@ -663,6 +789,8 @@ function closeForms(returnFocus) {
 function resetForms() {
   $("finish-form").reset();
   $("transfer-form").reset();
+  $("finish-visitor").open = false;
+  syncFinish();
 }
 
 for (const cancel of document.querySelectorAll("[data-cancel]")) {
@@ -680,22 +808,76 @@ function fillTransferChoices() {
   if (chosen && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 
+/** The finish form for the current ticket: its matter's documents to tick, the desk. */
+function prepareFinish() {
+  const ticket = S.current;
+  const service = ticket ? S.services.get(ticket.service.id) : null;
+  const documents = service ? service.documents || [] : [];
+  const list = $("finish-document-list");
+  list.replaceChildren(...documents.map((name, i) => h("div", { class: "choice" },
+    h("input", { type: "checkbox", id: `missing-${i}`, name: "missing", value: name }),
+    h("label", { for: `missing-${i}` }, name))));
+  if (!documents.length) {
+    list.replaceChildren(h("p", { class: "hint" }, t("This matter lists no documents: say in the note which ones were missing.")));
+  }
+  $("finish-visitor").hidden = Boolean(ticket && ticket.booking); // a booking says who
+  syncFinish();
+}
+
+/** Show what the chosen outcome needs: the documents, the way to the desk. */
+function syncFinish() {
+  const form = $("finish-form");
+  const outcome = form.querySelector("input[name=outcome]:checked").value;
+  $("finish-documents").hidden = outcome !== "missing_documents";
+  const deskPossible = outcome !== "done" && hasDesk() && !(S.current && S.current.desk);
+  $("finish-escalate-row").hidden = !deskPossible;
+  if (!deskPossible) $("finish-escalate").checked = false;
+}
+
+for (const radio of document.querySelectorAll("#finish-form input[name=outcome]")) {
+  radio.addEventListener("change", () => {
+    if (radio.checked && radio.value === "needs_escalation" && hasDesk()) $("finish-escalate").checked = true;
+    syncFinish();
+  });
+}
+
+function visitorBody() {
+  const phone = $("visitor-phone").value.trim();
+  const idTail = $("visitor-id-tail").value.trim();
+  const name = $("visitor-name").value.trim();
+  if ($("finish-visitor").hidden || !(phone || idTail)) return undefined;
+  return phone ? { phone } : { id_tail: idTail, name: name || undefined };
+}
+
 $("finish-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const outcome = form.querySelector("input[name=outcome]:checked").value;
   const note = $("finish-note").value.trim();
-  const body = note ? { outcome, note } : { outcome };
+  const body = { outcome };
+  if (note) body.note = note;
+  if (outcome === "missing_documents") {
+    body.missing_documents = [...form.querySelectorAll("input[name=missing]:checked")].map((b) => b.value);
+  }
+  const escalate = !$("finish-escalate-row").hidden && $("finish-escalate").checked;
+  if (escalate) body.escalate = true;
+  const visitor = visitorBody();
+  if (visitor) body.visitor = visitor;
   const ticket = await act("finish", body, (answer) => {
     resetForms();
     closeForms(false);
     const how = answer.outcome || outcome;
-    ended(how === "done" ? t("{number} finished.", { number: answer.number })
-      : t("{number} finished: {outcome}.", { number: answer.number, outcome: label(OUTCOME, how) }));
+    let text = how === "done" ? t("{number} finished.", { number: answer.number })
+      : t("{number} finished: {outcome}.", { number: answer.number, outcome: label(OUTCOME, how) });
+    if (answer.escalated_to) text += " " + t("{number} sent on to the can't-get-it-done desk.", { number: answer.number });
+    ended(text, answer);
   });
   if (!ticket && !form.hidden) {
     // Refused (e.g. "other" without a note): stay in the form, at what to fix.
-    (outcome === "other" ? $("finish-note") : form.querySelector("input[name=outcome]:checked")).focus();
+    const fix = outcome === "other" ? $("finish-note")
+      : outcome === "missing_documents" ? (form.querySelector("input[name=missing]") || $("finish-note"))
+        : form.querySelector("input[name=outcome]:checked");
+    fix.focus();
   }
   focusPrimary(false);
 });

@@ -78,13 +78,60 @@ function hallZone() {
   return (status.hall && status.hall.timezone) || Intl.DateTimeFormat().resolvedOptions().timeZone;
 }
 
+const REASON = {
+  missing_documents: "documents were missing",
+  other_department: "another department must handle it first",
+  system_problem: "a system or policy problem",
+  visitor_left: "you left before it was done",
+  needs_escalation: "it needs a decision above the counter",
+  other: "see the counter's explanation",
+};
+
+/** A matter not done: why, and what to bring next time (this ticket's, or for a visit at
+ *  the desk, the ticket that sent it there). */
+function renderOutcome(ticket) {
+  const origin = ticket.origin;
+  const notDone = ticket.state === "done" && ticket.outcome in REASON;
+  const box = $("outcome");
+  box.hidden = !(origin || notDone);
+  if (box.hidden) return;
+  const source = notDone ? ticket : origin;
+  const reason = t(REASON[source.outcome] || "see the counter's explanation");
+  if (notDone) {
+    $("outcome-title").textContent = t("Your matter could not be done this time.");
+    $("outcome-reason").textContent = t("Reason: {reason}.", { reason });
+  } else {
+    $("outcome-title").textContent = t("You have been sent on to the can't-get-it-done desk: you keep your number and go first there.");
+    $("outcome-reason").textContent = t("Not done at {matter}: {reason}.", { matter: serviceName(origin), reason });
+  }
+  const documents = source.missing_documents || [];
+  $("outcome-bring").hidden = documents.length === 0;
+  $("outcome-documents").replaceChildren(...documents.map((name) => h("li", {}, name)));
+}
+
+function renderCase(kept) {
+  const box = $("case");
+  box.hidden = !kept;
+  if (!kept) return;
+  $("case-title").textContent = t("Your case {id} at the can't-get-it-done desk", { id: kept.id });
+  const date = kept.promised_on;
+  $("case-state").textContent = kept.status === "open"
+    ? (kept.overdue ? t("Being looked into. The answer promised by {date} is late; please ask at the desk.", { date })
+      : t("Being looked into. You will have an answer by {date}.", { date }))
+    : kept.status === "answered" ? t("Answered.")
+      : kept.resolution === "resolved" ? t("Closed: resolved.") : t("Closed: could not be resolved.");
+  $("case-answer").hidden = !kept.answer;
+  $("case-answer").textContent = kept.answer ? t("The desk's answer: {answer}", { answer: kept.answer }) : "";
+}
+
 function stateLine(ticket) {
   const counter = ticket.counter_number;
   switch (ticket.state) {
     case "waiting": return t("Waiting");
     case "called": return t("Called: please go to counter {n}", { n: counter });
     case "serving": return t("Being served at counter {n}", { n: counter });
-    case "done": return t("Service finished. Thank you for coming.");
+    case "done": return ticket.outcome in REASON ? t("Your matter could not be done this time.")
+      : t("Service finished. Thank you for coming.");
     case "no_show": return t("Your number was called, but you were not there. Please ask at the enquiries desk.");
     case "transferred": return t("You have been sent on to another matter.");
     case "cancelled": return t("This ticket is no longer valid.");
@@ -164,6 +211,9 @@ function render(ticket, event = null) {
     announce(ahead.textContent);
   }
   if (!moved && before && before.state !== ticket.state && ticket.state !== "called") announce(stateLine(ticket));
+
+  renderOutcome(ticket);
+  renderCase(ticket.case);
 
   const done = ticket.state === "done";
   const rated = status.rated || (ticket.rating !== null && ticket.rating !== undefined);

@@ -11,7 +11,7 @@ import {
 
 const ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 const SESSION = "onedoor-manage";
-const SECTIONS = ["find", "view", "cancel", "move"];
+const SECTIONS = ["find", "view", "cancel", "move", "erase"];
 let current = null; // the booking as the server last answered it
 let hall = null;
 let slotsCache = null;
@@ -43,6 +43,7 @@ function sectionOf(s) {
   if (!code || !remembered(code)) return "find";
   if (s.action === "cancel") return "cancel";
   if (s.action === "move") return "move";
+  if (s.action === "erase") return "erase";
   return "view";
 }
 
@@ -127,6 +128,7 @@ const fill = {
     $("change-actions").hidden = late;
     $("move-link").href = urlWith({ do: "move", date: null, slot: null });
     $("cancel-link").href = urlWith({ do: "cancel", date: null, slot: null });
+    $("erase-link").href = urlWith({ do: "erase", date: null, slot: null });
     // The server knows the ticket a checked-in booking became, wherever it was checked in
     // (kiosk, counter or this phone), so the link does not depend on this browser's storage.
     const token = b.follow_token;
@@ -142,6 +144,11 @@ const fill = {
       matter: named(b.service), when: `${dayName(b.local_date, b.timezone)} ${b.local_time}`,
     });
     $("cancel-yes").hidden = b.state !== "booked";
+  },
+
+  async erase(s) {
+    await loadBooking(cleanCode(s.code));
+    $("back-erase").href = urlWith({ do: null });
   },
 
   async move(s) {
@@ -287,6 +294,17 @@ function setup() {
   $("cancel-yes").addEventListener("click", (event) => act("cancel", event.currentTarget, async (phone) => {
     current = await api("POST", `/api/bookings/${current.code}/cancel`, { body: { phone } });
     await backToView(t("The booking is cancelled. Your place is free for others."));
+  }));
+  $("erase-yes").addEventListener("click", (event) => act("erase", event.currentTarget, async (phone) => {
+    const erased = await api("POST", `/api/bookings/${current.code}/erase`, { body: { phone } });
+    // Without a phone number the booking cannot be looked up again: back to the start.
+    sessionStorage.removeItem(SESSION);
+    current = null;
+    history.replaceState(history.state, "", urlWith({ code: null, do: null, date: null, slot: null }));
+    await render(true);
+    const message = t("Your details are deleted from booking {code}.", { code: erased.code });
+    notice(message);
+    announce(message);
   }));
   $("move-yes").addEventListener("click", (event) => act("move", event.currentTarget, async (phone) => {
     const { slot } = state();

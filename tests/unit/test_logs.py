@@ -1,0 +1,49 @@
+"""Structured logs: with ONEDOOR_LOG_FORMAT=json every line is one JSON object (uvicorn's
+access lines with their request parts); anything else is refused at start."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from queue_server.logs import JsonFormatter, uvicorn_log_config
+from queue_server.settings import SettingsError, load_settings
+
+
+def test_a_record_is_one_json_line_with_its_exception() -> None:
+    try:
+        raise ValueError("bad input 工作")
+    except ValueError:
+        info = sys.exc_info()
+    record = logging.LogRecord("onedoor.x", logging.WARNING, __file__, 1, "hall %d: %s", (3, "关"),
+                               info)  # fmt: skip
+    line = JsonFormatter().format(record)
+    data = json.loads(line)
+    assert (data["level"], data["logger"], data["message"]) == (
+        "WARNING",
+        "onedoor.x",
+        "hall 3: 关",
+    )
+    assert "ValueError: bad input 工作" in data["exception"]
+    assert data["time"].endswith("+00:00")
+
+
+def test_access_lines_carry_the_request() -> None:
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/readyz", "1.1", 200), None)  # fmt: skip
+    data = json.loads(JsonFormatter().format(record))
+    assert (data["method"], data["path"], data["status"]) == ("GET", "/readyz", 200)
+
+
+def test_uvicorn_gets_json_formatters_only_when_asked() -> None:
+    assert uvicorn_log_config("text") is None
+    config = uvicorn_log_config("json")
+    assert config is not None
+    assert {f["()"] for f in config["formatters"].values()} == {"queue_server.logs.JsonFormatter"}
+    assert load_settings({"ONEDOOR_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(SettingsError, match="use text or json"):
+        load_settings({"ONEDOOR_LOG_FORMAT": "xml"})
