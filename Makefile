@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke migrate demo i18n simulate clean
+.PHONY: help run test lint format typecheck unit integration e2e bench bench-smoke faults faults-smoke migrate demo i18n simulate clean
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,15 +55,23 @@ format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers), websocket fan-out, booking rush
+bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers), websocket fan-out, booking rush, managers' views on a year of 20 halls
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.booking
+	$(BIN)/python -m bench.history
 
 bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.fanout --smoke
 	$(BIN)/python -m bench.booking --smoke
+	$(BIN)/python -m bench.history --smoke
+
+faults: $(DEV_STAMP) ## the fault suite: workers, PostgreSQL, Redis, printers and the scheduler leader broken under load, then a 30 min soak (docs/operations.md)
+	$(BIN)/python -m bench.faults
+
+faults-smoke: $(DEV_STAMP) ## the fault suite's short run (CI): every scenario once, a 1 min soak
+	$(BIN)/python -m bench.faults --short
 
 simulate: $(STAMP) ## the goals table of every shipped scenario: queue policy v2 against FIFO and v1 (docs/queue.md)
 	for s in standard-075 standard-092 priority-flood everyone-early counter-closes-1100; do \

@@ -136,11 +136,10 @@ def issued(db: Database, hall_id: int, before: Mark, answered_ids: list[int]) ->
     )
 
 
-def called(db: Database, hall_id: int, before: Mark, counts: dict[str, int]) -> Verdict:
-    """No ticket was ever called twice (TicketCalled events per ticket; recalls are
-    TicketRecalled), no counter holds two tickets, each call-next answer that named a ticket
-    has its event and each no-show answered has its event."""
-    problems = numbers(db, hall_id)
+def calls_doubled(db: Database, hall_id: int) -> tuple[int, list[str]]:
+    """How many tickets were called twice (TicketCalled events; recalls are TicketRecalled)
+    plus counters holding two tickets, and those in words."""
+    problems = []
     twice = db.rows(
         "SELECT {ticket_id}, count(*) FROM hall_events WHERE hall_id = $1 "
         "AND name = 'TicketCalled' GROUP BY 1 HAVING count(*) > 1",
@@ -155,6 +154,14 @@ def called(db: Database, hall_id: int, before: Mark, counts: dict[str, int]) -> 
     )
     if busy:
         problems.append(f"counters with two tickets: ids {_listed(sorted(c for c, _ in busy))}")
+    return len(twice) + len(busy), problems
+
+
+def called(db: Database, hall_id: int, before: Mark, counts: dict[str, int]) -> Verdict:
+    """No ticket was ever called twice (TicketCalled events per ticket; recalls are
+    TicketRecalled), no counter holds two tickets, each call-next answer that named a ticket
+    has its event and each no-show answered has its event."""
+    problems = numbers(db, hall_id) + calls_doubled(db, hall_id)[1]
     after = mark(db, hall_id)
     calls = after.called_events - before.called_events
     no_shows = after.no_show_events - before.no_show_events

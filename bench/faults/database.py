@@ -1,0 +1,66 @@
+"""PostgreSQL crashes (``pg_ctl stop -m immediate``: no checkpoint, WAL recovery at the
+start) while kiosks issue and clerks call, stays down a few seconds, and starts again.
+
+Promised: while it is down every request is answered at once with 503 and a Retry-After
+(no hang, no 500); the service answers again within 5 s of the database accepting
+connections; nothing half-written (every ticket has its number and its event, every call
+answered is recorded, none doubled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.servers import PrivateRedis
+
+from ..hall import build_hall
+from ..server import ADMIN_PASSWORD, ADMIN_USERNAME
+from .common import Context, Row, database_of, judge_load, onedoor, start_load
+
+NAME = "postgres-restart"
+DOWN_S = 3.0
+GOAL_S = 5.0
+
+
+async def _run(ctx: Context) -> Row:
+    row = Row("PostgreSQL crash and restart", goal_s=GOAL_S)
+    url = await ctx.pg.create_database("faults_database")
+    rounds = 1 if ctx.short else 3
+    recoveries: list[float] = []
+    with PrivateRedis().started() as redis, onedoor(ctx, NAME, url, 2, redis.url) as server:
+        hall = await build_hall(server.base_url, ADMIN_USERNAME, ADMIN_PASSWORD, 4)
+        load = await start_load(server.base_url, hall, kiosks=8, bookers=4)
+        try:
+            await load.answers(100)
+            for _ in range(rounds):
+                ctx.pg.stop("immediate")
+                down_at = time.monotonic()
+                ctx.say("PostgreSQL stopped (immediate)")
+                await asyncio.sleep(DOWN_S)  # the outage itself lasts this long
+                answered_while_down = load.tally.first_ok_after(down_at + 0.5)
+                if answered_while_down is not None and answered_while_down < DOWN_S - 0.5:
+                    row.problems.append("a request was answered 2xx while the database was down")
+                await asyncio.to_thread(ctx.pg.start)
+                up_at = time.monotonic()
+                await load.answers(1, within_s=60)
+                recovery = load.tally.first_ok_after(up_at)
+                recoveries.append(recovery if recovery is not None else float("inf"))
+                ctx.say(f"PostgreSQL back; first answer {recoveries[-1]:.2f} s later")
+                await load.answers(100)
+        finally:
+            tally = await load.finish()
+    await asyncio.to_thread(judge_load, row, database_of(url), hall.hall_id, load)
+    row.recovery_s = max(recoveries) if recoveries else None
+    row.checks.append(
+        f"{rounds} crash(es) of {DOWN_S:.0f} s: {tally.statuses[503]} answers 503 with "
+        f"Retry-After, {tally.dropped} connections cut, slowest of those "
+        f"{tally.slowest_refusal_s:.2f} s; no 500, no hang"
+    )
+    if tally.slowest_refusal_s > 5:
+        row.problems.append(f"a refusal took {tally.slowest_refusal_s:.1f} s: not failing fast")
+    return row
+
+
+def run(ctx: Context) -> Row:
+    return asyncio.run(_run(ctx))
