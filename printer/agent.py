@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .config import PrinterConfig
 from .layout import TicketPrint, render
@@ -213,5 +213,13 @@ class Agent:
                 self.say(f"server answered {code}; retrying in {backoff:.1f} s")
             except (OSError, ConnectionClosed, TimeoutError) as exc:
                 self.say(f"connection lost ({exc.__class__.__name__}); retrying in {backoff:.1f} s")
+            except InvalidHandshake as exc:  # a proxy's error page, a server going down
+                self.say(f"the server's answer was not a websocket ({exc}); "
+                         f"retrying in {backoff:.1f} s")  # fmt: skip
+            except Exception as exc:
+                # A kiosk's printer must not go quiet on what nobody foresaw: say it, and
+                # try again (the jobs not acknowledged come again on the next connection).
+                log.exception("print agent session failed")
+                self.say(f"unexpected {exc.__class__.__name__}: {exc}; retrying in {backoff:.1f} s")
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             backoff = min(backoff * 2, 10.0)

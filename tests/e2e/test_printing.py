@@ -4,9 +4,12 @@ and the outcome back to the kiosk over its feed (``/ws/halls/{hall}/kiosk``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,3 +317,65 @@ async def test_a_cable_pulled_mid_job_fails_it_with_an_alert_and_reprint_prints_
     await asyncio.sleep(0.5)
     assert printed_numbers(printer) == ["A001"], "printed once, not again"
     await kiosk.ws.close()
+
+
+class GarbledFront:
+    """A TCP front to the server whose first ``garbled`` connections get a broken answer
+    (what a proxy or a server going down may say instead of a websocket handshake); the
+    ones after are passed through both ways."""
+
+    def __init__(self, server: Server, garbled: int) -> None:
+        self.target = ("127.0.0.1", server.port)
+        self.garbled = garbled
+        self.seen = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.seen += 1
+            if self.seen <= self.garbled:
+                client.recv(65536)
+                client.sendall(b"garbage, not HTTP\r\n\r\n")
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+async def test_an_agent_outlives_an_answer_that_is_not_a_websocket(
+    hall: Any, tmp_path: Path
+) -> None:
+    """The hall's network says something broken where the handshake should be: the agent
+    says so, tries again, and prints once the server answers."""
+    server, creds, printer, agent = hall
+    agent.kill()
+    front = GarbledFront(server, garbled=2)
+    behind = AgentProcess(f"http://127.0.0.1:{front.port}", creds["printer"], printer,
+                          tmp_path / "behind-a-front", server.env).start()  # fmt: skip
+    try:
+        wait_until(lambda: "connected to the server" in behind.output())
+        assert behind.output().count("the server's answer was not a websocket") == 2
+        assert behind.process is not None and behind.process.poll() is None
+        ticket = await issue(server, creds)
+        wait_until(lambda: printed_numbers(printer) == [ticket["number"]])
+    finally:
+        behind.kill()
+        front.close()
