@@ -161,6 +161,9 @@ def cmd_printer_agent(settings: Settings, args: argparse.Namespace) -> int:
     from printer.agent import Agent
     from printer.config import PrinterConfigError, load_config
 
+    if not args.token:
+        return _no_token("printer-agent", "the printer", "ONEDOOR_PRINTER_TOKEN")
+
     try:
         config = load_config(Path(args.config))
     except PrinterConfigError as exc:
@@ -209,8 +212,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return serving.serve(settings, args.log_level)
 
 
+def _no_token(command: str, whose: str, variable: str) -> int:
+    print(f"onedoor {command}: give {whose}'s device token: set {variable}, or pass "
+          f"--token=TOKEN (with '=': a token may start with '-')", file=sys.stderr)  # fmt: skip
+    return 2
+
+
 def cmd_board_client(settings: Settings, args: argparse.Namespace) -> int:
     from display import client
+
+    if not args.token:
+        return _no_token("board-client", "a board", "ONEDOOR_BOARD_TOKEN")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(client.run(args.url, args.hall, args.token))
@@ -274,12 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
     board.add_argument("--hall", type=int, required=True, help="hall id")
-    board.add_argument("--token", required=True, help="a board device token of that hall")
+    board.add_argument(
+        "--token", default=os.environ.get("ONEDOOR_BOARD_TOKEN"),
+        help="a board device token of that hall (default: $ONEDOOR_BOARD_TOKEN)",
+    )  # fmt: skip
     board.set_defaults(run=cmd_board_client)
 
     agent = sub.add_parser("printer-agent", help="print a kiosk's tickets on a local printer")
     agent.add_argument("--server", required=True, help="the server, e.g. http://10.0.0.5:8000")
-    agent.add_argument("--token", required=True, help="the printer's device token")
+    agent.add_argument(
+        "--token", default=os.environ.get("ONEDOOR_PRINTER_TOKEN"),
+        help="the printer's device token (default: $ONEDOOR_PRINTER_TOKEN, which keeps it "
+        "out of the process list)",
+    )  # fmt: skip
     agent.add_argument("--config", required=True, help="printer config TOML (see README)")
     agent.add_argument(
         "--state-dir", default="var/printer-agent", help="where printed job ids are kept"

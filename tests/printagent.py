@@ -16,7 +16,7 @@ class AgentProcess:
     def __init__(
         self,
         server: str,
-        token: str,
+        token: str | None,
         printer: FakePrinter,
         folder: Path,
         env: dict[str, str] | None = None,
@@ -30,7 +30,10 @@ class AgentProcess:
             f'[printer]\ntransport = "network"\nhost = "127.0.0.1"\nport = {printer.port}\n'
             f'paper_mm = 80\nencoding = "gb18030"\nstatus_timeout = {status_timeout}\n'
         )
-        self.args = [*ONEDOOR, "printer-agent", "--server", server, "--token", token,
+        # "--token=…": a device token may start with "-" (those made before that was ruled
+        # out). None: the agent reads ONEDOOR_PRINTER_TOKEN from ``env``.
+        self.args = [*ONEDOOR, "printer-agent", "--server", server,
+                     *([f"--token={token}"] if token is not None else []),
                      "--config", str(self.config), "--state-dir", str(folder / "agent-state")]  # fmt: skip
         self.env = env if env is not None else dict(os.environ)
         self.log = folder / "agent.log"

@@ -74,6 +74,14 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+def new_device_token() -> str:
+    """A device's secret: 32 random bytes, URL-safe, never starting with "-" (a command line
+    such as ``onedoor printer-agent --token -Xy…`` would read it as an option)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -256,7 +264,7 @@ async def create_device(
         kiosk = await uow.session.get(DeviceRow, kiosk_id)
         if kiosk is None or kiosk.hall_id != hall_id or kiosk.kind != DeviceKind.KIOSK:
             raise Invalid("kiosk_id", f"hall {hall_id} has no kiosk with id {kiosk_id}")
-    token = secrets.token_urlsafe(32)
+    token = new_device_token()
     row = DeviceRow(
         hall_id=hall_id,
         kind=str(kind),

@@ -430,7 +430,7 @@ async def test_terminal_board_client_prints_calls(
 ) -> None:
     server, creds = sqlite_hall
     client = await asyncio.create_subprocess_exec(
-        *ONEDOOR, "board-client", server.base, "--hall", "1", "--token", creds["board"],
+        *ONEDOOR, "board-client", server.base, "--hall", "1", f"--token={creds['board']}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**server.env, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from printer.agent import MAYBE_PRINTED
+from queue_server.service.accounts import token_digest
 from tests.e2e.test_live_feeds import Clerk, Feed, feed
 from tests.fakeprinter import FakePrinter, qr_payload, strip_escpos
 from tests.printagent import AgentProcess
@@ -379,3 +380,26 @@ async def test_an_agent_outlives_an_answer_that_is_not_a_websocket(
     finally:
         behind.kill()
         front.close()
+
+
+def test_a_token_starting_with_a_dash_connects_from_the_environment(
+    hall: Any, tmp_path: Path
+) -> None:
+    """Tokens made before they were kept from starting with "-" still work: from
+    ONEDOOR_PRINTER_TOKEN (or ``--token=…``), which also keeps them out of ``ps``."""
+    server, _, printer, agent = hall
+    agent.kill()
+    token = "-older-token-" + "x" * 30
+    database = server.env["ONEDOOR_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE devices SET token_hash = ? WHERE kind = 'printer'",
+                   (token_digest(token),))  # fmt: skip
+    env = {**server.env, "ONEDOOR_PRINTER_TOKEN": token}
+    from_env = AgentProcess(server.base, None, printer, tmp_path / "from-env", env).start()
+    try:
+        wait_until(lambda: "connected to the server" in from_env.output())
+    finally:
+        from_env.kill()
+    without = AgentProcess(server.base, None, printer, tmp_path / "without", server.env).start()
+    assert without.process is not None and without.process.wait(timeout=60) == 2
+    assert "set ONEDOOR_PRINTER_TOKEN, or pass --token=TOKEN" in without.output()
