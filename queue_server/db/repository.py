@@ -389,7 +389,9 @@ class Repository:
         if not ids:
             return []
         values = {"hall": hall_id, "day": day, "services": ids, "per_kind": per_kind}
-        return _candidates(await self.session.execute(sql.WAITING_HEADS, values))
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        statement = sql.PG_WAITING_HEADS if postgres else sql.WAITING_HEADS
+        return _candidates(await self.session.execute(statement, values))
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.

@@ -208,6 +208,20 @@ class TicketRow(Base):
         # with seq NULL, which a unique constraint lets repeat.
         UniqueConstraint("hall_id", "business_day", "prefix", "seq", name="uq_tickets_number"),
         Index("ix_tickets_queue", "hall_id", "state", "service_id"),
+        # A counter's next candidates (repository.waiting_heads): per matter, kind and
+        # priority in arrival order, waiting tickets only.
+        Index(
+            "ix_tickets_waiting_heads",
+            "hall_id",
+            "business_day",
+            "service_id",
+            "kind",
+            "priority",
+            "queued_at",
+            "id",
+            postgresql_where=text("state = 'waiting'"),
+            sqlite_where=text("state = 'waiting'"),
+        ),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))

@@ -4,6 +4,7 @@ ticket called twice, and the hall's event log numbered without gaps."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -232,3 +233,82 @@ async def test_call_next_ranks_from_the_heads_of_a_long_queue_as_from_all_of_it(
         called.append(result.ticket_id)
         await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
     assert called == whole[:5]
+
+
+async def test_the_heads_read_are_every_appointment_and_the_first_of_each_group(
+    bus: Bus, clock: FixedClock
+) -> None:
+    """waiting_heads (on PostgreSQL an index skip-scan, on SQLite a window) returns exactly
+    every waiting appointment with its time, and of each matter, kind and priority the
+    ``per_kind`` that joined first — checked against the whole queue read plainly, for
+    each subset of three matters, with groups shorter and longer than the limit, tickets
+    called, and a day before."""
+    import itertools
+    import random
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from queue_server.db.repository import hall_from_row
+    from queue_server.db.tables import HallRow
+    from queue_server.domain.hours import business_day
+    from queue_server.domain.model import TicketKind
+
+    hall_id, first, desks = await make_hall(bus, counters=1)
+    others = [
+        (await bus.run(hall_config.create_service, hall_id,
+                       {"name_zh": name, "name_en": name, "prefix": prefix,
+                        "typical_minutes": 5})).id
+        for name, prefix in (("B", "B"), ("C", "C"))
+    ]  # fmt: skip
+    services = [first, *others]
+    dice = random.Random(12)
+    start = clock.now()
+    kinds = [TicketKind.WALK_IN] * 6 + [TicketKind.TRANSFER, TicketKind.APPOINTMENT]
+    for minute in range(240):
+        clock.set(start + timedelta(seconds=20 * minute))
+        await bus.execute(
+            commands.IssueTicket(
+                hall_id, dice.choice(services[:2] if minute < 40 else services),
+                actor=commands.Actor(device_id=KIOSKS[hall_id]),
+                priority=dice.choice(["none", "none", "elderly"]), kind=dice.choice(kinds),
+            )
+        )  # fmt: skip
+    counter_id, clerk_id = desks[0]
+    for _ in range(7):  # called tickets are no longer waiting
+        await bus.execute(commands.CallNext(counter_id, clerk_id))
+        await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+
+    async def check(uow: UnitOfWork) -> int:
+        row = await uow.session.get(HallRow, hall_id)
+        assert row is not None
+        day = business_day(clock.now(), hall_from_row(row).tz)
+        # Half of the appointments have their slot's time, as a checked-in booking does.
+        await uow.session.execute(
+            update(TicketRow)
+            .where(TicketRow.kind == TicketKind.APPOINTMENT, TicketRow.id % 2 == 0)
+            .values(due_at=clock.now() + timedelta(minutes=30))
+        )
+        checked = 0
+        for size in (1, 2, 3):
+            for chosen in itertools.combinations(services, size):
+                every = await uow.repo.waiting(hall_id, day, list(chosen))
+                for per_kind in (1, 4, 50):
+                    heads = await uow.repo.waiting_heads(hall_id, day, chosen, per_kind)
+                    expected = {c.ticket_id for c in every
+                                if c.kind == TicketKind.APPOINTMENT and c.due_at is not None}  # fmt: skip
+                    groups: dict[tuple[int, str, str], list[Any]] = {}
+                    for c in every:
+                        groups.setdefault((c.service_id, c.kind, c.priority), []).append(c)
+                    for members in groups.values():
+                        members.sort(key=lambda c: (c.queued_at, c.ticket_id))
+                        expected |= {c.ticket_id for c in members[:per_kind]}
+                    assert sorted(c.ticket_id for c in heads) == sorted(expected)
+                    assert {c.ticket_id: c for c in heads}.items() <= {
+                        c.ticket_id: c for c in every
+                    }.items()  # the same fields as the plain read
+                    checked += 1
+        assert await uow.repo.waiting_heads(hall_id, day - timedelta(days=1), services, 50) == []
+        return checked
+
+    assert await bus.run(check) == 7 * 3
