@@ -24,7 +24,7 @@ from display.page import STATIC as DISPLAY_STATIC
 from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
 from queue_server.api.audit import AuditController
-from queue_server.api.auth import authorize
+from queue_server.api.auth import authorization, sessions_unless_device
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.bookings import (
     BookingLinkController,
@@ -209,12 +209,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             engine_callback=lambda engine: i18n.install(engine.engine, catalogs),
         ),
         plugins=[realtime.channels, realtime, SchedulerPlugin(settings)],
-        guards=[authorize],
         middleware=[
             metrics.middleware,
             client_address(settings.trusted_networks),
             security_headers(settings.secure_cookies),
-            sessions.middleware,
+            sessions_unless_device(sessions.middleware),
+            authorization,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,

@@ -250,3 +250,30 @@ async def test_a_manager_cannot_take_over_another_managers_account(
         json={"display_name": "Deputy"},
     )  # fmt: skip
     assert by_admin.status_code == 200
+
+
+async def test_a_devices_read_skips_the_session_and_staff_keep_theirs(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    """A board's GET with its token has no session (nothing loaded, no cookie set); the same
+    route read by signed-in staff still runs on their session, and a device token that
+    comes with a cookie is still checked as the device."""
+    hall = await build_hall(client, bus, clerks=1)
+    snapshot = f"/api/halls/{hall.hall_id}/snapshot"
+    client.cookies.clear()
+    board = await client.get(snapshot, headers={"Authorization": f"Bearer {hall.board_token}"})
+    assert board.status_code == 200 and "set-cookie" not in board.headers
+    me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {hall.board_token}"})
+    assert me.status_code == 200 and me.json()["csrf_token"] == ""
+    forged = await client.get(snapshot, headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
+    client.cookies = hall.clerks[0].cookies
+    assert (await client.get(snapshot)).status_code == 200
+    clerk = await client.get("/api/auth/me")
+    assert clerk.json()["csrf_token"] == hall.clerks[0].csrf
+    sessions = await client.get("/api/auth/sessions")
+    assert sessions.status_code == 200 and any(s["current"] for s in sessions.json())
+    with_cookie = await client.get(
+        "/api/auth/me", headers={"Authorization": f"Bearer {hall.board_token}"}
+    )
+    assert with_cookie.json()["user"]["role"] == "board"
