@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from queue_server.db import statements as sql
 from queue_server.db.repository import hall_from_row, policy_config
-from queue_server.db.tables import HallEventRow, HallRow
+from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, Traced, project_traced, queue_order, resume, tell
 from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
@@ -175,10 +176,7 @@ async def _extended(
     differ from a fresh read's by those seconds."""
     rows = (
         await uow.session.execute(
-            select(HallEventRow.seq, HallEventRow.name, HallEventRow.payload)
-            .where(HallEventRow.hall_id == hall_id, HallEventRow.seq > last.seq)
-            .order_by(HallEventRow.seq)
-            .limit(EXTEND_AT_MOST + 1)
+            sql.EVENTS_SINCE, {"hall": hall_id, "seq": last.seq, "limit": EXTEND_AT_MOST + 1}
         )
     ).all()
     if not rows or len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:

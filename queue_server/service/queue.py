@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Enqueued,
     apply_ticket,
@@ -81,13 +82,7 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     # The hall and the matter in one statement (the hall row stays in the session for the
     # print payload).
     found = (
-        await uow.session.execute(
-            select(HallRow, ServiceRow)
-            .outerjoin(
-                ServiceRow, (ServiceRow.id == c.service_id) & (ServiceRow.hall_id == HallRow.id)
-            )
-            .where(HallRow.id == c.hall_id)
-        )
+        await uow.session.execute(sql.HALL_AND_MATTER, {"hall": c.hall_id, "service": c.service_id})
     ).first()
     if found is None:
         raise NotFound(f"no hall with id {c.hall_id}")
