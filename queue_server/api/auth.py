@@ -215,16 +215,14 @@ def sessions_unless_device(session: DefineMiddleware) -> Callable[[ASGIApp], ASG
         with_session = session(app)
 
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == ScopeType.HTTP and scope.get("method") in ("GET", "HEAD"):
-                bearer = cookie = False
-                for name, value in scope["headers"]:
-                    if name == b"cookie":
-                        cookie = True
-                    elif name == b"authorization" and value[:7].lower() == b"bearer ":
-                        bearer = True
-                if bearer and not cookie:
-                    await app(scope, receive, send)
-                    return
+            if (
+                scope["type"] == ScopeType.HTTP
+                and scope.get("method") in ("GET", "HEAD")
+                and bearer_token(scope) is not None
+                and all(name != b"cookie" for name, _ in scope["headers"])
+            ):
+                await app(scope, receive, send)
+                return
             await with_session(scope, receive, send)
 
         return middleware
