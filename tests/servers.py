@@ -182,3 +182,24 @@ class PrivateRedis:
             yield self
         finally:
             self.stop()
+
+
+@contextmanager
+def two_servers_own_redis(
+    var_dir: Path, database_url: str
+) -> Iterator[tuple[Server, Server, dict[str, str], list[str]]]:
+    """The demo hall (no printer) served by two processes with a Redis of their own, so no
+    other test's servers hear (or answer) their invalidations. The list holds the servers'
+    logs once they have stopped, for the caller to check."""
+    broker = PrivateRedis().start()
+    env = server_env(var_dir, database_url, broker.url)
+    creds = load_demo_without_printer(env)
+    servers = [Server(env), Server(env)]
+    logs: list[str] = []
+    try:
+        for server in servers:
+            server.start()
+        yield servers[0], servers[1], creds, logs
+    finally:
+        logs.extend(server.stop() for server in servers)
+        broker.stop()

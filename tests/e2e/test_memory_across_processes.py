@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import PrivateRedis, Server, load_demo_without_printer, server_env
+from tests.servers import Server, two_servers_own_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -20,17 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 def two_processes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Server, Server, dict[str, str]]]:
     """The demo hall served by two processes; their own Redis, so no other test's servers
     hear (or answer) their invalidations."""
-    broker = PrivateRedis().start()
-    env = server_env(tmp_path / "var", pg_url, broker.url)
-    creds = load_demo_without_printer(env)
-    servers = [Server(env), Server(env)]
-    try:
-        for server in servers:
-            server.start()
-        yield servers[0], servers[1], creds
-    finally:
-        logs = [server.stop() for server in servers]
-        broker.stop()
+    with two_servers_own_redis(tmp_path / "var", pg_url) as (a, b, creds, logs):
+        yield a, b, creds
     for output in logs:
         assert "Traceback" not in output, output
         assert "acknowledged an invalidation" not in output, output

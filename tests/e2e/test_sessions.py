@@ -26,7 +26,7 @@ from queue_server.service.unit_of_work import UnitOfWork
 from tests.e2e.pages import axe_check, browser, new_page
 from tests.e2e.test_admin_pages import sign_in as admin_sign_in
 from tests.e2e.test_counter_page import sign_in as counter_sign_in
-from tests.servers import PrivateRedis, Server, load_demo_without_printer, server_env
+from tests.servers import Server, load_demo_without_printer, server_env, two_servers_own_redis
 from tests.support import Staff, build_hall, call_as, login
 
 __all__ = ["browser"]
@@ -222,17 +222,8 @@ async def test_open_feeds_close_when_their_access_ends(
 
 @pytest.fixture
 def two_processes(tmp_path: Path, pg_url: str) -> Iterator[tuple[Server, Server, dict[str, str]]]:
-    broker = PrivateRedis().start()
-    env = server_env(tmp_path / "var", pg_url, broker.url)
-    creds = load_demo_without_printer(env)
-    servers = [Server(env), Server(env)]
-    try:
-        for server in servers:
-            server.start()
-        yield servers[0], servers[1], creds
-    finally:
-        logs = [server.stop() for server in servers]
-        broker.stop()
+    with two_servers_own_redis(tmp_path / "var", pg_url) as (a, b, creds, logs):
+        yield a, b, creds
     for output in logs:
         assert "Traceback" not in output, output
 
