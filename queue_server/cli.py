@@ -49,7 +49,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     checks = asyncio.run(ops.run_checks(settings))
     width = max(len(c.name) for c in checks)
     for check in checks:
-        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+        word = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
+        print(f"{word}  {check.name:<{width}}  {check.detail}")
     failed = [c for c in checks if not c.ok]
     print("all checks passed" if not failed else f"{len(failed)} check(s) failed")
     return 1 if failed else 0

@@ -4,6 +4,7 @@ optionally behind a token) and ``onedoor check`` saying what to fix."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from queue_server import ops
 from queue_server.app import create_app
@@ -91,3 +94,34 @@ def test_onedoor_check_says_what_to_fix(tmp_path: Path) -> None:
     assert "FAIL  database" in away.stdout and "ONEDOOR_DATABASE_URL" in away.stdout
     no_redis = onedoor_check({**env, "ONEDOOR_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert no_redis.returncode == 1 and "FAIL  redis" in no_redis.stdout
+
+
+def test_onedoor_check_warns_when_postgres_statistics_go_stale(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On PostgreSQL the check says whether autovacuum keeps the planner's statistics
+    current — a warning, not a failure; SQLite has nothing to say."""
+    env = {"ONEDOOR_VAR_DIR": str(tmp_path / "var"), "ONEDOOR_DATABASE_URL": database_url}
+    checked = onedoor_check(env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "all checks passed" in checked.stdout
+    lines = [line for line in checked.stdout.splitlines() if "database statistics" in line]
+    if database_url.startswith("sqlite"):
+        assert lines == []
+        return
+    setting = asyncio.run(_autovacuum(database_url))
+    assert len(lines) == 1, checked.stdout
+    if setting == "on":
+        assert lines[0].startswith("ok    database statistics") and "autovacuum on" in lines[0]
+    else:
+        assert lines[0].startswith("warn  database statistics")
+        assert "autovacuum is off" in lines[0] and "VACUUM ANALYZE" in lines[0]
+
+
+async def _autovacuum(url: str) -> str:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return str(await connection.scalar(text("SHOW autovacuum")))
+    finally:
+        await engine.dispose()
