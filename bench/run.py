@@ -408,6 +408,8 @@ def run_phase(
     """Drive ``phase`` and check the database after it (issue and call phases)."""
     say(f"{config}: {phase.name}, {phase.connections} connections ...")
     checked = phase.kind in ("issue", "call")
+    if db.stand_in_for_autovacuum():
+        say(f"{config}: autovacuum is off: ANALYZE before the phase, as autovacuum would have")
     before = checks.mark(db, hall.hall_id) if checked else None
     busy = checks.busy_counters(db, hall.hall_id) if phase.kind == "call" else set()
     outcome = drive(server, job_for(phase, server.base_url, hall, seconds, plan, busy))
@@ -489,6 +491,12 @@ def run_config(spec: ServerSpec, seconds: int, plan: CpuPlan) -> ConfigReport:
                 for phase in PHASES:
                     runs.append(run_phase(spec.name, server, phase, hall, seconds, plan, db))
             report.notes += server_notes(spec, server, plan)
+            if db.autovacuum_off():
+                report.notes.append(
+                    "  PostgreSQL's autovacuum is off on this machine: the bench ran ANALYZE "
+                    "before each phase, as autovacuum would have by then (without it the "
+                    "queue's reads are planned for an empty table; docs/deployment.md)"
+                )
             say(f"{spec.name}: starting the ceiling ...")
             with running_ceiling(spec, var_dir, ceiling_log, plan.server) as ceiling:
                 for phase in CEILING_PHASES:
