@@ -13,6 +13,7 @@ from dataclasses import replace
 from types import FrameType
 
 from . import __doc__ as OVERVIEW
+from . import ceiling
 from .measure import run_config
 from .options import (
     CONFIGS,
@@ -21,6 +22,7 @@ from .options import (
     FULL,
     RESULTS,
     SMOKE,
+    BenchError,
     Config,
     CpuPlan,
     Sizes,
@@ -93,7 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for config in configs:
             print(f"{config.name}: {config.describe()}", flush=True)
             results.append(run_config(config, sizes, cpus, RESULTS))
-    text = report(results, cpus, args.smoke)
+        sockets = sizes.halls * sizes.boards_per_hall
+        print(f"ceiling: a bare ASGI websocket app, {sockets} idle sockets ...", flush=True)
+        try:
+            bare: ceiling.Ceiling | str = ceiling.measure(sockets, cpus)
+        except (BenchError, OSError) as exc:
+            bare = f"could not run: {exc}"
+    text = report(results, cpus, args.smoke, bare)
     text += f"\n(total {time.monotonic() - started:.0f} s)"
     print("\n" + text)
     (RESULTS / "fanout.txt").write_text(text + "\n")

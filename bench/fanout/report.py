@@ -10,6 +10,7 @@ from importlib.metadata import version
 import httpx
 
 from ..stats import percentile
+from .ceiling import Ceiling
 from .measure import Result
 from .options import CpuPlan
 
@@ -152,7 +153,34 @@ def notes(result: Result) -> list[str]:
     return lines
 
 
-def report(results: list[Result], cpus: CpuPlan, smoke: bool) -> str:
+def ceiling_notes(results: list[Result], bare: Ceiling | str) -> list[str]:
+    """The sockets' ceiling, and each configuration's idle KiB per board beside it."""
+    if isinstance(bare, str):
+        return [f"ceiling: {bare}"]
+    lines = [
+        f"ceiling: a bare ASGI websocket app (no Litestar, no OneDoor: accept, one message, "
+        f"read until closed) served by uvicorn with onedoor serve's options, {bare.connected} "
+        f"idle sockets: {bare.kib_per_connection:.1f} KiB/conn "
+        f"(RSS {bare.rss_before_kib / 1024:.0f} → {bare.rss_idle_kib / 1024:.0f} MiB)"
+    ]
+    for result in results:
+        kib = result.kib_per_connection(result.rss_idle_kib)
+        if result.connected and not math.isnan(kib) and bare.kib_per_connection > 0:
+            lines.append(
+                f"  {result.config.name}: {kib:.1f} KiB/conn idle = "
+                f"{kib / bare.kib_per_connection:.2f} x the ceiling"
+            )
+    if bare.kib_per_connection > TARGET_KIB_PER_CONNECTION:
+        lines.append(
+            f"  the ceiling itself is above the {TARGET_KIB_PER_CONNECTION:.0f} KiB target: "
+            "uvicorn and the websocket library keep that much per connection before any app"
+        )
+    return lines
+
+
+def report(
+    results: list[Result], cpus: CpuPlan, smoke: bool, bare: Ceiling | str | None = None
+) -> str:
     sizes = results[0].sizes
     head = [
         f"OneDoor websocket fan-out ({'smoke' if smoke else 'full'} run, "
@@ -170,6 +198,8 @@ def report(results: list[Result], cpus: CpuPlan, smoke: bool) -> str:
         "",
     ]
     body = [format_table(results), ""]
+    if bare is not None:
+        body += [*ceiling_notes(results, bare), ""]
     for result in results:
         body += notes(result)
     failures = [f"{r.config.name}: {f}" for r in results for f in r.failures]
