@@ -133,6 +133,9 @@ class SlotMemory:
         self._channel_of = channel_of
         self._halls: dict[int, _Hall] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.learned = 0
+        """How many times a slot became known full: bookings waiting their turn
+        (``BookingGate``) look again when it moves."""
         slot_news.listen(self)
 
     # -- following the halls' channels ------------------------------------------------
@@ -286,7 +289,10 @@ class SlotMemory:
         hall = self._halls.get(hall_id)
         if epoch is None or hall is None or not hall.listening or hall.epoch != epoch:
             return
-        hall.full[(matter.service.id, _utc(start))] = (self._now(), matter)
+        key = (matter.service.id, _utc(start))
+        if key not in hall.full:
+            self.learned += 1
+        hall.full[key] = (self._now(), matter)
 
     def free_list(self, hall_id: int, service_id: int, until: datetime) -> FreeList | None:
         hall = self._halls.get(hall_id)

@@ -59,10 +59,12 @@ def provide_public_booking(request: Request[Any, Any, Any]) -> PublicBooking:
     found: PublicBooking | None = state.get("public_booking")
     if found is None:
         channels = request.app.plugins.get(ChannelsPlugin)
+        memory = service.slot_memory_of(channels, state.bus)
         found = state["public_booking"] = PublicBooking(
-            state.bus, state.settings, state.booking_gate,
-            service.slot_memory_of(channels, state.bus),
-        )  # fmt: skip
+            state.bus, state.settings, state.booking_gate, memory
+        )
+        # Bookings waiting their turn are refused as soon as their slot is known full.
+        state.booking_gate.watch(lambda: memory.learned)
     return found
 
 
@@ -101,9 +103,18 @@ class PublicBookingController(Controller):
         window, or a limit per phone number or ID is reached."""
         command = service.BookSlot(hall_id, data.service_id, data.slot_start, data.name,
                                    data.phone, data.id_tail)  # fmt: skip
-        # A slot this process knows is full is refused at once, without waiting its turn.
+        # A slot this process knows is full is refused at once, without waiting its turn,
+        # and so is one that becomes known full while it waits.
         service.refuse_if_known_full(booking.memory, command, booking.bus.clock.now())
-        async with booking.gate:
+
+        def refused() -> BaseException | None:
+            try:
+                service.refuse_if_known_full(booking.memory, command, booking.bus.clock.now())
+            except Exception as refusal:  # the answer it would get on its turn
+                return refusal
+            return None
+
+        async with booking.gate.turn(refused):
             made = await booking.bus.run(service.book_slot, command, booking.memory)
         return with_links(made, booking.settings)
 

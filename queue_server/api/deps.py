@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,35 +22,141 @@ from queue_server.settings import Settings
 
 from .auth import PRINCIPAL_KEY
 
+log = logging.getLogger("onedoor.bookings")
+
 
 def provide_bus(state: State) -> Bus:
     return state.bus  # type: ignore[no-any-return]
 
 
+Refused = Callable[[], BaseException | None]
+"""What a waiting booking would now be refused with (the slot became known full while
+it waited), or None."""
+
+
+def _never() -> BaseException | None:
+    return None
+
+
+@dataclass(eq=False)
+class _Waiter:
+    turn: asyncio.Future[None]
+    refused: Refused
+
+
 class BookingGate:
     """At most ``limit`` bookings of this process at once (0: no limit); the rest wait here,
     in order, holding no database connection, for up to ``wait`` seconds: then 503 with
-    ``Retry-After``, rather than booking long after the visitor gave up."""
+    ``Retry-After``, rather than booking long after the visitor gave up.
+
+    A waiting booking whose slot becomes known full meanwhile is refused at once, not when
+    its turn comes: whenever a booking leaves and the process's slot memory has learned a
+    slot full since the last look (``watch``), each waiter's ``refused`` is asked again.
+    In a rush most waiters are for slots that fill while they queue; answering them at
+    once shortens the queue for the rest."""
 
     def __init__(self, limit: int, wait: float = 20.0) -> None:
-        self._slots = asyncio.Semaphore(limit) if limit else None
+        self._limit = limit
         self._wait = wait
+        self._busy = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._news: Callable[[], int] = lambda: 0
+        self._seen = 0
+
+    def watch(self, news: Callable[[], int]) -> None:
+        """Look at the waiters again whenever ``news()`` has moved (a count of slots learned
+        full: ``SlotMemory.learned``)."""
+        self._news = news
+        self._seen = news()
+
+    def turn(self, refused: Refused = _never) -> _Turn:
+        """``async with gate.turn(refused):`` — wait for a turn, or raise ``refused()``'s
+        answer once it has one."""
+        return _Turn(self, refused)
 
     async def __aenter__(self) -> None:
-        if self._slots is None:
+        await self.enter(_never)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.turn.done())
+
+    async def enter(self, refused: Refused) -> None:
+        if not self._limit:
             return
+        if self._busy < self._limit and not self._waiters:
+            self._busy += 1
+            return
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), refused)
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self._wait):
-                await self._slots.acquire()
+                await waiter.turn
         except TimeoutError:
+            turn = waiter.turn
+            if turn.done() and not turn.cancelled():
+                refusal = turn.exception()
+                if refusal is not None:
+                    raise refusal from None
+                return  # the turn came just as the time ran out: take it
+            turn.cancel()
             raise ServiceUnavailableException(
                 "bookings are very busy right now; please try again in a few seconds",
                 headers={"Retry-After": "5"},
             ) from None
+        except asyncio.CancelledError:
+            turn = waiter.turn
+            if not turn.done():
+                turn.cancel()
+            elif not turn.cancelled() and turn.exception() is None:
+                self.leave()  # a turn handed to it just then passes on
+            raise
+
+    def leave(self) -> None:
+        if not self._limit:
+            return
+        self._refuse_known_full()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.turn.done():
+                waiter.turn.set_result(None)  # this turn passes to it
+                return
+        self._busy -= 1
+
+    def _refuse_known_full(self) -> None:
+        news = self._news()
+        if news == self._seen:
+            return
+        self._seen = news
+        kept: deque[_Waiter] = deque()
+        for waiter in self._waiters:
+            if waiter.turn.done():
+                continue
+            try:
+                refusal = waiter.refused()
+            except Exception:  # asking must not stop the gate: it waits its turn
+                log.exception("a waiting booking could not be checked again")
+                refusal = None
+            if refusal is None:
+                kept.append(waiter)
+            else:
+                waiter.turn.set_exception(refusal)
+        self._waiters = kept
+
+
+@dataclass(frozen=True)
+class _Turn:
+    gate: BookingGate
+    refused: Refused
+
+    async def __aenter__(self) -> None:
+        await self.gate.enter(self.refused)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._slots is not None:
-            self._slots.release()
+        self.gate.leave()
 
 
 def provide_booking_gate(state: State) -> BookingGate:

@@ -104,6 +104,26 @@ async def test_a_full_read_made_before_a_place_was_given_back_is_not_kept(
     assert not memory.is_full(HALL, MATTER, NINE)
 
 
+async def test_it_counts_each_slot_it_newly_knows_full_for_the_waiting_bookings(
+    parts: tuple[SlotMemory, FakeChannels, Clock],
+) -> None:
+    """``learned`` moves when a slot becomes known full, and only then: the booking gate
+    asks its waiters again when it moves."""
+    memory, _, _ = parts
+    assert memory.learned == 0
+    memory.learned_full(HALL, MATTER_SNAPSHOT, NINE, memory.epoch(HALL))
+    assert memory.learned == 1
+    memory.learned_full(HALL, MATTER_SNAPSHOT, NINE, memory.epoch(HALL))  # told again
+    assert memory.learned == 1
+    stale = memory.epoch(HALL)
+    memory.freed(HALL, MATTER, NINE + timedelta(hours=1))
+    memory.learned_full(HALL, MATTER_SNAPSHOT, NINE + timedelta(hours=1), stale)  # not kept
+    assert memory.learned == 1
+    memory.freed(HALL, MATTER, NINE)
+    memory.learned_full(HALL, MATTER_SNAPSHOT, NINE, memory.epoch(HALL))  # full once more
+    assert memory.learned == 2
+
+
 async def test_nothing_is_kept_for_a_hall_whose_channel_is_not_followed() -> None:
     memory = SlotMemory(None)
     memory.listen(HALL)
