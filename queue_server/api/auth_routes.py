@@ -16,7 +16,7 @@ from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.sessions import SessionOut
 
-from .auth import HALL_VIEWERS, PUBLIC, STAFF, roles, session_digest
+from .auth import HALL_VIEWERS, STAFF, STARTS_SESSION, roles, session_digest
 from .clients import LoginThrottle
 from .schemas import LoginIn, PasswordChangeIn
 
@@ -50,7 +50,7 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["accounts"]
 
-    @post("/login", opt=PUBLIC, status_code=200)
+    @post("/login", opt=STARTS_SESSION, status_code=200)
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginIn], bus: NamedDependency[Bus]
     ) -> LoginOut:

@@ -277,3 +277,34 @@ async def test_a_devices_read_skips_the_session_and_staff_keep_theirs(
         "/api/auth/me", headers={"Authorization": f"Bearer {hall.board_token}"}
     )
     assert with_cookie.json()["user"]["role"] == "board"
+
+
+async def test_requests_without_a_cookie_skip_the_session_and_sign_in_still_starts_one(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    """No cookie, no session to load or store: a kiosk issuing with its token gets its
+    ticket and no cookie; signing in (a route that starts a session) still sets one, and a
+    staff member's change without the CSRF header is still refused."""
+    hall = await build_hall(client, bus, clerks=1)
+    client.cookies.clear()
+    issued = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets", json={"service_id": hall.services["A"]},
+        headers=hall.kiosk,
+    )  # fmt: skip
+    assert issued.status_code == 201, issued.text
+    assert "set-cookie" not in issued.headers
+    signed_in = await client.post(
+        "/api/auth/login", json={"username": "root", "password": "root-password-1"}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert "onedoor_session=" in signed_in.headers.get("set-cookie", "")
+    client.cookies = hall.clerks[0].cookies
+    no_csrf = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets", json={"service_id": hall.services["A"]}
+    )
+    assert no_csrf.status_code == 403 and "csrf" in no_csrf.text.lower()
+    client.cookies.clear()
+    nobody = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets", json={"service_id": hall.services["A"]}
+    )
+    assert nobody.status_code == 401
