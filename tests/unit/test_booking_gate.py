@@ -86,7 +86,9 @@ class Memory:
 async def waiting(gate: BookingGate, count: int) -> None:
     """Until ``count`` bookings wait at ``gate`` (states, not time)."""
     async with asyncio.timeout(5):
-        while gate.waiting < count:
+        # Yield to the bookings' tasks until they have queued: the gate has no event for
+        # "someone queued", and this looks at its state, not at the clock.
+        while gate.waiting < count:  # noqa: ASYNC110
             await asyncio.sleep(0)
 
 
