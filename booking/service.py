@@ -349,6 +349,19 @@ def refuse_if_known_full(memory: SlotMemory | None, c: BookSlot, now: datetime) 
     raise Conflict(_full_message(matter, slot), reason="slot_full", next_free=suggestions)
 
 
+def known_full_refusal(
+    memory: SlotMemory | None, c: BookSlot, now: datetime
+) -> DomainError | Conflict | Invalid | None:
+    """What ``refuse_if_known_full`` would raise now, or None: asked again for a booking
+    waiting its turn at the booking gate, which is refused as soon as its slot is known
+    full."""
+    try:
+        refuse_if_known_full(memory, c, now)
+    except (DomainError, Conflict, Invalid) as refusal:
+        return refusal
+    return None
+
+
 async def book_slot(uow: UnitOfWork, c: BookSlot, memory: SlotMemory | None = None) -> BookingOut:
     """Book the slot, or refuse with what to change: 409 slot full (with the next free
     slots), outside the booking window, or a per-person limit reached. ``memory``: the

@@ -108,11 +108,7 @@ class PublicBookingController(Controller):
         service.refuse_if_known_full(booking.memory, command, booking.bus.clock.now())
 
         def refused() -> BaseException | None:
-            try:
-                service.refuse_if_known_full(booking.memory, command, booking.bus.clock.now())
-            except Exception as refusal:  # the answer it would get on its turn
-                return refusal
-            return None
+            return service.known_full_refusal(booking.memory, command, booking.bus.clock.now())
 
         async with booking.gate.turn(refused):
             made = await booking.bus.run(service.book_slot, command, booking.memory)

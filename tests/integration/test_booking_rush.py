@@ -24,6 +24,7 @@ from booking.service import (
     RescheduleBooking,
     book_slot,
     cancel_booking,
+    known_full_refusal,
     refuse_if_known_full,
     reschedule_booking,
     slot_memory_of,
@@ -220,6 +221,15 @@ async def test_a_refusal_from_memory_says_what_the_database_would(
                              bus.clock.now())  # fmt: skip
     assert str(from_memory.value) == str(from_database)
     assert from_memory.value.extra == from_database.extra
+    # Asked again for a booking waiting its turn: the same refusal, as a value; nothing
+    # for a slot with places left.
+    asked = known_full_refusal(memory, BookSlot(hall_id, service_id, TUESDAY_9, "丁", phone(4)),
+                               bus.clock.now())  # fmt: skip
+    assert isinstance(asked, Conflict) and str(asked) == str(from_database)
+    assert asked.extra == from_database.extra
+    free = TUESDAY_9 + timedelta(hours=2)
+    assert known_full_refusal(memory, BookSlot(hall_id, service_id, free, "丁", phone(4)),
+                              bus.clock.now()) is None  # fmt: skip
     assert suggested(from_database) == ["2026-03-03 09:30", "2026-03-03 10:30", "2026-03-03 11:00",
                          "2026-03-03 11:30", "2026-03-03 12:00"]  # fmt: skip
     # 09:30 fills up here: the suggestions drop it at once.
