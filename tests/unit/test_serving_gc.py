@@ -38,9 +38,8 @@ def test_the_serving_entry_freezes_start_up_and_collects_less_often(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["routes"] > 0
-    assert tuple(seen["before"]) == (700, 10, 10)  # Python's own, for comparison
     assert tuple(seen["after"]) == GC_THRESHOLDS
-    assert seen["after"][0] > seen["before"][0]
+    assert seen["after"][0] > seen["before"][0]  # young collections rarer than Python's own
     # The app, its routes and every module imported at start-up are out of the collector's
     # reach: a full collection no longer walks them.
     assert seen["frozen"] > 100_000
@@ -50,16 +49,17 @@ def test_an_app_made_directly_leaves_the_collector_alone(tmp_path: Path) -> None
     """Tests and embedders call ``create_app``: their process's collector is theirs."""
     probe = (
         "import gc, json\n"
+        "before = gc.get_threshold()\n"
         "from queue_server.app import create_app\n"
         "from pathlib import Path\n"
         "from queue_server.settings import Settings\n"
         f"create_app(Settings(var_dir=Path({str(tmp_path / 'v')!r}), "
         f"database_url='sqlite+aiosqlite:///{tmp_path / 'h.sqlite3'}'))\n"
-        "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))\n"
+        "print(json.dumps([before, gc.get_threshold(), gc.get_freeze_count()]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    threshold, frozen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert tuple(threshold) == (700, 10, 10) and frozen == 0
+    before, threshold, frozen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert threshold == before and frozen == 0
