@@ -24,7 +24,7 @@ from display.page import STATIC as DISPLAY_STATIC
 from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
 from queue_server.api.audit import AuditController
-from queue_server.api.auth import authorization, sessions_unless_device
+from queue_server.api.auth import authorization, sessions_with_cookies
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.bookings import (
     BookingLinkController,
@@ -213,7 +213,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             metrics.middleware,
             client_address(settings.trusted_networks),
             security_headers(settings.secure_cookies),
-            sessions_unless_device(sessions.middleware),
+            sessions_with_cookies(sessions.middleware),
             authorization,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -210,7 +210,7 @@ STARTS_SESSION: dict[str, Any] = {"public": True, "starts_session": True}
 """The ``opt`` of a public route that signs a caller in: it sets the session cookie."""
 
 
-def sessions_unless_device(session: DefineMiddleware) -> Callable[[ASGIApp], ASGIApp]:
+def sessions_with_cookies(session: DefineMiddleware) -> Callable[[ASGIApp], ASGIApp]:
     """The session middleware, only where there is a session: a request or websocket that
     carries no cookie has none to load or store — a device with its token, a kiosk issuing,
     a visitor booking from a phone — unless its route starts one (sign-in). Skipping it
