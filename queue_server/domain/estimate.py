@@ -16,7 +16,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .floor import Candidate, CounterNow, Floor
@@ -86,11 +86,19 @@ class Traced:
     expected) as its pool starts: the appointments, and the rest per group by arrival.
     Bookings and arrivals expected have negative ids, meaningful only relative to each
     other (a fresh projection of the same floor numbers them from another start)."""
-    real: frozenset[int]
-    """The ids of the waiting tickets the projection is for (not the ones expected)."""
+    real: int
+    """How many waiting tickets the projection is for (not the ones expected). They are
+    told apart by their ids: real tickets' are positive (database ids), the expected
+    visitors' negative, so adding walk-ins (``resume``) copies no set of ids."""
     steps: tuple[Step, ...]
     called: dict[int, datetime]
     """When each real ticket is called."""
+    expected_by_group: Mapping[Group, tuple[tuple[datetime, int], ...]] = field(
+        default_factory=dict
+    )
+    """Per group, the arrivals (``_arrival``) of its expected members, sorted: with
+    ``groups`` they count the real tickets of a group that joined before one
+    (``tell_traced``)."""
 
 
 def project_traced(floor: Floor, choose: Chooser) -> Traced:
@@ -101,8 +109,14 @@ def project_traced(floor: Floor, choose: Chooser) -> Traced:
     expected = _expected(floor, served, start_id=-1)
     arriving = _arriving(floor, served, start_id=-1 - len(waiting) - len(expected))
     appointments, groups = _grouped((*waiting, *expected, *arriving))
-    real = frozenset(c.ticket_id for c in waiting)
-    return _play(Traced(floor, appointments, groups, real, (), {}), free, choose, ())
+    if any(c.ticket_id <= 0 for c in waiting):
+        raise ValueError("waiting tickets have positive ids (the expected ones are negative)")
+    _, expected_groups = _grouped((*expected, *arriving))
+    expected_by_group = {
+        key: tuple(_arrival(c) for c in members) for key, members in expected_groups.items()
+    }
+    start = Traced(floor, appointments, groups, len(waiting), (), {}, expected_by_group)
+    return _play(start, free, choose, ())
 
 
 def _grouped(
@@ -145,6 +159,8 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     free = _counters_free(floor)
     served = {sid for _, _, c in free for sid in c.profile}
     joined = [c for c in joined if c.service_id in served]
+    if any(c.ticket_id <= 0 for c in joined):
+        raise ValueError("walk-ins joining have positive ids (the expected ones are negative)")
     if not joined:  # no open counter serves them: the projection is unchanged
         return replace(traced, floor=floor)
     groups = dict(traced.groups)
@@ -156,7 +172,7 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
         members = groups[key]
         at = bisect.bisect(members, _arrival(walk_in), key=_arrival)
         groups[key] = (*members[:at], walk_in, *members[at:])
-    real = traced.real | {c.ticket_id for c in joined}
+    real = traced.real + len(joined)
     start = replace(traced, floor=floor, groups=groups, real=real, steps=(), called={})
     same = _first_divergence(traced, joined)
     if same == 0:
@@ -217,7 +233,7 @@ def _play(
 ) -> Traced:
     """Play the projection from ``start``'s pool: the turns in ``replay`` as recorded,
     then on with ``choose``."""
-    floor, real = start.floor, start.real
+    floor = start.floor
     heapq.heapify(free)
     # What each counter is busy with in the projection, for the policy's look-ahead.
     busy: dict[int, tuple[int | None, datetime | None]] = {
@@ -243,7 +259,7 @@ def _play(
             heapq.heappush(free, (step.again, counter_id, counter))
     pool = _Pool.starting(start, taken, gone)
     steps: list[Step] = list(replay)
-    left = len(real) - sum(1 for tid in called if tid in real)
+    left = start.real - sum(1 for tid in called if tid > 0)
     while free and left and len(steps) < PROJECTION_STEPS:
         at, counter_id, counter = heapq.heappop(free)
         visible = pool.contenders(at, counter.profile)
@@ -266,12 +282,12 @@ def _play(
         picked = choice.candidate
         group = pool.remove(picked)
         called[picked.ticket_id] = at
-        left -= picked.ticket_id in real
+        left -= picked.ticket_id > 0
         busy[counter_id] = (picked.service_id, at)
         again = at + timedelta(minutes=floor.stat(picked.service_id).mean())
         heapq.heappush(free, (again, counter_id, counter))
         steps.append(Step(counter_id, picked, group, True, again))
-    called_real = {tid: at for tid, at in called.items() if tid in real}
+    called_real = {tid: at for tid, at in called.items() if tid > 0}
     return replace(start, steps=tuple(steps), called=called_real)
 
 
@@ -504,6 +520,68 @@ def tell(
     point = max(0.0, (at - floor.now).total_seconds() / 60)
     low, high = band(point)
     return Told(round(point), low, high, ahead, "projected by the queue policy")
+
+
+def tell_traced(
+    ticket_id: int,
+    traced: Traced,
+    now: datetime,
+    choose: Chooser,
+    orders: Callable[[int], Sequence[int]] | None = None,
+) -> Told | None:
+    """``tell(ticket_id, floor, choose, traced.called, orders)`` for ``traced``'s floor at
+    ``now``, without going through everyone waiting: from the projection's turns (in time
+    order) and its pool's groups (by arrival). A kiosk's answer in a hall with thousands
+    waiting costs what the projection's few thousand turns cost, not the queue's length;
+    tests/unit/test_estimate.py holds it equal to ``tell`` on random halls."""
+    floor = replace(traced.floor, now=now)
+    at = traced.called.get(ticket_id)
+    if at is not None:
+        # Called in the projection: those of its matter called before it are ahead. The
+        # turns are in time order, so they are all among the turns before its own.
+        turn, matter = next(
+            (i, s.picked.service_id)
+            for i, s in enumerate(traced.steps)
+            if s.picked is not None and s.picked.ticket_id == ticket_id
+        )
+        ahead = sum(
+            1
+            for s in traced.steps[:turn]
+            if s.picked is not None
+            and s.picked.ticket_id > 0
+            and s.picked.service_id == matter
+            and traced.called[s.picked.ticket_id] < at
+        )
+        point = max(0.0, (at - now).total_seconds() / 60)
+        low, high = band(point)
+        return Told(round(point), low, high, ahead, "projected by the queue policy")
+    # A new walk-in is last on the floor: look from the end.
+    ticket = next((c for c in reversed(floor.waiting) if c.ticket_id == ticket_id), None)
+    if ticket is None:
+        return None
+    if not _served(floor, ticket.service_id):
+        return tell(ticket_id, floor, choose, traced.called, orders)
+    # More are waiting than the projection plays forward: those of the matter who joined
+    # before, and those called though they joined after.
+    matter, key = ticket.service_id, _arrival(ticket)
+    ahead = sum(
+        1
+        for c in traced.appointments
+        if c.ticket_id > 0 and c.service_id == matter and _arrival(c) < key
+    )
+    for group, members in traced.groups.items():
+        if group[0] == matter:
+            before = bisect.bisect_left(members, key, key=_arrival)
+            ahead += before - bisect.bisect_left(traced.expected_by_group.get(group, ()), key)
+    ahead += sum(
+        1
+        for s in traced.steps
+        if s.picked is not None
+        and s.picked.ticket_id > 0
+        and s.picked.service_id == matter
+        and _arrival(s.picked) > key
+    )
+    return Told(None, None, None, ahead, "more are waiting than the estimate plays forward")
 
 
 def queue_order(service_id: int, floor: Floor, choose: Chooser) -> list[int]:

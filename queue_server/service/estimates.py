@@ -22,7 +22,14 @@ from sqlalchemy import select
 from queue_server.db import statements as sql
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
-from queue_server.domain.estimate import Told, Traced, project_traced, queue_order, resume, tell
+from queue_server.domain.estimate import (
+    Told,
+    Traced,
+    project_traced,
+    queue_order,
+    resume,
+    tell_traced,
+)
 from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall, TicketKind
@@ -51,6 +58,8 @@ class _Projection:
     """When its floor was read (``time.monotonic()``)."""
     seq: int
     traced: Traced
+    whole: bool = False
+    """Whether its floor was read whole (not extended from an earlier projection)."""
     orders: dict[int, list[int]] = field(default_factory=dict)
     """Per matter no open counter serves, its queue's order (made when first asked)."""
 
@@ -101,15 +110,16 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
         break
     # The projection starts when its floor was read (at most ``KEEP_SECONDS`` ago): the
     # wait is told from now.
-    floor = replace(kept.floor, now=uow.clock.now())
+    now = uow.clock.now()
     made = kept
 
     def orders(service_id: int) -> list[int]:
         if service_id not in made.orders:
+            floor = replace(made.floor, now=now)
             made.orders[service_id] = queue_order(service_id, floor, choose)
         return made.orders[service_id]
 
-    return tell(ticket_id, floor, choose, kept.traced.called, orders)
+    return tell_traced(ticket_id, kept.traced, now, choose, orders)
 
 
 async def _make(
@@ -138,7 +148,7 @@ async def _make(
             _making[hall_id] = (max(need, seq or 0), making)
             floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
             seq = max(need, seq or 0)
-            kept = _Projection(time.monotonic(), seq, project_traced(floor, choose))
+            kept = _Projection(time.monotonic(), seq, project_traced(floor, choose), whole=True)
         making.set_result(kept)
     except BaseException as exc:
         making.set_exception(exc)
@@ -181,9 +191,11 @@ async def _extended(
     ).all()
     if not rows or len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:
         return None
-    # The floor was read in statements after ``last.seq`` was (READ COMMITTED): it may
-    # hold some of the walk-ins logged since already.
-    there = {candidate.ticket_id for candidate in last.floor.waiting}
+    # A floor read whole was read in statements after ``last.seq`` was (READ COMMITTED):
+    # it may hold some of the walk-ins logged since already. Its first extension reads
+    # every event committed by then (a ticket commits with its event, numbered under the
+    # hall's row lock, so in commit order): later extensions start past all of them.
+    there = {c.ticket_id for c in last.floor.waiting} if last.whole else frozenset[int]()
     joined: list[Candidate] = []
     for _seq, name, payload in rows:
         if name == "TicketIssued" and payload.get("kind") == TicketKind.WALK_IN:

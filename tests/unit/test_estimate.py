@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from queue_server.domain import estimate
 from queue_server.domain.estimate import (
     TRANSFER,
     _expected,
@@ -19,6 +20,7 @@ from queue_server.domain.estimate import (
     project_traced,
     resume,
     tell,
+    tell_traced,
 )
 from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats, arrival_rates
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
@@ -439,6 +441,48 @@ def test_a_projection_resumed_with_new_walk_ins_calls_as_a_fresh_one(seed: int) 
         assert tell(ticket.ticket_id, traced.floor, choose, traced.called) == tell(
             ticket.ticket_id, so_far, choose
         )
+
+
+def test_told_from_the_projection_as_from_everyone_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the server tells (``tell_traced``: from the projection's turns and groups,
+    without going through the queue) is what ``tell`` works out from everyone waiting:
+    every ticket of random halls, resumed with walk-ins, told a little later, with
+    projections cut short (so that some are beyond what is played forward) or not. Over
+    the halls, every kind of answer is compared: a projected wait, only a place beyond
+    the projection, no counter open; and a ticket not waiting is told nothing."""
+    choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
+    bases = set()
+    for seed in range(80):
+        dice = random.Random(seed)
+        monkeypatch.setattr(estimate, "PROJECTION_STEPS", dice.choice([2000, 3, 10, 40]))
+        hall = random_hall(dice)
+        if dice.random() < 0.5:  # a rush: visitors expected every few seconds, among walk-ins
+            hall = replace(hall, arrivals={key: 20.0 for key in hall.arrivals})
+        joined = [
+            waiting(
+                tid,
+                joined_min_ago=dice.choice([-0.5, -0.05, 0.0, dice.uniform(0, 30)]),
+                service_id=dice.choice((PASSPORTS, RESIDENCE)),
+                priority=dice.choice(["none", "none", "elderly"]),
+            )
+            for tid in range(1000, 1000 + dice.randint(0, 8))
+        ]
+        traced = resume(project_traced(hall, choose), joined, choose)
+        now = NOW + timedelta(seconds=dice.uniform(0, 5))
+        at_now = replace(traced.floor, now=now)
+        for ticket in traced.floor.waiting:
+            told = tell_traced(ticket.ticket_id, traced, now, choose)
+            assert told == tell(ticket.ticket_id, at_now, choose, traced.called), seed
+            assert told is not None
+            bases.add(told.basis)
+        assert tell_traced(99_999, traced, now, choose) is None
+    assert bases == {
+        "projected by the queue policy",
+        "more are waiting than the estimate plays forward",
+        "no counter for this matter is open now",
+    }
 
 
 def test_a_walk_in_joining_a_long_queue_is_projected_without_asking_the_policy_again() -> None:
