@@ -114,9 +114,21 @@ class CounterController(Controller):
         await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
         return await console(bus, settings, counter_id)
 
+    async def _answered(
+        self, bus: Bus, settings: Settings, command: object
+    ) -> tuple[object, TicketView | None]:
+        """Run ``command``; its result and the view of the ticket it acted on, read in its
+        own transaction (after the commit for a ticket left waiting, which is told its
+        wait from the committed log)."""
+        result, view = await bus.execute_answered(command, views.settled_ticket_view)
+        ticket_id = result.ticket_id if isinstance(result, CallResult) else result
+        if view is None and ticket_id:
+            view = await bus.run(views.ticket_view, ticket_id)
+        return result, with_follow_url(view, settings) if view is not None else None
+
     async def _call(self, bus: Bus, settings: Settings, command: object) -> CallOut:
-        result: CallResult = await bus.execute(command)
-        ticket = await self._view(bus, settings, result.ticket_id) if result.ticket_id else None
+        result, ticket = await self._answered(bus, settings, command)
+        assert isinstance(result, CallResult)
         return CallOut(ticket, result.reason)
 
     @post("/call-next", status_code=200)
@@ -150,7 +162,9 @@ class CounterController(Controller):
         return called
 
     async def _act(self, bus: Bus, settings: Settings, command: object) -> TicketView:
-        return await self._view(bus, settings, await bus.execute(command))
+        _, ticket = await self._answered(bus, settings, command)
+        assert ticket is not None
+        return ticket
 
     @post("/recall", status_code=200)
     async def recall(

@@ -54,6 +54,22 @@ class Bus:
             self.sessions, self.clock, lambda uow: handler(uow, command), self.on_events
         )
 
+    async def execute_answered(
+        self, command: Any, answer: Callable[[UnitOfWork, int], Awaitable[T | None]]
+    ) -> tuple[Any, T | None]:
+        """``execute``, and ``answer(uow, ticket_id)`` for the ticket the command acted on,
+        read in the command's own transaction just before its commit (``UnitOfWork.commit``):
+        the handler's result and the answer, or None where the handler gave no ticket to
+        answer for (nobody called) or ``answer`` declined (then read it after the commit)."""
+        handler = HANDLERS[type(command)]
+
+        async def work(uow: UnitOfWork) -> tuple[Any, T | None]:
+            uow.answer = answer
+            result = await handler(uow, command)
+            return result, uow.answered  # type: ignore[return-value]
+
+        return await run_in_transaction(self.sessions, self.clock, work, self.on_events)
+
     async def run(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run ``work(uow, *args, **kwargs)`` in a transaction: reads and configuration."""
         return await run_in_transaction(

@@ -360,7 +360,7 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
             if row is None:
                 continue
             _call(uow, row, counter, c.clerk_id, choice.reason)
-            await uow.commit()
+            await uow.commit(answering=row.id)
             return CallResult(row.id, choice.reason)
     return CallResult(None, "nobody is waiting for this counter's matters")
 
@@ -382,7 +382,7 @@ async def call_ticket(uow: UnitOfWork, c: cmd.CallTicket) -> CallResult:
         raise Forbidden(f"{counter.label} does not serve the matter of ticket {row.number}")
     reason = "called by the clerk"
     _call(uow, row, counter, c.clerk_id, reason)
-    await uow.commit()
+    await uow.commit(answering=row.id)
     return CallResult(row.id, reason)
 
 
@@ -413,7 +413,7 @@ async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
             raise TypeError(f"not a current-ticket command: {c!r}")
     apply_ticket(row, ticket)
     uow.collect(ticket.events)
-    await uow.commit()
+    await uow.commit(answering=row.id)
     return row.id
 
 
@@ -431,7 +431,7 @@ async def _finish(
     if c.escalate:
         await escalate_row(uow, row, ticket, c.clerk_id, now)
     uow.collect(ticket.events)
-    await uow.commit()
+    await uow.commit(answering=row.id)
     return row.id
 
 

@@ -43,6 +43,10 @@ class UnitOfWork:
         self.events: list[ev.Event] = []
         self._on_events = on_events
         self._recorded = False
+        self.answer: Callable[[UnitOfWork, int], Awaitable[object | None]] | None = None
+        """Set by ``Bus.execute_answered``: reads the answer for the ticket a command acted
+        on, in the command's own transaction (``commit(answering=…)``)."""
+        self.answered: object | None = None
 
     async def __aenter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -80,8 +84,18 @@ class UnitOfWork:
         the whole change at once): the relay must be woken after the commit too."""
         self._recorded = True
 
-    async def commit(self) -> None:
-        """Commit the change with its events; then tell the relay there is news to publish."""
+    async def commit(self, *, answering: int | None = None) -> None:
+        """Commit the change with its events; then tell the relay there is news to publish.
+
+        ``answering``: the ticket the command acted on. When the caller asked for an answer
+        (``answer``), it is read first, in this transaction, with the change flushed and
+        before the events take the hall's row lock (held to the commit): the clerk's answer
+        costs one statement, not a transaction of its own after the commit, and the hall's
+        other changes do not wait for it. (What it reads is what the commit makes true; if
+        the commit fails, the answer goes with the transaction.)"""
+        if answering is not None and self.answer is not None:
+            await self.session.flush()
+            self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
         if self.events:
             await self.repo.record_events(self.events, self.clock.now())

@@ -202,12 +202,28 @@ _TICKET_VIEW = (
 async def ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     """A ticket with, while it waits, people ahead and the estimated wait: the ticket, its
     matter, visit, hall, counter, booking and rating read in one statement."""
+    view = await _ticket_view(uow, ticket_id, settled_only=False)
+    assert view is not None
+    return view
+
+
+async def settled_ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView | None:
+    """``ticket_view`` read inside the transaction that changes the ticket, before it
+    commits (``Bus.execute_answered``), for a ticket that does not wait: None for a
+    waiting one, whose estimate is told from the hall's committed log (read its view
+    after the commit)."""
+    return await _ticket_view(uow, ticket_id, settled_only=True)
+
+
+async def _ticket_view(uow: UnitOfWork, ticket_id: int, *, settled_only: bool) -> TicketView | None:
     found = (await uow.session.execute(_TICKET_VIEW, {"ticket": ticket_id})).first()
     if found is None:
         raise NotFound(f"no ticket with id {ticket_id}")
     row, service, visit, hall_row, counter_number, booking_row, stars = found
     told = None
     if row.state == TicketState.WAITING:
+        if settled_only:
+            return None
         told = await estimates.told(uow, hall_row, row.id)
     view = TicketView(
         id=row.id,

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from queue_server.clock import FixedClock
 from queue_server.db.tables import HallEventRow, TicketRow
@@ -312,3 +312,61 @@ async def test_the_heads_read_are_every_appointment_and_the_first_of_each_group(
         return checked
 
     assert await bus.run(check) == 7 * 3
+
+
+class Transactions:
+    """Counts the transactions begun on the bus's engine."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.count = 0
+        event.listen(bus.sessions.kw["bind"].sync_engine, "begin", self._begun)
+
+    def _begun(self, *args: object) -> None:
+        self.count += 1
+
+
+async def test_counters_calling_at_once_are_each_answered_from_their_own_transaction(
+    bus: Bus,
+) -> None:
+    """The clerk's answer (the ticket called, at which counter) is read in the command's
+    own transaction, before it commits: 8 counters calling at once are each answered with
+    a different ticket, called at their own counter, as the database has it after; a call
+    and a no-show take one transaction each with their answers; a ticket returned to the
+    queue is answered after the commit (its wait is told from the committed log)."""
+    from queue_server.service import views
+
+    hall_id, service_id, desks = await make_hall(bus, counters=8)
+    for _ in range(10):
+        await issue(bus, hall_id, service_id)
+    numbers_of = {counter_id: n + 1 for n, (counter_id, _) in enumerate(desks)}
+    answers = await asyncio.gather(
+        *(
+            bus.execute_answered(commands.CallNext(c, k), views.settled_ticket_view)
+            for c, k in desks
+        )
+    )
+    called = [view for _, view in answers]
+    assert all(view is not None for view in called)
+    assert len({view.id for view in called if view}) == 8
+    for (counter_id, _), (result, view) in zip(desks, answers, strict=True):
+        assert view is not None and result.ticket_id == view.id
+        assert (view.state, view.counter_number) == ("called", numbers_of[counter_id])
+        assert view == await bus.run(views.ticket_view, view.id)
+
+    (counter_id, clerk_id), *_ = desks
+    transactions = Transactions(bus)
+    ticket_id, view = await bus.execute_answered(
+        commands.MarkNoShow(counter_id, clerk_id), views.settled_ticket_view
+    )
+    assert view is not None and (view.id, view.state) == (ticket_id, "no_show")
+    result, view = await bus.execute_answered(
+        commands.CallNext(counter_id, clerk_id), views.settled_ticket_view
+    )
+    assert view is not None and view.state == "called" and result.ticket_id == view.id
+    assert transactions.count == 2
+    ticket_id, view = await bus.execute_answered(
+        commands.ReturnToQueue(counter_id, clerk_id), views.settled_ticket_view
+    )
+    assert view is None  # waiting again: read after the commit, with its estimate
+    back = await bus.run(views.ticket_view, ticket_id)
+    assert back.state == "waiting" and back.people_ahead is not None
