@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
@@ -94,6 +94,18 @@ class RedisPubSubBackend(ChannelsBackend):
         assert self._redis is not None, "on_startup has not run"
         for channel in channels:
             await self._redis.publish(channel, data)
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish ``(channel, data)`` messages in one round trip (a pipeline without
+        MULTI: Redis runs its commands in order, so each channel hears them in order),
+        raising if Redis is unreachable (the relay keeps the events and retries)."""
+        assert self._redis is not None, "on_startup has not run"
+        if not messages:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, data in messages:
+                pipe.publish(channel, data)
+            await pipe.execute()
 
     async def publish_counted(self, data: bytes, channel: str) -> int:
         """Publish on one channel; how many subscribers (processes) Redis handed it to."""

@@ -108,7 +108,10 @@ class Realtime(InitPluginProtocol):
         bus: Bus = app.state.bus
         url = self.settings.effective_database_url
         self.relay = Relay(
-            bus.sessions, self.channels, POLL_SQLITE if is_sqlite(url) else POLL_SHARED
+            bus.sessions,
+            self.channels,
+            POLL_SQLITE if is_sqlite(url) else POLL_SHARED,
+            self.redis.publish_batch if self.redis is not None else None,
         )
         bus.on_events = self.relay.wake
 

@@ -144,6 +144,41 @@ async def test_redis_backend_reads_every_channel_subscribed_at_once(redis_url: s
                     break
 
 
+@pytest.mark.redis
+async def test_through_redis_a_relay_publishes_each_batch_in_one_go_in_order(
+    bus: Bus, redis_url: str
+) -> None:
+    """With Redis, the relay sends a batch of events in one pipeline (one round trip):
+    every committed event of two halls reaches each hall's subscriber, in its hall's
+    order, once; and a Redis that is away leaves them unpublished for the next pass."""
+    from queue_server.realtime.channels import REDIS_ERRORS, RedisPubSubBackend
+
+    first, first_matter = await hall_with_matter(bus)
+    second, second_matter = await hall_with_matter(bus)
+    for n in range(60):
+        hall, matter = (first, first_matter) if n % 3 else (second, second_matter)
+        await bus.execute(commands.IssueTicket(hall, matter, commands.Actor()))
+    backend = RedisPubSubBackend(redis_url)
+    plugin = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True)
+    async with plugin:
+        nowhere = RedisPubSubBackend("redis://127.0.0.1:1")  # nothing listens there
+        await nowhere.on_startup()
+        try:
+            with pytest.raises(REDIS_ERRORS):
+                await Relay(bus.sessions, plugin, 0.05, nowhere.publish_batch).relay_once()
+        finally:
+            await nowhere.on_shutdown()
+        subscribers = [await plugin.subscribe(f"onedoor:hall:{h}") for h in (first, second)]
+        await asyncio.sleep(0.2)  # Redis has the subscriptions
+        relay = Relay(bus.sessions, plugin, 0.05, backend.publish_batch)
+        assert await relay.relay_once() == 60
+        heard = [await received(s, n) for s, n in zip(subscribers, (40, 20), strict=True)]
+        assert [e["seq"] for e in heard[0]] == list(range(1, 41))
+        assert [e["seq"] for e in heard[1]] == list(range(1, 21))
+        assert {e["hall_id"] for e in heard[0]} == {first}
+        assert await relay.relay_once() == 0, "published events are not sent again"
+
+
 async def test_concurrent_commits_of_several_events_number_them_gaplessly_in_order(
     bus: Bus,
 ) -> None:
