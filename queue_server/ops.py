@@ -197,6 +197,12 @@ class Metrics:
             "onedoor_websocket_clients", "Live feeds open in this process",
             registry=self.registry,
         )  # fmt: skip
+        self.follower_updates = Counter(
+            "onedoor_follower_updates", "Follow-feed messages sent, by what was read for them: "
+            "'ticket' (the ticket read from the database) or 'projection' (only the queue "
+            "moved: its wait told again from the hall's shared projection)", ["read"],
+            registry=self.registry,
+        )  # fmt: skip
         self.waiting = Gauge(
             "onedoor_waiting_tickets", "Tickets waiting now", ["hall"], registry=self.registry
         )

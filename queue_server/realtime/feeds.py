@@ -74,13 +74,19 @@ class ChangeListener:
         self.cares = cares
         self.stale = asyncio.Event()
         self.last_event: dict[str, Any] | None = None
+        self.seq = 0
+        """The number of the last event it cared about."""
+        self.missed = False
+        """Set when the hub started afresh (it may have missed events): read everything."""
 
     def snapshot(self, board: BoardView, message: bytes) -> None:
+        self.missed = True
         self.stale.set()
 
     def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
         if name and self.cares(name, data):
             self.last_event = {"name": name, "seq": seq, **data}
+            self.seq = max(self.seq, seq)
             self.stale.set()
 
 
@@ -178,14 +184,13 @@ async def _follow_changes(
     socket: WebSocket[Any, Any, Any],
     hubs: Hubs,
     hall_id: int,
-    cares: Callable[[str, Mapping[str, Any]], bool],
+    listener: ChangeListener,
     state: Callable[[], Awaitable[dict[str, Any]]],
     refresh_seconds: float | None = None,
 ) -> None:
-    """Send ``state()`` now and again whenever an event the feed ``cares`` about happens
-    (and, given ``refresh_seconds``, at least that often while nothing happens)."""
+    """Send ``state()`` now and again whenever an event the ``listener`` cares about
+    happens (and, given ``refresh_seconds``, at least that often while nothing happens)."""
     hub = await hubs.acquire(hall_id)
-    listener = ChangeListener(cares)
     hub.attach(listener)
     try:
         await _run(socket, _send_changes(socket, hub, listener, state, refresh_seconds))
@@ -246,7 +251,7 @@ async def counter_feed(
             ),
         }
 
-    await _follow_changes(socket, hubs, counter.hall_id, cares, state)
+    await _follow_changes(socket, hubs, counter.hall_id, ChangeListener(cares), state)
 
 
 @websocket("/ws/tickets/{token:str}", opt=PUBLIC)
@@ -260,28 +265,44 @@ async def ticket_feed(
     """A visitor's ticket: state, people ahead, estimate, counter when called; kept fresh."""
     await socket.accept()
     try:
-        first = await bus.run(views.ticket_by_follow_token, token)
+        kept = await bus.run(views.followed, token)
     except NotFound as exc:
         await socket.close(code=4404, reason=str(exc)[:120])
         return
-
-    current = {"ticket_id": first.id, "waiting": first.state == "waiting"}
+    read_at = time.monotonic()
+    own = False
 
     def cares(name: str, data: Mapping[str, Any]) -> bool:
-        if data.get("ticket_id") == current["ticket_id"]:
+        nonlocal own
+        if data.get("ticket_id") == kept.view.id:
+            own = True
             return True  # the visitor's own ticket: called, served, sent on, rated
         # The estimate plays the whole hall forward (counters are shared between matters):
         # while the ticket waits, whatever moves the queue moves it. One projection per hall
         # state answers every follower (service/estimates.py).
-        return bool(current["waiting"]) and name in QUEUE_MOVES
+        return kept.view.state == "waiting" and name in QUEUE_MOVES
+
+    listener = ChangeListener(cares)
+    counted = socket.app.state.metrics.follower_updates
 
     async def state() -> dict[str, Any]:
-        view = await bus.run(views.ticket_by_follow_token, token)
-        current.update(ticket_id=view.id, waiting=view.state == "waiting")
-        return {"ticket": with_follow_url(view, settings)}
+        nonlocal kept, read_at, own
+        changed, own = own, False
+        missed, listener.missed = listener.missed, False
+        fresh = time.monotonic() - read_at < ESTIMATE_REFRESH_SECONDS
+        if kept.view.state == "waiting" and fresh and not (changed or missed):
+            # Only the queue moved: the ticket is as read, its wait is told again from the
+            # hall's shared projection — no read of the ticket per follower and move.
+            view = await bus.run(views.retold, kept, listener.seq)
+            if view is not None:
+                counted.labels("projection").inc()
+                return {"ticket": with_follow_url(view, settings)}
+        kept, read_at = await bus.run(views.followed, token), time.monotonic()
+        counted.labels("ticket").inc()
+        return {"ticket": with_follow_url(kept.view, settings)}
 
     await _follow_changes(
-        socket, hubs, first.hall_id, cares, state, refresh_seconds=ESTIMATE_REFRESH_SECONDS
+        socket, hubs, kept.view.hall_id, listener, state, refresh_seconds=ESTIMATE_REFRESH_SECONDS
     )
 
 

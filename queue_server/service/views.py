@@ -304,6 +304,34 @@ async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
     return replace(await ticket_view(uow, ticket_id), note=None)
 
 
+@dataclass(frozen=True)
+class Followed:
+    """A follower's ticket view, with what re-telling its wait needs (``retold``)."""
+
+    view: TicketView
+    hall: Hall
+    seq: int
+    """The hall's event number the view was read at."""
+
+
+async def followed(uow: UnitOfWork, token: str) -> Followed:
+    """``ticket_by_follow_token``, with the ticket's hall and its event number then."""
+    view = await ticket_by_follow_token(uow, token)
+    hall_row = await uow.repo.hall_row(view.hall_id)
+    if hall_row is None:
+        raise NotFound(f"no hall with id {view.hall_id}")
+    return Followed(view, hall_from_row(hall_row), hall_row.event_seq)
+
+
+async def retold(uow: UnitOfWork, kept: Followed, need: int) -> TicketView | None:
+    """A waiting follower's view with its wait told again as of the hall's event ``need``
+    (at least), from the hall's shared projection (``estimates.told_at``: one floor read
+    per hall state for every follower, none when it is kept). None when the projection
+    does not have the ticket waiting any more: read the view again (``followed``)."""
+    told = await estimates.told_at(uow, kept.hall, max(need, kept.seq), kept.view.id)
+    return with_told(kept.view, told) if told is not None else None
+
+
 async def current_ticket_id(uow: UnitOfWork, counter_id: int) -> int | None:
     row = await uow.repo.active_ticket_at(counter_id)
     return row.id if row else None

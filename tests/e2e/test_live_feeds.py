@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -215,6 +216,52 @@ async def test_ticket_and_counter_feeds(sqlite_hall: tuple[Server, dict[str, str
         assert turn["ticket"]["counter_number"] == 1
         await console.ws.close()
     await follower.ws.close()
+
+
+async def follower_updates(base: str) -> dict[str, float]:
+    """The server's count of follow-feed messages by what was read for them."""
+    async with httpx.AsyncClient(base_url=base) as http:
+        text = (await http.get("/metrics")).text
+    found = re.findall(r'^onedoor_follower_updates_total\{read="(\w+)"\} (\S+)$', text, re.M)
+    return {read: float(value) for read, value in found}
+
+
+async def test_followers_are_told_the_queue_moving_without_reading_their_tickets(
+    sqlite_hall: tuple[Server, dict[str, str]],
+) -> None:
+    """While a visitor's own ticket does not change, the queue moving is told from the
+    hall's shared projection (one floor read per hall state for every follower), not by
+    reading each follower's ticket again: the server's metrics count the reads."""
+    server, creds = sqlite_hall
+    unfollowed = [await issue(server.base, creds["kiosk"]) for _ in range(2)]
+    followed = [await issue(server.base, creds["kiosk"]) for _ in range(6)]
+    followers = [await feed(f"{server.ws}/ws/tickets/{t['follow_token']}") for t in followed]
+    for ahead, follower in enumerate(followers, start=2):
+        start = await follower.next()
+        assert (start["type"], start["ticket"]["people_ahead"]) == ("snapshot", ahead)
+    before = await follower_updates(server.base)
+    async with Clerk(server.base, creds["clerk"]) as clerk:
+        await clerk.do(1, "open")
+        for moved, ticket in enumerate(unfollowed, start=1):
+            called = await clerk.do(1, "call-next")
+            assert called["ticket"]["number"] == ticket["number"]
+            for ahead, follower in enumerate(followers, start=2):
+                told = await follower.until(
+                    lambda m, want=ahead - moved: m["ticket"]["people_ahead"] == want
+                )
+                assert told["type"] == "update" and told["ticket"]["state"] == "waiting"
+                assert told["ticket"]["estimate_minutes"] is not None
+            await clerk.do(1, "no-show")
+        after = await follower_updates(server.base)
+        assert after.get("ticket", 0) == before.get("ticket", 0), (before, after)
+        assert after["projection"] - before.get("projection", 0) >= 2 * len(followers)
+        # The visitor whose own ticket is called is told from their ticket, read again.
+        await clerk.do(1, "call-next")
+        turn = await followers[0].until(lambda m: m["ticket"]["state"] == "called")
+        assert turn["ticket"]["counter_number"] == 1
+        assert (await follower_updates(server.base))["ticket"] > after.get("ticket", 0)
+    for follower in followers:
+        await follower.ws.close()
 
 
 async def test_feeds_refuse_strangers_and_unknown_tickets(
