@@ -101,9 +101,14 @@ def hall_from_row(row: HallRow) -> Hall:
 def policy_config(hall: Hall) -> PolicyConfig:
     """The queue policy's tunables from the hall's settings (the simulator reads a
     scenario's the same way)."""
+    return policy_of(hall.priority_boosts, hall.secondary_after_minutes)
+
+
+def policy_of(priority_boosts: Mapping[str, float], secondary_after_minutes: float) -> PolicyConfig:
+    """``policy_config`` from the hall's two policy columns."""
     return PolicyConfig(
-        priority_boosts={k: timedelta(minutes=v) for k, v in hall.priority_boosts.items()},
-        secondary_handicap=timedelta(minutes=hall.secondary_after_minutes),
+        priority_boosts={k: timedelta(minutes=v) for k, v in priority_boosts.items()},
+        secondary_handicap=timedelta(minutes=secondary_after_minutes),
     )
 
 

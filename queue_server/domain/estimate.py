@@ -535,6 +535,10 @@ def tell_traced(
     waiting costs what the projection's few thousand turns cost, not the queue's length;
     tests/unit/test_estimate.py holds it equal to ``tell`` on random halls."""
     floor = replace(traced.floor, now=now)
+    if now < traced.floor.now:
+        # The clock stepped back: whether a paused counter is still expected can differ
+        # from the projection's reckoning. Rare; told the long way.
+        return tell(ticket_id, floor, choose, traced.called, orders)
     at = traced.called.get(ticket_id)
     if at is not None:
         # Called in the projection: those of its matter called before it are ahead. The

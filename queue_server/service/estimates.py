@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from queue_server.db import statements as sql
-from queue_server.db.repository import hall_from_row, policy_config
+from queue_server.db.repository import hall_from_row, policy_of
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import (
     Told,
@@ -33,12 +33,15 @@ from queue_server.domain.estimate import (
 from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall, TicketKind
-from queue_server.domain.policy import Chooser, chooser
+from queue_server.domain.policy import Chooser, PolicyConfig, chooser
 
 from .floor import hall_floor
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+_HALL_POLICY = select(
+    HallRow.event_seq, HallRow.priority_boosts, HallRow.secondary_after_minutes
+).where(HallRow.id == bindparam("hall"))
 KEEP_SECONDS = 5.0
 KEEP_HALLS = 1024
 EXTEND_AT_MOST = 500
@@ -58,6 +61,9 @@ class _Projection:
     """When its floor was read (``time.monotonic()``)."""
     seq: int
     traced: Traced
+    choose: Chooser
+    """The hall's queue policy, read with the floor (an extension keeps its projection's):
+    every answer from this projection is told with it, whoever asked."""
     whole: bool = False
     """Whether its floor was read whole (not extended from an earlier projection)."""
     orders: dict[int, list[int]] = field(default_factory=dict)
@@ -89,8 +95,10 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
 
 async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Told | None:
     """``told`` for a ticket the hall's events up to number ``need`` include: from a
-    projection at least that new (kept, being made, or made now with ``uow``)."""
-    choose = chooser(policy_config(hall), hall.tz, reasons=False)
+    projection at least that new (kept, being made, or made now with ``uow``). ``hall``
+    gives its id and time zone; the queue policy is read with the floor, so a caller
+    holding an older copy of the hall (a follower's feed) cannot make a projection with
+    an outdated policy for everyone."""
     while True:
         kept = _projections.get(hall.id)
         if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
@@ -106,7 +114,7 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
                 kept = shared
                 break
             continue
-        kept = await _make(uow, hall.id, need, hall.tz, choose, kept)
+        kept = await _make(uow, hall.id, need, hall.tz, kept)
         break
     # The projection starts when its floor was read (at most ``KEEP_SECONDS`` ago): the
     # wait is told from now.
@@ -116,10 +124,10 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
     def orders(service_id: int) -> list[int]:
         if service_id not in made.orders:
             floor = replace(made.floor, now=now)
-            made.orders[service_id] = queue_order(service_id, floor, choose)
+            made.orders[service_id] = queue_order(service_id, floor, made.choose)
         return made.orders[service_id]
 
-    return tell_traced(ticket_id, kept.traced, now, choose, orders)
+    return tell_traced(ticket_id, kept.traced, now, kept.choose, orders)
 
 
 async def _make(
@@ -127,7 +135,6 @@ async def _make(
     hall_id: int,
     need: int,
     tz: ZoneInfo,
-    choose: Chooser,
     last: _Projection | None,
 ) -> _Projection:
     making: asyncio.Future[_Projection] = asyncio.get_running_loop().create_future()
@@ -141,14 +148,23 @@ async def _make(
             # A new business day waits for its own tickets only: read it whole.
             and business_day(last.floor.now, tz) == business_day(now, tz)
         ):
-            kept = await _extended(uow, hall_id, last, choose)
+            kept = await _extended(uow, hall_id, last)
         if kept is None:
-            # Everything committed up to this number is in the floor read next.
-            seq = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
-            _making[hall_id] = (max(need, seq or 0), making)
+            # Everything committed up to this number is in the floor read next. Columns,
+            # not the row: a row this session holds already would not be read again.
+            found = (await uow.session.execute(_HALL_POLICY, {"hall": hall_id})).first()
+            seq = found.event_seq if found is not None else 0
+            policy = (
+                policy_of(found.priority_boosts or {}, found.secondary_after_minutes)
+                if found is not None
+                else PolicyConfig()
+            )
+            choose = chooser(policy, tz, reasons=False)
+            _making[hall_id] = (max(need, seq), making)
             floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
-            seq = max(need, seq or 0)
-            kept = _Projection(time.monotonic(), seq, project_traced(floor, choose), whole=True)
+            seq = max(need, seq)
+            traced = project_traced(floor, choose)
+            kept = _Projection(time.monotonic(), seq, traced, choose, whole=True)
         making.set_result(kept)
     except BaseException as exc:
         making.set_exception(exc)
@@ -164,14 +180,11 @@ async def _make(
         del _projections[gone]
     if len(_projections) >= KEEP_HALLS:
         _projections.clear()
-    _making.clear()
     _projections[hall_id] = kept
     return kept
 
 
-async def _extended(
-    uow: UnitOfWork, hall_id: int, last: _Projection, choose: Chooser
-) -> _Projection | None:
+async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projection | None:
     """``last``'s projection with the walk-ins that joined since — when the hall's log
     since ``last`` holds nothing else that moves the floor (a call, a counter opening, a
     check-in…); else None, and the floor is read whole.
@@ -203,7 +216,8 @@ async def _extended(
                 joined.append(_walk_in(payload))
         elif name not in FLOOR_NEUTRAL:
             return None
-    return _Projection(last.made, int(rows[-1][0]), resume(last.traced, joined, choose))
+    traced = resume(last.traced, joined, last.choose)
+    return _Projection(last.made, int(rows[-1][0]), traced, last.choose)
 
 
 def _walk_in(issued: dict[str, Any]) -> Candidate:

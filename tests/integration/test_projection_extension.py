@@ -1,0 +1,61 @@
+"""The hall's shared projection extended with walk-ins (service/estimates.py), on both
+databases: a walk-in the floor read whole already holds is counted once, and later
+extensions add each walk-in once."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from queue_server.db.repository import hall_from_row, policy_config
+from queue_server.db.tables import HallRow
+from queue_server.domain.estimate import project_traced, tell_traced
+from queue_server.domain.hours import business_day
+from queue_server.domain.policy import chooser
+from queue_server.service import estimates
+from queue_server.service.bus import Bus
+from queue_server.service.floor import hall_floor
+from queue_server.service.unit_of_work import UnitOfWork
+from tests.integration.test_concurrency import issue, make_hall
+
+
+async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    for _ in range(3):
+        await issue(bus, hall_id, service_id)
+
+    async def event_seq(uow: UnitOfWork) -> int:
+        found = await uow.session.scalar(select(HallRow.event_seq).where(HallRow.id == hall_id))
+        return int(found or 0)
+
+    seq_before = await bus.run(event_seq)
+    await issue(bus, hall_id, service_id)
+
+    # The race a floor read whole allows for: its event number read before the fourth
+    # ticket committed, its floor after — the floor holds a walk-in logged after its number.
+    async def read_whole(uow: UnitOfWork) -> estimates._Projection:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        hall = hall_from_row(row)
+        now = uow.clock.now()
+        floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
+        choose = chooser(policy_config(hall), hall.tz, reasons=False)
+        traced = project_traced(floor, choose)
+        return estimates._Projection(time.monotonic(), seq_before, traced, choose, whole=True)
+
+    async def extended(uow: UnitOfWork, last: estimates._Projection) -> estimates._Projection:
+        found = await estimates._extended(uow, hall_id, last)
+        assert found is not None, "only walk-ins joined: the projection is extended"
+        return found
+
+    projection = await bus.run(read_whole)
+    assert len(projection.floor.waiting) == 4
+    for issued in (5, 6, 7):
+        newest = await issue(bus, hall_id, service_id)
+        projection = await bus.run(extended, projection)
+        ids = [c.ticket_id for c in projection.floor.waiting]
+        assert len(ids) == len(set(ids)) == issued, ids
+        assert projection.traced.real == issued
+        told = tell_traced(newest, projection.traced, projection.floor.now, projection.choose)
+        assert told is not None and told.people_ahead == issued - 1
