@@ -243,6 +243,11 @@ async def test_agent_killed_mid_job_and_restarted_prints_each_job_once(hall: Any
     agent.start()
     wait_until(lambda: len(printer.jobs) == 1)
     assert printed_numbers(printer) == ["A001"]
+    # The agent has finished the job (logged it done, then acknowledged it): the bytes
+    # reaching the printer come before that, and a kill in between is the other case
+    # ("interrupted earlier", tested below).
+    with sqlite3.connect(server.env["ONEDOOR_DATABASE_URL"].split("///", 1)[1]) as db:
+        wait_until(lambda: db.execute("SELECT state FROM print_jobs").fetchall() == [("printed",)])
 
     # The ack of a printed job is lost (the job is marked unacknowledged again) and the
     # agent restarts: the job is resent, recognised and not printed a second time.

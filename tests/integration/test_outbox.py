@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from sqlalchemy import func, select
@@ -148,9 +149,10 @@ async def test_redis_backend_reads_every_channel_subscribed_at_once(redis_url: s
 async def test_through_redis_a_relay_publishes_each_batch_in_one_go_in_order(
     bus: Bus, redis_url: str
 ) -> None:
-    """With Redis, the relay sends a batch of events in one pipeline (one round trip):
-    every committed event of two halls reaches each hall's subscriber, in its hall's
-    order, once; and a Redis that is away leaves them unpublished for the next pass."""
+    """With Redis, the relay sends a batch of events through ``publish_batch`` (one
+    pipeline): every committed event of two halls reaches each hall's subscriber, in its
+    hall's order, once; and a Redis that is away leaves them unpublished for the next
+    pass."""
     from queue_server.realtime.channels import REDIS_ERRORS, RedisPubSubBackend
 
     first, first_matter = await hall_with_matter(bus)
@@ -168,14 +170,18 @@ async def test_through_redis_a_relay_publishes_each_batch_in_one_go_in_order(
                 await Relay(bus.sessions, plugin, 0.05, nowhere.publish_batch).relay_once()
         finally:
             await nowhere.on_shutdown()
-        subscribers = [await plugin.subscribe(f"onedoor:hall:{h}") for h in (first, second)]
-        await asyncio.sleep(0.2)  # Redis has the subscriptions
+        channels = [f"onedoor:hall:{h}" for h in (first, second)]
+        subscribers = [await plugin.subscribe(channel) for channel in channels]
+        async with aioredis.from_url(redis_url) as admin, asyncio.timeout(5):
+            while [n for _, n in await admin.pubsub_numsub(*channels)] != [1, 1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # until Redis has both subscriptions
         relay = Relay(bus.sessions, plugin, 0.05, backend.publish_batch)
         assert await relay.relay_once() == 60
         heard = [await received(s, n) for s, n in zip(subscribers, (40, 20), strict=True)]
         assert [e["seq"] for e in heard[0]] == list(range(1, 41))
         assert [e["seq"] for e in heard[1]] == list(range(1, 21))
         assert {e["hall_id"] for e in heard[0]} == {first}
+        assert {e["hall_id"] for e in heard[1]} == {second}
         assert await relay.relay_once() == 0, "published events are not sent again"
 
 
