@@ -14,7 +14,7 @@ from queue_server.service import commands as cmd
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.hall_config import CounterOut
-from queue_server.service.queue import CallResult, WaitingEntry, waiting_for_counter
+from queue_server.service.queue import WaitingEntry, waiting_for_counter
 from queue_server.service.views import TicketView
 from queue_server.service.visitors import VisitorId
 from queue_server.settings import Settings
@@ -114,21 +114,12 @@ class CounterController(Controller):
         await bus.execute(cmd.CloseCounter(counter_id, _clerk(principal)))
         return await console(bus, settings, counter_id)
 
-    async def _answered(
-        self, bus: Bus, settings: Settings, command: object
-    ) -> tuple[object, TicketView | None]:
-        """Run ``command``; its result and the view of the ticket it acted on, read in its
-        own transaction (after the commit for a ticket left waiting, which is told its
-        wait from the committed log)."""
-        result, view = await bus.execute_answered(command, views.settled_ticket_view)
-        ticket_id = result.ticket_id if isinstance(result, CallResult) else result
-        if view is None and ticket_id:
-            view = await bus.run(views.ticket_view, ticket_id)
-        return result, with_follow_url(view, settings) if view is not None else None
-
     async def _call(self, bus: Bus, settings: Settings, command: object) -> CallOut:
-        result, ticket = await self._answered(bus, settings, command)
-        assert isinstance(result, CallResult)
+        # The answer is read in the command's own transaction (Bus.execute_answered).
+        result, view = await bus.execute_answered(command, views.settled_ticket_view)
+        if view is not None:
+            return CallOut(with_follow_url(view, settings), result.reason)
+        ticket = await self._view(bus, settings, result.ticket_id) if result.ticket_id else None
         return CallOut(ticket, result.reason)
 
     @post("/call-next", status_code=200)
@@ -162,9 +153,12 @@ class CounterController(Controller):
         return called
 
     async def _act(self, bus: Bus, settings: Settings, command: object) -> TicketView:
-        _, ticket = await self._answered(bus, settings, command)
-        assert ticket is not None
-        return ticket
+        # Read in the command's own transaction; a ticket left waiting (returned to the
+        # queue) is read after the commit, its wait told from the committed log.
+        ticket_id, view = await bus.execute_answered(command, views.settled_ticket_view)
+        if view is not None:
+            return with_follow_url(view, settings)
+        return await self._view(bus, settings, ticket_id)
 
     @post("/recall", status_code=200)
     async def recall(
