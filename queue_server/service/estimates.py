@@ -99,10 +99,20 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
     gives its id and time zone; the queue policy is read with the floor, so a caller
     holding an older copy of the hall (a follower's feed) cannot make a projection with
     an outdated policy for everyone."""
+    connected = False
     while True:
         kept = _projections.get(hall.id)
         if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
             break
+        if not connected:
+            # Hold this unit of work's connection (on SQLite: the database's write lock,
+            # BEGIN IMMEDIATE) before waiting for a projection or making one, so that one
+            # in the making always holds its own: whoever waits for it cannot be holding
+            # what it needs. A maker that registered first and then waited for the lock
+            # held by a request waiting for it would stall both for the busy timeout.
+            await uow.session.connection()
+            connected = True
+            continue
         making = _making.get(hall.id)
         if making is not None:
             try:

@@ -4,14 +4,16 @@ extensions add each walk-in once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import select
 
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
-from queue_server.domain.estimate import project_traced, tell_traced
+from queue_server.domain.estimate import Told, project_traced, tell_traced
 from queue_server.domain.hours import business_day
+from queue_server.domain.model import Hall
 from queue_server.domain.policy import chooser
 from queue_server.service import estimates
 from queue_server.service.bus import Bus
@@ -59,3 +61,49 @@ async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
         assert projection.traced.real == issued
         told = tell_traced(newest, projection.traced, projection.floor.now, projection.choose)
         assert told is not None and told.people_ahead == issued - 1
+
+
+async def test_a_request_that_has_read_is_told_while_another_waits_to_begin(bus: Bus) -> None:
+    """A follow-link read has read its ticket in its transaction (on SQLite that holds the
+    database's write lock) when it needs the hall's projection; a follower's feed has
+    begun one but cannot read until that lock is free. Neither may wait for the other:
+    both are answered, and the shared projection costs nobody the busy timeout (30 s)."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    ticket = await issue(bus, hall_id, service_id)
+
+    async def hall_now(uow: UnitOfWork) -> tuple[Hall, int]:
+        found = await uow.repo.hall_row(hall_id)
+        assert found is not None
+        return hall_from_row(found), found.event_seq
+
+    hall, seq = await bus.run(hall_now)
+    estimates.forget()
+    has_read, feed_began = asyncio.Event(), asyncio.Event()
+    tries: list[str] = []
+
+    async def follow_link(uow: UnitOfWork) -> Told | None:
+        tries.append("follow link")
+        read = await uow.repo.hall_row(hall_id)  # the transaction has begun
+        assert read is not None
+        has_read.set()
+        await feed_began.wait()
+        # Every chance for the feed to get as far as it can before this read asks.
+        for _ in range(50):
+            if hall_id in estimates._making:
+                break
+            await asyncio.sleep(0)
+        return await estimates.told(uow, read, ticket)
+
+    async def feed(uow: UnitOfWork) -> Told | None:
+        tries.append("feed")
+        return await estimates.told_at(uow, hall, seq, ticket)
+
+    reading = asyncio.ensure_future(bus.run(follow_link))
+    await has_read.wait()
+    feeding = asyncio.ensure_future(bus.run(feed))
+    feed_began.set()
+    told = await asyncio.gather(reading, feeding)
+    assert [t.people_ahead if t else None for t in told] == [0, 0]
+    # Each answered at its first try: none failed waiting for the other (a unit of work
+    # busy past SQLite's timeout is tried again).
+    assert sorted(tries) == ["feed", "follow link"]
