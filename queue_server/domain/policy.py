@@ -253,16 +253,20 @@ def rank(
     tz: ZoneInfo,
     floor: Floor | None = None,
     counter_id: int | None = None,
+    limit: int | None = None,
 ) -> list[Choice]:
-    """All waiting tickets the counter serves, in the order it should call them.
+    """All waiting tickets the counter serves (the first ``limit`` of them), in the order
+    it should call them.
 
     ``floor`` (the whole hall now) and ``counter_id`` (this counter on it) turn on the
     appointments' look-ahead; without them only due appointments go ahead of walk-ins.
+    Only the tickets returned are put in words.
     """
     keyed = _ranked(profile, waiting, now, config, floor, counter_id)
     keyed.sort(key=lambda item: item[0])
     return [
-        Choice(c, tier, _reason(c, tier, level, now, config, tz)) for _, c, tier, level, _ in keyed
+        Choice(c, tier, _reason(c, tier, level, now, config, tz))
+        for _, c, tier, level, _ in keyed[:limit]
     ]
 
 

@@ -39,6 +39,11 @@ from .unit_of_work import UnitOfWork
 from .views import NewTicket, ServiceRef, new_ticket_view
 
 CLAIM_TRIES = 50
+"""How deep call-next goes into the ranked queue for a ticket no other counter holds."""
+FIRST_TRIES = 16
+"""How deep it reads first: the heads of each matter, kind and priority (a call nearly
+always takes one of the first few; more counters than this calling the same matters at one
+moment send it deeper, to ``CLAIM_TRIES``)."""
 
 
 @dataclass(frozen=True)
@@ -348,21 +353,35 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     counter, hall = await _ready_to_call(uow, c)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
-    waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, CLAIM_TRIES)
-    floor = await lookahead_floor(uow, hall.id, day, now, waiting)
-    ranked = rank(counter.profile, waiting, now, policy_config(hall), hall.tz, floor, counter.id)
-    ranked = ranked[:CLAIM_TRIES]
-    # First pass skips tickets another counter is claiming right now; if that left
-    # nothing, wait for those claims to settle and take whatever is still waiting.
-    for skip_locked in (True, False):
-        for choice in ranked:
-            row = await uow.repo.claim_waiting(choice.candidate.ticket_id, skip_locked=skip_locked)
-            if row is None:
-                continue
-            _call(uow, row, counter, c.clerk_id, choice.reason)
-            await uow.commit(answering=row.id)
-            return CallResult(row.id, choice.reason)
-    return CallResult(None, "nobody is waiting for this counter's matters")
+    config = policy_config(hall)
+    skipped: set[int] = set()
+    depth = FIRST_TRIES
+    while True:
+        # The first ``depth`` of each group rank the first ``depth`` of the whole queue
+        # exactly (repository.waiting_heads): a shallow read and ranking first, a deeper
+        # one only when other counters hold (or just took) every ticket of the first.
+        waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
+        floor = await lookahead_floor(uow, hall.id, day, now, waiting)
+        ranked = rank(counter.profile, waiting, now, config, hall.tz, floor, counter.id, depth)
+        # Fewer rows than ``depth``: no group had more, a deeper read would add nobody.
+        last = depth == CLAIM_TRIES or len(waiting) < depth
+        # First pass skips tickets another counter is claiming right now; if the last read
+        # left nothing, wait for those claims to settle and take whatever still waits.
+        for skip_locked in (True, False) if last else (True,):
+            for choice in ranked:
+                ticket_id = choice.candidate.ticket_id
+                if skip_locked and ticket_id in skipped:
+                    continue
+                row = await uow.repo.claim_waiting(ticket_id, skip_locked=skip_locked)
+                if row is None:
+                    skipped.add(ticket_id)
+                    continue
+                _call(uow, row, counter, c.clerk_id, choice.reason)
+                await uow.commit(answering=row.id)
+                return CallResult(row.id, choice.reason)
+        if last:
+            return CallResult(None, "nobody is waiting for this counter's matters")
+        depth = CLAIM_TRIES
 
 
 def _call(uow: UnitOfWork, row: TicketRow, counter: Counter, clerk_id: int, reason: str) -> None:

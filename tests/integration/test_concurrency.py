@@ -4,10 +4,11 @@ ticket called twice, and the hall's event log numbered without gaps."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from queue_server.clock import FixedClock
 from queue_server.db.tables import HallEventRow, TicketRow
@@ -370,3 +371,84 @@ async def test_counters_calling_at_once_are_each_answered_from_their_own_transac
     assert view is None  # waiting again: read after the commit, with its estimate
     back = await bus.run(views.ticket_view, ticket_id)
     assert back.state == "waiting" and back.people_ahead is not None
+
+
+@pytest.fixture
+async def pg_bus(pg_url: str, clock: FixedClock) -> AsyncIterator[Bus]:
+    """A bus on PostgreSQL only: row locks another transaction holds (SQLite has none)."""
+    from queue_server.db.engine import create_engine, session_factory
+
+    engine = create_engine(pg_url, pool_size=5)
+    try:
+        yield Bus(session_factory(engine), clock)
+    finally:
+        await engine.dispose()
+
+
+async def queue_of(bus: Bus, clock: FixedClock, hall_id: int, service_id: int, n: int) -> list[int]:
+    """``n`` walk-ins a minute apart: the policy calls them in this order."""
+    from datetime import timedelta
+
+    start, ids = clock.now(), []
+    for minute in range(n):
+        clock.set(start + timedelta(minutes=minute))
+        ids.append(await issue(bus, hall_id, service_id))
+    clock.set(start + timedelta(minutes=n))
+    return ids
+
+
+async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices(
+    pg_bus: Bus, clock: FixedClock
+) -> None:
+    """Call-next first ranks the heads of the queue (FIRST_TRIES); when other transactions
+    hold every one of them, it reads deeper and calls the first ticket nobody holds — not
+    'nobody is waiting' — and once they let go, the first in line is called next."""
+    from queue_server.service.queue import FIRST_TRIES
+
+    bus = pg_bus
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    ids = await queue_of(bus, clock, hall_id, service_id, FIRST_TRIES + 6)
+    held = ids[: FIRST_TRIES + 2]
+    counter_id, clerk_id = desks[0]
+    async with bus.sessions() as other, other.begin():
+        locked = await other.execute(
+            select(TicketRow.id).where(TicketRow.id.in_(held)).with_for_update()
+        )
+        assert len(locked.all()) == len(held)
+        result = await bus.execute(commands.CallNext(counter_id, clerk_id))
+        assert result.ticket_id == ids[len(held)], result
+    await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    result = await bus.execute(commands.CallNext(counter_id, clerk_id))
+    assert result.ticket_id == ids[0]
+
+
+async def test_call_next_waits_for_a_claim_that_comes_to_nothing(
+    pg_bus: Bus, clock: FixedClock
+) -> None:
+    """A short queue, every ticket held by another counter's claim: call-next waits for the
+    claims to settle instead of answering 'nobody is waiting', and calls the first in line
+    when the other transaction lets it go without calling it."""
+    bus = pg_bus
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    ids = await queue_of(bus, clock, hall_id, service_id, 3)
+    counter_id, clerk_id = desks[0]
+    async with bus.sessions() as other:
+        async with other.begin():
+            await other.execute(select(TicketRow.id).where(TicketRow.id.in_(ids)).with_for_update())
+            calling = asyncio.ensure_future(bus.execute(commands.CallNext(counter_id, clerk_id)))
+            # Wait for the call to wait on those locks (PostgreSQL shows it), then let go.
+            while not calling.done():
+                # Read live (pg_stat_activity would be kept for the transaction).
+                waiting = await other.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+                    )
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert not calling.done(), await calling
+            await other.rollback()
+        result = await calling
+    assert result.ticket_id == ids[0], result
