@@ -104,15 +104,6 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
         kept = _projections.get(hall.id)
         if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
             break
-        if not connected:
-            # Hold this unit of work's connection (on SQLite: the database's write lock,
-            # BEGIN IMMEDIATE) before waiting for a projection or making one, so that one
-            # in the making always holds its own: whoever waits for it cannot be holding
-            # what it needs. A maker that registered first and then waited for the lock
-            # held by a request waiting for it would stall both for the busy timeout.
-            await uow.session.connection()
-            connected = True
-            continue
         making = _making.get(hall.id)
         if making is not None:
             try:
@@ -123,6 +114,16 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
             if shared.seq >= need:
                 kept = shared
                 break
+            continue
+        if not connected:
+            # A maker holds its unit of work's connection (on SQLite: the database's write
+            # lock, BEGIN IMMEDIATE) before it says it is making: its reads then need
+            # nothing anyone holds, so whoever waits for it (with or without a
+            # transaction) is answered. A maker that said so first and then waited for
+            # the lock held by a request waiting for it would stall both for the busy
+            # timeout. Connected, look again: one may have been made meanwhile.
+            await uow.session.connection()
+            connected = True
             continue
         kept = await _make(uow, hall.id, need, hall.tz, kept)
         break

@@ -354,7 +354,6 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     now = uow.clock.now()
     day = business_day(now, hall.tz)
     config = policy_config(hall)
-    skipped: set[int] = set()
     depth = FIRST_TRIES
     while True:
         # The first ``depth`` of each group rank the first ``depth`` of the whole queue
@@ -369,12 +368,11 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
         # left nothing, wait for those claims to settle and take whatever still waits.
         for skip_locked in (True, False) if last else (True,):
             for choice in ranked:
-                ticket_id = choice.candidate.ticket_id
-                if skip_locked and ticket_id in skipped:
-                    continue
-                row = await uow.repo.claim_waiting(ticket_id, skip_locked=skip_locked)
+                # A deeper read tries the first ones again: one let go meanwhile keeps its turn.
+                row = await uow.repo.claim_waiting(
+                    choice.candidate.ticket_id, skip_locked=skip_locked
+                )
                 if row is None:
-                    skipped.add(ticket_id)
                     continue
                 _call(uow, row, counter, c.clerk_id, choice.reason)
                 await uow.commit(answering=row.id)

@@ -398,57 +398,84 @@ async def queue_of(bus: Bus, clock: FixedClock, hall_id: int, service_id: int, n
 
 
 async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices(
-    pg_bus: Bus, clock: FixedClock
+    pg_bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Call-next first ranks the heads of the queue (FIRST_TRIES); when other transactions
-    hold every one of them, it reads deeper and calls the first ticket nobody holds — not
-    'nobody is waiting' — and once they let go, the first in line is called next."""
-    from queue_server.service.queue import FIRST_TRIES
+    """Call-next first reads and ranks the heads of the queue (FIRST_TRIES each); when
+    other transactions hold every one of them, it reads deeper (CLAIM_TRIES) and calls the
+    first ticket nobody holds — not 'nobody is waiting' — and once they let go, the first
+    in line is called next, from the first read alone."""
+    from queue_server.db.repository import Repository
+    from queue_server.service.queue import CLAIM_TRIES, FIRST_TRIES
 
     bus = pg_bus
     hall_id, service_id, desks = await make_hall(bus, counters=1)
     ids = await queue_of(bus, clock, hall_id, service_id, FIRST_TRIES + 6)
     held = ids[: FIRST_TRIES + 2]
     counter_id, clerk_id = desks[0]
+    depths: list[int] = []
+    heads = Repository.waiting_heads
+
+    async def counted(self: Repository, *args: Any) -> Any:
+        depths.append(args[-1])
+        return await heads(self, *args)
+
+    monkeypatch.setattr(Repository, "waiting_heads", counted)
     async with bus.sessions() as other, other.begin():
         locked = await other.execute(
             select(TicketRow.id).where(TicketRow.id.in_(held)).with_for_update()
         )
         assert len(locked.all()) == len(held)
-        result = await bus.execute(commands.CallNext(counter_id, clerk_id))
+        async with asyncio.timeout(30):  # a claim that waited on them would never return
+            result = await bus.execute(commands.CallNext(counter_id, clerk_id))
         assert result.ticket_id == ids[len(held)], result
+        assert depths == [FIRST_TRIES, CLAIM_TRIES]
     await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    depths.clear()
     result = await bus.execute(commands.CallNext(counter_id, clerk_id))
     assert result.ticket_id == ids[0]
+    assert depths == [FIRST_TRIES]
 
 
+@pytest.mark.parametrize("queued", [3, 20], ids=["within the first read", "read deeper"])
 async def test_call_next_waits_for_a_claim_that_comes_to_nothing(
-    pg_bus: Bus, clock: FixedClock
+    pg_bus: Bus, clock: FixedClock, queued: int
 ) -> None:
-    """A short queue, every ticket held by another counter's claim: call-next waits for the
-    claims to settle instead of answering 'nobody is waiting', and calls the first in line
-    when the other transaction lets it go without calling it."""
+    """A queue every ticket of which another counter's claim holds (shorter than the first
+    read, or found whole only by the deeper one): call-next waits for the claims to settle
+    instead of answering 'nobody is waiting', and calls the first in line when the other
+    transaction lets it go without calling it."""
+    from queue_server.service.queue import CLAIM_TRIES, FIRST_TRIES
+
+    assert queued < FIRST_TRIES or FIRST_TRIES < queued < CLAIM_TRIES
     bus = pg_bus
     hall_id, service_id, desks = await make_hall(bus, counters=1)
-    ids = await queue_of(bus, clock, hall_id, service_id, 3)
+    ids = await queue_of(bus, clock, hall_id, service_id, queued)
     counter_id, clerk_id = desks[0]
     async with bus.sessions() as other:
         async with other.begin():
             await other.execute(select(TicketRow.id).where(TicketRow.id.in_(ids)).with_for_update())
             calling = asyncio.ensure_future(bus.execute(commands.CallNext(counter_id, clerk_id)))
             # Wait for the call to wait on those locks (PostgreSQL shows it), then let go.
-            while not calling.done():
-                # Read live (pg_stat_activity would be kept for the transaction).
-                waiting = await other.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-                    )
-                )
-                if waiting:
-                    break
-                await asyncio.sleep(0.01)
+            # (Bounded: a call stuck on anything else fails the test, not the suite.)
+            async with asyncio.timeout(30):
+                await wait_until_blocked_by(other, calling)
             assert not calling.done(), await calling
             await other.rollback()
-        result = await calling
+        async with asyncio.timeout(30):
+            result = await calling
     assert result.ticket_id == ids[0], result
+
+
+async def wait_until_blocked_by(other: Any, calling: asyncio.Future[Any]) -> None:
+    """Until some session waits for a lock ``other`` holds (or ``calling`` ended)."""
+    while not calling.done():
+        # Read live (pg_stat_activity would be kept for the transaction).
+        waiting = await other.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
