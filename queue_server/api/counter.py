@@ -14,7 +14,7 @@ from queue_server.service import commands as cmd
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.hall_config import CounterOut
-from queue_server.service.queue import WaitingEntry, waiting_for_counter
+from queue_server.service.queue import WaitingEntry, waiting_for_counter, waiting_total
 from queue_server.service.views import TicketView
 from queue_server.service.visitors import VisitorId
 from queue_server.settings import Settings
@@ -29,6 +29,8 @@ from .tickets import with_follow_url
 class CounterConsole:
     counter: CounterOut
     current: TicketView | None
+    waiting_total: int
+    """How many wait today for the counter's matters (``/waiting`` lists the first 50)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ async def console(bus: Bus, settings: Settings, counter_id: int) -> CounterConso
         if current_id
         else None
     )
-    return CounterConsole(counter, current)
+    return CounterConsole(counter, current, await bus.run(waiting_total, counter_id))
 
 
 class CounterController(Controller):
@@ -79,7 +81,8 @@ class CounterController(Controller):
     async def waiting(
         self, counter_id: FromPath[int], bus: NamedDependency[Bus]
     ) -> list[WaitingEntry]:
-        """The tickets this counter would call, in the policy's order, with the reasons."""
+        """The first 50 tickets this counter would call, in the policy's order, with the
+        reasons (the console's ``waiting_total`` counts everyone waiting)."""
         return await bus.run(waiting_for_counter, counter_id)
 
     @post("/open", status_code=200)

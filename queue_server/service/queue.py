@@ -554,7 +554,8 @@ class WaitingEntry:
 
 
 async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingEntry]:
-    """The counter's waiting tickets in the order call-next would take them."""
+    """The first ``CLAIM_TRIES`` of the counter's waiting tickets, in the order call-next
+    would take them (``waiting_total`` counts them all)."""
     found = await uow.repo.counter(counter_id)
     if found is None:
         raise NotFound(f"no counter with id {counter_id}")
@@ -575,6 +576,24 @@ async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingE
             ch.reason,
         )
         for ch in rank(
-            counter.profile, waiting, now, policy_config(hall), hall.tz, floor, counter.id
+            counter.profile,
+            waiting,
+            now,
+            policy_config(hall),
+            hall.tz,
+            floor,
+            counter.id,
+            CLAIM_TRIES,  # the heads read rank exactly this many (repository.waiting_heads)
         )
     ]
+
+
+async def waiting_total(uow: UnitOfWork, counter_id: int) -> int:
+    """How many wait today for the counter's matters (its console lists the first few)."""
+    found = await uow.repo.counter(counter_id)
+    if found is None:
+        raise NotFound(f"no counter with id {counter_id}")
+    counter = found[1]
+    hall = await _hall(uow, counter.hall_id)
+    day = business_day(uow.clock.now(), hall.tz)
+    return await uow.repo.count_waiting(hall.id, day, counter.profile)

@@ -171,6 +171,7 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
     await expect(waiting.nth(1)).to_contain_text("A002")
     await expect(waiting.nth(0)).to_contain_text(re.compile(r"longest wait \d+ min"))
     await expect(page.locator("#waiting-count")).to_have_text("(2)")
+    await expect(page.locator("#waiting-more")).to_be_hidden()
     await screenshot(page, "counter-waiting-desktop-en")
 
     await page.keyboard.press("s")  # nothing to start yet: refused on the page, no request
@@ -235,6 +236,25 @@ async def test_a_clerk_works_the_queue_by_keyboard_alone(browser: Any, demo: Dem
         counter = (await clerk.http.get("/api/counters/1")).json()["counter"]
         assert (counter["state"], counter["clerk_id"]) == ("closed", None)
     assert not page.script_errors
+
+
+async def test_a_long_queue_is_counted_whole_and_listed_by_its_first_fifty(
+    browser: Any, demo: Demo
+) -> None:
+    """The clerk sees how many wait for the counter's matters, not just the list's length,
+    and is told the list holds the first 50 in call order."""
+    server, creds = demo
+    page = await new_page(browser, "desktop", "en")
+    await sign_in(page, server, creds["clerk"])
+    await expect(page.locator("#waiting-more")).to_be_hidden()
+    for _ in range(52):
+        await issue(server.base, creds["kiosk"])
+    await expect(page.locator("#waiting-count")).to_have_text("(52)")
+    await expect(page.locator("#waiting-list li")).to_have_count(50)
+    await expect(page.locator("#waiting-list li").first).to_contain_text("A001")
+    await expect(page.locator("#waiting-more")).to_have_text(
+        "The first 50 of 52, in the order they will be called."
+    )
 
 
 async def test_transfer_to_another_matter(browser: Any, demo: Demo) -> None:

@@ -323,6 +323,30 @@ async def test_waiting_list_shows_policy_order(
     ]
 
 
+async def test_the_waiting_list_shows_the_first_fifty_and_counts_everyone(
+    client: AsyncTestClient[Any], bus: Bus, clock: FixedClock
+) -> None:
+    """A long queue: the counter's list holds the first 50 in the order call-next takes
+    them, and its console counts everyone waiting for its matters (not the list's length)."""
+    hall = await build_hall(client, bus)
+    for _ in range(53):
+        await issue(client, hall, "A")
+        clock.advance(seconds=20)
+    await issue(client, hall, "C")  # secondary at counter 1: counted too
+    await issue(client, hall, "B")  # counter 2's only: not counted at counter 1
+    await open_counter(client, hall, 0, 1)
+    counter = f"/api/counters/{hall.counters[1]}"
+    listed = (await call_as(client, hall.clerks[0], "GET", f"{counter}/waiting")).json()
+    assert len(listed) == 50
+    assert [w["number"] for w in listed] == [f"A{n:03d}" for n in range(1, 51)]
+    console = await call_as(client, hall.clerks[0], "GET", counter)
+    assert console.json()["waiting_total"] == 54
+    called = (await act(client, hall, 0, 1, "call-next")).json()
+    assert called["ticket"]["number"] == listed[0]["number"]
+    console = await call_as(client, hall.clerks[0], "GET", counter)
+    assert console.json()["waiting_total"] == 53
+
+
 async def test_a_finished_service_is_rated_once_and_the_manager_sees_it(
     client: AsyncTestClient[Any], bus: Bus
 ) -> None:

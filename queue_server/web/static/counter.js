@@ -100,7 +100,7 @@ function localise(text, table) {
 const S = {
   user: null, csrf: "", hallId: null, tz: "Asia/Shanghai",
   counters: [], services: new Map(),
-  counterId: null, counter: null, current: null, waiting: [], alerts: [],
+  counterId: null, counter: null, current: null, waiting: [], waitingTotal: 0, alerts: [],
   view: "loading", busy: false, feed: null, live: null,
   seenWaiting: null, seenAlerts: null, last: "", pending: null,
 };
@@ -306,6 +306,7 @@ async function enterConsole(counterId) {
   S.counter = null;
   S.current = null;
   S.waiting = [];
+  S.waitingTotal = 0;
   $("last").hidden = true;
   $("correct-open").hidden = true;
   $("correct-form").hidden = true;
@@ -396,6 +397,7 @@ function apply(console_, waiting, alerts) {
   if (S.view !== "console" || !console_) return;
   S.counter = console_.counter;
   S.current = console_.current;
+  S.waitingTotal = console_.waiting_total;
   if (waiting) S.waiting = waiting;
   if (alerts) S.alerts = alerts;
   render();
@@ -578,8 +580,13 @@ function renderButtons() {
 
 function renderWaiting() {
   const list = $("waiting-list");
-  $("waiting-count").textContent = `(${S.waiting.length})`;
+  // The list holds the first few in call order; the count is everyone waiting.
+  const total = Math.max(S.waitingTotal ?? 0, S.waiting.length);
+  $("waiting-count").textContent = `(${total})`;
   $("waiting-empty").hidden = S.waiting.length > 0;
+  $("waiting-more").hidden = total <= S.waiting.length;
+  $("waiting-more").textContent = t("The first {shown} of {total}, in the order they will be called.",
+    { shown: S.waiting.length, total });
   list.replaceChildren(...S.waiting.map((w) => {
     const marks = [label(KIND, w.kind)];
     if (w.priority !== "none") marks.push(label(PRIORITY, w.priority));
