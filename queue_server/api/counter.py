@@ -15,6 +15,7 @@ from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.hall_config import CounterOut
 from queue_server.service.queue import WaitingEntry, waiting_for_counter, waiting_total
+from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.service.views import TicketView
 from queue_server.service.visitors import VisitorId
 from queue_server.settings import Settings
@@ -48,15 +49,19 @@ class TransferOut:
 
 
 async def console(bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
-    """The counter, its profile and its current ticket (also what the counter feed sends)."""
-    counter = await bus.run(hall_config.get_counter, counter_id)
-    current_id = await bus.run(views.current_ticket_id, counter_id)
+    """The counter, its profile, its current ticket and how many wait for it."""
+    return await bus.run(read_console, settings, counter_id)
+
+
+async def read_console(uow: UnitOfWork, settings: Settings, counter_id: int) -> CounterConsole:
+    """``console`` in the caller's unit of work (the counter feed reads it with the rest of
+    its message in one)."""
+    counter = await hall_config.get_counter(uow, counter_id)
+    current_id = await views.current_ticket_id(uow, counter_id)
     current = (
-        with_follow_url(await bus.run(views.ticket_view, current_id), settings)
-        if current_id
-        else None
+        with_follow_url(await views.ticket_view(uow, current_id), settings) if current_id else None
     )
-    return CounterConsole(counter, current, await bus.run(waiting_total, counter_id))
+    return CounterConsole(counter, current, await waiting_total(uow, counter_id))
 
 
 class CounterController(Controller):

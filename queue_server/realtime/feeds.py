@@ -21,13 +21,14 @@ from litestar.params import FromPath, QueryParameter
 
 from display.board import BoardView
 from queue_server.api.auth import PUBLIC, STAFF, roles
-from queue_server.api.counter import console
+from queue_server.api.counter import read_console
 from queue_server.api.tickets import with_follow_url
 from queue_server.service import hall_config, kiosk_prints, printing, views
 from queue_server.service.accounts import Principal
 from queue_server.service.bus import Bus
 from queue_server.service.errors import NotFound
 from queue_server.service.queue import waiting_for_counter
+from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
 from .access import hold_access
@@ -242,14 +243,17 @@ async def counter_feed(
             return False  # a booking reaches the queue as a ticket (TicketIssued)
         return data.get("counter_id") == counter_id or data.get("service_id") in matters
 
-    async def state() -> dict[str, Any]:
+    silent = timedelta(seconds=settings.screen_silent_seconds)
+
+    async def read(uow: UnitOfWork) -> dict[str, Any]:
         return {
-            "counter": await console(bus, settings, counter_id),
-            "waiting": await bus.run(waiting_for_counter, counter_id),
-            "alerts": await bus.run(
-                printing.alerts, counter.hall_id, timedelta(seconds=settings.screen_silent_seconds)
-            ),
+            "counter": await read_console(uow, settings, counter_id),
+            "waiting": await waiting_for_counter(uow, counter_id),
+            "alerts": await printing.alerts(uow, counter.hall_id, silent),
         }
+
+    async def state() -> dict[str, Any]:
+        return await bus.run(read)  # one unit of work per message, not six
 
     await _follow_changes(socket, hubs, counter.hall_id, ChangeListener(cares), state)
 
