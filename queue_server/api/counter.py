@@ -79,7 +79,8 @@ class CounterController(Controller):
         bus: NamedDependency[Bus],
         settings: NamedDependency[Settings],
     ) -> CounterConsole:
-        """The counter, its profile and its current ticket."""
+        """The counter, its profile, its current ticket and how many wait for its matters
+        (`waiting_total`; `/waiting` lists the first 50)."""
         return await console(bus, settings, counter_id)
 
     @get("/waiting")

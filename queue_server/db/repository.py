@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -386,15 +386,8 @@ class Repository:
         ids = list(service_ids)
         if not ids:
             return 0
-        found = await self.session.scalar(
-            select(func.count()).where(
-                TicketRow.hall_id == hall_id,
-                TicketRow.business_day == day,
-                TicketRow.state == TicketState.WAITING,
-                TicketRow.service_id.in_(ids),
-            )
-        )
-        return int(found or 0)
+        values = {"hall": hall_id, "day": day, "services": ids}
+        return int(await self.session.scalar(sql.COUNT_WAITING, values) or 0)
 
     async def waiting_heads(
         self, hall_id: int, day: date, service_ids: Iterable[int], per_kind: int

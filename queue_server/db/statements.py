@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, select, text, update
+from sqlalchemy import Integer, Select, Table, bindparam, func, literal_column, select, text, update
 
 from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
 
@@ -230,6 +230,16 @@ def _waiting_heads() -> Select[Any]:
 
 
 WAITING_HEADS = _waiting_heads()
+
+COUNT_WAITING = select(func.count()).where(
+    TICKETS.c.hall_id == bindparam("hall"),
+    TICKETS.c.business_day == bindparam("day"),
+    # Written out, not bound: PostgreSQL then counts from the partial index on waiting
+    # tickets (ix_tickets_waiting_heads) under a generic plan too.
+    TICKETS.c.state == literal_column("'waiting'"),
+    TICKETS.c.service_id.in_(bindparam("services", expanding=True)),
+)
+"""How many of a hall's tickets of some matters wait on a business day."""
 
 PG_WAITING_HEADS = text(
     """

@@ -255,6 +255,16 @@ async def test_a_long_queue_is_counted_whole_and_listed_by_its_first_fifty(
     await expect(page.locator("#waiting-more")).to_have_text(
         "The first 50 of 52, in the order they will be called."
     )
+    # One more joins behind the list: the clerk hears the count, not a number.
+    await issue(server.base, creds["kiosk"])
+    await expect(page.locator("#live")).to_have_text("53 waiting")
+    await expect(page.locator("#waiting-count")).to_have_text("(53)")
+    # A call moves A051 up into the list: nobody joined, nobody is announced as waiting.
+    await page.keyboard.press("n")
+    await expect(current(page)).to_have_text("A001")
+    await expect(page.locator("#waiting-list li").last).to_contain_text("A051")
+    await expect(page.locator("#waiting-count")).to_have_text("(52)")
+    await expect(page.locator("#live")).not_to_contain_text("is waiting")
 
 
 async def test_transfer_to_another_matter(browser: Any, demo: Demo) -> None:

@@ -307,6 +307,9 @@ async function enterConsole(counterId) {
   S.current = null;
   S.waiting = [];
   S.waitingTotal = 0;
+  S.seenTotal = null;
+  $("waiting-count").textContent = "";
+  $("waiting-more").hidden = true;
   $("last").hidden = true;
   $("correct-open").hidden = true;
   $("correct-form").hidden = true;
@@ -597,14 +600,17 @@ function renderWaiting() {
       h("span", { class: "waited" }, t("Waited {n} min", { n: w.waited_minutes })),
       h("span", { class: "reason" }, localise(w.reason, REASONS)));
   }));
-  // Say who joined (not on the first render: that is just the state as it is).
+  // Say who joined (not on the first render: that is just the state as it is). Only when
+  // more wait than before: a call moves the next one up into a cut list, nobody joined.
   const ids = new Set(S.waiting.map((w) => w.ticket_id));
-  if (S.seenWaiting) {
+  if (S.seenWaiting && S.seenTotal !== null && total > S.seenTotal) {
     const joined = S.waiting.filter((w) => !S.seenWaiting.has(w.ticket_id));
-    if (joined.length === 1) announce(t("{number} is waiting.", { number: joined[0].number }));
-    else if (joined.length > 1) announce(t("{n} waiting", { n: S.waiting.length }));
+    if (total === S.seenTotal + 1 && joined.length === 1) {
+      announce(t("{number} is waiting.", { number: joined[0].number }));
+    } else announce(t("{n} waiting", { n: total }));
   }
   S.seenWaiting = ids;
+  S.seenTotal = total;
 }
 
 function renderAlerts() {
