@@ -553,16 +553,21 @@ class WaitingEntry:
     reason: str
 
 
-async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingEntry]:
-    """The first ``CLAIM_TRIES`` of the counter's waiting tickets, in the order call-next
-    would take them (``waiting_total`` counts them all)."""
+async def _counter_today(uow: UnitOfWork, counter_id: int) -> tuple[Counter, Hall, datetime, date]:
+    """The counter (not locked), its hall, now and the hall's business day now."""
     found = await uow.repo.counter(counter_id)
     if found is None:
         raise NotFound(f"no counter with id {counter_id}")
     counter = found[1]
     hall = await _hall(uow, counter.hall_id)
     now = uow.clock.now()
-    day = business_day(now, hall.tz)
+    return counter, hall, now, business_day(now, hall.tz)
+
+
+async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingEntry]:
+    """The first ``CLAIM_TRIES`` of the counter's waiting tickets, in the order call-next
+    would take them (``waiting_total`` counts them all)."""
+    counter, hall, now, day = await _counter_today(uow, counter_id)
     waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, CLAIM_TRIES)
     floor = await lookahead_floor(uow, hall.id, day, now, waiting)
     return [
@@ -590,10 +595,5 @@ async def waiting_for_counter(uow: UnitOfWork, counter_id: int) -> list[WaitingE
 
 async def waiting_total(uow: UnitOfWork, counter_id: int) -> int:
     """How many wait today for the counter's matters (its console lists the first few)."""
-    found = await uow.repo.counter(counter_id)
-    if found is None:
-        raise NotFound(f"no counter with id {counter_id}")
-    counter = found[1]
-    hall = await _hall(uow, counter.hall_id)
-    day = business_day(uow.clock.now(), hall.tz)
+    counter, hall, _, day = await _counter_today(uow, counter_id)
     return await uow.repo.count_waiting(hall.id, day, counter.profile)
