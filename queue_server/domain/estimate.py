@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from .floor import Candidate, CounterNow, Floor
 from .model import NO_PRIORITY, CounterState, ServiceLevel, TicketKind
@@ -100,6 +101,44 @@ class Traced:
     ``groups`` they count the real tickets of a group that joined before one
     (``tell_traced``)."""
 
+    # Indexes over the turns, each made when first asked for: a kiosk rush extends a
+    # projection with a few walk-ins at a time and tells each of them, so a pass over the
+    # turns per answer (or per extension) was most of an answer's cost in a long queue.
+
+    @cached_property
+    def turn_of(self) -> dict[int, int]:
+        """Each ticket called in the projection (real or expected), by its turn."""
+        return {s.picked.ticket_id: i for i, s in enumerate(self.steps) if s.picked is not None}
+
+    @cached_property
+    def called_ahead(self) -> dict[int, int]:
+        """For each real ticket called, how many real tickets of its matter are called
+        strictly before it (the turns are in time order: those called at the same moment
+        in earlier turns are not ahead)."""
+        ahead: dict[int, int] = {}
+        so_far: dict[int, tuple[int, datetime | None, int]] = {}
+        """Per matter: real tickets called, the moment of the latest, how many at it."""
+        for s in self.steps:
+            if s.picked is None or s.picked.ticket_id <= 0:
+                continue
+            at = self.called[s.picked.ticket_id]
+            count, last, at_last = so_far.get(s.picked.service_id, (0, None, 0))
+            tied = at_last if last == at else 0
+            ahead[s.picked.ticket_id] = count - tied
+            so_far[s.picked.service_id] = (count + 1, at, tied + 1)
+        return ahead
+
+    @cached_property
+    def called_arrivals(self) -> dict[int, list[tuple[datetime, int]]]:
+        """Per matter, the arrivals (``_arrival``) of the real tickets called, sorted."""
+        found: dict[int, list[tuple[datetime, int]]] = {}
+        for s in self.steps:
+            if s.picked is not None and s.picked.ticket_id > 0:
+                found.setdefault(s.picked.service_id, []).append(_arrival(s.picked))
+        for arrivals in found.values():
+            arrivals.sort()
+        return found
+
 
 def project_traced(floor: Floor, choose: Chooser) -> Traced:
     """``project``, with its turns kept for ``resume``."""
@@ -178,8 +217,16 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     if same == 0:
         return project_traced(floor, choose)
     if same == len(traced.steps) == PROJECTION_STEPS:  # played as far as it plays
-        return replace(start, steps=traced.steps, called=traced.called)
+        return _same_turns(replace(start, steps=traced.steps, called=traced.called), traced)
     return _play(start, free, choose, traced.steps[:same])
+
+
+def _same_turns(resumed: Traced, traced: Traced) -> Traced:
+    """``resumed``, which has ``traced``'s turns, with the indexes over them made already."""
+    for index in ("turn_of", "called_ahead", "called_arrivals"):
+        if index in traced.__dict__:
+            resumed.__dict__[index] = traced.__dict__[index]
+    return resumed
 
 
 def _arrival(c: Candidate) -> tuple[datetime, int]:
@@ -194,7 +241,7 @@ def _first_divergence(traced: Traced, joined: Sequence[Candidate]) -> int:
     least of 1 + the turn that called the last ticket ahead of it in its group (a group
     is called in its order); every turn if that ticket is never called in the record."""
     turns = len(traced.steps)
-    turn = {s.picked.ticket_id: i for i, s in enumerate(traced.steps) if s.picked is not None}
+    turn = traced.turn_of
     same = turns
     for walk_in in joined:
         members = traced.groups.get(_group(walk_in), ())
@@ -541,21 +588,8 @@ def tell_traced(
         return tell(ticket_id, floor, choose, traced.called, orders)
     at = traced.called.get(ticket_id)
     if at is not None:
-        # Called in the projection: those of its matter called before it are ahead. The
-        # turns are in time order, so they are all among the turns before its own.
-        turn, matter = next(
-            (i, s.picked.service_id)
-            for i, s in enumerate(traced.steps)
-            if s.picked is not None and s.picked.ticket_id == ticket_id
-        )
-        ahead = sum(
-            1
-            for s in traced.steps[:turn]
-            if s.picked is not None
-            and s.picked.ticket_id > 0
-            and s.picked.service_id == matter
-            and traced.called[s.picked.ticket_id] < at
-        )
+        # Called in the projection: those of its matter called before it are ahead.
+        ahead = traced.called_ahead[ticket_id]
         point = max(0.0, (at - now).total_seconds() / 60)
         low, high = band(point)
         return Told(round(point), low, high, ahead, "projected by the queue policy")
@@ -577,14 +611,8 @@ def tell_traced(
         if group[0] == matter:
             before = bisect.bisect_left(members, key, key=_arrival)
             ahead += before - bisect.bisect_left(traced.expected_by_group.get(group, ()), key)
-    ahead += sum(
-        1
-        for s in traced.steps
-        if s.picked is not None
-        and s.picked.ticket_id > 0
-        and s.picked.service_id == matter
-        and _arrival(s.picked) > key
-    )
+    called_arrivals = traced.called_arrivals.get(matter, [])
+    ahead += len(called_arrivals) - bisect.bisect_right(called_arrivals, key)
     return Told(None, None, None, ahead, "more are waiting than the estimate plays forward")
 
 

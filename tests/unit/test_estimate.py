@@ -485,6 +485,45 @@ def test_told_from_the_projection_as_from_everyone_waiting(
     }
 
 
+def test_told_right_through_a_rush_of_resumed_projections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kiosk rush as the server meets it: a projection resumed batch after batch, and
+    everyone waiting told after each batch (which makes the projection's indexes over its
+    turns; a resumed projection with the same turns keeps them). Each answer is what
+    ``tell`` works out from everyone waiting, whether the projection reaches the ticket or
+    stops short of it (cut to a few turns on some halls)."""
+    choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
+    kept = 0
+    for seed in range(40):
+        dice = random.Random(seed)
+        monkeypatch.setattr(estimate, "PROJECTION_STEPS", dice.choice([2000, 5, 30]))
+        hall = random_hall(dice)
+        traced = project_traced(hall, choose)
+        next_id = 1000
+        for _ in range(dice.randint(2, 5)):
+            batch = [
+                waiting(
+                    tid,
+                    joined_min_ago=dice.choice([-0.5, 0.0, dice.uniform(0, 30)]),
+                    service_id=dice.choice((PASSPORTS, RESIDENCE)),
+                    priority=dice.choice(["none", "none", "elderly"]),
+                )
+                for tid in range(next_id, next_id + dice.randint(1, 4))
+            ]
+            next_id += len(batch)
+            before = traced
+            traced = resume(traced, batch, choose)
+            kept += "turn_of" in traced.__dict__ and traced.steps is before.steps
+            now = NOW + timedelta(seconds=dice.uniform(0, 5))
+            at_now = replace(traced.floor, now=now)
+            assert traced.called == project(traced.floor, choose), seed
+            for ticket in traced.floor.waiting:
+                told = tell_traced(ticket.ticket_id, traced, now, choose)
+                assert told == tell(ticket.ticket_id, at_now, choose, traced.called), seed
+    assert kept > 0  # some batches joined beyond the projection and kept its indexes
+
+
 def test_a_walk_in_joining_a_long_queue_is_projected_without_asking_the_policy_again() -> None:
     """The point of ``resume``: a walk-in at the end of a long queue changes nothing the
     projection played before everyone ahead of them was called, so those turns are
