@@ -64,6 +64,8 @@ Group = tuple[int, str, str]
 class Step:
     """One turn of a counter in a projection, as ``resume`` replays it."""
 
+    at: datetime
+    """When the counter takes its turn (the turns are in time order)."""
     counter_id: int
     picked: Candidate | None
     """The ticket it called (None: nobody it could call had joined)."""
@@ -100,37 +102,20 @@ class Traced:
     """Per group, the arrivals (``_arrival``) of its expected members, sorted: with
     ``groups`` they count the real tickets of a group that joined before one
     (``tell_traced``)."""
-
-    # Indexes over the turns, each made when first asked for: a kiosk rush extends a
-    # projection with a few walk-ins at a time and tells each of them, so a pass over the
-    # turns per answer (or per extension) was most of an answer's cost in a long queue.
-
-    @cached_property
-    def turn_of(self) -> dict[int, int]:
-        """Each ticket called in the projection (real or expected), by its turn."""
-        return {s.picked.ticket_id: i for i, s in enumerate(self.steps) if s.picked is not None}
-
-    @cached_property
-    def called_ahead(self) -> dict[int, int]:
-        """For each real ticket called, how many real tickets of its matter are called
-        strictly before it (the turns are in time order: those called at the same moment
-        in earlier turns are not ahead)."""
-        ahead: dict[int, int] = {}
-        so_far: dict[int, tuple[int, datetime | None, int]] = {}
-        """Per matter: real tickets called, the moment of the latest, how many at it."""
-        for s in self.steps:
-            if s.picked is None or s.picked.ticket_id <= 0:
-                continue
-            at = self.called[s.picked.ticket_id]
-            count, last, at_last = so_far.get(s.picked.service_id, (0, None, 0))
-            tied = at_last if last == at else 0
-            ahead[s.picked.ticket_id] = count - tied
-            so_far[s.picked.service_id] = (count + 1, at, tied + 1)
-        return ahead
+    # Indexes over the turns, kept up while playing: a kiosk rush extends a projection
+    # with a few walk-ins at a time and tells each of them, and a pass over the turns per
+    # answer, or a replay of every turn per extension, was most of an answer's cost.
+    turn_of: dict[int, int] = field(default_factory=dict)
+    """Each ticket called in the projection (real or expected), by its turn."""
+    times: dict[int, list[datetime]] = field(default_factory=dict)
+    """Per matter, when its real tickets are called, in turn (so time) order."""
+    checkpoints: tuple[_Checkpoint, ...] = ()
+    """The play's state every ``CHECKPOINT_EVERY`` turns, from which ``resume`` replays."""
 
     @cached_property
     def called_arrivals(self) -> dict[int, list[tuple[datetime, int]]]:
-        """Per matter, the arrivals (``_arrival``) of the real tickets called, sorted."""
+        """Per matter, the arrivals (``_arrival``) of the real tickets called, sorted
+        (made when first asked for; kept by a resumed projection with the same turns)."""
         found: dict[int, list[tuple[datetime, int]]] = {}
         for s in self.steps:
             if s.picked is not None and s.picked.ticket_id > 0:
@@ -138,6 +123,101 @@ class Traced:
         for arrivals in found.values():
             arrivals.sort()
         return found
+
+
+CHECKPOINT_EVERY = 32
+"""Turns between two of a projection's checkpoints: a resumed projection replays fewer."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """The play's state as turn ``turn`` begins (never changed once made)."""
+
+    turn: int
+    free: tuple[tuple[datetime, int, CounterNow], ...]
+    """The counters' heap, as a list would hold it."""
+    busy: dict[int, tuple[int | None, datetime | None]]
+    taken: dict[Group, int]
+    gone: frozenset[int]
+    counts: dict[int, int]
+    """Per matter, its real tickets called so far (how much of ``Traced.times`` holds)."""
+
+
+@dataclass
+class _State:
+    """A play under way: where ``_play`` goes on from (fresh, or resumed at a turn)."""
+
+    free: list[tuple[datetime, int, CounterNow]]
+    busy: dict[int, tuple[int | None, datetime | None]]
+    taken: dict[Group, int]
+    gone: set[int]
+    counts: dict[int, int]
+    steps: list[Step]
+    called: dict[int, datetime]
+    turn_of: dict[int, int]
+    times: dict[int, list[datetime]]
+    checkpoints: list[_Checkpoint]
+
+    @classmethod
+    def fresh(cls, free: list[tuple[datetime, int, CounterNow]]) -> _State:
+        heapq.heapify(free)
+        # What each counter is busy with in the projection, for the policy's look-ahead.
+        busy = {c.counter_id: (c.serving, c.since) for _, _, c in free}
+        return cls(free, busy, {}, set(), {}, [], {}, {}, {}, [])
+
+    @classmethod
+    def resumed(cls, traced: Traced, same: int) -> _State:
+        """``traced``'s play as its turn ``same`` begins: from the checkpoint before it,
+        its turns since replayed as recorded (without asking the policy)."""
+        at_most = min(same // CHECKPOINT_EVERY, len(traced.checkpoints) - 1)
+        mark = traced.checkpoints[at_most]
+        free = list(mark.free)
+        busy, taken, gone, counts = (
+            dict(mark.busy),
+            dict(mark.taken),
+            set(mark.gone),
+            dict(mark.counts),
+        )
+        for step in traced.steps[mark.turn : same]:
+            at, counter_id, counter = heapq.heappop(free)
+            assert counter_id == step.counter_id, "a replayed turn went to another counter"
+            if step.looked:
+                busy[counter_id] = (None, None)
+            picked = step.picked
+            if picked is not None:
+                busy[counter_id] = (picked.service_id, at)
+                if step.group is None:
+                    gone.add(picked.ticket_id)
+                else:  # a group is called in its order: the first ``taken`` of it are gone
+                    taken[step.group] = taken.get(step.group, 0) + 1
+                if picked.ticket_id > 0:
+                    counts[picked.service_id] = counts.get(picked.service_id, 0) + 1
+            if step.again is not None:
+                heapq.heappush(free, (step.again, counter_id, counter))
+        kept = traced.steps[:same]
+        if 2 * same < len(traced.steps):
+            turn_of = {s.picked.ticket_id: i for i, s in enumerate(kept) if s.picked is not None}
+            called = {s.picked.ticket_id: s.at for s in kept if s.picked and s.picked.ticket_id > 0}
+        else:  # fewer turns to forget than to keep
+            turn_of, called = dict(traced.turn_of), dict(traced.called)
+            for s in traced.steps[same:]:
+                if s.picked is not None:
+                    del turn_of[s.picked.ticket_id]
+                    called.pop(s.picked.ticket_id, None)
+        times = {matter: at[: counts.get(matter, 0)] for matter, at in traced.times.items()}
+        marks = list(traced.checkpoints[: at_most + 1])
+        return cls(free, busy, taken, gone, counts, list(kept), called, turn_of, times, marks)
+
+    def mark(self) -> None:
+        """A checkpoint, every ``CHECKPOINT_EVERY`` turns."""
+        turn = len(self.steps)
+        if turn % CHECKPOINT_EVERY == 0 and (
+            not self.checkpoints or self.checkpoints[-1].turn < turn
+        ):
+            self.checkpoints.append(
+                _Checkpoint(turn, tuple(self.free), dict(self.busy), dict(self.taken),
+                            frozenset(self.gone), dict(self.counts))
+            )  # fmt: skip
 
 
 def project_traced(floor: Floor, choose: Chooser) -> Traced:
@@ -155,7 +235,7 @@ def project_traced(floor: Floor, choose: Chooser) -> Traced:
         key: tuple(_arrival(c) for c in members) for key, members in expected_groups.items()
     }
     start = Traced(floor, appointments, groups, len(waiting), (), {}, expected_by_group)
-    return _play(start, free, choose, ())
+    return _play(start, _State.fresh(free), choose)
 
 
 def _grouped(
@@ -195,8 +275,7 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     if not joined:
         return traced
     floor = replace(traced.floor, waiting=[*traced.floor.waiting, *joined])
-    free = _counters_free(floor)
-    served = {sid for _, _, c in free for sid in c.profile}
+    served = {sid for _, _, c in _counters_free(floor) for sid in c.profile}
     joined = [c for c in joined if c.service_id in served]
     if any(c.ticket_id <= 0 for c in joined):
         raise ValueError("walk-ins joining have positive ids (the expected ones are negative)")
@@ -212,21 +291,15 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
         at = bisect.bisect(members, _arrival(walk_in), key=_arrival)
         groups[key] = (*members[:at], walk_in, *members[at:])
     real = traced.real + len(joined)
-    start = replace(traced, floor=floor, groups=groups, real=real, steps=(), called={})
     same = _first_divergence(traced, joined)
     if same == 0:
         return project_traced(floor, choose)
+    start = replace(traced, floor=floor, groups=groups, real=real)
     if same == len(traced.steps) == PROJECTION_STEPS:  # played as far as it plays
-        return _same_turns(replace(start, steps=traced.steps, called=traced.called), traced)
-    return _play(start, free, choose, traced.steps[:same])
-
-
-def _same_turns(resumed: Traced, traced: Traced) -> Traced:
-    """``resumed``, which has ``traced``'s turns, with the indexes over them made already."""
-    for index in ("turn_of", "called_ahead", "called_arrivals"):
-        if index in traced.__dict__:
-            resumed.__dict__[index] = traced.__dict__[index]
-    return resumed
+        if "called_arrivals" in traced.__dict__:  # the same turns: the same index
+            start.__dict__["called_arrivals"] = traced.called_arrivals
+        return start
+    return _play(start, _State.resumed(traced, same), choose)
 
 
 def _arrival(c: Candidate) -> tuple[datetime, int]:
@@ -272,42 +345,16 @@ def _counters_free(floor: Floor) -> list[tuple[datetime, int, CounterNow]]:
     return free
 
 
-def _play(
-    start: Traced,
-    free: list[tuple[datetime, int, CounterNow]],
-    choose: Chooser,
-    replay: Sequence[Step],
-) -> Traced:
-    """Play the projection from ``start``'s pool: the turns in ``replay`` as recorded,
-    then on with ``choose``."""
+def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
+    """Play the projection on from ``state`` (``start``'s pool less those it has called)
+    with ``choose``."""
     floor = start.floor
-    heapq.heapify(free)
-    # What each counter is busy with in the projection, for the policy's look-ahead.
-    busy: dict[int, tuple[int | None, datetime | None]] = {
-        c.counter_id: (c.serving, c.since) for _, _, c in free
-    }
-    called: dict[int, datetime] = {}
-    taken: dict[Group, int] = {}
-    gone: set[int] = set()
-    for step in replay:
-        at, counter_id, counter = heapq.heappop(free)
-        assert counter_id == step.counter_id, "a replayed turn went to another counter"
-        if step.looked:
-            busy[counter_id] = (None, None)
-        picked = step.picked
-        if picked is not None:
-            called[picked.ticket_id] = at
-            busy[counter_id] = (picked.service_id, at)
-            if step.group is None:
-                gone.add(picked.ticket_id)
-            else:  # a group is called in its order: the first ``taken`` of it are gone
-                taken[step.group] = taken.get(step.group, 0) + 1
-        if step.again is not None:
-            heapq.heappush(free, (step.again, counter_id, counter))
-    pool = _Pool.starting(start, taken, gone)
-    steps: list[Step] = list(replay)
-    left = start.real - sum(1 for tid in called if tid > 0)
+    free, busy, steps, called = state.free, state.busy, state.steps, state.called
+    turn_of, times = state.turn_of, state.times
+    pool = _Pool.starting(start, state.taken, state.gone)
+    left = start.real - len(called)
     while free and left and len(steps) < PROJECTION_STEPS:
+        state.mark()
         at, counter_id, counter = heapq.heappop(free)
         visible = pool.contenders(at, counter.profile)
         choice = None
@@ -324,18 +371,29 @@ def _play(
             later = pool.next_joining(at, counter.profile)
             if later is not None:
                 heapq.heappush(free, (later, counter_id, counter))
-            steps.append(Step(counter_id, None, None, bool(visible), later))
+            steps.append(Step(at, counter_id, None, None, bool(visible), later))
             continue
         picked = choice.candidate
         group = pool.remove(picked)
-        called[picked.ticket_id] = at
-        left -= picked.ticket_id > 0
+        if group is None:
+            state.gone.add(picked.ticket_id)
+        else:
+            state.taken[group] = state.taken.get(group, 0) + 1
+        turn_of[picked.ticket_id] = len(steps)
+        if picked.ticket_id > 0:
+            called[picked.ticket_id] = at
+            times.setdefault(picked.service_id, []).append(at)
+            state.counts[picked.service_id] = state.counts.get(picked.service_id, 0) + 1
+            left -= 1
         busy[counter_id] = (picked.service_id, at)
         again = at + timedelta(minutes=floor.stat(picked.service_id).mean())
         heapq.heappush(free, (again, counter_id, counter))
-        steps.append(Step(counter_id, picked, group, True, again))
-    called_real = {tid: at for tid, at in called.items() if tid > 0}
-    return replace(start, steps=tuple(steps), called=called_real)
+        steps.append(Step(at, counter_id, picked, group, True, again))
+    state.mark()
+    return replace(
+        start, steps=tuple(steps), called=called, turn_of=turn_of, times=times,
+        checkpoints=tuple(state.checkpoints),
+    )  # fmt: skip
 
 
 def _is_booked(c: Candidate) -> bool:
@@ -589,7 +647,9 @@ def tell_traced(
     at = traced.called.get(ticket_id)
     if at is not None:
         # Called in the projection: those of its matter called before it are ahead.
-        ahead = traced.called_ahead[ticket_id]
+        picked = traced.steps[traced.turn_of[ticket_id]].picked
+        assert picked is not None
+        ahead = bisect.bisect_left(traced.times[picked.service_id], at)
         point = max(0.0, (at - now).total_seconds() / 60)
         low, high = band(point)
         return Told(round(point), low, high, ahead, "projected by the queue policy")
