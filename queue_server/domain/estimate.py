@@ -353,6 +353,7 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
     turn_of, times = state.turn_of, state.times
     pool = _Pool.starting(start, state.taken, state.gone)
     left = start.real - len(called)
+    service_time: dict[int, timedelta] = {}
     while free and left and len(steps) < PROJECTION_STEPS:
         state.mark()
         at, counter_id, counter = heapq.heappop(free)
@@ -386,7 +387,12 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
             state.counts[picked.service_id] = state.counts.get(picked.service_id, 0) + 1
             left -= 1
         busy[counter_id] = (picked.service_id, at)
-        again = at + timedelta(minutes=floor.stat(picked.service_id).mean())
+        took = service_time.get(picked.service_id)
+        if took is None:
+            took = service_time[picked.service_id] = timedelta(
+                minutes=floor.stat(picked.service_id).mean()
+            )
+        again = at + took
         heapq.heappush(free, (again, counter_id, counter))
         steps.append(Step(at, counter_id, picked, group, True, again))
     state.mark()

@@ -94,8 +94,14 @@ def _minutes(delta: timedelta) -> int:
     return max(0, int(delta.total_seconds() // 60))
 
 
+_NO_BOOST = timedelta(0)
+
+
 def _score(c: Candidate, level: ServiceLevel, now: datetime, config: PolicyConfig) -> timedelta:
-    score = now - c.queued_at + config.boost(c.priority)
+    # Called a few times a turn for thousands of turns by the estimate's projection.
+    score = now - c.queued_at
+    if c.priority != NO_PRIORITY:
+        score += config.priority_boosts.get(c.priority, _NO_BOOST)
     if level == ServiceLevel.SECONDARY:
         score -= config.secondary_handicap
     return score
@@ -205,7 +211,9 @@ def _ranked(
     """The counter's tickets with their sort keys and tiers (and whether an appointment in
     tier 2 was found urgent by the look-ahead), unsorted."""
     mine = [c for c in waiting if c.service_id in profile]
-    urgent = urgent_appointments(counter_id, floor, now, config) if mine else set()
+    urgent = (
+        urgent_appointments(counter_id, floor, now, config) if floor is not None and mine else set()
+    )
     keyed: list[tuple[tuple[object, ...], Candidate, int, ServiceLevel, bool]] = []
     for c in mine:
         level = profile[c.service_id]
