@@ -11,6 +11,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, JSONBody
 
 from queue_server import ops
+from queue_server.realtime.follows import FollowReads
 from queue_server.service import ratings, views
 from queue_server.service.bus import Bus
 from queue_server.service.views import TicketView
@@ -37,10 +38,17 @@ class PublicController(Controller):
 
     @get("/api/follow/{token:str}")
     async def follow(
-        self, token: FromPath[str], bus: NamedDependency[Bus], settings: NamedDependency[Settings]
+        self,
+        token: FromPath[str],
+        follows: NamedDependency[FollowReads],
+        settings: NamedDependency[Settings],
     ) -> TicketView:
-        """A visitor's ticket by the token in their follow link: state, people ahead, estimate."""
-        return with_follow_url(await bus.run(views.ticket_by_follow_token, token), settings)
+        """A visitor's ticket by the token in their follow link: state, people ahead, estimate.
+
+        Read from the database once, then kept in the process while no event changes the
+        ticket (realtime/follows.py): a waiting ticket's place and wait are told again
+        from the hall's shared projection."""
+        return with_follow_url(await follows.answer(token), settings)
 
     @post("/api/follow/{token:str}/rating", status_code=201)
     async def rate(

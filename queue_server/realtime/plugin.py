@@ -20,6 +20,7 @@ from sqlalchemy import select
 from queue_server.api.auth import PRINCIPALS_STATE, SAFE_METHODS
 from queue_server.db.engine import is_sqlite
 from queue_server.db.tables import HallRow
+from queue_server.domain.events import Event
 from queue_server.service import views
 from queue_server.service.accounts import EVERYONE, PrincipalCache
 from queue_server.service.bus import Bus
@@ -28,6 +29,7 @@ from queue_server.settings import Settings
 
 from .access import AccessWatch
 from .channels import RedisPubSubBackend, channels_on
+from .follows import FollowReads
 from .hub import Hubs
 from .invalidation import Invalidations, hall_ids, listen_for_changes
 from .relay import Relay
@@ -47,6 +49,7 @@ class Realtime(InitPluginProtocol):
         self.hubs: Hubs | None = None
         self.relay: Relay | None = None
         self.snapshots: HallSnapshots | None = None
+        self.follows: FollowReads | None = None
         self.invalidations: Invalidations | None = None
         self.redis = (
             RedisPubSubBackend(settings.redis_url, self._on_reconnect)
@@ -78,12 +81,17 @@ class Realtime(InitPluginProtocol):
         app_config.dependencies["snapshots"] = Provide(
             self._provide_snapshots, sync_to_thread=False
         )
+        app_config.dependencies["follows"] = Provide(self._provide_follows, sync_to_thread=False)
         app_config.middleware.append(self._settling)
         return app_config
 
     def _provide_snapshots(self) -> HallSnapshots:
         assert self.snapshots is not None, "the app has not started"
         return self.snapshots
+
+    def _provide_follows(self) -> FollowReads:
+        assert self.follows is not None, "the app has not started"
+        return self.follows
 
     def _settling(self, app: ASGIApp) -> ASGIApp:
         """Middleware: the answer to a write leaves only once every process has forgotten
@@ -113,7 +121,6 @@ class Realtime(InitPluginProtocol):
             POLL_SQLITE if is_sqlite(url) else POLL_SHARED,
             self.redis.publish_batch if self.redis is not None else None,
         )
-        bus.on_events = self.relay.wake
 
         async def load(hall_id: int) -> Mapping[str, Any]:
             snapshot = await bus.run(views.hall_snapshot, hall_id)
@@ -133,10 +140,20 @@ class Realtime(InitPluginProtocol):
         app.state.relay = self.relay
         self.snapshots = HallSnapshots(bus, self.hubs if self.remembers else None, bus.clock)
         app.state.snapshots = self.snapshots
+        self.follows = FollowReads(bus, self.hubs if self.remembers else None)
+        app.state.follows = self.follows
+        relay, follows = self.relay, self.follows
+
+        def committed(events: list[Event]) -> None:
+            relay.wake()
+            follows.changed(events)
+
+        bus.on_events = committed
         self._tasks = [
             asyncio.create_task(self.relay.run(), name="outbox-relay"),
             asyncio.create_task(self.hubs.watch_forever(), name="hub-watcher"),
             asyncio.create_task(self.snapshots.run(), name="snapshot-idle"),
+            asyncio.create_task(self.follows.run(), name="follow-idle"),
         ]
         if self.remembers:
             self.invalidations = Invalidations(self.channels, self.redis)
@@ -144,6 +161,7 @@ class Realtime(InitPluginProtocol):
             assert self.principals is not None
             self.invalidations.add(self.principals.forget)
             self.invalidations.add(self.snapshots.forget)
+            self.invalidations.add(self.follows.forget)
             self.invalidations.add(self._setup_changed)
             self.invalidations.add(self.access.forget)
             await self.invalidations.start()
@@ -169,3 +187,5 @@ class Realtime(InitPluginProtocol):
             await self.invalidations.stop()
         if self.snapshots is not None:
             await self.snapshots.close()
+        if self.follows is not None:
+            await self.follows.close()

@@ -71,7 +71,8 @@ class Relay:
         self._wake = asyncio.Event()
         self.published = 0
 
-    def wake(self) -> None:
+    def wake(self, events: object = None) -> None:
+        """Publish now (after a commit that wrote ``events``)."""
         self._wake.set()
 
     async def relay_once(self) -> int:

@@ -11,7 +11,7 @@ from queue_server.clock import Clock
 
 from . import audit, queue
 from . import commands as cmd
-from .unit_of_work import UnitOfWork, run_in_transaction
+from .unit_of_work import Committed, UnitOfWork, run_in_transaction
 
 T = TypeVar("T")
 
@@ -39,13 +39,14 @@ class Bus:
         self,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
-        on_events: Callable[[], None] | None = None,
+        on_events: Committed | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         audit.listen()  # what is configured through any bus is in the audit log
         self.on_events = on_events
-        """Called after each commit that wrote events (wakes the outbox relay)."""
+        """Called after each commit that wrote events (wakes the outbox relay, drops kept
+        follower views of the tickets they changed)."""
 
     async def execute(self, command: Any) -> Any:
         """Run the handler of ``command`` in a transaction (retried if it lost a race)."""

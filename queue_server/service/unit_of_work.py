@@ -20,6 +20,9 @@ from .errors import RetryTransaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Committed = Callable[[list[ev.Event]], None]
+"""Told after a commit that wrote events: those the unit of work recorded one by one (a
+ticket issued in one statement on PostgreSQL is written without an ``Event`` here)."""
 MAX_ATTEMPTS = 5
 # PostgreSQL: serialization_failure, deadlock_detected. SQLite: busy past its timeout.
 TRANSIENT_SQLSTATES = {"40001", "40P01"}
@@ -36,7 +39,7 @@ class UnitOfWork:
         self,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
-        on_events: Callable[[], None] | None = None,
+        on_events: Committed | None = None,
     ) -> None:
         self._sessions = sessions
         self.clock = clock
@@ -97,13 +100,14 @@ class UnitOfWork:
             await self.session.flush()
             self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
-        if self.events:
-            await self.repo.record_events(self.events, self.clock.now())
+        events = self.events
+        if events:
+            await self.repo.record_events(events, self.clock.now())
         await self.session.commit()
         self.events = []
         self._recorded = False
         if recorded and self._on_events is not None:
-            self._on_events()
+            self._on_events(events)
 
 
 def is_transient(exc: Exception) -> bool:
@@ -122,7 +126,7 @@ async def run_in_transaction(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
     work: Callable[[UnitOfWork], Awaitable[T]],
-    on_events: Callable[[], None] | None = None,
+    on_events: Committed | None = None,
 ) -> T:
     """Run ``work`` in a fresh unit of work, again (with a short backoff) if it lost a race."""
     for attempt in range(1, MAX_ATTEMPTS + 1):

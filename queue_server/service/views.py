@@ -293,13 +293,27 @@ def _booking_details(found: BookingRow) -> BookingDetails:
 async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
     """The visit's current ticket (after a transfer or an escalation, the new one) for its
     follow link, as its visitor may see it."""
-    ticket_id = await uow.session.scalar(
-        select(func.max(TicketRow.id))
-        .join(VisitRow, VisitRow.id == TicketRow.visit_id)
-        .where(VisitRow.follow_token == token)
-    )
-    if ticket_id is None:
+    ticket_id, _ = await _followed_ticket(uow, token)
+    return await _as_visitor_sees(uow, ticket_id)
+
+
+async def _followed_ticket(uow: UnitOfWork, token: str) -> tuple[int, int]:
+    """The id and hall of the visit's current ticket (its latest) for its follow link."""
+    found = (
+        await uow.session.execute(
+            select(TicketRow.id, TicketRow.hall_id)
+            .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+            .where(VisitRow.follow_token == token)
+            .order_by(TicketRow.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if found is None:
         raise NotFound("no ticket follows this link; check it was copied whole")
+    return found[0], found[1]
+
+
+async def _as_visitor_sees(uow: UnitOfWork, ticket_id: int) -> TicketView:
     # The clerk's note is for staff: the visitor is told the outcome and what to bring.
     return replace(await ticket_view(uow, ticket_id), note=None)
 
@@ -315,12 +329,17 @@ class Followed:
 
 
 async def followed(uow: UnitOfWork, token: str) -> Followed:
-    """``ticket_by_follow_token``, with the ticket's hall and its event number then."""
-    view = await ticket_by_follow_token(uow, token)
-    hall_row = await uow.repo.hall_row(view.hall_id)
+    """``ticket_by_follow_token``, with the ticket's hall and its event number: read before
+    the ticket (on PostgreSQL each statement reads what is committed when it starts), so
+    the view holds at least every event up to that number. Whoever keeps the view until
+    an event about it comes (realtime/follows.py, the ticket feed) hears every later one."""
+    ticket_id, hall_id = await _followed_ticket(uow, token)
+    hall_row = await uow.repo.hall_row(hall_id)
     if hall_row is None:
-        raise NotFound(f"no hall with id {view.hall_id}")
-    return Followed(view, hall_from_row(hall_row), hall_row.event_seq)
+        raise NotFound(f"no hall with id {hall_id}")
+    return Followed(
+        await _as_visitor_sees(uow, ticket_id), hall_from_row(hall_row), hall_row.event_seq
+    )
 
 
 async def retold(uow: UnitOfWork, kept: Followed, need: int) -> TicketView | None:

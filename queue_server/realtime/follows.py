@@ -1,0 +1,222 @@
+"""GET /api/follow/{token} from memory: a follower's ticket read once, then kept by events.
+
+A visitor's follow page reads their ticket when it opens (and again whenever the page is
+reloaded or a phone wakes up). The first read of a token goes to the database; the view is
+then kept in this process while the hall's hub (realtime/hub.py) hears no event about the
+ticket: a waiting ticket's place and wait are told again from the hall's shared projection
+(``views.retold``, no read of the ticket), and a ticket called, served or sent on is
+answered as it was read. An event about the ticket (called, started, finished, sent on,
+rated, its case changed…), a hub that may have missed events (it resynchronised), a change
+of the hall's setup (realtime/invalidation.py) or ``REFRESH_SECONDS`` drop the kept view,
+and the next request reads it again.
+
+A view is kept only when the hub was listening before it was read (its sequence number
+then was at most the hall's number the read saw): every event after the read is heard.
+The hall's number is read before the ticket, so the view holds at least what that number
+says. Like the hall snapshot, a change made through another process shows here as soon as
+its event arrives (milliseconds); a change committed in this process (a clerk's call, a
+visitor's rating) drops the view before its answer goes (``FollowReads.changed``).
+Without hubs (several processes and no Redis to hear each other) every request reads the
+database, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from display.board import BoardView
+from queue_server.domain.events import Event
+from queue_server.service import views
+from queue_server.service.accounts import EVERYONE
+from queue_server.service.bus import Bus
+from queue_server.service.views import Followed, TicketView
+
+from .hub import HallHub, Hubs
+from .invalidation import hall_ids
+
+REFRESH_SECONDS = 30.0
+"""A kept view is read again after this long even if no event was heard about it."""
+IDLE_SECONDS = 60.0
+"""A hall's hub is given back this long after the last follower read of the hall."""
+KEEP_TOKENS = 20_000
+"""Views kept at most in this process (the least recently read go first)."""
+
+
+@dataclass(eq=False)
+class _Kept:
+    followed: Followed
+    read_at: float
+    """``time.monotonic()`` when it was read."""
+
+
+class _HallFollowers:
+    """One hall's kept views: listens to the hall's hub and drops what an event changes."""
+
+    def __init__(self, owner: FollowReads, hall_id: int, hub: HallHub) -> None:
+        self.owner = owner
+        self.hall_id = hall_id
+        self.hub = hub
+        self.tokens: dict[int, str] = {}
+        """The kept tokens by their ticket's id."""
+        self.heard_from = hub.seq
+        """The hub's number when this started listening (or last resynchronised): every
+        event after it is heard."""
+        self.last_read = time.monotonic()
+
+    def snapshot(self, board: BoardView, message: bytes) -> None:
+        # The hub read the hall again: it may have missed events. Read everyone again.
+        self.heard_from = board.seq
+        self.drop_all()
+
+    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
+        ticket_id = data.get("ticket_id")
+        if not isinstance(ticket_id, int) or (token := self.tokens.get(ticket_id)) is None:
+            return
+        kept = self.owner.kept.get(token)
+        if kept is None or kept.followed.seq < seq:
+            del self.tokens[ticket_id]
+            self.owner.kept.pop(token, None)
+
+    def drop_all(self) -> None:
+        for token in self.tokens.values():
+            self.owner.kept.pop(token, None)
+        self.tokens.clear()
+
+
+@dataclass(eq=False)
+class FollowReads:
+    """The process's kept follower views. Without ``hubs`` every request reads the
+    database."""
+
+    bus: Bus
+    hubs: Hubs | None
+    refresh: float = REFRESH_SECONDS
+    idle: float = IDLE_SECONDS
+    reads: int = 0
+    """Views read from the database (tests and benchmarks look)."""
+    kept: OrderedDict[str, _Kept] = field(default_factory=OrderedDict)
+    _halls: dict[int, _HallFollowers] = field(default_factory=dict)
+    _opening: dict[int, asyncio.Task[_HallFollowers]] = field(default_factory=dict)
+
+    async def answer(self, token: str) -> TicketView:
+        """The visitor's ticket as ``views.ticket_by_follow_token`` tells it."""
+        if self.hubs is None:
+            self.reads += 1
+            return await self.bus.run(views.ticket_by_follow_token, token)
+        kept = self.kept.get(token)
+        if kept is not None:
+            view = await self._from_kept(token, kept)
+            if view is not None:
+                return view
+        self.reads += 1
+        followed = await self.bus.run(views.followed, token)
+        # Kept if the hall's hub has heard every event after the read (a hall's first
+        # follower read starts its hub: while events come, the next read is kept).
+        hall = self._halls.get(followed.hall.id) or await self._open(followed.hall.id)
+        self._keep(hall, token, followed)
+        return followed.view
+
+    async def _from_kept(self, token: str, kept: _Kept) -> TicketView | None:
+        hall = self._halls.get(kept.followed.hall.id)
+        if hall is None or time.monotonic() - kept.read_at >= self.refresh:
+            return None
+        hall.last_read = time.monotonic()
+        self.kept.move_to_end(token)
+        if kept.followed.view.state != "waiting":
+            return kept.followed.view
+        # Only the queue moved: the wait told again from the hall's shared projection.
+        return await self.bus.run(views.retold, kept.followed, hall.hub.seq)
+
+    def _keep(self, hall: _HallFollowers, token: str, followed: Followed) -> None:
+        hall.last_read = time.monotonic()
+        if followed.seq < hall.heard_from:
+            return  # events between the read and the listening were not heard
+        old = self.kept.pop(token, None)
+        if old is not None:
+            self._halls.get(old.followed.hall.id, hall).tokens.pop(old.followed.view.id, None)
+        self.kept[token] = _Kept(followed, time.monotonic())
+        hall.tokens[followed.view.id] = token
+        while len(self.kept) > KEEP_TOKENS:
+            _, gone = self.kept.popitem(last=False)
+            gone_hall = self._halls.get(gone.followed.hall.id)
+            if gone_hall is not None:
+                gone_hall.tokens.pop(gone.followed.view.id, None)
+
+    def changed(self, events: list[Event]) -> None:
+        """A commit in this process wrote ``events``: forget the views of the tickets they
+        are about now, before the answer to the write goes (the visitor or clerk who made
+        it reads it back at once; the hub hears of it a few milliseconds later)."""
+        for event in events:
+            ticket_id = getattr(event, "ticket_id", None)
+            if ticket_id is None:
+                continue
+            for hall in self._halls.values():
+                token = hall.tokens.pop(ticket_id, None)
+                if token is not None:
+                    self.kept.pop(token, None)
+
+    async def _open(self, hall_id: int) -> _HallFollowers:
+        """The hall's followers, taking its hub on the first (once, however many come)."""
+        task = self._opening.get(hall_id)
+        if task is None:
+            task = asyncio.create_task(self._acquire(hall_id), name=f"follow-hub-{hall_id}")
+            self._opening[hall_id] = task
+
+            def done(finished: asyncio.Task[_HallFollowers]) -> None:
+                if self._opening.get(hall_id) is finished:
+                    del self._opening[hall_id]
+                finished.cancelled() or finished.exception()
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _acquire(self, hall_id: int) -> _HallFollowers:
+        assert self.hubs is not None
+        hub = await self.hubs.acquire(hall_id)
+        hall = self._halls[hall_id] = _HallFollowers(self, hall_id, hub)
+        hub.attach(hall)
+        return hall
+
+    def forget(self, keys: frozenset[str]) -> None:
+        """Setup changed (realtime.invalidation): these halls' views are read again."""
+        changed = self._halls.values() if EVERYONE in keys else [
+            self._halls[h] for h in hall_ids(keys) if h in self._halls
+        ]  # fmt: skip
+        for hall in changed:
+            hall.drop_all()
+
+    async def release_idle(self) -> None:
+        """Give back the hubs of halls nobody followed for ``idle`` seconds."""
+        assert self.hubs is not None
+        now = time.monotonic()
+        for hall_id, hall in list(self._halls.items()):
+            if now - hall.last_read >= self.idle and self._halls.get(hall_id) is hall:
+                del self._halls[hall_id]
+                hall.drop_all()
+                hall.hub.detach(hall)
+                await self.hubs.release(hall_id)
+
+    async def run(self) -> None:
+        """Release idle halls until cancelled."""
+        if self.hubs is None:
+            return
+        while True:
+            await asyncio.sleep(self.idle / 4)
+            await self.release_idle()
+
+    async def close(self) -> None:
+        for task in list(self._opening.values()):
+            task.cancel()
+        if self.hubs is not None:
+            for hall_id, hall in list(self._halls.items()):
+                del self._halls[hall_id]
+                hall.drop_all()
+                hall.hub.detach(hall)
+                with contextlib.suppress(Exception):
+                    await self.hubs.release(hall_id)
