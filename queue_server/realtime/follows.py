@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from queue_server.service.views import Followed, TicketView
 from .hub import HallHub, Hubs
 from .invalidation import hall_ids
 
+log = logging.getLogger("onedoor.realtime")
 REFRESH_SECONDS = 30.0
 """A kept view is read again after this long even if no event was heard about it."""
 IDLE_SECONDS = 60.0
@@ -54,6 +56,24 @@ class _Kept:
     read_at: float
     """``time.monotonic()`` when it was read."""
 
+    @property
+    def ticket_ids(self) -> tuple[int, ...]:
+        """The tickets whose events change the view: its own, and for a visit sent on to
+        the desk the ticket that was not done (its outcome shows)."""
+        view = self.followed.view
+        return (view.id,) if view.origin is None else (view.id, view.origin.ticket_id)
+
+
+def _remember(recent: OrderedDict[int, int], ticket_id: int, value: int) -> None:
+    recent[ticket_id] = value
+    recent.move_to_end(ticket_id)
+    if len(recent) > RECENT:
+        recent.popitem(last=False)
+
+
+RECENT = 4096
+"""Tickets whose latest change is remembered, for reads that were under way meanwhile."""
+
 
 class _HallFollowers:
     """One hall's kept views: listens to the hall's hub and drops what an event changes."""
@@ -63,7 +83,10 @@ class _HallFollowers:
         self.hall_id = hall_id
         self.hub = hub
         self.tokens: dict[int, str] = {}
-        """The kept tokens by their ticket's id."""
+        """The kept tokens by the ids of the tickets their views show (``_Kept.ticket_ids``)."""
+        self.heard: OrderedDict[int, int] = OrderedDict()
+        """The number of the latest event heard about each recent ticket: a read under way
+        when it came is not kept."""
         self.heard_from = hub.seq
         """The hub's number when this started listening (or last resynchronised): every
         event after it is heard."""
@@ -72,19 +95,21 @@ class _HallFollowers:
     def snapshot(self, board: BoardView, message: bytes) -> None:
         # The hub read the hall again: it may have missed events. Read everyone again.
         self.heard_from = board.seq
+        self.owner.forgotten += 1
         self.drop_all()
 
     def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
         ticket_id = data.get("ticket_id")
-        if not isinstance(ticket_id, int) or (token := self.tokens.get(ticket_id)) is None:
+        if not isinstance(ticket_id, int):
             return
-        kept = self.owner.kept.get(token)
-        if kept is None or kept.followed.seq < seq:
-            del self.tokens[ticket_id]
-            self.owner.kept.pop(token, None)
+        _remember(self.heard, ticket_id, seq)
+        token = self.tokens.get(ticket_id)
+        kept = self.owner.kept.get(token) if token is not None else None
+        if token is not None and (kept is None or kept.followed.seq < seq):
+            self.owner.drop(token)
 
     def drop_all(self) -> None:
-        for token in self.tokens.values():
+        for token in set(self.tokens.values()):
             self.owner.kept.pop(token, None)
         self.tokens.clear()
 
@@ -101,6 +126,12 @@ class FollowReads:
     reads: int = 0
     """Views read from the database (tests and benchmarks look)."""
     kept: OrderedDict[str, _Kept] = field(default_factory=OrderedDict)
+    changes: int = 0
+    """Tickets changed by commits in this process so far."""
+    changed_at: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    """For recent tickets changed here, ``changes`` after their latest change."""
+    forgotten: int = 0
+    """Times views were dropped wholesale (a hub's resync, a change of setup)."""
     _halls: dict[int, _HallFollowers] = field(default_factory=dict)
     _opening: dict[int, asyncio.Task[_HallFollowers]] = field(default_factory=dict)
 
@@ -114,12 +145,18 @@ class FollowReads:
             view = await self._from_kept(token, kept)
             if view is not None:
                 return view
+        changes, forgotten = self.changes, self.forgotten
         self.reads += 1
         followed = await self.bus.run(views.followed, token)
         # Kept if the hall's hub has heard every event after the read (a hall's first
-        # follower read starts its hub: while events come, the next read is kept).
-        hall = self._halls.get(followed.hall.id) or await self._open(followed.hall.id)
-        self._keep(hall, token, followed)
+        # follower read starts its hub: while events come, the next read is kept) and
+        # nothing changed the ticket while it was read.
+        try:
+            hall = self._halls.get(followed.hall.id) or await self._open(followed.hall.id)
+        except Exception:  # the hub could not start (database or Redis away): read each time
+            log.warning("hall %s: follower views not kept", followed.hall.id, exc_info=True)
+            return followed.view
+        self._keep(hall, token, _Kept(followed, time.monotonic()), changes, forgotten)
         return followed.view
 
     async def _from_kept(self, token: str, kept: _Kept) -> TicketView | None:
@@ -133,20 +170,37 @@ class FollowReads:
         # Only the queue moved: the wait told again from the hall's shared projection.
         return await self.bus.run(views.retold, kept.followed, hall.hub.seq)
 
-    def _keep(self, hall: _HallFollowers, token: str, followed: Followed) -> None:
+    def _keep(
+        self, hall: _HallFollowers, token: str, new: _Kept, changes: int, forgotten: int
+    ) -> None:
+        """Keep ``new``, read since this process had made ``changes`` and dropped views
+        wholesale ``forgotten`` times, unless something it shows may have changed since."""
         hall.last_read = time.monotonic()
-        if followed.seq < hall.heard_from:
-            return  # events between the read and the listening were not heard
-        old = self.kept.pop(token, None)
-        if old is not None:
-            self._halls.get(old.followed.hall.id, hall).tokens.pop(old.followed.view.id, None)
-        self.kept[token] = _Kept(followed, time.monotonic())
-        hall.tokens[followed.view.id] = token
+        seq = new.followed.seq
+        if (
+            seq < hall.heard_from  # events between the read and the listening: not heard
+            or self.forgotten != forgotten
+            or any(
+                hall.heard.get(ticket_id, 0) > seq or self.changed_at.get(ticket_id, 0) > changes
+                for ticket_id in new.ticket_ids
+            )  # an event about it came while it was read
+        ):
+            return
+        self.drop(token)
+        self.kept[token] = new
+        for ticket_id in new.ticket_ids:
+            hall.tokens[ticket_id] = token
         while len(self.kept) > KEEP_TOKENS:
-            _, gone = self.kept.popitem(last=False)
-            gone_hall = self._halls.get(gone.followed.hall.id)
-            if gone_hall is not None:
-                gone_hall.tokens.pop(gone.followed.view.id, None)
+            self.drop(next(iter(self.kept)))
+
+    def drop(self, token: str) -> None:
+        """Forget ``token``'s view."""
+        kept = self.kept.pop(token, None)
+        hall = self._halls.get(kept.followed.hall.id) if kept is not None else None
+        if kept is not None and hall is not None:
+            for ticket_id in kept.ticket_ids:
+                if hall.tokens.get(ticket_id) == token:
+                    del hall.tokens[ticket_id]
 
     def changed(self, events: list[Event]) -> None:
         """A commit in this process wrote ``events``: forget the views of the tickets they
@@ -154,12 +208,20 @@ class FollowReads:
         it reads it back at once; the hub hears of it a few milliseconds later)."""
         for event in events:
             ticket_id = getattr(event, "ticket_id", None)
-            if ticket_id is None:
+            if not isinstance(ticket_id, int):
                 continue
-            for hall in self._halls.values():
-                token = hall.tokens.pop(ticket_id, None)
-                if token is not None:
-                    self.kept.pop(token, None)
+            self.changes += 1
+            _remember(self.changed_at, ticket_id, self.changes)
+            hall = self._halls.get(event.hall_id)
+            token = hall.tokens.get(ticket_id) if hall is not None else None
+            if token is not None:
+                self.drop(token)
+
+    def purge(self) -> None:
+        """Drop the views too old to be answered (they would be read again anyway)."""
+        now = time.monotonic()
+        for token in [t for t, kept in self.kept.items() if now - kept.read_at >= self.refresh]:
+            self.drop(token)
 
     async def _open(self, hall_id: int) -> _HallFollowers:
         """The hall's followers, taking its hub on the first (once, however many come)."""
@@ -188,6 +250,7 @@ class FollowReads:
         changed = self._halls.values() if EVERYONE in keys else [
             self._halls[h] for h in hall_ids(keys) if h in self._halls
         ]  # fmt: skip
+        self.forgotten += 1
         for hall in changed:
             hall.drop_all()
 
@@ -207,7 +270,8 @@ class FollowReads:
         if self.hubs is None:
             return
         while True:
-            await asyncio.sleep(self.idle / 4)
+            await asyncio.sleep(max(self.idle / 4, 1.0))
+            self.purge()
             await self.release_idle()
 
     async def close(self) -> None:

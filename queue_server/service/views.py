@@ -293,16 +293,18 @@ def _booking_details(found: BookingRow) -> BookingDetails:
 async def ticket_by_follow_token(uow: UnitOfWork, token: str) -> TicketView:
     """The visit's current ticket (after a transfer or an escalation, the new one) for its
     follow link, as its visitor may see it."""
-    ticket_id, _ = await _followed_ticket(uow, token)
+    ticket_id, _, _ = await _followed_ticket(uow, token)
     return await _as_visitor_sees(uow, ticket_id)
 
 
-async def _followed_ticket(uow: UnitOfWork, token: str) -> tuple[int, int]:
-    """The id and hall of the visit's current ticket (its latest) for its follow link."""
+async def _followed_ticket(uow: UnitOfWork, token: str) -> tuple[int, int, int]:
+    """The id and hall of the visit's current ticket (its latest) for its follow link, and
+    the hall's event number, in one statement (so as of one moment)."""
     found = (
         await uow.session.execute(
-            select(TicketRow.id, TicketRow.hall_id)
+            select(TicketRow.id, TicketRow.hall_id, HallRow.event_seq)
             .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+            .join(HallRow, HallRow.id == TicketRow.hall_id)
             .where(VisitRow.follow_token == token)
             .order_by(TicketRow.id.desc())
             .limit(1)
@@ -310,7 +312,7 @@ async def _followed_ticket(uow: UnitOfWork, token: str) -> tuple[int, int]:
     ).first()
     if found is None:
         raise NotFound("no ticket follows this link; check it was copied whole")
-    return found[0], found[1]
+    return found[0], found[1], found[2]
 
 
 async def _as_visitor_sees(uow: UnitOfWork, ticket_id: int) -> TicketView:
@@ -329,17 +331,18 @@ class Followed:
 
 
 async def followed(uow: UnitOfWork, token: str) -> Followed:
-    """``ticket_by_follow_token``, with the ticket's hall and its event number: read before
-    the ticket (on PostgreSQL each statement reads what is committed when it starts), so
-    the view holds at least every event up to that number. Whoever keeps the view until
-    an event about it comes (realtime/follows.py, the ticket feed) hears every later one."""
-    ticket_id, hall_id = await _followed_ticket(uow, token)
+    """``ticket_by_follow_token``, with the ticket's hall and its event number. The number
+    is read with which ticket is the visit's current one, before the ticket itself (on
+    PostgreSQL each statement reads what is committed when it starts): the view holds at
+    least every event up to that number, and any later one — a transfer included — has a
+    higher number. Whoever keeps the view until an event about it comes
+    (realtime/follows.py, the ticket feed) then misses none."""
+    ticket_id, hall_id, seq = await _followed_ticket(uow, token)
+    view = await _as_visitor_sees(uow, ticket_id)
     hall_row = await uow.repo.hall_row(hall_id)
     if hall_row is None:
         raise NotFound(f"no hall with id {hall_id}")
-    return Followed(
-        await _as_visitor_sees(uow, ticket_id), hall_from_row(hall_row), hall_row.event_seq
-    )
+    return Followed(view, hall_from_row(hall_row), seq)
 
 
 async def retold(uow: UnitOfWork, kept: Followed, need: int) -> TicketView | None:

@@ -145,6 +145,7 @@ async def test_the_visitor_s_own_ticket_changing_here_shows_at_once(
     await act(client, hall, 1, "call-next")
     called = await follow(client, token)
     assert (called["state"], called["counter_number"]) == ("called", 1)
+    await kept(client, token)
     await act(client, hall, 1, "start")
     await act(client, hall, 1, "finish", outcome="done")
     done = await follow(client, token)
@@ -210,7 +211,57 @@ async def test_an_unknown_link_is_404_and_an_idle_hall_gives_its_hub_back(
     await kept(client, token)
     follows, hubs = follows_of(client), client.app.state.hubs
     assert len(hubs) == 1
-    follows.idle = 0.0
+    idle, follows.idle = follows.idle, 0.0
     await follows.release_idle()
+    follows.idle = idle
     assert (len(hubs), len(follows.kept)) == (0, 0)
     assert told(await follow(client, token)) == await truth(bus, token)
+
+
+async def test_a_hub_that_read_the_hall_again_reads_its_followers_again(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    """A hub that may have missed events (it resynchronised) cannot vouch for what was
+    kept: the views are read again."""
+    hall = await build_hall(client, bus)
+    token = (await issue(client, hall, "A"))["follow_token"]
+    await kept(client, token)
+    # What a hub's resync does to every listener (realtime/hub.py ``resync``), here to the
+    # hall's followers (the app's loop owns the hub's database work).
+    followers = follows_of(client)._halls[hall.hall_id]
+    assert followers.hub.board is not None
+    followers.snapshot(followers.hub.board, b"")
+    assert token not in follows_of(client).kept
+    reads = follows_of(client).reads
+    assert told(await follow(client, token)) == await truth(bus, token)
+    assert follows_of(client).reads == reads + 1
+
+
+async def test_a_view_read_while_its_ticket_changed_is_not_kept(
+    client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read races a change: the ticket is called (through this process) after the
+    database was read but before the view is kept. It must not be kept, or the visitor
+    would be told "waiting" until the view aged out."""
+    hall = await build_hall(client, bus)
+    await act(client, hall, 1, "open")
+    token = (await issue(client, hall, "A"))["follow_token"]
+    await kept(client, token)
+    follows = follows_of(client)
+    follows.drop(token)
+    app_bus = follows.bus
+
+    class CalledJustAfterTheRead:
+        async def run(self, work: Any, *args: Any) -> Any:
+            found = await app_bus.run(work, *args)
+            if work is views.followed and found.view.state == "waiting":
+                # A clerk's call, committed in this process before the view is kept.
+                await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
+            return found
+
+    monkeypatch.setattr(follows, "bus", CalledJustAfterTheRead())
+    stale = await follow(client, token)
+    assert stale["state"] == "waiting"  # what was read: the call came after
+    assert token not in follows.kept
+    monkeypatch.undo()
+    assert (await follow(client, token))["state"] == "called"

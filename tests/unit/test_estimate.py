@@ -514,7 +514,7 @@ def test_told_right_through_a_rush_of_resumed_projections(
             next_id += len(batch)
             before = traced
             traced = resume(traced, batch, choose)
-            kept += "turn_of" in traced.__dict__ and traced.steps is before.steps
+            kept += "called_arrivals" in traced.__dict__ and traced.steps is before.steps
             now = NOW + timedelta(seconds=dice.uniform(0, 5))
             at_now = replace(traced.floor, now=now)
             assert traced.called == project(traced.floor, choose), seed
@@ -522,6 +522,46 @@ def test_told_right_through_a_rush_of_resumed_projections(
                 told = tell_traced(ticket.ticket_id, traced, now, choose)
                 assert told == tell(ticket.ticket_id, at_now, choose, traced.called), seed
     assert kept > 0  # some batches joined beyond the projection and kept its indexes
+
+
+def test_a_resumed_projection_replays_from_any_checkpoint_as_a_fresh_one() -> None:
+    """A walk-in whose commit came late joins a long queue in the middle: the projection
+    goes on from the checkpoint before the turn it changes (``CHECKPOINT_EVERY``), at every
+    offset from a checkpoint, at a checkpoint itself, and past the last turn. Each resumed
+    projection calls everyone when a fresh one would, and keeps its checkpoints in step."""
+    from queue_server.domain.estimate import CHECKPOINT_EVERY
+
+    queue = [
+        waiting(tid, joined_min_ago=200 - tid * 0.5, service_id=(PASSPORTS, RESIDENCE)[tid % 2])
+        for tid in range(1, 161)
+    ]
+    hall = floor(
+        *queue,
+        counters=[counter(1), counter(2, {RESIDENCE: PRIMARY, PASSPORTS: SECONDARY})],
+    )
+    choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
+    traced = project_traced(hall, choose)
+    assert [c.turn for c in traced.checkpoints] == list(
+        range(0, len(traced.steps) + 1, CHECKPOINT_EVERY)
+    )
+    divergences = set()
+    for late, ahead in enumerate(range(2, 161, 3), start=1000):
+        # Joined just after ticket ``ahead`` (its commit came late): invisible until then.
+        walk_in = replace(
+            queue[ahead - 1], ticket_id=late, number=f"L{late}",
+            queued_at=queue[ahead - 1].queued_at + timedelta(seconds=1),
+        )  # fmt: skip
+        divergences.add(traced.turn_of[ahead] % CHECKPOINT_EVERY)
+        resumed = resume(traced, [walk_in], choose)
+        assert resumed.called == project(resumed.floor, choose), ahead
+        assert [c.turn for c in resumed.checkpoints] == list(
+            range(0, len(resumed.steps) + 1, CHECKPOINT_EVERY)
+        )
+    assert len(divergences) > CHECKPOINT_EVERY // 2  # at many offsets from a checkpoint
+    # Past the last turn: someone joins after everyone is called.
+    last = waiting(2000, joined_min_ago=-500)
+    resumed = resume(traced, [last], choose)
+    assert resumed.called == project(resumed.floor, choose)
 
 
 def test_a_walk_in_joining_a_long_queue_is_projected_without_asking_the_policy_again() -> None:
