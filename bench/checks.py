@@ -107,6 +107,22 @@ def busy_counters(db: Database, hall_id: int) -> set[int]:
     }
 
 
+FOLLOWED = 64
+"""Follow links the follow phase reads (one per connection)."""
+
+
+def follow_tokens(db: Database, hall_id: int) -> list[str]:
+    """The follow links of the first ``FOLLOWED`` tickets waiting: visitors who follow
+    their turn from the front of the queue to far back."""
+    rows = db.rows(
+        "SELECT v.follow_token FROM tickets t JOIN visits v ON v.id = t.visit_id"
+        " WHERE t.hall_id = $1 AND t.state = 'waiting' ORDER BY t.id LIMIT $2",
+        hall_id,
+        FOLLOWED,
+    )
+    return [token for (token,) in rows]
+
+
 def numbers(db: Database, hall_id: int) -> list[str]:
     """Problems with the hall's ticket numbers: per (prefix, business day) they must be
     unique and gapless 1..n (transfers, which keep their visit's number, have no seq)."""

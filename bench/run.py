@@ -71,7 +71,7 @@ SMOKE_SECONDS = 2
 class Phase:
     name: str
     kind: str
-    """``issue``, ``board``, ``call`` or ``ceiling``."""
+    """``issue``, ``board``, ``follow``, ``call`` or ``ceiling``."""
     connections: int
     rate: float = 0.0
     """A fixed rate (tickets or calls per second), or 0: as fast as the answers come."""
@@ -90,6 +90,7 @@ PHASES = (
     Phase("issue", "issue", 64),
     Phase("issue @400/s", "issue", 16, rate=400),
     Phase("board", "board", 64),
+    Phase("follow", "follow", 64),
     Phase("call @200/s", "call", COUNTERS, rate=200),
     Phase("call", "call", COUNTERS),
 )
@@ -361,8 +362,10 @@ def job_for(
     seconds: int,
     plan: CpuPlan,
     busy: Collection[int] = (),
+    followed: Sequence[str] = (),
 ) -> wrk.WrkJob:
-    """The wrk job of ``phase`` against ``base_url`` (the ceiling gets the issue requests)."""
+    """The wrk job of ``phase`` against ``base_url`` (the ceiling gets the issue requests;
+    the follow phase reads the follow links ``followed``, one per connection)."""
     job = wrk.WrkJob("issue", base_url, phase.connections, seconds, plan.loadgen, phase.interval_ms)
     if phase.kind in ("issue", "ceiling"):
         settings = {"HALL": str(hall.hall_id), "SERVICES": " ".join(map(str, hall.service_ids))}
@@ -370,6 +373,9 @@ def job_for(
     if phase.kind == "board":
         settings = {"PATH": f"/api/halls/{hall.hall_id}/snapshot"}
         return replace(job, script="get", settings=settings, each={"TOKEN": hall.board_tokens})
+    if phase.kind == "follow":
+        paths = [f"/api/follow/{token}" for token in followed]
+        return replace(job, script="get", each={"PATH": paths})
     each = {
         "COUNTER": [str(c.counter_id) for c in hall.counters],
         "COOKIE": [c.cookie for c in hall.counters],
@@ -412,7 +418,9 @@ def run_phase(
         say(f"{config}: autovacuum is off: ANALYZE before the phase, as autovacuum would have")
     before = checks.mark(db, hall.hall_id) if checked else None
     busy = checks.busy_counters(db, hall.hall_id) if phase.kind == "call" else set()
-    outcome = drive(server, job_for(phase, server.base_url, hall, seconds, plan, busy))
+    followed = checks.follow_tokens(db, hall.hall_id) if phase.kind == "follow" else []
+    job = job_for(phase, server.base_url, hall, seconds, plan, busy, followed)
+    outcome = drive(server, job)
     verdict = None
     if before is not None and phase.kind == "issue":
         verdict = checks.issued(db, hall.hall_id, before, outcome.result.ids)
@@ -522,7 +530,7 @@ def vs_ceiling(run: PhaseRun, ceilings: dict[int, float]) -> str:
     labels = []
     if run.phase.rate:
         labels.append("fixed")
-    if run.phase.kind == "board":
+    if run.phase.kind in ("board", "follow"):
         labels.append("read")
     if run.phase.kind == "call":
         labels.append("2 req/call")
