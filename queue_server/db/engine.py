@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .types import JSON_CODEC
+
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
@@ -33,14 +35,16 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     if is_sqlite(url):
         ensure_sqlite_dir(url)
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **JSON_CODEC
         )
         _make_sqlite_transactions_immediate(engine)
         return engine
     # No ping before each checkout: it cost a round trip per transaction. A connection
     # found dead fails that one request (503, api/errors.py) and SQLAlchemy then drops the
     # pool's other connections too, so the next requests connect afresh.
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC
+    )
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:

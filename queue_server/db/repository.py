@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from .tables import (
     TicketRow,
     VisitRow,
 )
+from .types import json_text
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -288,9 +288,9 @@ class Repository:
             "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
             "kind": kind, "priority": priority, "now": now, "due": due_at,
             "token": follow_token, "device": device_id, "user": user_id,
-            "job_payload": json.dumps(job_payload, ensure_ascii=False),
-            "event": json.dumps(event.payload()),
-            "job_event": json.dumps(job_event.payload()),
+            "job_payload": json_text(job_payload),
+            "event": json_text(event.payload()),
+            "job_event": json_text(job_event.payload()),
             "scope": scope, "key": key, "fingerprint": fingerprint,
         }  # fmt: skip
         found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
@@ -430,7 +430,7 @@ class Repository:
                         "hall": hall_id,
                         "count": len(hall_events),
                         "names": [e.name for e in hall_events],
-                        "payloads": [json.dumps(e.payload()) for e in hall_events],
+                        "payloads": [json_text(e.payload()) for e in hall_events],
                         "now": now,
                     },
                 )

@@ -5,8 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
+
+
+def json_text(value: Any) -> str:
+    """JSON as the drivers bind it (text), written by msgspec: the JSON columns (event
+    payloads, print jobs) are written and read on every ticket, and the standard library's
+    encoder and decoder were 1–2% of a ticket's CPU."""
+    return msgspec.json.encode(value).decode()
+
+
+JSON_CODEC: dict[str, Any] = {
+    "json_serializer": json_text,
+    "json_deserializer": msgspec.json.decode,
+}
+"""The engine's JSON columns in and out (``create_async_engine`` options)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
