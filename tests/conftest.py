@@ -200,3 +200,14 @@ async def client(settings: Settings, clock: FixedClock) -> AsyncIterator[AsyncTe
     async with AsyncTestClient(app, base_url="http://testserver.local") as test_client:
         test_client.event_hooks["response"].append(_fail_on_5xx)
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[str]:
+    """A Redis of the module's own (tests.servers), for tests whose app must remember
+    (``tests.support.remembering``)."""
+    from tests.servers import PrivateRedis
+
+    broker = PrivateRedis().start()
+    yield broker.url
+    broker.stop()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 
 from queue_server.service.bus import Bus
+from queue_server.settings import Settings
 
 ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
@@ -217,3 +220,23 @@ async def book_online(bus: Bus, hall_id: int, matter_id: int, **rules: Any) -> N
         matter_id,
         {"slot_minutes": 30, "walk_in_share": 0, **rules},
     )
+
+
+def remembering(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """``settings`` for an app that keeps what it can in memory. On PostgreSQL a process
+    keeps nothing unless Redis would tell it of other processes' changes: give it one of
+    the module's own (``private_redis``: no other test's halls on its channels)."""
+    if settings.effective_database_url.startswith("sqlite"):
+        return settings
+    return dataclasses.replace(settings, redis_url=request.getfixturevalue("private_redis"))
+
+
+async def issue(client: AsyncTestClient[Any], hall: DemoSetup, prefix: str) -> dict[str, Any]:
+    """A walk-in's ticket for the matter ``prefix`` from the hall's kiosk (201)."""
+    answer = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets",
+        json={"service_id": hall.services[prefix]},
+        headers=hall.kiosk,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]

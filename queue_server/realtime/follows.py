@@ -22,8 +22,6 @@ database, as before.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -34,12 +32,10 @@ from typing import Any
 from display.board import BoardView
 from queue_server.domain.events import Event
 from queue_server.service import views
-from queue_server.service.accounts import EVERYONE
 from queue_server.service.bus import Bus
 from queue_server.service.views import Followed, TicketView
 
-from .hub import HallHub, Hubs
-from .invalidation import hall_ids
+from .hub import HallHub, HallsInUse, Hubs
 
 log = logging.getLogger("onedoor.realtime")
 REFRESH_SECONDS = 30.0
@@ -132,8 +128,25 @@ class FollowReads:
     """For recent tickets changed here, ``changes`` after their latest change."""
     forgotten: int = 0
     """Times views were dropped wholesale (a hub's resync, a change of setup)."""
-    _halls: dict[int, _HallFollowers] = field(default_factory=dict)
-    _opening: dict[int, asyncio.Task[_HallFollowers]] = field(default_factory=dict)
+    _in_use: HallsInUse[_HallFollowers] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.hubs is not None:
+            self._in_use = HallsInUse(self.hubs, self._listen, self._stop_listening)
+
+    def _listen(self, hall_id: int, hub: HallHub) -> _HallFollowers:
+        followers = _HallFollowers(self, hall_id, hub)
+        hub.attach(followers)
+        return followers
+
+    @staticmethod
+    def _stop_listening(followers: _HallFollowers) -> None:
+        followers.drop_all()
+        followers.hub.detach(followers)
+
+    @property
+    def _halls(self) -> dict[int, _HallFollowers]:
+        return self._in_use.open if self._in_use is not None else {}
 
     async def answer(self, token: str) -> TicketView:
         """The visitor's ticket as ``views.ticket_by_follow_token`` tells it."""
@@ -152,7 +165,8 @@ class FollowReads:
         # follower read starts its hub: while events come, the next read is kept) and
         # nothing changed the ticket while it was read.
         try:
-            hall = self._halls.get(followed.hall.id) or await self._open(followed.hall.id)
+            assert self._in_use is not None
+            hall = await self._in_use.get(followed.hall.id)
         except Exception:  # the hub could not start (database or Redis away): read each time
             log.warning("hall %s: follower views not kept", followed.hall.id, exc_info=True)
             return followed.view
@@ -223,64 +237,23 @@ class FollowReads:
         for token in [t for t, kept in self.kept.items() if now - kept.read_at >= self.refresh]:
             self.drop(token)
 
-    async def _open(self, hall_id: int) -> _HallFollowers:
-        """The hall's followers, taking its hub on the first (once, however many come)."""
-        task = self._opening.get(hall_id)
-        if task is None:
-            task = asyncio.create_task(self._acquire(hall_id), name=f"follow-hub-{hall_id}")
-            self._opening[hall_id] = task
-
-            def done(finished: asyncio.Task[_HallFollowers]) -> None:
-                if self._opening.get(hall_id) is finished:
-                    del self._opening[hall_id]
-                finished.cancelled() or finished.exception()
-
-            task.add_done_callback(done)
-        return await asyncio.shield(task)
-
-    async def _acquire(self, hall_id: int) -> _HallFollowers:
-        assert self.hubs is not None
-        hub = await self.hubs.acquire(hall_id)
-        hall = self._halls[hall_id] = _HallFollowers(self, hall_id, hub)
-        hub.attach(hall)
-        return hall
-
     def forget(self, keys: frozenset[str]) -> None:
         """Setup changed (realtime.invalidation): these halls' views are read again."""
-        changed = self._halls.values() if EVERYONE in keys else [
-            self._halls[h] for h in hall_ids(keys) if h in self._halls
-        ]  # fmt: skip
+        changed = self._in_use.named(keys) if self._in_use is not None else []
         self.forgotten += 1
         for hall in changed:
             hall.drop_all()
 
     async def release_idle(self) -> None:
         """Give back the hubs of halls nobody followed for ``idle`` seconds."""
-        assert self.hubs is not None
-        now = time.monotonic()
-        for hall_id, hall in list(self._halls.items()):
-            if now - hall.last_read >= self.idle and self._halls.get(hall_id) is hall:
-                del self._halls[hall_id]
-                hall.drop_all()
-                hall.hub.detach(hall)
-                await self.hubs.release(hall_id)
+        assert self._in_use is not None
+        await self._in_use.release_idle(self.idle)
 
     async def run(self) -> None:
         """Release idle halls until cancelled."""
-        if self.hubs is None:
-            return
-        while True:
-            await asyncio.sleep(max(self.idle / 4, 1.0))
-            self.purge()
-            await self.release_idle()
+        if self._in_use is not None:
+            await self._in_use.release_every(lambda: self.idle, self.purge)
 
     async def close(self) -> None:
-        for task in list(self._opening.values()):
-            task.cancel()
-        if self.hubs is not None:
-            for hall_id, hall in list(self._halls.items()):
-                del self._halls[hall_id]
-                hall.drop_all()
-                hall.hub.detach(hall)
-                with contextlib.suppress(Exception):
-                    await self.hubs.release(hall_id)
+        if self._in_use is not None:
+            await self._in_use.close()

@@ -12,18 +12,21 @@ database ahead of the hub for more than a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 from litestar.channels import ChannelsPlugin, Subscriber
 
 from display.board import BoardView, NeedsSnapshot, apply, board_from_snapshot
+from queue_server.service.accounts import EVERYONE
 
 from .channels import hall_channel
+from .invalidation import hall_ids
 
 log = logging.getLogger("onedoor.realtime")
 REPLAY = 256
@@ -347,3 +350,94 @@ class Hubs:
 
     def __len__(self) -> int:
         return len(self._hubs)
+
+
+class InUse(Protocol):
+    """What a process keeps for a hall while it is in use (``HallsInUse``)."""
+
+    hub: HallHub
+    last_read: float
+    """``time.monotonic()`` of its last use."""
+
+
+U = TypeVar("U", bound=InUse)
+
+
+class HallsInUse(Generic[U]):
+    """Per hall, what an HTTP read path keeps in memory on the hall's hub (the snapshot's
+    readers, the follow links' views): made with the hub on the hall's first use — once,
+    however many requests come at that moment — and given back, hub and all, ``idle``
+    seconds after its last use."""
+
+    def __init__(
+        self,
+        hubs: Hubs,
+        make: Callable[[int, HallHub], U],
+        gone: Callable[[U], None] = lambda _: None,
+    ) -> None:
+        self._hubs = hubs
+        self._make = make
+        self._gone = gone
+        self.open: dict[int, U] = {}
+        self._opening: dict[int, asyncio.Task[U]] = {}
+
+    async def get(self, hall_id: int) -> U:
+        """The hall's, made (and its hub taken) on first use."""
+        found = self.open.get(hall_id)
+        if found is not None:
+            return found
+        task = self._opening.get(hall_id)
+        if task is None:
+            task = asyncio.create_task(self._take(hall_id), name=f"hall-in-use-{hall_id}")
+            self._opening[hall_id] = task
+
+            def done(finished: asyncio.Task[U]) -> None:
+                if self._opening.get(hall_id) is finished:
+                    del self._opening[hall_id]
+                finished.cancelled() or finished.exception()
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _take(self, hall_id: int) -> U:
+        hub = await self._hubs.acquire(hall_id)
+        made = self.open[hall_id] = self._make(hall_id, hub)
+        return made
+
+    def named(self, keys: frozenset[str]) -> list[U]:
+        """The open halls whose setup changed (``realtime.invalidation``'s ``keys``)."""
+        if EVERYONE in keys:
+            return list(self.open.values())
+        return [self.open[h] for h in hall_ids(keys) if h in self.open]
+
+    async def release_every(
+        self, idle: Callable[[], float], before: Callable[[], None] = lambda: None
+    ) -> None:
+        """Give back the halls not used for ``idle()`` seconds, looking four times per
+        ``idle()`` (after ``before()``), until cancelled."""
+        while True:
+            await asyncio.sleep(max(idle() / 4, 1.0))
+            before()
+            await self.release_idle(idle())
+
+    async def release_idle(self, idle: float) -> None:
+        """Give back the halls not used for ``idle`` seconds."""
+        now = time.monotonic()
+        for hall_id, kept in list(self.open.items()):
+            if now - kept.last_read >= idle and self.open.get(hall_id) is kept:
+                await self._release(hall_id, kept)
+
+    async def _release(self, hall_id: int, kept: U) -> None:
+        del self.open[hall_id]
+        self._gone(kept)
+        await self._hubs.release(hall_id)
+
+    async def close(self) -> None:
+        for task in list(self._opening.values()):
+            task.cancel()
+        for hall_id, kept in list(self.open.items()):
+            with contextlib.suppress(Exception):
+                await self._release(hall_id, kept)
+
+    def __len__(self) -> int:
+        return len(self.open)

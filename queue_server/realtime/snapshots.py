@@ -18,7 +18,6 @@ behind the server's back at most ``MAX_AGE_SECONDS`` late.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -36,13 +35,11 @@ from queue_server.db.tables import HallRow, TicketRow
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import TicketState
 from queue_server.service import views
-from queue_server.service.accounts import EVERYONE
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.service.views import HallSnapshot
 
-from .hub import HallHub, Hubs
-from .invalidation import hall_ids
+from .hub import HallHub, HallsInUse, Hubs
 
 IDLE_SECONDS = 60.0
 """A hall's hub is released this long after its last HTTP reader."""
@@ -199,8 +196,17 @@ class HallSnapshots:
     max_age: float = MAX_AGE_SECONDS
     loads: int = 0
     """Snapshots read from the database (tests and benchmarks look)."""
-    _halls: dict[int, HallReads] = field(default_factory=dict)
-    _opening: dict[int, asyncio.Task[HallReads]] = field(default_factory=dict)
+    _in_use: HallsInUse[HallReads] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.hubs is not None:
+            self._in_use = HallsInUse(
+                self.hubs, lambda hall_id, hub: HallReads(hall_id, hub, time.monotonic())
+            )
+
+    @property
+    def _halls(self) -> dict[int, HallReads]:
+        return self._in_use.open if self._in_use is not None else {}
 
     async def answer(self, hall_id: int, since: int = 0) -> Encoded:
         """The hall's snapshot, JSON-encoded (HallSnapshot's shape); its ``seq`` is at least
@@ -209,7 +215,8 @@ class HallSnapshots:
         if self.hubs is None:
             self.loads += 1
             return Encoded(encode_json(await self.bus.run(views.hall_snapshot, hall_id)))
-        hall = self._halls.get(hall_id) or await self._open(hall_id)
+        assert self._in_use is not None
+        hall = await self._in_use.get(hall_id)
         hall.last_read = time.monotonic()
         hub = hall.hub
         shown, arrival = hub.shown_seq, hall.started
@@ -256,61 +263,26 @@ class HallSnapshots:
         hall.loading = task
         return task
 
-    async def _open(self, hall_id: int) -> HallReads:
-        """The hall's readers, taking the hall's hub on the first (once, however many come)."""
-        task = self._opening.get(hall_id)
-        if task is None:
-            task = asyncio.create_task(self._acquire(hall_id), name=f"snapshot-hub-{hall_id}")
-            self._opening[hall_id] = task
-
-            def done(finished: asyncio.Task[HallReads]) -> None:
-                if self._opening.get(hall_id) is finished:
-                    del self._opening[hall_id]
-                finished.cancelled() or finished.exception()
-
-            task.add_done_callback(done)
-        return await asyncio.shield(task)
-
-    async def _acquire(self, hall_id: int) -> HallReads:
-        assert self.hubs is not None
-        hub = await self.hubs.acquire(hall_id)
-        hall = self._halls[hall_id] = HallReads(hall_id, hub, time.monotonic())
-        return hall
-
     def forget(self, keys: frozenset[str]) -> None:
         """Setup changed (realtime.invalidation): read these halls again on the next request."""
-        changed = self._halls.values() if EVERYONE in keys else [
-            self._halls[h] for h in hall_ids(keys) if h in self._halls
-        ]  # fmt: skip
+        changed = self._in_use.named(keys) if self._in_use is not None else []
         for hall in changed:
             hall.entry = None
             hall.generation += 1
 
     async def release_idle(self) -> None:
         """Give back the hubs of halls nobody read for ``idle`` seconds."""
-        assert self.hubs is not None
-        now = time.monotonic()
-        for hall_id, hall in list(self._halls.items()):
-            if now - hall.last_read >= self.idle and self._halls.get(hall_id) is hall:
-                del self._halls[hall_id]
-                await self.hubs.release(hall_id)
+        assert self._in_use is not None
+        await self._in_use.release_idle(self.idle)
 
     async def run(self) -> None:
         """Release idle halls until cancelled."""
-        if self.hubs is None:
-            return
-        while True:
-            await asyncio.sleep(self.idle / 4)
-            await self.release_idle()
+        if self._in_use is not None:
+            await self._in_use.release_every(lambda: self.idle)
 
     async def close(self) -> None:
-        for task in list(self._opening.values()):
-            task.cancel()
-        if self.hubs is not None:
-            for hall_id in list(self._halls):
-                del self._halls[hall_id]
-                with contextlib.suppress(Exception):
-                    await self.hubs.release(hall_id)
+        if self._in_use is not None:
+            await self._in_use.close()
 
     def __len__(self) -> int:
         return len(self._halls)

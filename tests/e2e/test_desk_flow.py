@@ -26,7 +26,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.errors import Invalid
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
-from tests.support import DemoSetup, bookable_matter, build_hall, call_as
+from tests.support import DemoSetup, bookable_matter, build_hall, call_as, issue
 
 ID_CARD = "身份证 ID card"
 REGISTER = "社保卡 social security card"
@@ -86,16 +86,6 @@ async def desk_hall(client: AsyncTestClient[Any], bus: Bus) -> DeskHall:
 
 def hall_today(clock: FixedClock) -> date:
     return clock.now().astimezone(ZoneInfo("Asia/Shanghai")).date()
-
-
-async def issue(client: AsyncTestClient[Any], hall: DemoSetup, prefix: str) -> dict[str, Any]:
-    answer = await client.post(
-        f"/api/halls/{hall.hall_id}/tickets",
-        json={"service_id": hall.services[prefix]},
-        headers=hall.kiosk,
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()  # type: ignore[no-any-return]
 
 
 async def at_counter(

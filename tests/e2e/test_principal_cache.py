@@ -4,8 +4,6 @@ processes': tests/e2e/test_memory_across_processes.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +21,12 @@ from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 from tests.servers import PrivateRedis
-from tests.support import DemoSetup, build_hall, call_as, login
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[str]:
-    broker = PrivateRedis().start()
-    yield broker.url
-    broker.stop()
+from tests.support import DemoSetup, build_hall, call_as, login, remembering
 
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """On PostgreSQL, a process keeps nothing in memory unless Redis would tell it of other
-    processes' changes: give it one of its own (no other test's servers on its channels)."""
-    if settings.effective_database_url.startswith("sqlite"):
-        return settings
-    return dataclasses.replace(settings, redis_url=request.getfixturevalue("private_redis"))
+    return remembering(settings, request)
 
 
 def board(hall: DemoSetup) -> dict[str, str]:

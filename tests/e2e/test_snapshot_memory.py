@@ -4,9 +4,7 @@ too, and a change of the hall's setup must show at the next request."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -21,26 +19,14 @@ from queue_server.service import views
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.settings import Settings
-from tests.servers import PrivateRedis
-from tests.support import DemoSetup, build_hall, call_as
+from tests.support import DemoSetup, build_hall, call_as, issue, remembering
 
 WITHIN_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[str]:
-    broker = PrivateRedis().start()
-    yield broker.url
-    broker.stop()
-
-
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """On PostgreSQL, a process keeps nothing in memory unless Redis would tell it of other
-    processes' changes: give it one of its own (no other test's halls on its channels)."""
-    if settings.effective_database_url.startswith("sqlite"):
-        return settings
-    return dataclasses.replace(settings, redis_url=request.getfixturevalue("private_redis"))
+    return remembering(settings, request)
 
 
 def board(hall: DemoSetup) -> dict[str, str]:
@@ -73,16 +59,6 @@ async def until_snapshot(
         if check(body):
             return body  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, f"never came; last: {body}"
-
-
-async def issue(client: AsyncTestClient[Any], hall: DemoSetup, prefix: str) -> dict[str, Any]:
-    answer = await client.post(
-        f"/api/halls/{hall.hall_id}/tickets",
-        json={"service_id": hall.services[prefix]},
-        headers=hall.kiosk,
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()  # type: ignore[no-any-return]
 
 
 async def counter(
