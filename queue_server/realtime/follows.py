@@ -36,6 +36,7 @@ from queue_server.service.bus import Bus
 from queue_server.service.views import Followed, TicketView
 
 from .hub import HallHub, HallsInUse, Hubs
+from .invalidation import halls_named
 
 log = logging.getLogger("onedoor.realtime")
 REFRESH_SECONDS = 30.0
@@ -87,8 +88,12 @@ class _HallFollowers:
         """The hub's number when this started listening (or last resynchronised): every
         event after it is heard."""
         self.last_read = time.monotonic()
+        self.listening = False
+        """Set once attached to the hub (which sends the board at once)."""
 
     def snapshot(self, board: BoardView, message: bytes) -> None:
+        if not self.listening:  # the hub's board as it starts listening: nothing missed
+            return
         # The hub read the hall again: it may have missed events. Read everyone again.
         self.heard_from = board.seq
         self.owner.forgotten += 1
@@ -137,6 +142,7 @@ class FollowReads:
     def _listen(self, hall_id: int, hub: HallHub) -> _HallFollowers:
         followers = _HallFollowers(self, hall_id, hub)
         hub.attach(followers)
+        followers.listening = True
         return followers
 
     @staticmethod
@@ -167,8 +173,8 @@ class FollowReads:
         try:
             assert self._in_use is not None
             hall = await self._in_use.get(followed.hall.id)
-        except Exception:  # the hub could not start (database or Redis away): read each time
-            log.warning("hall %s: follower views not kept", followed.hall.id, exc_info=True)
+        except Exception as exc:  # the hub could not start (database or Redis away)
+            log.warning("hall %s: follower views not kept (%s)", followed.hall.id, exc)
             return followed.view
         self._keep(hall, token, _Kept(followed, time.monotonic()), changes, forgotten)
         return followed.view
@@ -239,8 +245,9 @@ class FollowReads:
 
     def forget(self, keys: frozenset[str]) -> None:
         """Setup changed (realtime.invalidation): these halls' views are read again."""
-        changed = self._in_use.named(keys) if self._in_use is not None else []
-        self.forgotten += 1
+        changed = self._in_use.named(halls_named(keys)) if self._in_use is not None else []
+        if changed:
+            self.forgotten += 1
         for hall in changed:
             hall.drop_all()
 

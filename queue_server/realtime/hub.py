@@ -23,10 +23,8 @@ import msgspec
 from litestar.channels import ChannelsPlugin, Subscriber
 
 from display.board import BoardView, NeedsSnapshot, apply, board_from_snapshot
-from queue_server.service.accounts import EVERYONE
 
 from .channels import hall_channel
-from .invalidation import hall_ids
 
 log = logging.getLogger("onedoor.realtime")
 REPLAY = 256
@@ -404,11 +402,11 @@ class HallsInUse(Generic[U]):
         made = self.open[hall_id] = self._make(hall_id, hub)
         return made
 
-    def named(self, keys: frozenset[str]) -> list[U]:
-        """The open halls whose setup changed (``realtime.invalidation``'s ``keys``)."""
-        if EVERYONE in keys:
+    def named(self, hall_ids: set[int] | None) -> list[U]:
+        """The open halls of ``hall_ids`` (None: all of them)."""
+        if hall_ids is None:
             return list(self.open.values())
-        return [self.open[h] for h in hall_ids(keys) if h in self.open]
+        return [self.open[h] for h in hall_ids if h in self.open]
 
     async def release_every(
         self, idle: Callable[[], float], before: Callable[[], None] = lambda: None
@@ -417,8 +415,11 @@ class HallsInUse(Generic[U]):
         ``idle()`` (after ``before()``), until cancelled."""
         while True:
             await asyncio.sleep(max(idle() / 4, 1.0))
-            before()
-            await self.release_idle(idle())
+            try:
+                before()
+                await self.release_idle(idle())
+            except Exception:  # the next round tries again
+                log.exception("giving back idle halls failed")
 
     async def release_idle(self, idle: float) -> None:
         """Give back the halls not used for ``idle`` seconds."""

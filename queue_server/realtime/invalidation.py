@@ -62,6 +62,11 @@ def hall_ids(keys: Iterable[str]) -> set[int]:
     return {int(k[5:]) for k in keys if k.startswith("hall:")}
 
 
+def halls_named(keys: frozenset[str]) -> set[int] | None:
+    """The halls whose setup ``keys`` say changed; None: every hall."""
+    return None if EVERYONE in keys else hall_ids(keys)
+
+
 @dataclass(frozen=True)
 class Watch:
     """A table whose changes in ``columns`` make the keys named by ``key_column`` stale."""

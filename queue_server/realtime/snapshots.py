@@ -40,6 +40,7 @@ from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.service.views import HallSnapshot
 
 from .hub import HallHub, HallsInUse, Hubs
+from .invalidation import halls_named
 
 IDLE_SECONDS = 60.0
 """A hall's hub is released this long after its last HTTP reader."""
@@ -265,7 +266,7 @@ class HallSnapshots:
 
     def forget(self, keys: frozenset[str]) -> None:
         """Setup changed (realtime.invalidation): read these halls again on the next request."""
-        changed = self._in_use.named(keys) if self._in_use is not None else []
+        changed = self._in_use.named(halls_named(keys)) if self._in_use is not None else []
         for hall in changed:
             hall.entry = None
             hall.generation += 1

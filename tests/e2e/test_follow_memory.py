@@ -5,6 +5,7 @@ the change was made through this process), and when the hall's setup changes."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
@@ -239,6 +240,43 @@ async def test_a_view_read_while_its_ticket_changed_is_not_kept(
     monkeypatch.setattr(follows, "bus", CalledJustAfterTheRead())
     stale = await follow(client, token)
     assert stale["state"] == "waiting"  # what was read: the call came after
+    assert token not in follows.kept
+    monkeypatch.undo()
+    assert (await follow(client, token))["state"] == "called"
+
+
+async def test_a_view_read_while_another_process_changed_its_ticket_is_not_kept(
+    client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, but the call comes from another process: this one hears of it only by its
+    event, which reaches the hall's hub while the view is still being read."""
+    hall = await build_hall(client, bus)
+    await act(client, hall, 1, "open")
+    token = (await issue(client, hall, "A"))["follow_token"]
+    await kept(client, token)
+    follows = follows_of(client)
+    follows.drop(token)
+    app_bus, relay = follows.bus, client.app.state.relay
+    hub = follows._halls[hall.hall_id].hub
+
+    class CalledElsewhereJustAfterTheRead:
+        async def run(self, work: Any, *args: Any) -> Any:
+            found = await app_bus.run(work, *args)
+            if work is views.followed and found.view.state == "waiting":
+                committed = app_bus.on_events
+                app_bus.on_events = lambda events: relay.wake()  # only the event tells
+                try:
+                    await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
+                finally:
+                    app_bus.on_events = committed
+                deadline = time.monotonic() + WITHIN_S
+                while hub.seq <= found.seq:  # the hub has heard the call
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.01)
+            return found
+
+    monkeypatch.setattr(follows, "bus", CalledElsewhereJustAfterTheRead())
+    assert (await follow(client, token))["state"] == "waiting"  # as read
     assert token not in follows.kept
     monkeypatch.undo()
     assert (await follow(client, token))["state"] == "called"
