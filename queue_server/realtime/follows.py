@@ -10,14 +10,16 @@ rated, its case changed…), a hub that may have missed events (it resynchronise
 of the hall's setup (realtime/invalidation.py) or ``REFRESH_SECONDS`` drop the kept view,
 and the next request reads it again.
 
-A view is kept only when the hub was listening before it was read (its sequence number
-then was at most the hall's number the read saw): every event after the read is heard.
-The hall's number is read before the ticket, so the view holds at least what that number
-says. Like the hall snapshot, a change made through another process shows here as soon as
-its event arrives (milliseconds); a change committed in this process (a clerk's call, a
-visitor's rating) drops the view before its answer goes (``FollowReads.changed``).
-Without hubs (several processes and no Redis to hear each other) every request reads the
-database, as before.
+A view is kept only if nothing can have changed it unseen. The hall's event number is read
+in the statement that finds the visit's current ticket, before the ticket itself, so the
+view holds every event up to it and any later change (a transfer included) has a higher
+number; the hub must have been listening from that number on; and no event about the
+ticket may have come, nor a commit in this process changed it, nor views been dropped
+wholesale, while it was being read. Like the hall snapshot, a change made through another
+process shows here as soon as its event arrives (milliseconds); a change committed in this
+process (a clerk's call, a visitor's rating) drops the view before its answer goes
+(``FollowReads.changed``). Without hubs (several processes and no Redis to hear each
+other) every request reads the database, as before.
 """
 
 from __future__ import annotations
@@ -75,9 +77,8 @@ RECENT = 4096
 class _HallFollowers:
     """One hall's kept views: listens to the hall's hub and drops what an event changes."""
 
-    def __init__(self, owner: FollowReads, hall_id: int, hub: HallHub) -> None:
+    def __init__(self, owner: FollowReads, hub: HallHub) -> None:
         self.owner = owner
-        self.hall_id = hall_id
         self.hub = hub
         self.tokens: dict[int, str] = {}
         """The kept tokens by the ids of the tickets their views show (``_Kept.ticket_ids``)."""
@@ -140,7 +141,7 @@ class FollowReads:
             self._in_use = HallsInUse(self.hubs, self._listen, self._stop_listening)
 
     def _listen(self, hall_id: int, hub: HallHub) -> _HallFollowers:
-        followers = _HallFollowers(self, hall_id, hub)
+        followers = _HallFollowers(self, hub)
         hub.attach(followers)
         followers.listening = True
         return followers

@@ -71,8 +71,7 @@ class Relay:
         self._wake = asyncio.Event()
         self.published = 0
 
-    def wake(self, events: object = None) -> None:
-        """Publish now (after a commit that wrote ``events``)."""
+    def wake(self) -> None:
         self._wake.set()
 
     async def relay_once(self) -> int:

@@ -215,18 +215,27 @@ async def test_a_hub_that_read_the_hall_again_reads_its_followers_again(
     assert follows_of(client).reads == reads + 1
 
 
-async def test_a_view_read_while_its_ticket_changed_is_not_kept(
-    client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The read races a change: the ticket is called (through this process) after the
-    database was read but before the view is kept. It must not be kept, or the visitor
-    would be told "waiting" until the view aged out."""
+async def waiting_and_about_to_be_read(
+    client: AsyncTestClient[Any], bus: Bus
+) -> tuple[DemoSetup, str, FollowReads]:
+    """A hall with counter 1 open and one walk-in waiting, whose view this process knows
+    the hall of but does not keep: the next read goes to the database."""
     hall = await build_hall(client, bus)
     await act(client, hall, 1, "open")
     token = (await issue(client, hall, "A"))["follow_token"]
     await kept(client, token)
     follows = follows_of(client)
     follows.drop(token)
+    return hall, token, follows
+
+
+async def test_a_view_read_while_its_ticket_changed_is_not_kept(
+    client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read races a change: the ticket is called (through this process) after the
+    database was read but before the view is kept. It must not be kept, or the visitor
+    would be told "waiting" until the view aged out."""
+    hall, token, follows = await waiting_and_about_to_be_read(client, bus)
     app_bus = follows.bus
 
     class CalledJustAfterTheRead:
@@ -250,12 +259,7 @@ async def test_a_view_read_while_another_process_changed_its_ticket_is_not_kept(
 ) -> None:
     """As above, but the call comes from another process: this one hears of it only by its
     event, which reaches the hall's hub while the view is still being read."""
-    hall = await build_hall(client, bus)
-    await act(client, hall, 1, "open")
-    token = (await issue(client, hall, "A"))["follow_token"]
-    await kept(client, token)
-    follows = follows_of(client)
-    follows.drop(token)
+    hall, token, follows = await waiting_and_about_to_be_read(client, bus)
     app_bus, relay = follows.bus, client.app.state.relay
     hub = follows._halls[hall.hall_id].hub
 

@@ -42,7 +42,7 @@ async def received(subscriber: Any, count: int) -> list[dict[str, Any]]:
 async def test_rolled_back_changes_are_never_published(bus: Bus, channels: ChannelsPlugin) -> None:
     hall_id, matter_id = await hall_with_matter(bus)
     relay = Relay(bus.sessions, channels, poll_interval=0.05)
-    bus.on_events = relay.wake
+    bus.on_events = lambda events: relay.wake()
     subscriber = await channels.subscribe(f"onedoor:hall:{hall_id}")
     running = asyncio.create_task(relay.run())
     try:
