@@ -30,6 +30,7 @@ from queue_server.domain.policy import PolicyConfig
 
 from . import statements as sql
 from .tables import (
+    BookingRow,
     CounterRow,
     CounterServiceRow,
     HallRow,
@@ -39,6 +40,22 @@ from .tables import (
     VisitRow,
 )
 from .types import json_text
+
+
+@dataclass(frozen=True)
+class ViewParts:
+    """What a ticket's view shows besides its row and its counter, as read when a counter
+    command locked it (``statements.VIEW_PARTS``)."""
+
+    row: TicketRow
+    """The locked row (as the command changes it)."""
+    state_then: str
+    """The ticket's state when it was locked."""
+    name_zh: str
+    name_en: str
+    desk: bool
+    follow_token: str
+    booking: BookingRow | None
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -188,6 +205,12 @@ class Repository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.counter_numbers: dict[int, int] = {}
+        """The numbers of the counters read in this transaction, by id (a ticket view
+        names its counter by number)."""
+        self.view_parts: dict[int, ViewParts] = {}
+        """For the tickets locked by a counter command in this transaction, by id: what
+        their view shows besides the row, read with the lock."""
 
     @property
     def dialect(self) -> str:
@@ -223,10 +246,18 @@ class Repository:
         """The counter and its profile, locked as ``counter(lock=True)`` locks it, for a
         caller that only reads it (no row to write back)."""
         found = (await self.session.execute(sql.COUNTER_READ_LOCKED, {"counter": counter_id})).all()
-        if not found:
-            return None
-        counter_id, hall_id, number, name, state, clerk_id, _, _ = found[0]
-        return Counter(
+        return self._read_counter(found) if found else None
+
+    async def counter_to_call_at(self, counter_id: int) -> tuple[Counter, HallRow] | None:
+        """``locked_counter`` and the counter's hall (only read), in one statement."""
+        stmt = sql.COUNTER_AND_HALL_READ_LOCKED
+        found = (await self.session.execute(stmt, {"counter": counter_id})).all()
+        return (self._read_counter(found, first=1), found[0][0]) if found else None
+
+    def _read_counter(self, found: Sequence[Any], first: int = 0) -> Counter:
+        # The counter's columns from ``first`` on; its profile in the last two.
+        counter_id, hall_id, number, name, state, clerk_id = found[0][first : first + 6]
+        counter = Counter(
             id=counter_id,
             hall_id=hall_id,
             number=number,
@@ -235,6 +266,8 @@ class Repository:
             state=CounterState(state),
             clerk_id=clerk_id,
         )
+        self.counter_numbers[counter_id] = number
+        return counter
 
     async def profile(self, counter_id: int) -> dict[int, ServiceLevel]:
         rows = await self.session.execute(
@@ -353,14 +386,27 @@ class Repository:
         already serial (BEGIN IMMEDIATE), so there the state check alone decides.
         """
         stmt = sql.CLAIM_SKIP_LOCKED if skip_locked else sql.CLAIM_LOCKED
-        row = (await self.session.execute(stmt, {"ticket": ticket_id})).scalar_one_or_none()
+        row = self._locked_with_view_parts(
+            (await self.session.execute(stmt, {"ticket": ticket_id})).first()
+        )
         if row is not None and row.state != TicketState.WAITING:
             return None
         return row
 
     async def active_ticket_at(self, counter_id: int, *, lock: bool = False) -> TicketRow | None:
-        stmt = sql.ACTIVE_AT_LOCKED if lock else sql.ACTIVE_AT
-        return (await self.session.execute(stmt, {"counter": counter_id})).scalars().first()
+        """The ticket called or served at the counter; ``lock`` locks it, and keeps what
+        its view shows besides (``view_parts``)."""
+        if not lock:
+            return (await self.session.execute(sql.ACTIVE_AT, {"counter": counter_id})).scalar()
+        found = (await self.session.execute(sql.ACTIVE_AT_LOCKED, {"counter": counter_id})).first()
+        return self._locked_with_view_parts(found)
+
+    def _locked_with_view_parts(self, found: Any) -> TicketRow | None:
+        if found is None:
+            return None
+        row: TicketRow = found[0]
+        self.view_parts[row.id] = ViewParts(row, row.state, *found[1:])
+        return row
 
     async def waiting(
         self, hall_id: int, day: date, service_ids: Iterable[int] | None = None

@@ -334,7 +334,10 @@ async def close_counter(uow: UnitOfWork, c: cmd.CloseCounter) -> None:
 
 
 async def _ready_to_call(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Counter, Hall]:
-    counter = await _counter_to_act_at(uow, c)
+    found = await uow.repo.counter_to_call_at(c.counter_id)
+    if found is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
+    counter, hall_row = found
     _require_signed_in(counter, c.clerk_id)
     counter.check_can_call()
     active = await uow.repo.active_ticket_at(counter.id)
@@ -345,7 +348,7 @@ async def _ready_to_call(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Counte
             f"busy with {active.number} ({active.state})",
             "finish it, mark it no-show or return it to the queue first",
         )
-    return counter, await _hall(uow, counter.hall_id)
+    return counter, hall_from_row(hall_row)
 
 
 async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:

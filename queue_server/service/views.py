@@ -212,7 +212,30 @@ async def settled_ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView | N
     commits (``Bus.execute_answered``), for a ticket that does not wait: None for a
     waiting one, whose estimate is told from the hall's committed log (read its view
     after the commit)."""
-    return await _ticket_view(uow, ticket_id, settled_only=True)
+    return _view_from_lock(uow, ticket_id) or await _ticket_view(uow, ticket_id, settled_only=True)
+
+
+def _view_from_lock(uow: UnitOfWork, ticket_id: int) -> TicketView | None:
+    """The view of a ticket a counter command locked, from what it read with the lock
+    (``Repository.view_parts``) and the row as the command left it: no statement. None
+    where that is not all the view shows (a ticket still waiting, told from the committed
+    log; a desk case; a counter not read here; a rating, which only a finished ticket has)."""
+    parts = uow.repo.view_parts.get(ticket_id)
+    if parts is None or parts.state_then == TicketState.DONE:
+        return None
+    row = parts.row
+    counter_number = uow.repo.counter_numbers.get(row.counter_id) if row.counter_id else None
+    if row.counter_id is not None and counter_number is None:
+        return None
+    if row.state == TicketState.WAITING or _has_case(row, parts.desk):
+        return None
+    service = ServiceRef(row.service_id, parts.name_zh, parts.name_en)
+    return _view(row, service, parts.desk, parts.follow_token, counter_number, parts.booking, None)
+
+
+def _has_case(row: TicketRow, desk: bool) -> bool:
+    """The ticket's view shows a desk case (``_with_case``)."""
+    return row.origin_ticket_id is not None or desk or row.outcome in NOT_DONE
 
 
 async def _ticket_view(uow: UnitOfWork, ticket_id: int, *, settled_only: bool) -> TicketView | None:
@@ -225,11 +248,27 @@ async def _ticket_view(uow: UnitOfWork, ticket_id: int, *, settled_only: bool) -
         if settled_only:
             return None
         told = await estimates.told(uow, hall_row, row.id)
-    view = TicketView(
+    ref = ServiceRef(service.id, service.name_zh, service.name_en)
+    view = _view(row, ref, service.desk, visit.follow_token, counter_number, booking_row, stars)
+    if _has_case(row, service.desk):
+        view = await _with_case(uow, view, row, hall_row)
+    return with_told(view, told)
+
+
+def _view(
+    row: TicketRow,
+    service: ServiceRef,
+    desk: bool,
+    follow_token: str,
+    counter_number: int | None,
+    booking_row: BookingRow | None,
+    stars: int | None,
+) -> TicketView:
+    return TicketView(
         id=row.id,
         hall_id=row.hall_id,
         number=row.number,
-        service=ServiceRef(service.id, service.name_zh, service.name_en),
+        service=service,
         kind=row.kind,
         priority=row.priority,
         state=row.state,
@@ -239,7 +278,7 @@ async def _ticket_view(uow: UnitOfWork, ticket_id: int, *, settled_only: bool) -
         estimate_low=None,
         estimate_high=None,
         estimate_basis=None,
-        follow_token=visit.follow_token,
+        follow_token=follow_token,
         counter_number=counter_number,
         called_at=row.called_at,
         outcome=row.outcome,
@@ -248,11 +287,8 @@ async def _ticket_view(uow: UnitOfWork, ticket_id: int, *, settled_only: bool) -
         rating=stars if row.state == TicketState.DONE else None,
         missing_documents=list(row.missing_documents or []),
         note=row.note,
-        desk=service.desk,
+        desk=desk,
     )
-    if row.origin_ticket_id is not None or service.desk or row.outcome in NOT_DONE:
-        view = await _with_case(uow, view, row, hall_row)
-    return with_told(view, told)
 
 
 async def _with_case(
