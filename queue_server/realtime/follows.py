@@ -33,7 +33,7 @@ from typing import Any
 
 from display.board import BoardView
 from queue_server.domain.events import Event
-from queue_server.service import views
+from queue_server.service import estimates, views
 from queue_server.service.bus import Bus
 from queue_server.service.views import Followed, TicketView
 
@@ -188,8 +188,14 @@ class FollowReads:
         self.kept.move_to_end(token)
         if kept.followed.view.state != "waiting":
             return kept.followed.view
-        # Only the queue moved: the wait told again from the hall's shared projection.
-        return await self.bus.run(views.retold, kept.followed, hall.hub.seq)
+        # Only the queue moved: the wait told again from the hall's shared projection,
+        # without a unit of work while it is kept.
+        followed = kept.followed
+        projection = estimates.kept_projection(followed.hall.id, max(hall.hub.seq, followed.seq))
+        if projection is None:
+            return await self.bus.run(views.retold, followed, hall.hub.seq)
+        told = estimates.tell_kept(projection, followed.view.id, self.bus.clock.now())
+        return views.with_told(followed.view, told) if told is not None else None
 
     def _keep(
         self, hall: _HallFollowers, token: str, new: _Kept, changes: int, forgotten: int

@@ -81,17 +81,12 @@ class Realtime(InitPluginProtocol):
         app_config.dependencies["snapshots"] = Provide(
             self._provide_snapshots, sync_to_thread=False
         )
-        app_config.dependencies["follows"] = Provide(self._provide_follows, sync_to_thread=False)
         app_config.middleware.append(self._settling)
         return app_config
 
     def _provide_snapshots(self) -> HallSnapshots:
         assert self.snapshots is not None, "the app has not started"
         return self.snapshots
-
-    def _provide_follows(self) -> FollowReads:
-        assert self.follows is not None, "the app has not started"
-        return self.follows
 
     def _settling(self, app: ASGIApp) -> ASGIApp:
         """Middleware: the answer to a write leaves only once every process has forgotten

@@ -101,8 +101,8 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
     an outdated policy for everyone."""
     connected = False
     while True:
-        kept = _projections.get(hall.id)
-        if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
+        kept = kept_projection(hall.id, need)
+        if kept is not None:
             break
         making = _making.get(hall.id)
         if making is not None:
@@ -127,9 +127,22 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
             continue
         kept = await _make(uow, hall.id, need, hall.tz, kept)
         break
+    return tell_kept(kept, ticket_id, uow.clock.now())
+
+
+def kept_projection(hall_id: int, need: int) -> _Projection | None:
+    """The hall's kept projection if it holds its events up to ``need`` and is fresh
+    enough to tell from (``told_at`` makes one otherwise)."""
+    kept = _projections.get(hall_id)
+    if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
+        return kept
+    return None
+
+
+def tell_kept(kept: _Projection, ticket_id: int, now: datetime) -> Told | None:
+    """What ``told_at`` tells from projection ``kept``: nothing to read, no unit of work."""
     # The projection starts when its floor was read (at most ``KEEP_SECONDS`` ago): the
     # wait is told from now.
-    now = uow.clock.now()
     made = kept
 
     def orders(service_id: int) -> list[int]:
