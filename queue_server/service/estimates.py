@@ -125,7 +125,8 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
             await uow.session.connection()
             connected = True
             continue
-        kept = await _make(uow, hall.id, need, hall.tz, kept)
+        # The last one, too old or not new enough, may still be extended.
+        kept = await _make(uow, hall.id, need, hall.tz, _projections.get(hall.id))
         break
     return tell_kept(kept, ticket_id, uow.clock.now())
 

@@ -107,3 +107,27 @@ async def test_a_request_that_has_read_is_told_while_another_waits_to_begin(bus:
     # Each answered at its first try: none failed waiting for the other (a unit of work
     # busy past SQLite's timeout is tried again).
     assert sorted(tries) == ["feed", "follow link"]
+
+
+async def test_a_kiosk_rush_extends_the_shared_projection_instead_of_making_it_anew(
+    bus: Bus,
+) -> None:
+    """Each walk-in's estimate needs the projection to hold them: the one kept is extended
+    with them (reading only the log since), not made again from the whole floor."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+
+    async def told_now(uow: UnitOfWork, ticket_id: int) -> Told | None:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        return await estimates.told(uow, row, ticket_id)
+
+    first = await issue(bus, hall_id, service_id)
+    assert await bus.run(told_now, first) is not None
+    assert estimates._projections[hall_id].whole
+    for ahead in (1, 2, 3):
+        ticket = await issue(bus, hall_id, service_id)
+        told = await bus.run(told_now, ticket)
+        assert told is not None and told.people_ahead == ahead
+        kept = estimates._projections[hall_id]
+        assert not kept.whole, "extended with the walk-in, not made again"
+        assert kept.traced.real == ahead + 1
