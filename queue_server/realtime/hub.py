@@ -213,6 +213,12 @@ class HallHub:
         self.board = board
         if name not in UNSHOWN:
             self.shown_seq = seq
+        if not self.listeners:
+            # Nobody to send it to: not encoded. The replay must hold every event since
+            # its first, so it starts again; a listener attached later asking for these
+            # events gets a snapshot instead.
+            self._replay.clear()
+            return
         message = event_message(board, seq, name, data)
         self._replay.append((seq, message))
         for listener in list(self.listeners):
