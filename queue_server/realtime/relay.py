@@ -31,19 +31,23 @@ BATCH = 500
 
 
 _EVENTS = cast(Table, HallEventRow.__table__)
-# Built once (the relay runs after every commit that wrote events), and plain table
-# statements: the rows are only read and marked, never kept as ORM objects.
-_UNPUBLISHED = (
-    select(_EVENTS.c.id, _EVENTS.c.hall_id, _EVENTS.c.seq, _EVENTS.c.name, _EVENTS.c.payload)
-    .where(_EVENTS.c.published_at.is_(None))
-    .order_by(_EVENTS.c.id)
-    .limit(BATCH)
-    .with_for_update(skip_locked=True)
-)
-_MARK_PUBLISHED = (
+# Built once (the relay runs after every commit that wrote events), and a plain table
+# statement: one batch of unpublished rows, oldest first, claimed and marked published at
+# once. The mark holds only if the publishing that follows succeeds: otherwise the
+# transaction rolls back and the rows are still unpublished.
+_CLAIM_UNPUBLISHED = (
     update(_EVENTS)
-    .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(
+        _EVENTS.c.id.in_(
+            select(_EVENTS.c.id)
+            .where(_EVENTS.c.published_at.is_(None))
+            .order_by(_EVENTS.c.id)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
     .values(published_at=bindparam("now"))
+    .returning(_EVENTS.c.id, _EVENTS.c.hall_id, _EVENTS.c.seq, _EVENTS.c.name, _EVENTS.c.payload)
 )
 
 
@@ -77,7 +81,8 @@ class Relay:
     async def relay_once(self) -> int:
         """Publish one batch of unpublished events, oldest first; return how many."""
         async with self._sessions() as session, session.begin():
-            rows = (await session.execute(_UNPUBLISHED)).all()
+            claimed = await session.execute(_CLAIM_UNPUBLISHED, {"now": datetime.now(UTC)})
+            rows = sorted(claimed.all())  # RETURNING keeps no order: by id, as written
             messages = [
                 (hall_channel(hall_id), event_message(hall_id, seq, name, payload))
                 for _, hall_id, seq, name, payload in rows
@@ -87,11 +92,6 @@ class Relay:
             else:
                 for channel, message in messages:
                     await self._channels.wait_published(message, channel)
-            if rows:
-                # One statement marks the batch (the rows' own updates would be one each).
-                await session.execute(
-                    _MARK_PUBLISHED, {"ids": [row.id for row in rows], "now": datetime.now(UTC)}
-                )
         self.published += len(rows)
         return len(rows)
 
