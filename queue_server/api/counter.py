@@ -50,7 +50,7 @@ class TransferOut:
 
 async def console(bus: Bus, settings: Settings, counter_id: int) -> CounterConsole:
     """The counter, its profile, its current ticket and how many wait for it."""
-    return await bus.run(read_console, settings, counter_id)
+    return await bus.read(read_console, settings, counter_id)
 
 
 async def read_console(uow: UnitOfWork, settings: Settings, counter_id: int) -> CounterConsole:
@@ -70,7 +70,7 @@ class CounterController(Controller):
     opt = roles(*STAFF)
 
     async def _view(self, bus: Bus, settings: Settings, ticket_id: int) -> TicketView:
-        return with_follow_url(await bus.run(views.ticket_view, ticket_id), settings)
+        return with_follow_url(await bus.read(views.ticket_view, ticket_id), settings)
 
     @get("/")
     async def get_console(

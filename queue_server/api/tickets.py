@@ -40,7 +40,7 @@ async def ticket_answer(
     now: the answer never waits for the printer. The outcome follows on the kiosk's feed
     (``/ws/halls/{hall}/kiosk``)."""
     read = kiosk_prints.answer_view if with_print else views.ticket_view
-    return with_follow_url(await bus.run(read, ticket_id), settings)
+    return with_follow_url(await bus.read(read, ticket_id), settings)
 
 
 class TicketController(Controller):
@@ -83,7 +83,7 @@ class TicketController(Controller):
                 follow_base=settings.effective_public_base_url,
             ),
         )
-        return with_follow_url(await bus.run(kiosk_prints.new_ticket_answer, new), settings)
+        return with_follow_url(await bus.read(kiosk_prints.new_ticket_answer, new), settings)
 
     @post("/tickets/{ticket_id:int}/reprint", opt=roles(*STAFF), status_code=200)
     async def reprint(

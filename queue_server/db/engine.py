@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from .types import JSON_CODEC
 
@@ -71,3 +72,35 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class ReadOnly(RuntimeError):
+    """A read (``read_session_factory``) tried to write or lock."""
+
+
+class ReadSession(Session):
+    """The session of a read: it refuses to flush, and to run an INSERT, UPDATE, DELETE or
+    a locking SELECT (on PostgreSQL each statement of a read commits on its own)."""
+
+
+@event.listens_for(ReadSession, "before_flush")
+def _refuse_flush(session: Session, *_: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnly("a read may not change anything; run it as a command (Bus.run)")
+
+
+@event.listens_for(ReadSession, "do_orm_execute")
+def _refuse_writes(state: ORMExecuteState) -> None:
+    locking = state.is_select and getattr(state.statement, "_for_update_arg", None) is not None
+    if state.is_insert or state.is_update or state.is_delete or locking:
+        raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reads. On PostgreSQL outside a transaction (AUTOCOMMIT: no BEGIN and
+    COMMIT round trips); each statement sees what was committed when it began, which is
+    what a READ COMMITTED transaction gives each of its statements too. On SQLite a
+    transaction as any other (the database's write lock orders it with the writers)."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ReadSession)

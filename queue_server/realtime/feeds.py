@@ -253,7 +253,7 @@ async def counter_feed(
         }
 
     async def state() -> dict[str, Any]:
-        return await bus.run(read)  # one unit of work per message, not six
+        return await bus.read(read)  # one unit of work per message, not six
 
     await _follow_changes(socket, hubs, counter.hall_id, ChangeListener(cares), state)
 
@@ -269,7 +269,7 @@ async def ticket_feed(
     """A visitor's ticket: state, people ahead, estimate, counter when called; kept fresh."""
     await socket.accept()
     try:
-        kept = await bus.run(views.followed, token)
+        kept = await bus.read(views.followed, token)
     except NotFound as exc:
         await socket.close(code=4404, reason=str(exc)[:120])
         return
@@ -297,11 +297,11 @@ async def ticket_feed(
         if kept.view.state == "waiting" and fresh and not (changed or missed):
             # Only the queue moved: the ticket is as read, its wait is told again from the
             # hall's shared projection — no read of the ticket per follower and move.
-            view = await bus.run(views.retold, kept, listener.seq)
+            view = await bus.read(views.retold, kept, listener.seq)
             if view is not None:
                 counted.labels("projection").inc()
                 return {"ticket": with_follow_url(view, settings)}
-        kept, read_at = await bus.run(views.followed, token), time.monotonic()
+        kept, read_at = await bus.read(views.followed, token), time.monotonic()
         counted.labels("ticket").inc()
         return {"ticket": with_follow_url(kept.view, settings)}
 

@@ -159,7 +159,7 @@ class FollowReads:
         """The visitor's ticket as ``views.ticket_by_follow_token`` tells it."""
         if self.hubs is None:
             self.reads += 1
-            return await self.bus.run(views.ticket_by_follow_token, token)
+            return await self.bus.read(views.ticket_by_follow_token, token)
         kept = self.kept.get(token)
         if kept is not None:
             view = await self._from_kept(token, kept)
@@ -167,7 +167,7 @@ class FollowReads:
                 return view
         changes, forgotten = self.changes, self.forgotten
         self.reads += 1
-        followed = await self.bus.run(views.followed, token)
+        followed = await self.bus.read(views.followed, token)
         # Kept if the hall's hub has heard every event after the read (a hall's first
         # follower read starts its hub: while events come, the next read is kept) and
         # nothing changed the ticket while it was read.
@@ -193,7 +193,7 @@ class FollowReads:
         followed = kept.followed
         projection = estimates.kept_projection(followed.hall.id, max(hall.hub.seq, followed.seq))
         if projection is None:
-            return await self.bus.run(views.retold, followed, hall.hub.seq)
+            return await self.bus.read(views.retold, followed, hall.hub.seq)
         told = estimates.tell_kept(projection, followed.view.id, self.bus.clock.now())
         return views.with_told(followed.view, told) if told is not None else None
 

@@ -118,7 +118,7 @@ class Realtime(InitPluginProtocol):
         )
 
         async def load(hall_id: int) -> Mapping[str, Any]:
-            snapshot = await bus.run(views.hall_snapshot, hall_id)
+            snapshot = await bus.read(views.hall_snapshot, hall_id)
             return msgspec.to_builtins(snapshot)  # type: ignore[no-any-return]
 
         async def read_seqs(hall_ids: list[int]) -> dict[int, int]:
@@ -128,7 +128,7 @@ class Realtime(InitPluginProtocol):
                 )
                 return {hall_id: seq for hall_id, seq in rows}
 
-            return await bus.run(read)
+            return await bus.read(read)
 
         self.hubs = Hubs(self.channels, load, read_seqs)
         app.state.hubs = self.hubs

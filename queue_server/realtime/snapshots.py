@@ -215,7 +215,7 @@ class HallSnapshots:
         database's if that is lower."""
         if self.hubs is None:
             self.loads += 1
-            return Encoded(encode_json(await self.bus.run(views.hall_snapshot, hall_id)))
+            return Encoded(encode_json(await self.bus.read(views.hall_snapshot, hall_id)))
         assert self._in_use is not None
         hall = await self._in_use.get(hall_id)
         hall.last_read = time.monotonic()
@@ -249,7 +249,7 @@ class HallSnapshots:
         async def read() -> Entry:
             try:
                 self.loads += 1
-                loaded = await self.bus.run(load, hall.hall_id)
+                loaded = await self.bus.read(load, hall.hall_id)
             finally:
                 hall.loading = None
             entry = Entry(loaded, time.monotonic())

@@ -1,0 +1,73 @@
+"""``Bus.read``: work that only reads runs on PostgreSQL outside a transaction (no BEGIN
+and COMMIT round trips) and, on both databases, cannot write or lock."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from queue_server.db.engine import ReadOnly
+from queue_server.db.tables import HallRow
+from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
+from tests.support import hall_with_matter
+
+
+async def in_transaction(uow: UnitOfWork) -> bool:
+    """Whether the driver's connection is in a transaction after a statement ran."""
+    await uow.session.execute(select(1))
+    connection = await uow.session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    if hasattr(driver, "is_in_transaction"):  # asyncpg
+        return bool(driver.is_in_transaction())
+    return bool(driver.in_transaction)  # aiosqlite
+
+
+async def name_of(uow: UnitOfWork, hall_id: int) -> str:
+    return str(await uow.session.scalar(select(HallRow.name_en).where(HallRow.id == hall_id)))
+
+
+async def test_a_read_sees_what_is_committed_and_on_postgresql_opens_no_transaction(
+    bus: Bus, database_url: str
+) -> None:
+    hall_id, _ = await hall_with_matter(bus)
+    assert await bus.read(name_of, hall_id) == "Hall"
+
+    async def renamed(uow: UnitOfWork) -> None:
+        await uow.session.execute(
+            update(HallRow).where(HallRow.id == hall_id).values(name_en="Renamed")
+        )
+        await uow.commit()
+
+    await bus.run(renamed)
+    assert await bus.read(name_of, hall_id) == "Renamed"
+    # SQLite's reads keep their transaction: its write lock orders them with the writers.
+    assert await bus.read(in_transaction) is database_url.startswith("sqlite")
+    assert await bus.run(in_transaction) is True
+
+
+async def test_a_read_that_tries_to_write_or_lock_is_refused_and_changes_nothing(
+    bus: Bus,
+) -> None:
+    hall_id, _ = await hall_with_matter(bus)
+
+    async def changes_the_row(uow: UnitOfWork) -> None:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        row.name_en = "Written in a read"
+        await uow.session.flush()
+
+    async def updates(uow: UnitOfWork) -> None:
+        await uow.session.execute(
+            update(HallRow).where(HallRow.id == hall_id).values(name_en="Written in a read")
+        )
+
+    async def locks(uow: UnitOfWork) -> None:
+        await uow.session.execute(select(HallRow).where(HallRow.id == hall_id).with_for_update())
+
+    for work in (changes_the_row, updates, locks):
+        with pytest.raises(ReadOnly, match="run it as a command"):
+            await bus.read(work)
+    assert await bus.read(name_of, hall_id) == "Hall"
