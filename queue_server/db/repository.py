@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from queue_server.domain import events as ev
 from queue_server.domain.floor import Candidate
@@ -56,6 +57,13 @@ class ViewParts:
     desk: bool
     follow_token: str
     booking: BookingRow | None
+
+
+def _bind(key: str, value: Any) -> Any:
+    """A ticket column's value as ``statements.pg_record_events_with_ticket`` binds it."""
+    if key == "missing_documents":
+        return json_text(value) if value is not None else None
+    return value
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -401,6 +409,28 @@ class Repository:
         found = (await self.session.execute(sql.ACTIVE_AT_LOCKED, {"counter": counter_id})).first()
         return self._locked_with_view_parts(found)
 
+    def _locked_ticket_change(self) -> tuple[TicketRow, dict[str, Any]] | None:
+        """The pending change when it is to one ticket row only, locked in this transaction
+        by a counter command (``view_parts``), and to its state columns only: the row and
+        the changed columns' new values. None otherwise (flush it as usual)."""
+        session = self.session.sync_session
+        if session.new or session.deleted:
+            return None
+        dirty = [obj for obj in session.dirty if session.is_modified(obj)]
+        if len(dirty) != 1 or not isinstance(dirty[0], TicketRow):
+            return None
+        row = dirty[0]
+        if row.id not in self.view_parts:
+            return None
+        state = inspect(row)
+        changed = {}
+        for attr in state.attrs:
+            if attr.history.has_changes():
+                if attr.key not in sql.TICKET_CHANGE_TYPES:
+                    return None
+                changed[attr.key] = attr.value
+        return (row, changed) if changed else None
+
     def _locked_with_view_parts(self, found: Any) -> TicketRow | None:
         if found is None:
             return None
@@ -458,28 +488,40 @@ class Repository:
         The hall row's ``event_seq`` is bumped with ``UPDATE … RETURNING``; its row lock
         makes the numbers follow commit order within a hall.
         """
-        # The change itself first: the hall row's lock, taken next, is then held for the
-        # events and the commit only (and always after this change's own row locks).
-        await self.session.flush()
         by_hall: dict[int, list[ev.Event]] = {}
         for event in events:
             by_hall.setdefault(event.hall_id, []).append(event)
         postgres = self.session.get_bind().dialect.name == "postgresql"
+        # The change itself first: the hall row's lock, taken next, is then held for the
+        # events and the commit only (and always after this change's own row locks). A
+        # change to one ticket only, whose row this transaction has locked, goes with the
+        # events in their statement: its lock is held already, so the order stays.
+        ticket = self._locked_ticket_change() if postgres and len(by_hall) == 1 else None
+        if ticket is None:
+            await self.session.flush()
         for hall_id, hall_events in sorted(by_hall.items()):
             if postgres:
                 # One statement numbers and writes them: the hall row's lock, which every
                 # change of the hall queues on, is then held for that statement and the
                 # commit only, not for one more round trip to this process and back.
-                written = await self.session.execute(
-                    sql.PG_RECORD_EVENTS,
-                    {
-                        "hall": hall_id,
-                        "count": len(hall_events),
-                        "names": [e.name for e in hall_events],
-                        "payloads": [json_text(e.payload()) for e in hall_events],
-                        "now": now,
-                    },
-                )
+                values = {
+                    "hall": hall_id,
+                    "count": len(hall_events),
+                    "names": [e.name for e in hall_events],
+                    "payloads": [json_text(e.payload()) for e in hall_events],
+                    "now": now,
+                }
+                statement = sql.PG_RECORD_EVENTS
+                if ticket is not None:
+                    row, changed = ticket
+                    statement = sql.pg_record_events_with_ticket(tuple(changed))
+                    values |= {f"t_{k}": _bind(k, v) for k, v in changed.items()}
+                    values["t_id"] = row.id
+                    # Written by this statement: nothing left for the session to flush
+                    # (if it fails, the transaction rolls back and the row expires).
+                    for key, value in changed.items():
+                        set_committed_value(row, key, value)
+                written = await self.session.execute(statement, values)
                 if len(written.all()) != len(hall_events):
                     raise LookupError(f"no hall {hall_id} to record its events in")
                 continue

@@ -4,9 +4,21 @@ execution: building one per request cost more CPU than running it (docs/performa
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, literal_column, select, text, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    TextClause,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 
 from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
 
@@ -33,9 +45,8 @@ BUMP_EVENT_SEQ = (
 )
 
 
-PG_RECORD_EVENTS = text(
-    """
-    WITH bumped AS (
+_RECORD_EVENTS = """
+    WITH {changed}bumped AS (
         UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
         WHERE id = CAST(:hall AS bigint)
         RETURNING event_seq
@@ -49,7 +60,37 @@ PG_RECORD_EVENTS = text(
     ORDER BY e.ord
     RETURNING seq
     """
-)
+PG_RECORD_EVENTS = text(_RECORD_EVENTS.format(changed=""))
+
+# The ticket columns a counter command changes, with the types their values are bound
+# as; ``pg_record_events_with_ticket`` writes such a change with the events.
+TICKET_CHANGE_TYPES = {
+    "state": "varchar",
+    "queued_at": "timestamptz",
+    "counter_id": "bigint",
+    "clerk_id": "bigint",
+    "called_at": "timestamptz",
+    "call_count": "integer",
+    "started_at": "timestamptz",
+    "finished_at": "timestamptz",
+    "outcome": "varchar",
+    "note": "text",
+    "missing_documents": "json",
+    "origin_ticket_id": "bigint",
+}
+
+
+@functools.cache
+def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
+    """``PG_RECORD_EVENTS`` that also writes the change to ticket ``:t_id``'s ``columns``
+    (values bound as ``:t_<column>``), for a ticket row the transaction has locked: the
+    change and its events in one statement (``Repository.record_events``)."""
+    sets = ", ".join(
+        f"{column} = CAST(:t_{column} AS {TICKET_CHANGE_TYPES[column]})" for column in columns
+    )
+    # Column names from TICKET_CHANGE_TYPES only (a KeyError above otherwise), values bound.
+    changed = f"changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)), "  # noqa: S608
+    return text(_RECORD_EVENTS.format(changed=changed))
 
 
 PG_ENQUEUE = text(

@@ -97,7 +97,7 @@ class UnitOfWork:
         other changes do not wait for it. (What it reads is what the commit makes true; if
         the commit fails, the answer goes with the transaction.)"""
         if answering is not None and self.answer is not None:
-            await self.session.flush()
+            # An answer that reads sees the change (the session flushes before it reads).
             self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
         events = self.events
