@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,9 @@ class ReadOnly(RuntimeError):
 
 
 class ReadSession(Session):
-    """The session of a read: it refuses to flush, and to run an INSERT, UPDATE, DELETE or
-    a locking SELECT (on PostgreSQL each statement of a read commits on its own)."""
+    """The session of a read: it refuses to flush (and ``UnitOfWork.commit``), and its
+    connection any statement that writes or locks (on PostgreSQL each statement of a read
+    commits on its own)."""
 
 
 @event.listens_for(ReadSession, "before_flush")
@@ -90,9 +92,21 @@ def _refuse_flush(session: Session, *_: Any) -> None:
 
 
 @event.listens_for(ReadSession, "do_orm_execute")
-def _refuse_writes(state: ORMExecuteState) -> None:
-    locking = state.is_select and getattr(state.statement, "_for_update_arg", None) is not None
-    if state.is_insert or state.is_update or state.is_delete or locking:
+def _refuse_locking(state: ORMExecuteState) -> None:
+    # Also on SQLite, where the statement is sent without its FOR UPDATE: a read that
+    # locks fails there as on PostgreSQL.
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
+        raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
+
+
+_WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE)\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def _refuse_writing_sql(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    """Any statement a read's connection sends (ORM, Core or text) that writes or locks
+    (``FOR UPDATE``, ``FOR SHARE``) is refused before it reaches the database."""
+    if _WRITING.search(_COMMENT.sub("", statement)):
         raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
 
 
@@ -100,7 +114,11 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     """Sessions for reads. On PostgreSQL outside a transaction (AUTOCOMMIT: no BEGIN and
     COMMIT round trips); each statement sees what was committed when it began, which is
     what a READ COMMITTED transaction gives each of its statements too. On SQLite a
-    transaction as any other (the database's write lock orders it with the writers)."""
+    transaction as any other (the database's write lock orders it with the writers). The
+    same pool either way; what is sent through it is checked (``_refuse_writing_sql``)."""
     if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ReadSession)
+        reading = engine.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        reading = engine.execution_options(onedoor_read=True)
+    event.listen(reading.sync_engine, "before_cursor_execute", _refuse_writing_sql)
+    return async_sessionmaker(reading, expire_on_commit=False, sync_session_class=ReadSession)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from queue_server.clock import Clock
+from queue_server.db.engine import ReadOnly, ReadSession
 from queue_server.db.repository import Repository
 from queue_server.domain import events as ev
 
@@ -91,13 +92,16 @@ class UnitOfWork:
         """Commit the change with its events; then tell the relay there is news to publish.
 
         ``answering``: the ticket the command acted on. When the caller asked for an answer
-        (``answer``), it is read first, in this transaction, with the change flushed and
-        before the events take the hall's row lock (held to the commit): the clerk's answer
-        costs one statement, not a transaction of its own after the commit, and the hall's
-        other changes do not wait for it. (What it reads is what the commit makes true; if
-        the commit fails, the answer goes with the transaction.)"""
+        (``answer``), it is made first, in this transaction, before the events take the
+        hall's row lock (held to the commit): the clerk's answer costs at most one
+        statement (none when built from what the command's locks read), not a transaction
+        of its own after the commit, and the hall's other changes do not wait for it. An
+        answer that reads does so through the ORM, which flushes the change first. (What
+        it says is what the commit makes true; if the commit fails, the answer goes with
+        the transaction.)"""
+        if isinstance(self.session.sync_session, ReadSession):
+            raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
         if answering is not None and self.answer is not None:
-            # An answer that reads sees the change (the session flushes before it reads).
             self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
         events = self.events
@@ -106,6 +110,9 @@ class UnitOfWork:
         await self.session.commit()
         self.events = []
         self._recorded = False
+        # What the repository read with this transaction's locks holds no longer.
+        self.repo.view_parts.clear()
+        self.repo.counter_numbers.clear()
         if recorded and self._on_events is not None:
             self._on_events(events)
 

@@ -4,7 +4,7 @@ and COMMIT round trips) and, on both databases, cannot write or lock."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from queue_server.db.engine import ReadOnly
 from queue_server.db.tables import HallRow
@@ -64,10 +64,18 @@ async def test_a_read_that_tries_to_write_or_lock_is_refused_and_changes_nothing
             update(HallRow).where(HallRow.id == hall_id).values(name_en="Written in a read")
         )
 
+    async def writes_by_text(uow: UnitOfWork) -> None:
+        await uow.session.execute(
+            text("UPDATE halls SET name_en = 'Written in a read' WHERE id = :id"), {"id": hall_id}
+        )
+
+    async def commits(uow: UnitOfWork) -> None:
+        await uow.commit()
+
     async def locks(uow: UnitOfWork) -> None:
         await uow.session.execute(select(HallRow).where(HallRow.id == hall_id).with_for_update())
 
-    for work in (changes_the_row, updates, locks):
+    for work in (changes_the_row, updates, writes_by_text, commits, locks):
         with pytest.raises(ReadOnly, match="run it as a command"):
             await bus.read(work)
     assert await bus.read(name_of, hall_id) == "Hall"
