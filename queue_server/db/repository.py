@@ -50,20 +50,11 @@ class ViewParts:
 
     row: TicketRow
     """The locked row (as the command changes it)."""
-    state_then: str
-    """The ticket's state when it was locked."""
     name_zh: str
     name_en: str
     desk: bool
     follow_token: str
     booking: BookingRow | None
-
-
-def _bind(key: str, value: Any) -> Any:
-    """A ticket column's value as ``statements.pg_record_events_with_ticket`` binds it."""
-    if key == "missing_documents":
-        return json_text(value) if value is not None else None
-    return value
 
 
 def _candidates(rows: Iterable[Any]) -> list[Candidate]:
@@ -182,6 +173,8 @@ _TICKET_STATE_FIELDS = (
     "state", "queued_at", "counter_id", "clerk_id", "called_at", "call_count",
     "started_at", "finished_at", "outcome", "note",
 )  # fmt: skip
+TICKET_CHANGE_COLUMNS = frozenset({*_TICKET_STATE_FIELDS, "missing_documents", "origin_ticket_id"})
+"""What ``apply_ticket`` writes: a change to these only may go with its events."""
 
 
 def apply_ticket(row: TicketRow, ticket: Ticket) -> None:
@@ -426,7 +419,7 @@ class Repository:
         changed = {}
         for attr in state.attrs:
             if attr.history.has_changes():
-                if attr.key not in sql.TICKET_CHANGE_TYPES:
+                if attr.key not in TICKET_CHANGE_COLUMNS:
                     return None
                 changed[attr.key] = attr.value
         return (row, changed) if changed else None
@@ -435,7 +428,7 @@ class Repository:
         if found is None:
             return None
         row: TicketRow = found[0]
-        self.view_parts[row.id] = ViewParts(row, row.state, *found[1:])
+        self.view_parts[row.id] = ViewParts(row, *found[1:])
         return row
 
     async def waiting(
@@ -515,7 +508,7 @@ class Repository:
                 if ticket is not None:
                     row, changed = ticket
                     statement = sql.pg_record_events_with_ticket(tuple(changed))
-                    values |= {f"t_{k}": _bind(k, v) for k, v in changed.items()}
+                    values |= {f"t_{k}": v for k, v in changed.items()}
                     values["t_id"] = row.id
                     # Written by this statement: nothing left for the session to flush
                     # (if it fails, the transaction rolls back and the row expires).

@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
 
@@ -35,6 +36,7 @@ from .tables import (
 
 HALLS = cast(Table, HallRow.__table__)
 HALL_EVENTS = cast(Table, HallEventRow.__table__)
+TICKETS = cast(Table, TicketRow.__table__)
 # Built once, and a plain table statement: no hall object of a writing session needs its
 # counter kept in step (only the read-only snapshot views read it).
 BUMP_EVENT_SEQ = (
@@ -62,35 +64,24 @@ _RECORD_EVENTS = """
     """
 PG_RECORD_EVENTS = text(_RECORD_EVENTS.format(changed=""))
 
-# The ticket columns a counter command changes, with the types their values are bound
-# as; ``pg_record_events_with_ticket`` writes such a change with the events.
-TICKET_CHANGE_TYPES = {
-    "state": "varchar",
-    "queued_at": "timestamptz",
-    "counter_id": "bigint",
-    "clerk_id": "bigint",
-    "called_at": "timestamptz",
-    "call_count": "integer",
-    "started_at": "timestamptz",
-    "finished_at": "timestamptz",
-    "outcome": "varchar",
-    "note": "text",
-    "missing_documents": "json",
-    "origin_ticket_id": "bigint",
-}
-
 
 @functools.cache
 def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
     """``PG_RECORD_EVENTS`` that also writes the change to ticket ``:t_id``'s ``columns``
-    (values bound as ``:t_<column>``), for a ticket row the transaction has locked: the
-    change and its events in one statement (``Repository.record_events``)."""
+    (values bound as ``:t_<column>``, through the columns' own types), for a ticket row the
+    transaction has locked: the change and its events in one statement
+    (``Repository.record_events``)."""
+    pg = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+    types = {column: TICKETS.c[column].type for column in columns}
+    # Column names of the tickets table only (KeyError above otherwise); values bound.
     sets = ", ".join(
-        f"{column} = CAST(:t_{column} AS {TICKET_CHANGE_TYPES[column]})" for column in columns
+        f"{column} = CAST(:t_{column} AS {type_.compile(dialect=pg)})"
+        for column, type_ in types.items()
     )
-    # Column names from TICKET_CHANGE_TYPES only (a KeyError above otherwise), values bound.
     changed = f"changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)), "  # noqa: S608
-    return text(_RECORD_EVENTS.format(changed=changed))
+    return text(_RECORD_EVENTS.format(changed=changed)).bindparams(
+        *(bindparam(f"t_{column}", type_=type_) for column, type_ in types.items())
+    )
 
 
 PG_ENQUEUE = text(
@@ -176,7 +167,6 @@ the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered
 hall's log (``Repository.enqueue``)."""
 
 
-TICKETS = cast(Table, TicketRow.__table__)
 CANDIDATE_COLUMNS = (
     TICKETS.c.id,
     TICKETS.c.number,
@@ -218,7 +208,9 @@ COUNTER_READ_LOCKED = (
     .with_for_update(of=COUNTERS)
 )
 # The same with the counter's hall (its row only read, not locked), for a call: the
-# policy reads the hall's settings, and this saves the call a round trip for them.
+# policy reads the hall's settings, and this saves the call a round trip for them. The
+# hall is as of the statement's start (a wait for the counter's lock re-reads only the
+# counter): its settings are what the call uses; its event_seq is not to be relied on.
 COUNTER_AND_HALL_READ_LOCKED = (
     select(HallRow, *COUNTER_READ_LOCKED.selected_columns)
     .select_from(

@@ -82,7 +82,7 @@ class Relay:
         """Publish one batch of unpublished events, oldest first; return how many."""
         async with self._sessions() as session, session.begin():
             claimed = await session.execute(_CLAIM_UNPUBLISHED, {"now": datetime.now(UTC)})
-            rows = sorted(claimed.all())  # RETURNING keeps no order: by id, as written
+            rows = sorted(claimed.all(), key=lambda row: row.id)  # RETURNING keeps no order
             messages = [
                 (hall_channel(hall_id), event_message(hall_id, seq, name, payload))
                 for _, hall_id, seq, name, payload in rows

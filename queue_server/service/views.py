@@ -212,22 +212,25 @@ async def settled_ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView | N
     commits (``Bus.execute_answered``), for a ticket that does not wait: None for a
     waiting one, whose estimate is told from the hall's committed log (read its view
     after the commit)."""
+    parts = uow.repo.view_parts.get(ticket_id)
+    if parts is not None and parts.row.state == TicketState.WAITING:
+        return None  # back in the queue: read after the commit
     return _view_from_lock(uow, ticket_id) or await _ticket_view(uow, ticket_id, settled_only=True)
 
 
 def _view_from_lock(uow: UnitOfWork, ticket_id: int) -> TicketView | None:
     """The view of a ticket a counter command locked, from what it read with the lock
     (``Repository.view_parts``) and the row as the command left it: no statement. None
-    where that is not all the view shows (a ticket still waiting, told from the committed
-    log; a desk case; a counter not read here; a rating, which only a finished ticket has)."""
+    where that is not all the view shows (a desk case; a counter not read here). Such a
+    ticket was waiting, called or serving when locked: it has no rating."""
     parts = uow.repo.view_parts.get(ticket_id)
-    if parts is None or parts.state_then == TicketState.DONE:
+    if parts is None:
         return None
     row = parts.row
     counter_number = uow.repo.counter_numbers.get(row.counter_id) if row.counter_id else None
     if row.counter_id is not None and counter_number is None:
         return None
-    if row.state == TicketState.WAITING or _has_case(row, parts.desk):
+    if _has_case(row, parts.desk):
         return None
     service = ServiceRef(row.service_id, parts.name_zh, parts.name_en)
     return _view(row, service, parts.desk, parts.follow_token, counter_number, parts.booking, None)
