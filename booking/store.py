@@ -7,7 +7,6 @@ by the opposite, so any number of racing bookers get at most ``bookable`` places
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from queue_server.db.tables import (
     ServiceRow,
     SlotRow,
 )
+from queue_server.db.types import json_text
 from queue_server.domain.events import Event
 
 
@@ -238,7 +238,7 @@ async def book_at_once(engine: AsyncEngine, events: Sequence[Event], **values: A
         **values,
         "count": len(events),
         "names": [e.name for e in events],
-        "payloads": [json.dumps(e.payload()) for e in events],
+        "payloads": [json_text(e.payload()) for e in events],
     }
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -411,7 +411,7 @@ class BookingStore:
             **values,
             "count": len(events),
             "names": [e.name for e in events],
-            "payloads": [json.dumps(e.payload()) for e in events],
+            "payloads": [json_text(e.payload()) for e in events],
         }
         row = (await self.session.execute(_PG_BOOK, params)).first()
         if row is None:

@@ -79,7 +79,8 @@ class Watch:
     user or device was never cached)."""
 
 
-SHOWN_SERVICE = frozenset({"hall_id", "name_zh", "name_en", "prefix"})
+SHOWN_SERVICE = frozenset({"hall_id", "name_zh", "name_en", "prefix", "desk"})
+"""What a board or a follower's view shows of a matter (a desk ticket's view says so)."""
 SHOWN_COUNTER = frozenset({"hall_id", "number", "name"})
 """A counter's state and clerk change with events (CounterOpened...): not watched here."""
 WATCHED: dict[type, Watch] = {

@@ -177,6 +177,20 @@ async def test_a_renamed_matter_shows_at_the_next_read(
     assert told(answer) == await truth(bus, token)
 
 
+async def test_a_matter_made_the_halls_desk_shows_at_the_next_read(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    hall = await build_hall(client, bus)
+    token = (await issue(client, hall, "A"))["follow_token"]
+    assert (await kept(client, token))["desk"] is False
+    made = await call_as(
+        client, hall.admin, "PATCH", f"/api/halls/{hall.hall_id}/services/{hall.services['A']}",
+        json={"desk": True},
+    )  # fmt: skip
+    assert made.status_code == 200, made.text
+    assert (await follow(client, token))["desk"] is True
+
+
 async def test_an_unknown_link_is_404_and_an_idle_hall_gives_its_hub_back(
     client: AsyncTestClient[Any], bus: Bus
 ) -> None:
