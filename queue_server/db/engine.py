@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,24 @@ def _refuse_locking(state: ORMExecuteState) -> None:
         raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
 
 
-_WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE)\b", re.IGNORECASE)
+_READING = re.compile(r"\s*(SELECT|WITH|VALUES|SHOW|TABLE|BEGIN)\b", re.IGNORECASE)
+_WRITING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE|INTO)\b", re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*")
 
 
+@functools.lru_cache(maxsize=1024)
+def _writes(statement: str) -> bool:
+    """Whether ``statement`` may write or lock: anything but a query (SELECT, WITH,
+    VALUES…), or a query with a writing part (a data-modifying CTE, SELECT … INTO) or a
+    lock (FOR UPDATE, FOR SHARE). Comments are left out of the look."""
+    bare = _COMMENT.sub("", statement)
+    return not _READING.match(bare) or _WRITING.search(bare) is not None
+
+
 def _refuse_writing_sql(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-    """Any statement a read's connection sends (ORM, Core or text) that writes or locks
-    (``FOR UPDATE``, ``FOR SHARE``) is refused before it reaches the database."""
-    if _WRITING.search(_COMMENT.sub("", statement)):
+    """Any statement a read's connection sends (ORM, Core or text) that may write or lock
+    is refused before it reaches the database."""
+    if _writes(statement):
         raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
 
 

@@ -19,7 +19,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
 
@@ -71,13 +70,11 @@ def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
     (values bound as ``:t_<column>``, through the columns' own types), for a ticket row the
     transaction has locked: the change and its events in one statement
     (``Repository.record_events``)."""
-    pg = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
     types = {column: TICKETS.c[column].type for column in columns}
-    # Column names of the tickets table only (KeyError above otherwise); values bound.
-    sets = ", ".join(
-        f"{column} = CAST(:t_{column} AS {type_.compile(dialect=pg)})"
-        for column, type_ in types.items()
-    )
+    # Column names of the tickets table only (KeyError above otherwise); values bound
+    # through the columns' types (asyncpg: $n::TYPE without a length, so an over-long value
+    # is refused as by a flush, not cut by a cast to VARCHAR(n)).
+    sets = ", ".join(f"{column} = :t_{column}" for column in types)
     changed = f"changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)), "  # noqa: S608
     return text(_RECORD_EVENTS.format(changed=changed)).bindparams(
         *(bindparam(f"t_{column}", type_=type_) for column, type_ in types.items())

@@ -80,7 +80,7 @@ class Watch:
 
 
 SHOWN_SERVICE = frozenset({"hall_id", "name_zh", "name_en", "prefix", "desk"})
-"""What a board or a follower's view shows of a matter (a desk ticket's view says so)."""
+"""What a board shows of a matter, and a follower's view (names, and whether it is the desk)."""
 SHOWN_COUNTER = frozenset({"hall_id", "number", "name"})
 """A counter's state and clerk change with events (CounterOpened...): not watched here."""
 WATCHED: dict[type, Watch] = {

@@ -69,13 +69,19 @@ async def test_a_read_that_tries_to_write_or_lock_is_refused_and_changes_nothing
             text("UPDATE halls SET name_en = 'Written in a read' WHERE id = :id"), {"id": hall_id}
         )
 
+    async def truncates(uow: UnitOfWork) -> None:  # not a query at all
+        await uow.session.execute(text("TRUNCATE halls CASCADE"))
+
+    async def selects_into(uow: UnitOfWork) -> None:
+        await uow.session.execute(text("SELECT * INTO copied_halls FROM halls"))
+
     async def commits(uow: UnitOfWork) -> None:
         await uow.commit()
 
     async def locks(uow: UnitOfWork) -> None:
         await uow.session.execute(select(HallRow).where(HallRow.id == hall_id).with_for_update())
 
-    for work in (changes_the_row, updates, writes_by_text, commits, locks):
+    for work in (changes_the_row, updates, writes_by_text, truncates, selects_into, commits, locks):
         with pytest.raises(ReadOnly, match="run it as a command"):
             await bus.read(work)
     assert await bus.read(name_of, hall_id) == "Hall"
