@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -243,6 +244,23 @@ async def waiting_and_about_to_be_read(
     return hall, token, follows
 
 
+class ChangedJustAfterTheRead:
+    """The app's bus, but a follower's read of a waiting ticket is followed at once by
+    ``change(found)``: the race between reading a view and keeping it."""
+
+    def __init__(self, app_bus: Bus, change: Callable[[Any], Awaitable[None]]) -> None:
+        self.app_bus, self.change = app_bus, change
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app_bus, name)
+
+    async def read(self, work: Any, *args: Any) -> Any:
+        found = await self.app_bus.read(work, *args)
+        if work is views.followed and found.view.state == "waiting":
+            await self.change(found)
+        return found
+
+
 async def test_a_view_read_while_its_ticket_changed_is_not_kept(
     client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,18 +270,11 @@ async def test_a_view_read_while_its_ticket_changed_is_not_kept(
     hall, token, follows = await waiting_and_about_to_be_read(client, bus)
     app_bus = follows.bus
 
-    class CalledJustAfterTheRead:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(app_bus, name)
+    async def call(found: Any) -> None:
+        # A clerk's call, committed in this process before the view is kept.
+        await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
 
-        async def read(self, work: Any, *args: Any) -> Any:
-            found = await app_bus.read(work, *args)
-            if work is views.followed and found.view.state == "waiting":
-                # A clerk's call, committed in this process before the view is kept.
-                await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
-            return found
-
-    monkeypatch.setattr(follows, "bus", CalledJustAfterTheRead())
+    monkeypatch.setattr(follows, "bus", ChangedJustAfterTheRead(app_bus, call))
     stale = await follow(client, token)
     assert stale["state"] == "waiting"  # what was read: the call came after
     assert token not in follows.kept
@@ -280,26 +291,19 @@ async def test_a_view_read_while_another_process_changed_its_ticket_is_not_kept(
     app_bus, relay = follows.bus, client.app.state.relay
     hub = follows._halls[hall.hall_id].hub
 
-    class CalledElsewhereJustAfterTheRead:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(app_bus, name)
+    async def call_elsewhere(found: Any) -> None:
+        committed = app_bus.on_events
+        app_bus.on_events = lambda events: relay.wake()  # only the event tells
+        try:
+            await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
+        finally:
+            app_bus.on_events = committed
+        deadline = time.monotonic() + WITHIN_S
+        while hub.seq <= found.seq:  # the hub has heard the call
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
 
-        async def read(self, work: Any, *args: Any) -> Any:
-            found = await app_bus.read(work, *args)
-            if work is views.followed and found.view.state == "waiting":
-                committed = app_bus.on_events
-                app_bus.on_events = lambda events: relay.wake()  # only the event tells
-                try:
-                    await app_bus.execute(CallNext(hall.counters[1], hall.clerks[0].user_id))
-                finally:
-                    app_bus.on_events = committed
-                deadline = time.monotonic() + WITHIN_S
-                while hub.seq <= found.seq:  # the hub has heard the call
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.01)
-            return found
-
-    monkeypatch.setattr(follows, "bus", CalledElsewhereJustAfterTheRead())
+    monkeypatch.setattr(follows, "bus", ChangedJustAfterTheRead(app_bus, call_elsewhere))
     assert (await follow(client, token))["state"] == "waiting"  # as read
     assert token not in follows.kept
     monkeypatch.undo()
