@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, select, text
 
 from booking.domain.contact import mask_phone
-from queue_server.db.repository import hall_from_row
+from queue_server.db.repository import ViewParts, hall_from_row
 from queue_server.db.tables import (
     BookingRow,
     CounterRow,
@@ -213,19 +213,18 @@ async def settled_ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView | N
     waiting one, whose estimate is told from the hall's committed log (read its view
     after the commit)."""
     parts = uow.repo.view_parts.get(ticket_id)
-    if parts is not None and parts.row.state == TicketState.WAITING:
+    if parts is None:
+        return await _ticket_view(uow, ticket_id, settled_only=True)
+    if parts.row.state == TicketState.WAITING:
         return None  # back in the queue: read after the commit
-    return _view_from_lock(uow, ticket_id) or await _ticket_view(uow, ticket_id, settled_only=True)
+    return _view_from_lock(uow, parts) or await _ticket_view(uow, ticket_id, settled_only=True)
 
 
-def _view_from_lock(uow: UnitOfWork, ticket_id: int) -> TicketView | None:
+def _view_from_lock(uow: UnitOfWork, parts: ViewParts) -> TicketView | None:
     """The view of a ticket a counter command locked, from what it read with the lock
     (``Repository.view_parts``) and the row as the command left it: no statement. None
     where that is not all the view shows (a desk case; a counter not read here). Such a
     ticket was waiting, called or serving when locked: it has no rating."""
-    parts = uow.repo.view_parts.get(ticket_id)
-    if parts is None:
-        return None
     row = parts.row
     counter_number = uow.repo.counter_numbers.get(row.counter_id) if row.counter_id else None
     if row.counter_id is not None and counter_number is None:
