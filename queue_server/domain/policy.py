@@ -217,19 +217,28 @@ def _ranked(
     keyed: list[tuple[tuple[object, ...], Candidate, int, ServiceLevel, bool]] = []
     for c in mine:
         level = profile[c.service_id]
-        # Sort keys compare only within a tier: (tier, first, then, ticket id).
-        if c.kind in CONTINUING_KINDS:
-            keyed.append(((1, c.queued_at, 0, c.ticket_id), c, 1, level, False))
-        elif _is_appointment(c):
-            assert c.due_at is not None
-            must = c.ticket_id in urgent if floor is not None else c.due_at <= now
-            tier = 2 if must else 4
-            keyed.append(((tier, c.due_at, c.queued_at, c.ticket_id), c, tier, level, must))
-        else:
-            # Highest score first; ties to the one that joined earlier.
-            score = _score(c, level, now, config)
-            keyed.append(((3, -score, c.queued_at, c.ticket_id), c, 3, level, False))
+        key = _key(c, level, now, config, urgent if floor is not None else None)
+        keyed.append((key, c, key[0], level, key[0] == 2))
     return keyed
+
+
+def _key(
+    c: Candidate,
+    level: ServiceLevel,
+    now: datetime,
+    config: PolicyConfig,
+    urgent: set[int] | None,
+) -> tuple[int, object, object, int]:
+    """A ticket's sort key at a counter serving its matter at ``level``: (tier, first,
+    then, ticket id), compared only within a tier. ``urgent``: the appointments the
+    look-ahead found must be called now (None: without it, those due)."""
+    if c.kind in CONTINUING_KINDS:
+        return (1, c.queued_at, 0, c.ticket_id)
+    if c.due_at is not None and c.kind == TicketKind.APPOINTMENT:
+        must = c.ticket_id in urgent if urgent is not None else c.due_at <= now
+        return (2 if must else 4, c.due_at, c.queued_at, c.ticket_id)
+    # Highest score first; ties to the one that joined earlier.
+    return (3, -_score(c, level, now, config), c.queued_at, c.ticket_id)
 
 
 def _reason(
@@ -313,10 +322,22 @@ def chooser(config: PolicyConfig, tz: ZoneInfo, *, reasons: bool = True) -> Choo
     def choose_silently(
         counter: CounterNow, waiting: Sequence[Candidate], now: datetime, floor: Floor | None
     ) -> Choice | None:
-        keyed = _ranked(counter.profile, waiting, now, config, floor, counter.counter_id)
-        if not keyed:
-            return None
-        _, c, tier, _, _ = min(keyed, key=lambda item: item[0])
-        return Choice(c, tier, "")
+        if floor is not None:
+            keyed = _ranked(counter.profile, waiting, now, config, floor, counter.counter_id)
+            if not keyed:
+                return None
+            _, c, tier, _, _ = min(keyed, key=lambda item: item[0])
+            return Choice(c, tier, "")
+        # No look-ahead (the projection's turns without appointments, thousands of them
+        # per projection): the least key, without ranking a list.
+        profile = counter.profile
+        best: tuple[tuple[int, object, object, int], Candidate] | None = None
+        for c in waiting:
+            level = profile.get(c.service_id)
+            if level is not None:
+                key = _key(c, level, now, config, None)
+                if best is None or key < best[0]:
+                    best = (key, c)
+        return None if best is None else Choice(best[1], best[0][0], "")
 
     return choose if reasons else choose_silently

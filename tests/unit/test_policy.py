@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queue_server.domain.floor import CounterNow, ServiceStats
 from queue_server.domain.floor import Floor as HallFloor
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
-from queue_server.domain.policy import Candidate, PolicyConfig, choose_next, rank
+from queue_server.domain.policy import Candidate, PolicyConfig, choose_next, chooser, rank
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
@@ -336,6 +338,40 @@ def test_within_a_tier_nobody_is_overtaken_by_a_ticket_that_joined_more_than_b_l
                 if tiers[other.ticket_id] == choice.tier:
                     assert chosen.queued_at - other.queued_at <= config.bound, (chosen, other)
         del floor.waiting[chosen.ticket_id]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_estimates_silent_chooser_calls_whom_the_policy_calls(seed: int) -> None:
+    """The chooser the estimate's projection plays (no reasons, no look-ahead: its own
+    loop, not ``choose_next``'s ranked list) calls the same ticket in the same tier as the
+    policy: random counters, configurations and queues of every kind (continuing visits,
+    appointments due and not, priorities, matters served at secondary level), with ties."""
+    dice = random.Random(seed)
+    for _ in range(50):
+        config = PolicyConfig(
+            priority_boosts={p: timedelta(minutes=dice.randint(0, 30)) for p in PRIORITIES[1:]},
+            secondary_handicap=timedelta(minutes=dice.randint(0, 40)),
+        )
+        silent = chooser(config, SHANGHAI, reasons=False)
+        profile = {sid: dice.choice(list(ServiceLevel)) for sid in dice.sample(SERVICES, 2)}
+        counter = CounterNow(1, profile, CounterState.OPEN)
+        queue = []
+        for ticket_id in range(1, dice.randint(1, 12)):
+            kind = dice.choice([TicketKind.WALK_IN] * 3 + [TicketKind.APPOINTMENT, *CONTINUING])
+            booked = kind == TicketKind.APPOINTMENT
+            due = NOW + timedelta(minutes=dice.choice([-10, 0, 15])) if booked else None
+            joined = NOW - timedelta(minutes=dice.choice([5, 10, 25]))
+            service, priority = dice.choice(SERVICES), dice.choice(PRIORITIES)
+            queue.append(Candidate(ticket_id, "A", service, kind, priority, joined, due))
+        while True:
+            told = choose_next(profile, queue, NOW, config, SHANGHAI)
+            played = silent(counter, queue, NOW, None)
+            assert (played and (played.candidate, played.tier)) == (
+                told and (told.candidate, told.tier)
+            ), seed
+            if told is None:
+                break
+            queue.remove(told.candidate)
 
 
 @st.composite
