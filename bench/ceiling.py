@@ -4,10 +4,12 @@ A bare Litestar app served like ``onedoor serve`` (uvicorn with the same options
 number of workers, pinned to the same CPUs) on the same database. Its one POST handler,
 ``/api/halls/{hall_id}/tickets`` so that the issue phase's wrk script drives it unchanged,
 parses the same JSON body and does one ``INSERT … RETURNING id`` into a scratch table in
-its own transaction, through a SQLAlchemy async engine made by OneDoor's own
-``queue_server.db.engine.create_engine`` (asyncpg or aiosqlite, the same pool, pre-ping and
-SQLite settings) on the URL OneDoor's settings give (``ONEDOOR_DATABASE_URL``, else the
-SQLite file in ``ONEDOOR_VAR_DIR``). No authentication, no ORM session, no events.
+its own transaction (with ``?statements=N``, N statements: the insert, then N - 1 reads of
+the row by its key, each a round trip, as OneDoor's commands make a few), through a
+SQLAlchemy async engine made by OneDoor's own ``queue_server.db.engine.create_engine``
+(asyncpg or aiosqlite, the same pool, pre-ping and SQLite settings) on the URL OneDoor's
+settings give (``ONEDOOR_DATABASE_URL``, else the SQLite file in ``ONEDOOR_VAR_DIR``).
+No authentication, no ORM session, no events.
 
 ``python -m bench.ceiling`` serves it the way ``onedoor serve`` serves OneDoor: one uvicorn
 process, or ``queue_server.serving``'s supervisor of workers each on a ``SO_REUSEPORT``
@@ -22,10 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import uvicorn
 from litestar import Litestar, get, post
+from litestar.params import Parameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,6 +43,8 @@ APP = "bench.ceiling:create_app"
 LOG_LEVEL = "warning"
 TABLE = "bench_ceiling"
 INSERT = text(f"INSERT INTO {TABLE} (service_id) VALUES (:service_id) RETURNING id")
+READ = text(f"SELECT service_id FROM {TABLE} WHERE id = :id")
+MAX_STATEMENTS = 20
 CREATE = {
     "postgresql": f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, "
     "service_id bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
@@ -59,9 +65,15 @@ def create_app() -> Litestar:
     )
 
     @post("/api/halls/{hall_id:int}/tickets")
-    async def issue(hall_id: int, data: IssueIn) -> dict[str, int]:
+    async def issue(
+        hall_id: int,
+        data: IssueIn,
+        statements: Annotated[int, Parameter(ge=1, le=MAX_STATEMENTS)] = 1,
+    ) -> dict[str, int]:
         async with engine.begin() as connection:
             new_id = (await connection.execute(INSERT, {"service_id": data.service_id})).scalar()
+            for _ in range(statements - 1):
+                await connection.execute(READ, {"id": new_id})
         return {"id": int(new_id or 0), "hall_id": hall_id}
 
     @get("/healthz")

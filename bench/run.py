@@ -7,7 +7,8 @@ hall (matters, counters each with its clerk signed in, kiosks, boards) over the 
 pinned to the last CPU, drives each phase for a fixed time: issue tickets (16 and 64
 connections, and 400/s), read the board snapshot (64), call and no-show at 16 counters (200
 calls/s, and as fast as they go). Then the ceiling app (bench/ceiling.py) is served the same
-way on the same database and driven like the issue phase. The database is checked after each
+way on the same database and driven like the issue phase (and again with 2 and 4 statements
+in each request's transaction). The database is checked after each
 issue and call phase. Prints one table, writes it to bench/results/latest.txt, and exits 1 if
 a check failed, a 5xx was answered or a configuration could not run. PostgreSQL
 configurations are skipped when it is unreachable, unless ONEDOOR_REQUIRE_SERVICES=1.
@@ -75,6 +76,9 @@ class Phase:
     connections: int
     rate: float = 0.0
     """A fixed rate (tickets or calls per second), or 0: as fast as the answers come."""
+    statements: int = 1
+    """For the ceiling: the statements in each request's transaction (one round trip each,
+    besides BEGIN and COMMIT)."""
 
     @property
     def interval_ms(self) -> float:
@@ -94,7 +98,15 @@ PHASES = (
     Phase("call @200/s", "call", COUNTERS, rate=200),
     Phase("call", "call", COUNTERS),
 )
-CEILING_PHASES = (Phase("ceiling", "ceiling", 16), Phase("ceiling", "ceiling", 64))
+CEILING_PHASES = (
+    Phase("ceiling", "ceiling", 16),
+    Phase("ceiling", "ceiling", 64),
+    # The ceiling with the statements of OneDoor's commands: issuing's 2 (the hall and
+    # matter read, then one statement that numbers and writes the ticket, its events and
+    # its print job), and a call's 4 a request on average (call-next's 5, no-show's 3).
+    Phase("ceiling, 2 statements", "ceiling", 16, statements=2),
+    Phase("ceiling, 4 statements", "ceiling", 16, statements=4),
+)
 
 
 @dataclass(frozen=True)
@@ -369,6 +381,8 @@ def job_for(
     job = wrk.WrkJob("issue", base_url, phase.connections, seconds, plan.loadgen, phase.interval_ms)
     if phase.kind in ("issue", "ceiling"):
         settings = {"HALL": str(hall.hall_id), "SERVICES": " ".join(map(str, hall.service_ids))}
+        if phase.statements > 1:
+            settings["QUERY"] = f"?statements={phase.statements}"
         return replace(job, settings=settings, each={"TOKEN": hall.kiosk_tokens}, keep_ids=True)
     if phase.kind == "board":
         settings = {"PATH": f"/api/halls/{hall.hall_id}/snapshot"}
@@ -539,7 +553,11 @@ def vs_ceiling(run: PhaseRun, ceilings: dict[int, float]) -> str:
 
 
 def measure_rows(runs: list[PhaseRun]) -> list[Measured]:
-    ceilings = {r.phase.connections: r.outcome.http_rate for r in runs if r.phase.kind == "ceiling"}
+    ceilings = {
+        r.phase.connections: r.outcome.http_rate
+        for r in runs
+        if r.phase.kind == "ceiling" and r.phase.statements == 1
+    }
     measured = []
     for run in runs:
         result = run.outcome.result

@@ -1,11 +1,11 @@
 -- Issue tickets as a kiosk: POST /api/halls/<BENCH_HALL>/tickets with the connection's
 -- kiosk token (BENCH_TOKEN), the matters of BENCH_SERVICES in turn. The ceiling app answers
--- the same requests.
+-- the same requests (BENCH_QUERY, e.g. "?statements=4", is added to their path).
 local prepared = {}
 local turn = 0
 
 function prepare()
-  local path = "/api/halls/" .. os.getenv("BENCH_HALL") .. "/tickets"
+  local path = "/api/halls/" .. os.getenv("BENCH_HALL") .. "/tickets" .. (os.getenv("BENCH_QUERY") or "")
   local headers = {
     ["Authorization"] = "Bearer " .. token,
     ["Content-Type"] = "application/json",
