@@ -3,14 +3,18 @@
 Every follower of a hall re-reads their ticket when the queue moves, and every kiosk
 answer tells the new ticket's wait; the projection of the whole queue answers all of them,
 so it is made once per hall at a time (whoever asks meanwhile waits for it, or for the next
-one when they need a newer state) and kept a few seconds (the clock moves on; the next
-event makes a new one anyway).
+one when they need a newer state) and told from a few seconds (the clock moves on; the next
+event makes a new one anyway). A new one is made from the last one's floor and the hall's
+log since, while the log holds only walk-ins (and events the estimate does not read), for
+up to half a minute after the floor was read whole: a walk-in is added to the projection,
+and past those few seconds the same floor is played again from now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -35,7 +39,7 @@ from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall, TicketKind
 from queue_server.domain.policy import Chooser, PolicyConfig, chooser
 
-from .floor import hall_floor
+from .floor import LATE_WINDOW, hall_floor
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,12 @@ _HALL_POLICY = select(
     HallRow.event_seq, HallRow.priority_boosts, HallRow.secondary_after_minutes
 ).where(HallRow.id == bindparam("hall"))
 KEEP_SECONDS = 5.0
+"""A projection is told from this long after its start (``made``); then it is played again
+from now (its turns start from the floor as it is then)."""
+READ_AGAIN_SECONDS = 30.0
+"""How long a floor read whole is kept up from the log (walk-ins added, played again from
+now) before it is read whole again: a few things on it move with the clock alone, not with
+an event (the bookings' late window, the arrival rates of the last hour)."""
 KEEP_HALLS = 1024
 EXTEND_AT_MOST = 500
 """Past this many events since the last floor read, the floor is read whole again."""
@@ -58,7 +68,7 @@ its own ``TicketIssued``)."""
 @dataclass(frozen=True)
 class _Projection:
     made: float
-    """When its floor was read (``time.monotonic()``)."""
+    """When it starts: when its floor was read, or played again (``time.monotonic()``)."""
     seq: int
     traced: Traced
     choose: Chooser
@@ -68,6 +78,13 @@ class _Projection:
     """Whether its floor was read whole (not extended from an earlier projection)."""
     orders: dict[int, list[int]] = field(default_factory=dict)
     """Per matter no open counter serves, its queue's order (made when first asked)."""
+    read: float = -math.inf
+    """When the floor it was kept up from was read whole (``time.monotonic()``); a
+    projection read whole sets it to ``made``."""
+
+    def __post_init__(self) -> None:
+        if self.read == -math.inf:
+            object.__setattr__(self, "read", self.made)
 
     @property
     def floor(self) -> Floor:
@@ -142,8 +159,8 @@ def kept_projection(hall_id: int, need: int) -> _Projection | None:
 
 def tell_kept(kept: _Projection, ticket_id: int, now: datetime) -> Told | None:
     """What ``told_at`` tells from projection ``kept``: nothing to read, no unit of work."""
-    # The projection starts when its floor was read (at most ``KEEP_SECONDS`` ago): the
-    # wait is told from now.
+    # The projection starts when its floor was read or played again (at most
+    # ``KEEP_SECONDS`` ago): the wait is told from now.
     made = kept
 
     def orders(service_id: int) -> list[int]:
@@ -169,11 +186,15 @@ async def _make(
         kept = None
         if (
             last is not None
-            and time.monotonic() - last.made < KEEP_SECONDS
+            and time.monotonic() - last.read < READ_AGAIN_SECONDS
             # A new business day waits for its own tickets only: read it whole.
             and business_day(last.floor.now, tz) == business_day(now, tz)
         ):
             kept = await _extended(uow, hall_id, last)
+            if kept is not None and kept.seq < need:
+                kept = None  # the log did not reach the asker's event yet: read it all
+            elif kept is not None and time.monotonic() - kept.made >= KEEP_SECONDS:
+                kept = _played_again(kept, now)
         if kept is None:
             # Everything committed up to this number is in the floor read next. Columns,
             # not the row: a row this session holds already would not be read again.
@@ -200,7 +221,9 @@ async def _make(
             del _making[hall_id]
     # A projection keeps its turns (a few hundred KiB for a hall with a thousand
     # waiting): those too old to be used or extended go.
-    expired = [h for h, p in _projections.items() if time.monotonic() - p.made >= KEEP_SECONDS]
+    expired = [
+        h for h, p in _projections.items() if time.monotonic() - p.read >= READ_AGAIN_SECONDS
+    ]
     for gone in expired:
         del _projections[gone]
     if len(_projections) >= KEEP_HALLS:
@@ -212,22 +235,26 @@ async def _make(
 async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projection | None:
     """``last``'s projection with the walk-ins that joined since — when the hall's log
     since ``last`` holds nothing else that moves the floor (a call, a counter opening, a
-    check-in…); else None, and the floor is read whole.
+    check-in…); ``last`` itself when nothing was logged since; else None, and the floor
+    is read whole.
 
     A kiosk rush is a run of walk-ins: each projection then reads a few log rows instead
     of the whole floor, and replays the turns of the last one that the walk-ins do not
     change (``estimate.resume``) instead of playing the queue again. Its waiting tickets
     are those a fresh read would give (the walk-ins are the rows a read would add); the
     counters' state only changes with events that stop the extension. Unlike a fresh
-    read, the projection still starts when ``last``'s floor was read (a busy counter's
-    remaining service is reckoned from then), at most ``KEEP_SECONDS`` ago: answers can
-    differ from a fresh read's by those seconds."""
+    read, the projection still starts when ``last`` did (a busy counter's remaining
+    service is reckoned from then), at most ``KEEP_SECONDS`` ago: answers can differ from
+    a fresh read's by those seconds. Past them, ``_make`` plays it again from now
+    (``_played_again``), and past ``READ_AGAIN_SECONDS`` reads the floor whole again."""
     rows = (
         await uow.session.execute(
             sql.EVENTS_SINCE, {"hall": hall_id, "seq": last.seq, "limit": EXTEND_AT_MOST + 1}
         )
     ).all()
-    if not rows or len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:
+    if not rows:
+        return last  # nothing logged since: its floor is the hall's as it is
+    if len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:
         return None
     # A floor read whole was read in statements after ``last.seq`` was (READ COMMITTED):
     # it may hold some of the walk-ins logged since already. Its first extension reads
@@ -242,7 +269,23 @@ async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projec
         elif name not in FLOOR_NEUTRAL:
             return None
     traced = resume(last.traced, joined, last.choose)
-    return _Projection(last.made, int(rows[-1][0]), traced, last.choose)
+    return _Projection(last.made, int(rows[-1][0]), traced, last.choose, read=last.read)
+
+
+def _played_again(kept: _Projection, now: datetime) -> _Projection:
+    """``kept``'s floor projected again from ``now``: what a floor read whole now would give
+    (its counters and waiting tickets move only with events, and ``kept`` holds every
+    event up to its number), without reading it. Bookings whose late window has passed
+    since are no longer expected, as the read would leave them out; the services' times
+    and arrival rates are those read (the read itself keeps them up to a few seconds)."""
+    late = now - LATE_WINDOW
+    floor = replace(
+        kept.floor, now=now, expected=[(sid, at) for sid, at in kept.floor.expected if at >= late]
+    )
+    traced = project_traced(floor, kept.choose)
+    return _Projection(
+        time.monotonic(), kept.seq, traced, kept.choose, whole=kept.whole, read=kept.read
+    )
 
 
 def _walk_in(issued: dict[str, Any]) -> Candidate:

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
+from queue_server.clock import FixedClock
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, project_traced, tell_traced
+from queue_server.domain.floor import CounterNow, Floor
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import Hall
-from queue_server.domain.policy import chooser
-from queue_server.service import estimates
+from queue_server.domain.model import CounterState, Hall, ServiceLevel
+from queue_server.domain.policy import PolicyConfig, chooser
+from queue_server.service import commands, estimates
 from queue_server.service.bus import Bus
 from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork
@@ -131,3 +136,93 @@ async def test_a_kiosk_rush_extends_the_shared_projection_instead_of_making_it_a
         kept = estimates._projections[hall_id]
         assert not kept.whole, "extended with the walk-in, not made again"
         assert kept.traced.real == ahead + 1
+
+
+async def _fresh_told(bus: Bus, hall_id: int, ticket_id: int) -> Told | None:
+    """What a projection of the floor read whole now tells ``ticket_id``."""
+
+    async def read(uow: UnitOfWork) -> Told | None:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        hall = hall_from_row(row)
+        now = uow.clock.now()
+        floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
+        choose = chooser(policy_config(hall), hall.tz, reasons=False)
+        return tell_traced(ticket_id, project_traced(floor, choose), now, choose)
+
+    return await bus.read(read)
+
+
+async def _told_now(bus: Bus, hall_id: int, ticket_id: int) -> Told | None:
+    async def told(uow: UnitOfWork) -> Told | None:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        return await estimates.told(uow, row, ticket_id)
+
+    return await bus.read(told)
+
+
+async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing logged since the floor was read, or only walk-ins: past ``KEEP_SECONDS``
+    the projection is played again from now, from the floor it kept up, without reading
+    it whole, and tells what a floor read whole now would (a busy counter's remaining
+    service reckoned from now, not from when the floor was read)."""
+    hall_id, service_id, desks = await make_hall(bus, counters=2)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(4)]
+    counter_id, clerk_id = desks[0]
+    await bus.execute(commands.CallNext(counter_id, clerk_id))  # busy from now on
+    last = tickets[-1]
+    assert await _told_now(bus, hall_id, last) == await _fresh_told(bus, hall_id, last)
+    read_whole = estimates._projections[hall_id]
+    assert read_whole.whole
+
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)  # every projection is past its time
+    clock.advance(minutes=3)
+    told = await _told_now(bus, hall_id, last)  # nothing logged since
+    again = estimates._projections[hall_id]
+    assert again.read == read_whole.read, "played again, not read whole"
+    assert again.made > read_whole.made
+    assert again.floor.now == clock.now()
+    assert told == await _fresh_told(bus, hall_id, last)
+    assert told is not None and told.minutes is not None
+
+    clock.advance(minutes=2)
+    newest = await issue(bus, hall_id, service_id)  # a walk-in logged since
+    told = await _told_now(bus, hall_id, newest)
+    kept = estimates._projections[hall_id]
+    assert kept.read == read_whole.read and kept.floor.now == clock.now()
+    assert told == await _fresh_told(bus, hall_id, newest)
+    assert told is not None and told.people_ahead == len(tickets) - 1
+
+
+async def test_the_floor_is_read_whole_again_after_its_half_minute(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What moves with the clock alone (the bookings' late window, the arrival rates) is
+    read again: a floor kept up from the log past ``READ_AGAIN_SECONDS`` is read whole."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    before = estimates._projections[hall_id]
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    monkeypatch.setattr(estimates, "READ_AGAIN_SECONDS", 0.0)
+    clock.advance(minutes=1)
+    await _told_now(bus, hall_id, first)
+    after = estimates._projections[hall_id]
+    assert after.whole and after.read > before.read
+
+
+def test_a_projection_played_again_no_longer_expects_bookings_past_their_late_window() -> None:
+    """A floor read whole leaves out the bookings more than ``LATE_WINDOW`` past their slot;
+    played again later, the same floor does too."""
+    now = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    counter = CounterNow(1, {7: ServiceLevel.PRIMARY}, CounterState.OPEN)
+    slots = [now - timedelta(minutes=m) for m in (20, 14, 0)] + [now + timedelta(minutes=30)]
+    floor = Floor([counter], [], [(7, at) for at in slots], {}, now - timedelta(minutes=2))
+    choose = chooser(PolicyConfig(), ZoneInfo("Asia/Shanghai"), reasons=False)
+    kept = estimates._Projection(0.0, 1, project_traced(floor, choose), choose, whole=True)
+    again = estimates._played_again(kept, now)
+    assert [at for _, at in again.floor.expected] == slots[1:]
+    assert (again.seq, again.read, again.whole) == (1, 0.0, True)
