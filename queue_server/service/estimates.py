@@ -4,10 +4,11 @@ Every follower of a hall re-reads their ticket when the queue moves, and every k
 answer tells the new ticket's wait; the projection of the whole queue answers all of them,
 so it is made once per hall at a time (whoever asks meanwhile waits for it, or for the next
 one when they need a newer state) and told from a few seconds (the clock moves on; the next
-event makes a new one anyway). A new one is made from the last one's floor and the hall's
-log since, while the log holds only walk-ins (and events the estimate does not read), for
-up to half a minute after the floor was read whole: a walk-in is added to the projection,
-and past those few seconds the same floor is played again from now.
+event makes a new one anyway). A new one is made from the last one's waiting tickets and
+the hall's log since, while the log holds only walk-ins (and events the estimate does not
+read), for up to half a minute after everyone waiting was read: a walk-in is added to the
+projection, and past those few seconds it is played again from now, with the rest of the
+floor read again.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall, TicketKind
 from queue_server.domain.policy import Chooser, PolicyConfig, chooser
 
-from .floor import LATE_WINDOW, hall_floor
+from .floor import hall_floor
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ KEEP_SECONDS = 5.0
 """A projection is told from this long after its start (``made``); then it is played again
 from now (its turns start from the floor as it is then)."""
 READ_AGAIN_SECONDS = 30.0
-"""How long a floor read whole is kept up from the log (walk-ins added, played again from
-now) before it is read whole again: a few things on it move with the clock alone, not with
-an event (the bookings' late window, the arrival rates of the last hour)."""
+"""How long the waiting tickets of a floor read whole are kept up from the log (walk-ins
+added; the rest of the floor read again each time it is played again) before everyone
+waiting is read again too."""
 KEEP_HALLS = 1024
 EXTEND_AT_MOST = 500
 """Past this many events since the last floor read, the floor is read whole again."""
@@ -194,7 +195,7 @@ async def _make(
             if kept is not None and kept.seq < need:
                 kept = None  # the log did not reach the asker's event yet: read it all
             elif kept is not None and time.monotonic() - kept.made >= KEEP_SECONDS:
-                kept = _played_again(kept, now)
+                kept = await _played_again(uow, hall_id, kept, now, tz)
         if kept is None:
             # Everything committed up to this number is in the floor read next. Columns,
             # not the row: a row this session holds already would not be read again.
@@ -246,7 +247,7 @@ async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projec
     read, the projection still starts when ``last`` did (a busy counter's remaining
     service is reckoned from then), at most ``KEEP_SECONDS`` ago: answers can differ from
     a fresh read's by those seconds. Past them, ``_make`` plays it again from now
-    (``_played_again``), and past ``READ_AGAIN_SECONDS`` reads the floor whole again."""
+    (``_played_again``), and past ``READ_AGAIN_SECONDS`` reads everyone waiting again."""
     rows = (
         await uow.session.execute(
             sql.EVENTS_SINCE, {"hall": hall_id, "seq": last.seq, "limit": EXTEND_AT_MOST + 1}
@@ -272,20 +273,24 @@ async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projec
     return _Projection(last.made, int(rows[-1][0]), traced, last.choose, read=last.read)
 
 
-def _played_again(kept: _Projection, now: datetime) -> _Projection:
-    """``kept``'s floor projected again from ``now``: what a floor read whole now would give
-    (its counters and waiting tickets move only with events, and ``kept`` holds every
-    event up to its number), without reading it. Bookings whose late window has passed
-    since are no longer expected, as the read would leave them out; the services' times
-    and arrival rates are those read (the read itself keeps them up to a few seconds)."""
-    late = now - LATE_WINDOW
-    floor = replace(
-        kept.floor, now=now, expected=[(sid, at) for sid, at in kept.floor.expected if at >= late]
-    )
-    traced = project_traced(floor, kept.choose)
-    return _Projection(
-        time.monotonic(), kept.seq, traced, kept.choose, whole=kept.whole, read=kept.read
-    )
+async def _played_again(
+    uow: UnitOfWork, hall_id: int, kept: _Projection, now: datetime, tz: ZoneInfo
+) -> _Projection:
+    """``kept``'s waiting tickets projected again from ``now``, with everything else on the
+    floor (counters and their matters, bookings expected, services' times, the queue
+    policy) read again: what a floor read whole now would give, less reading everyone
+    waiting, whom ``kept`` holds up to its event number (each joins and leaves with an
+    event; any but a walk-in's makes ``_make`` read the floor whole). The rest is read
+    after that number, as a floor read whole is: a call committed meanwhile may already
+    show at its counter, until the next projection reads its event."""
+    found = (await uow.session.execute(_HALL_POLICY, {"hall": hall_id})).first()
+    choose = kept.choose
+    if found is not None:
+        policy = policy_of(found.priority_boosts or {}, found.secondary_after_minutes)
+        choose = chooser(policy, tz, reasons=False)
+    floor = await hall_floor(uow, hall_id, business_day(now, tz), now, kept.floor.waiting)
+    traced = project_traced(floor, choose)
+    return _Projection(time.monotonic(), kept.seq, traced, choose, whole=kept.whole, read=kept.read)
 
 
 def _walk_in(issued: dict[str, Any]) -> Candidate:

@@ -61,10 +61,18 @@ _slow: dict[
 ] = {}
 
 
-async def hall_floor(uow: UnitOfWork, hall_id: int, day: date, now: datetime) -> Floor:
-    """Everything the estimate reads, for hall ``hall_id`` at ``now``."""
+async def hall_floor(
+    uow: UnitOfWork,
+    hall_id: int,
+    day: date,
+    now: datetime,
+    waiting: Sequence[Candidate] | None = None,
+) -> Floor:
+    """Everything the estimate reads, for hall ``hall_id`` at ``now``; the waiting tickets
+    read too unless given (``waiting``: a projection's, kept up from the hall's log)."""
     counters = await _counters(uow, hall_id)
-    waiting = await uow.repo.waiting(hall_id, day)
+    if waiting is None:
+        waiting = await uow.repo.waiting(hall_id, day)
     expected = await _expected_bookings(uow, hall_id, day, now)
     # What moves by the hour, not by the event, is read at most every few seconds: the
     # services' times (a four-week window) and the arrival rates (the last hour).

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -16,11 +14,10 @@ from queue_server.clock import FixedClock
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, project_traced, tell_traced
-from queue_server.domain.floor import CounterNow, Floor
 from queue_server.domain.hours import business_day
-from queue_server.domain.model import CounterState, Hall, ServiceLevel
-from queue_server.domain.policy import PolicyConfig, chooser
-from queue_server.service import commands, estimates
+from queue_server.domain.model import Hall
+from queue_server.domain.policy import chooser
+from queue_server.service import commands, estimates, hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork
@@ -166,9 +163,9 @@ async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
     bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing logged since the floor was read, or only walk-ins: past ``KEEP_SECONDS``
-    the projection is played again from now, from the floor it kept up, without reading
-    it whole, and tells what a floor read whole now would (a busy counter's remaining
-    service reckoned from now, not from when the floor was read)."""
+    the projection is played again from now with the waiting tickets it kept up, without
+    reading everyone waiting again, and tells what a floor read whole now would (a busy
+    counter's remaining service reckoned from now, not from when the floor was read)."""
     hall_id, service_id, desks = await make_hall(bus, counters=2)
     tickets = [await issue(bus, hall_id, service_id) for _ in range(4)]
     counter_id, clerk_id = desks[0]
@@ -197,11 +194,30 @@ async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
     assert told is not None and told.people_ahead == len(tickets) - 1
 
 
+async def test_a_projection_played_again_reads_the_halls_setup_again(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What changes without an event (a counter's matters, a matter switched off, the
+    queue policy) is read again when a projection is played again: only the waiting
+    tickets are kept up from the log."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    ticket = await issue(bus, hall_id, service_id)
+    told = await _told_now(bus, hall_id, ticket)
+    assert told is not None and told.minutes is not None
+    before = estimates._projections[hall_id]
+    await bus.run(hall_config.update_service, hall_id, service_id, {"active": False})
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=10)
+    told = await _told_now(bus, hall_id, ticket)
+    assert estimates._projections[hall_id].read == before.read, "played again, not read whole"
+    assert told == await _fresh_told(bus, hall_id, ticket)
+    assert told is not None and told.minutes is None, "no open counter serves the matter now"
+
+
 async def test_the_floor_is_read_whole_again_after_its_half_minute(
     bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What moves with the clock alone (the bookings' late window, the arrival rates) is
-    read again: a floor kept up from the log past ``READ_AGAIN_SECONDS`` is read whole."""
+    """Everyone waiting is read again, past ``READ_AGAIN_SECONDS``, whatever the log says."""
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     first = await issue(bus, hall_id, service_id)
     await _told_now(bus, hall_id, first)
@@ -212,17 +228,3 @@ async def test_the_floor_is_read_whole_again_after_its_half_minute(
     await _told_now(bus, hall_id, first)
     after = estimates._projections[hall_id]
     assert after.whole and after.read > before.read
-
-
-def test_a_projection_played_again_no_longer_expects_bookings_past_their_late_window() -> None:
-    """A floor read whole leaves out the bookings more than ``LATE_WINDOW`` past their slot;
-    played again later, the same floor does too."""
-    now = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-    counter = CounterNow(1, {7: ServiceLevel.PRIMARY}, CounterState.OPEN)
-    slots = [now - timedelta(minutes=m) for m in (20, 14, 0)] + [now + timedelta(minutes=30)]
-    floor = Floor([counter], [], [(7, at) for at in slots], {}, now - timedelta(minutes=2))
-    choose = chooser(PolicyConfig(), ZoneInfo("Asia/Shanghai"), reasons=False)
-    kept = estimates._Projection(0.0, 1, project_traced(floor, choose), choose, whole=True)
-    again = estimates._played_again(kept, now)
-    assert [at for _, at in again.floor.expected] == slots[1:]
-    assert (again.seq, again.read, again.whole) == (1, 0.0, True)
