@@ -13,15 +13,26 @@ from sqlalchemy import select
 from queue_server.clock import FixedClock
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
-from queue_server.domain.estimate import Told, project_traced, tell_traced
+from queue_server.domain.estimate import Told, Traced, project_traced, tell_traced
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall
-from queue_server.domain.policy import chooser
+from queue_server.domain.policy import Chooser, chooser
 from queue_server.service import commands, estimates, hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork
 from tests.integration.test_concurrency import issue, make_hall
+
+
+async def _projected_whole(uow: UnitOfWork, hall_id: int) -> tuple[Traced, Chooser]:
+    """The hall's floor read whole now, projected with its policy."""
+    row = await uow.repo.hall_row(hall_id)
+    assert row is not None
+    hall = hall_from_row(row)
+    now = uow.clock.now()
+    floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
+    choose = chooser(policy_config(hall), hall.tz, reasons=False)
+    return project_traced(floor, choose), choose
 
 
 async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
@@ -39,13 +50,7 @@ async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
     # The race a floor read whole allows for: its event number read before the fourth
     # ticket committed, its floor after — the floor holds a walk-in logged after its number.
     async def read_whole(uow: UnitOfWork) -> estimates._Projection:
-        row = await uow.repo.hall_row(hall_id)
-        assert row is not None
-        hall = hall_from_row(row)
-        now = uow.clock.now()
-        floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
-        choose = chooser(policy_config(hall), hall.tz, reasons=False)
-        traced = project_traced(floor, choose)
+        traced, choose = await _projected_whole(uow, hall_id)
         return estimates._Projection(time.monotonic(), seq_before, traced, choose, whole=True)
 
     async def extended(uow: UnitOfWork, last: estimates._Projection) -> estimates._Projection:
@@ -139,13 +144,8 @@ async def _fresh_told(bus: Bus, hall_id: int, ticket_id: int) -> Told | None:
     """What a projection of the floor read whole now tells ``ticket_id``."""
 
     async def read(uow: UnitOfWork) -> Told | None:
-        row = await uow.repo.hall_row(hall_id)
-        assert row is not None
-        hall = hall_from_row(row)
-        now = uow.clock.now()
-        floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
-        choose = chooser(policy_config(hall), hall.tz, reasons=False)
-        return tell_traced(ticket_id, project_traced(floor, choose), now, choose)
+        traced, choose = await _projected_whole(uow, hall_id)
+        return tell_traced(ticket_id, traced, uow.clock.now(), choose)
 
     return await bus.read(read)
 
