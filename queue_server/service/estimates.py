@@ -199,14 +199,7 @@ async def _make(
         if kept is None:
             # Everything committed up to this number is in the floor read next. Columns,
             # not the row: a row this session holds already would not be read again.
-            found = (await uow.session.execute(_HALL_POLICY, {"hall": hall_id})).first()
-            seq = found.event_seq if found is not None else 0
-            policy = (
-                policy_of(found.priority_boosts or {}, found.secondary_after_minutes)
-                if found is not None
-                else PolicyConfig()
-            )
-            choose = chooser(policy, tz, reasons=False)
+            seq, choose = await _hall_policy(uow, hall_id, tz)
             _making[hall_id] = (max(need, seq), making)
             floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
             seq = max(need, seq)
@@ -273,6 +266,16 @@ async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projec
     return _Projection(last.made, int(rows[-1][0]), traced, last.choose, read=last.read)
 
 
+async def _hall_policy(uow: UnitOfWork, hall_id: int, tz: ZoneInfo) -> tuple[int, Chooser]:
+    """The hall's event number and its queue policy, as the projection plays it (the
+    default policy and 0 for a hall that is gone)."""
+    found = (await uow.session.execute(_HALL_POLICY, {"hall": hall_id})).first()
+    if found is None:
+        return 0, chooser(PolicyConfig(), tz, reasons=False)
+    policy = policy_of(found.priority_boosts or {}, found.secondary_after_minutes)
+    return found.event_seq, chooser(policy, tz, reasons=False)
+
+
 async def _played_again(
     uow: UnitOfWork, hall_id: int, kept: _Projection, now: datetime, tz: ZoneInfo
 ) -> _Projection:
@@ -283,11 +286,7 @@ async def _played_again(
     event; any but a walk-in's makes ``_make`` read the floor whole). The rest is read
     after that number, as a floor read whole is: a call committed meanwhile may already
     show at its counter, until the next projection reads its event."""
-    found = (await uow.session.execute(_HALL_POLICY, {"hall": hall_id})).first()
-    choose = kept.choose
-    if found is not None:
-        policy = policy_of(found.priority_boosts or {}, found.secondary_after_minutes)
-        choose = chooser(policy, tz, reasons=False)
+    _, choose = await _hall_policy(uow, hall_id, tz)
     floor = await hall_floor(uow, hall_id, business_day(now, tz), now, kept.floor.waiting)
     traced = project_traced(floor, choose)
     return _Projection(time.monotonic(), kept.seq, traced, choose, whole=kept.whole, read=kept.read)
