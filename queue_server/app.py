@@ -11,7 +11,6 @@ from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware.rate_limit import RateLimitConfig
-from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -24,7 +23,7 @@ from display.page import STATIC as DISPLAY_STATIC
 from display.page import TEMPLATES, BoardPage
 from queue_server.api.admin import HallAdminController
 from queue_server.api.audit import AuditController
-from queue_server.api.auth import authorization, sessions_with_cookies
+from queue_server.api.auth import StaffCookieConfig, authorization, sessions_with_cookies
 from queue_server.api.auth_routes import AuthController
 from queue_server.api.bookings import (
     BookingLinkController,
@@ -93,7 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             await app.state.simulations.close()
             await engine.dispose()
 
-    sessions = CookieBackendConfig(
+    sessions = StaffCookieConfig(
         secret=settings.session_secret(),
         key="onedoor_session",
         max_age=SESSION_HOURS * 3600,

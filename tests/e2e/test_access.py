@@ -180,6 +180,45 @@ async def test_login_logout_and_bad_credentials(client: AsyncTestClient[Any], bu
     assert (await client.get("/api/auth/me")).status_code == 401
 
 
+async def test_the_session_cookie_is_written_at_sign_in_and_sign_out_only(
+    client: AsyncTestClient[Any], bus: Bus
+) -> None:
+    """A clerk's day between signing in and out leaves their cookie as it was: no answer
+    sets it again, and the one cookie of the sign-in carries every request. Signing out
+    clears it, and a cookie the server cannot read is cleared too."""
+    hall = await build_hall(client, bus, clerks=1)
+    clerk = hall.clerks[0]
+    counter = f"/api/counters/{hall.counters[1]}"
+    ticket = await client.post(
+        f"/api/halls/{hall.hall_id}/tickets", json={"service_id": hall.services["A"]},
+        headers=hall.kiosk,
+    )  # fmt: skip
+    assert ticket.status_code == 201, ticket.text
+    answers = [
+        await call_as(client, clerk, "POST", f"{counter}/open"),
+        await call_as(client, clerk, "POST", f"{counter}/call-next"),
+        await call_as(client, clerk, "POST", f"{counter}/start"),
+        await call_as(client, clerk, "GET", "/api/auth/me"),
+        await call_as(client, clerk, "GET", counter),
+    ]
+    assert [a.status_code for a in answers] == [200] * len(answers), answers[-1].text
+    assert answers[1].json()["ticket"]["number"] == ticket.json()["number"]
+    assert [a.headers.get("set-cookie") for a in answers] == [None] * len(answers)
+    assert answers[3].json()["user"]["user_id"] == clerk.user_id
+
+    out = await call_as(client, clerk, "POST", "/api/auth/logout")
+    assert out.status_code == 200
+    cleared = out.headers.get("set-cookie", "")
+    assert cleared.startswith("onedoor_session=null") and "expires=" in cleared.lower()
+    assert (await call_as(client, clerk, "GET", "/api/auth/me")).status_code == 401
+
+    client.cookies.clear()
+    client.cookies.set("onedoor_session", "not-a-session")
+    garbled = await client.get("/api/public/halls")
+    assert garbled.status_code == 200
+    assert garbled.headers.get("set-cookie", "").startswith("onedoor_session=null")
+
+
 async def test_deactivated_staff_and_revoked_devices_are_refused(
     client: AsyncTestClient[Any], bus: Bus
 ) -> None:
