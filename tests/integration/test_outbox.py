@@ -72,6 +72,41 @@ async def test_rolled_back_changes_are_never_published(bus: Bus, channels: Chann
     assert await bus.run(logged) == ["TicketIssued"]
 
 
+async def test_a_quiet_relay_sends_at_once_and_a_burst_goes_out_together(
+    bus: Bus, channels: ChannelsPlugin
+) -> None:
+    """The first commit after a quiet spell is published without waiting for the relay's
+    gap; the commits of a burst, each waking the relay, go out together in a few rounds:
+    all of them, in order."""
+    hall_id, matter_id = await hall_with_matter(bus)
+    subscriber = await channels.subscribe(f"onedoor:hall:{hall_id}")
+    issue = commands.IssueTicket(hall_id, matter_id, commands.Actor())
+
+    patient = Relay(bus.sessions, channels, poll_interval=60, gap=60)
+    bus.on_events = lambda events: patient.wake()
+    running = asyncio.create_task(patient.run())
+    try:
+        await bus.execute(issue)
+        # Within 5 s, so not after the 60 s gap: a quiet relay does not wait for it.
+        assert [e["seq"] for e in await received(subscriber, 1)] == [1]
+    finally:
+        running.cancel()
+
+    relay = Relay(bus.sessions, channels, poll_interval=60, gap=1.0)
+    bus.on_events = lambda events: relay.wake()
+    running = asyncio.create_task(relay.run())
+    try:
+        for _ in range(20):
+            await bus.execute(issue)
+        events = await received(subscriber, 20)
+        assert [e["seq"] for e in events] == list(range(2, 22))
+        # Without the gap, 8 to 19 rounds here (one per commit on PostgreSQL); with it,
+        # one a second.
+        assert relay.rounds <= 4, relay.rounds
+    finally:
+        running.cancel()
+
+
 async def test_events_committed_while_no_relay_ran_go_out_later_in_order(
     bus: Bus, channels: ChannelsPlugin
 ) -> None:
