@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -18,6 +20,28 @@ MATTERS = [
 ]
 CLERK_PASSWORD = "bench-clerk-password"
 TIMEOUT = httpx.Timeout(60.0)
+MIDDAY_MINUTES = 12 * 60
+
+
+def local_minutes(now: datetime, timezone: str) -> int:
+    """Minutes past midnight on ``timezone``'s clock at ``now``."""
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.hour * 60 + local.minute
+
+
+def nearest_zone(now: datetime, minutes: int) -> str:
+    """The whole-hour ``Etc/GMT`` zone (or UTC) whose clock reads nearest ``minutes`` past
+    midnight at ``now``. Etc/GMT-14 is UTC+14, Etc/GMT+12 is UTC-12 (the POSIX sign)."""
+    zones = ["UTC" if hours == 0 else f"Etc/GMT{-hours:+d}" for hours in range(-12, 15)]
+    return min(zones, key=lambda tz: abs(local_minutes(now, tz) - minutes))
+
+
+def midday_zone(now: datetime | None = None) -> str:
+    """The bench hall's timezone: one where it is about noon when the run starts, so that
+    neither the hall's day close (23:30 by default), which records everyone still waiting
+    as gone home, nor the business day's end at midnight falls within the run. In
+    Asia/Shanghai a run started at 15:30 UTC found nobody waiting by its call phases."""
+    return nearest_zone(now or datetime.now(UTC), MIDDAY_MINUTES)
 
 
 class SetupError(RuntimeError):
@@ -81,7 +105,12 @@ async def build_hall(
         hall = await post(
             admin,
             "/api/halls",
-            {"name_zh": "压测大厅", "name_en": "Bench hall", "opening_hours": ALL_DAY},
+            {
+                "name_zh": "压测大厅",
+                "name_en": "Bench hall",
+                "opening_hours": ALL_DAY,
+                "timezone": midday_zone(),
+            },
             csrf,
         )
         hall_id = int(hall["id"])

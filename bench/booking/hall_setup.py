@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -22,21 +21,14 @@ SAFE_LOCAL = (clock_time(1, 0), clock_time(7, 0))
 TARGET_LOCAL_MINUTES = 4 * 60
 
 
-def _local_minutes(now: datetime, timezone: str) -> int:
-    local = now.astimezone(ZoneInfo(timezone))
-    return local.hour * 60 + local.minute
-
-
 def hall_timezone(now: datetime) -> str:
     """A timezone whose clock reads between SAFE_LOCAL at ``now``: Asia/Shanghai if it
     does, else the whole-hour ``Etc/GMT`` zone nearest 04:00. Then every slot of today and
     of the window's other days lies ahead and is released, whatever time the run starts."""
     low, high = (t.hour * 60 + t.minute for t in SAFE_LOCAL)
-    if low <= _local_minutes(now, PREFERRED_TIMEZONE) < high:
+    if low <= hall.local_minutes(now, PREFERRED_TIMEZONE) < high:
         return PREFERRED_TIMEZONE
-    # Etc/GMT-14 is UTC+14, Etc/GMT+12 is UTC-12 (the POSIX sign).
-    zones = ["UTC" if hours == 0 else f"Etc/GMT{-hours:+d}" for hours in range(-12, 15)]
-    return min(zones, key=lambda tz: abs(_local_minutes(now, tz) - TARGET_LOCAL_MINUTES))
+    return hall.nearest_zone(now, TARGET_LOCAL_MINUTES)
 
 
 def opening_hours(sizes: Sizes) -> dict[str, list[list[str]]]:
