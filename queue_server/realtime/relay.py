@@ -29,10 +29,12 @@ from .channels import hall_channel
 log = logging.getLogger("onedoor.realtime")
 BATCH = 500
 GAP = 0.02
-"""A relay starts a round at most this often (seconds): what is committed in the meantime
-goes out with the next round, in one claim and one publish, instead of a transaction and a
-Redis round trip for each commit. The first commit after a quiet spell goes out at once;
-under load a screen learns of a change at most this much later."""
+BURST = 3
+"""A relay starts ``BURST`` rounds at once at most, and then one per ``GAP`` seconds (a
+token bucket): under a rush, what is committed in the meantime goes out with the next
+round, in one claim and one publish, instead of a transaction and a Redis round trip for
+each commit, and a screen learns of it at most ``GAP`` later. A hall at its usual pace
+(a few commits a second, sometimes two at once) is never held back."""
 
 
 _EVENTS = cast(Table, HallEventRow.__table__)
@@ -71,6 +73,7 @@ class Relay:
         poll_interval: float,
         publish_batch: Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]] | None = None,
         gap: float = GAP,
+        burst: int = BURST,
     ) -> None:
         self._sessions = sessions
         self._channels = channels
@@ -79,6 +82,7 @@ class Relay:
         without it, each message is published through ``channels`` in turn."""
         self._poll = poll_interval
         self._gap = gap
+        self._burst = burst
         self._wake = asyncio.Event()
         self.published = 0
         self.rounds = 0
@@ -105,23 +109,26 @@ class Relay:
         return len(rows)
 
     async def run(self) -> None:
-        """Relay until cancelled: when woken, else every ``poll_interval`` seconds; a round
-        starts ``gap`` seconds after the last one at the earliest."""
+        """Relay until cancelled: when woken, else every ``poll_interval`` seconds; at most
+        ``burst`` rounds at once and one per ``gap`` seconds after them."""
         backoff = 0.1
         loop = asyncio.get_running_loop()
-        next_round = loop.time()
+        tokens, since = float(self._burst), loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-            if (wait := next_round - loop.time()) > 0:
-                await asyncio.sleep(wait)  # commits meanwhile go out in this round too
+            tokens = min(self._burst, tokens + (loop.time() - since) / self._gap)
+            since = loop.time()
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) * self._gap)  # commits meanwhile join in
+                tokens, since = 1.0, loop.time()
+            tokens -= 1
             self._wake.clear()
             self.rounds += 1
             try:
                 while await self.relay_once() == BATCH:
                     pass
                 backoff = 0.1
-                next_round = loop.time() + self._gap
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker or database is away: keep the rows, retry

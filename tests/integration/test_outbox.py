@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +40,14 @@ async def received(subscriber: Any, count: int) -> list[dict[str, Any]]:
     return out
 
 
+async def stopped(relay: asyncio.Task[None]) -> None:
+    """Cancel a running relay and wait until it has ended (rolled back a round it was in)
+    while its database is still there."""
+    relay.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay
+
+
 async def test_rolled_back_changes_are_never_published(bus: Bus, channels: ChannelsPlugin) -> None:
     hall_id, matter_id = await hall_with_matter(bus)
     relay = Relay(bus.sessions, channels, poll_interval=0.05)
@@ -72,39 +81,46 @@ async def test_rolled_back_changes_are_never_published(bus: Bus, channels: Chann
     assert await bus.run(logged) == ["TicketIssued"]
 
 
-async def test_a_quiet_relay_sends_at_once_and_a_burst_goes_out_together(
+async def test_a_quiet_relay_sends_at_once_and_a_rush_goes_out_together(
     bus: Bus, channels: ChannelsPlugin
 ) -> None:
-    """The first commit after a quiet spell is published without waiting for the relay's
-    gap; the commits of a burst, each waking the relay, go out together in a few rounds:
+    """A relay that was quiet publishes each commit at once, up to its burst; past it, the
+    commits of a rush, each waking the relay, wait for its next round and go out together:
     all of them, in order."""
     hall_id, matter_id = await hall_with_matter(bus)
     subscriber = await channels.subscribe(f"onedoor:hall:{hall_id}")
     issue = commands.IssueTicket(hall_id, matter_id, commands.Actor())
 
-    patient = Relay(bus.sessions, channels, poll_interval=60, gap=60)
+    patient = Relay(bus.sessions, channels, poll_interval=60, gap=60, burst=3)
     bus.on_events = lambda events: patient.wake()
     running = asyncio.create_task(patient.run())
     try:
+        for seq in (1, 2, 3):
+            await bus.execute(issue)
+            # Within 5 s, so not after the 60 s gap: a burst goes out at once.
+            assert [e["seq"] for e in await received(subscriber, 1)] == [seq]
         await bus.execute(issue)
-        # Within 5 s, so not after the 60 s gap: a quiet relay does not wait for it.
-        assert [e["seq"] for e in await received(subscriber, 1)] == [1]
+        with pytest.raises(TimeoutError):  # the fourth waits for the gap
+            async with asyncio.timeout(0.5):
+                async for _ in subscriber.iter_events():
+                    break
     finally:
-        running.cancel()
+        await stopped(running)
 
-    relay = Relay(bus.sessions, channels, poll_interval=60, gap=1.0)
+    relay = Relay(bus.sessions, channels, poll_interval=60, gap=1.0, burst=1)
     bus.on_events = lambda events: relay.wake()
     running = asyncio.create_task(relay.run())
     try:
         for _ in range(20):
             await bus.execute(issue)
-        events = await received(subscriber, 20)
-        assert [e["seq"] for e in events] == list(range(2, 22))
+        # The fourth, left by the patient relay, goes out first, with the rush.
+        events = await received(subscriber, 21)
+        assert [e["seq"] for e in events] == list(range(4, 25))
         # Without the gap, 8 to 19 rounds here (one per commit on PostgreSQL); with it,
         # one a second.
         assert relay.rounds <= 4, relay.rounds
     finally:
-        running.cancel()
+        await stopped(running)
 
 
 async def test_events_committed_while_no_relay_ran_go_out_later_in_order(
