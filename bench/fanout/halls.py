@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 
+from ..hall import ALL_DAY, midday_zone
 from ..server import ADMIN_PASSWORD, ADMIN_USERNAME
 from .options import HTTP_LIMITS, HTTP_TIMEOUT, BenchError
 
 CLERK_PASSWORD = "fanout-clerk-password"
-ALL_DAY = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 SETUP_CONCURRENCY = 8
 
@@ -54,6 +54,7 @@ async def build_hall(base_url: str, admin: httpx.AsyncClient, csrf: str, index: 
             "name_zh": f"扇出大厅{index}",
             "name_en": f"Fan-out hall {index}",
             "opening_hours": ALL_DAY,
+            "timezone": midday_zone(),  # the day close and midnight outside the run
         },
         csrf,
     )

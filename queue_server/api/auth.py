@@ -14,6 +14,7 @@ device or a deactivated user is refused on the next request, wherever it lands.
 
 from __future__ import annotations
 
+import copy
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -229,7 +230,7 @@ class StaffCookies(ClientSideSessionBackend):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> dict[str, Any]:
         loaded = await super().load_from_connection(connection)
-        connection.scope[SESSION_AS_LOADED] = dict(loaded)  # type: ignore[literal-required]
+        connection.scope[SESSION_AS_LOADED] = copy.deepcopy(loaded)  # type: ignore[literal-required]
         return loaded
 
     async def store_in_message(

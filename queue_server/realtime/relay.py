@@ -30,11 +30,11 @@ log = logging.getLogger("onedoor.realtime")
 BATCH = 500
 GAP = 0.02
 BURST = 3
-"""A relay starts ``BURST`` rounds at once at most, and then one per ``GAP`` seconds (a
-token bucket): under a rush, what is committed in the meantime goes out with the next
-round, in one claim and one publish, instead of a transaction and a Redis round trip for
-each commit, and a screen learns of it at most ``GAP`` later. A hall at its usual pace
-(a few commits a second, sometimes two at once) is never held back."""
+"""A process's relay starts up to ``BURST`` rounds back to back, and then one per ``GAP``
+seconds (a token bucket, shared by all the halls the process serves): under a rush, what
+is committed in the meantime goes out with the next round, in one claim and one publish,
+instead of a transaction and a Redis round trip for each commit. It adds at most ``GAP``
+to an event's publication, and nothing while commits come less often than that."""
 
 
 _EVENTS = cast(Table, HallEventRow.__table__)
@@ -80,6 +80,8 @@ class Relay:
         self._publish_batch = publish_batch
         """Publishes a batch in one round trip (Redis: ``RedisPubSubBackend.publish_batch``);
         without it, each message is published through ``channels`` in turn."""
+        if gap <= 0 or burst < 1:
+            raise ValueError(f"a relay needs gap > 0 and burst >= 1, not {gap} and {burst}")
         self._poll = poll_interval
         self._gap = gap
         self._burst = burst
@@ -109,8 +111,8 @@ class Relay:
         return len(rows)
 
     async def run(self) -> None:
-        """Relay until cancelled: when woken, else every ``poll_interval`` seconds; at most
-        ``burst`` rounds at once and one per ``gap`` seconds after them."""
+        """Relay until cancelled: when woken, else every ``poll_interval`` seconds; up to
+        ``burst`` rounds back to back, then one per ``gap`` seconds."""
         backoff = 0.1
         loop = asyncio.get_running_loop()
         tokens, since = float(self._burst), loop.time()
