@@ -223,8 +223,8 @@ class StaffCookies(ClientSideSessionBackend):
     ``max_age`` starts again. A staff session ends ``SESSION_HOURS`` after sign-in by its
     row on the server, whatever the cookie says, so a renewed cookie buys nothing: the
     cookie is now set at sign-in and cleared at sign-out, and a request that leaves the
-    session as it came answers with no ``Set-Cookie``. That saved a twentieth of a clerk's
-    call (py-spy: encrypting and encoding it on each answer)."""
+    session as it came answers with no ``Set-Cookie``. Encrypting and encoding it was a
+    twentieth of a clerk's call in py-spy (docs/performance.md, 2026-12-05)."""
 
     async def load_from_connection(
         self, connection: ASGIConnection[Any, Any, Any, Any]
