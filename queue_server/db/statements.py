@@ -47,20 +47,20 @@ BUMP_EVENT_SEQ = (
 
 
 _RECORD_EVENTS = """
-    WITH {changed}bumped AS (
-        UPDATE halls SET event_seq = event_seq + CAST(:count AS bigint)
-        WHERE id = CAST(:hall AS bigint)
-        RETURNING event_seq
-    )
-    INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
-    SELECT CAST(:hall AS bigint), bumped.event_seq - CAST(:count AS bigint) + e.ord,
+    {changed}INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+    SELECT CAST(:hall AS bigint), -nextval('hall_event_placeholders'),
            e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
-    FROM bumped,
-         unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+    FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
              WITH ORDINALITY AS e(name, payload, ord)
     ORDER BY e.ord
-    RETURNING seq
+    RETURNING id
     """
+"""A transaction's events of one hall, in order, with placeholder numbers: the trigger of
+migration 0016 numbers them from the hall row's ``event_seq`` as the transaction commits,
+in the order they were written, so the hall row is locked for the commit only. The
+statements that number in the statement itself (``PG_ENQUEUE``, the bookings') lock the
+hall row until the commit and run before this one in any transaction (this one runs in
+``UnitOfWork.commit``), so a transaction's events keep the order they were written in."""
 PG_RECORD_EVENTS = text(_RECORD_EVENTS.format(changed=""))
 
 
@@ -75,7 +75,7 @@ def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
     # through the columns' types (asyncpg: $n::TYPE without a length, so an over-long value
     # is refused as by a flush, not cut by a cast to VARCHAR(n)).
     sets = ", ".join(f"{column} = :t_{column}" for column in types)
-    changed = f"changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)), "  # noqa: S608
+    changed = f"WITH changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)) "  # noqa: S608
     return text(_RECORD_EVENTS.format(changed=changed)).bindparams(
         *(bindparam(f"t_{column}", type_=type_) for column, type_ in types.items())
     )

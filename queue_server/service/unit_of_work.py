@@ -92,10 +92,11 @@ class UnitOfWork:
         """Commit the change with its events; then tell the relay there is news to publish.
 
         ``answering``: the ticket the command acted on. When the caller asked for an answer
-        (``answer``), it is made first, in this transaction, before the events take the
-        hall's row lock (held to the commit): the clerk's answer costs at most one
-        statement (none when built from what the command's locks read), not a transaction
-        of its own after the commit, and the hall's other changes do not wait for it. An
+        (``answer``), it is made first, in this transaction, before the events are
+        written: the clerk's answer costs at most one statement (none when built from what
+        the command's locks read), not a transaction of its own after the commit. (The
+        events take the hall row's lock as the transaction commits on PostgreSQL, and at
+        their statement on SQLite: the hall's other changes never wait for the answer.) An
         answer that reads does so through the ORM, which flushes the change first. (What
         it says is what the commit makes true; if the commit fails, the answer goes with
         the transaction.)"""
