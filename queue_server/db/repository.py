@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -316,7 +317,8 @@ class Repository:
         """PostgreSQL: a new visit's numbered ticket, its print job if the kiosk
         ``device_id`` has a printer, the Idempotency-Key (``(scope, key, fingerprint)``) and
         the events (``event`` and ``job_event``, their database-made fields filled in), all
-        in one statement. None when the key was taken by a request that committed first."""
+        in one statement. None when the key was taken by a request that committed first:
+        the statement then failed whole (in a transaction, which is then to be run again)."""
         scope, key, fingerprint = idempotency or (None, None, None)
         values = {
             "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
@@ -327,10 +329,14 @@ class Repository:
             "job_event": json_text(job_event.payload()),
             "scope": scope, "key": key, "fingerprint": fingerprint,
         }  # fmt: skip
-        found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
+        try:
+            found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
+        except IntegrityError as exc:
+            if key is not None and '"pk_idempotency_keys"' in str(exc.orig):
+                return None
+            raise
         ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
-        if key is not None and not keyed:
-            return None
+        assert keyed == (key is not None)
         if logged != 1 + (job_id is not None):
             raise LookupError(f"no hall {hall_id} to record its events in")
         printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None

@@ -125,7 +125,9 @@ PG_ENQUEUE = text(
         SELECT CAST(:scope AS varchar), CAST(:key AS varchar), ticket.id,
                CAST(:now AS timestamptz), CAST(:fingerprint AS varchar)
         FROM ticket WHERE CAST(:key AS varchar) IS NOT NULL
-        ON CONFLICT DO NOTHING
+        -- No ON CONFLICT: a key another request holds fails the whole statement, which
+        -- may be a transaction of its own (issuing, queue.issue_new), so no ticket is
+        -- made without its key; the request runs again and returns the winner's ticket.
         RETURNING ticket_id
     ), news AS (
         SELECT 1 AS ord, 'TicketIssued' AS name,

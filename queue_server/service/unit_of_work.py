@@ -88,6 +88,20 @@ class UnitOfWork:
         the whole change at once): the relay must be woken after the commit too."""
         self._recorded = True
 
+    async def commit_each_statement(self) -> None:
+        """PostgreSQL: from here on, each statement of this unit commits on its own
+        (AUTOCOMMIT), for work whose one change is one statement (issuing:
+        ``Repository.enqueue``). The locks that statement takes are then held for it and
+        its commit only, never across a round trip to this process and back, and the unit
+        sends no BEGIN or COMMIT. Its reads each see what was committed when they began,
+        as in a READ COMMITTED transaction. Call it before the unit's first statement;
+        ``commit`` then still wakes the relay. On SQLite it changes nothing: its writers
+        take turns by their transactions (``BEGIN IMMEDIATE``)."""
+        if self.session.in_transaction():
+            raise RuntimeError("a unit that has begun its transaction cannot leave it")
+        if self.repo.dialect == "postgresql":
+            await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
     async def commit(self, *, answering: int | None = None) -> None:
         """Commit the change with its events; then tell the relay there is news to publish.
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from queue_server.clock import FixedClock
-from queue_server.db.tables import HallEventRow, TicketRow
+from queue_server.db.tables import HallEventRow, TicketRow, VisitRow
 from queue_server.service import accounts, commands, hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
@@ -112,6 +112,15 @@ async def test_racing_double_taps_yield_one_ticket(bus: Bus) -> None:
     await issue(bus, hall_id, service_id)
     # The nine losers rolled back their numbers: the next ticket is A002.
     assert await numbers(bus, hall_id) == ["A001", "A002"]
+    # Nor did they leave a visit or an event behind (on PostgreSQL each issue is one
+    # statement committed alone: a loser's fails whole).
+    assert await event_seqs(bus, hall_id) == [1, 2]
+
+    async def visits(uow: UnitOfWork) -> int:
+        count = select(func.count()).select_from(VisitRow).where(VisitRow.hall_id == hall_id)
+        return int(await uow.session.scalar(count) or 0)
+
+    assert await bus.run(visits) == 2
 
 
 @pytest.mark.slow
