@@ -80,33 +80,31 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     # The key stands for this request: the same key with another hall, matter or priority
     # is a client bug, not a double tap, and must not hand out someone else's ticket.
     fingerprint = f"{c.hall_id}/{c.service_id}/{c.priority}/{c.kind}"
-    if c.idempotency_key:
-        existing = await uow.session.get(IdempotencyKeyRow, (scope, c.idempotency_key))
-        if existing is not None:
-            if existing.fingerprint not in ("", fingerprint):
-                raise Conflict(
-                    "this Idempotency-Key was already used for a different request; "
-                    "send a new key for each new ticket"
-                )
-            return NewTicket(existing.ticket_id)
-    # The hall and the matter in one statement (the hall row stays in the session for the
-    # print payload).
-    found = (
-        await uow.session.execute(sql.HALL_AND_MATTER, {"hall": c.hall_id, "service": c.service_id})
-    ).first()
+    # The hall, the matter and what the key was stored with, in one statement (the hall row
+    # stays in the session for the print payload).
+    key = c.idempotency_key or None
+    values = {"hall": c.hall_id, "service": c.service_id, "scope": scope, "key": key}
+    found = (await uow.session.execute(sql.HALL_AND_MATTER, values)).first()
     if found is None:
         raise NotFound(f"no hall with id {c.hall_id}")
-    hall, service_row = hall_from_row(found[0]), found[1]
+    hall_row, service_row, kept_ticket, kept_fingerprint = found
+    if kept_ticket is not None:
+        if kept_fingerprint not in ("", fingerprint):
+            raise Conflict(
+                "this Idempotency-Key was already used for a different request; "
+                "send a new key for each new ticket"
+            )
+        return NewTicket(kept_ticket)
+    hall = hall_from_row(hall_row)
     if service_row is None:
         raise NotFound(f"hall {hall.id} has no matter with id {c.service_id}")
     if not service_row.active:
         raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
     hall.check_priority(c.priority)
     hall.check_open(now)
-    key = (scope, c.idempotency_key, fingerprint) if c.idempotency_key else None
     made = await enqueue(
         uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
-        follow_base=c.follow_base, idempotency=key,
+        follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
     )  # fmt: skip
     await uow.commit()
     ticket, told = made.ticket, made.told
