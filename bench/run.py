@@ -21,6 +21,7 @@ import math
 import os
 import re
 import resource
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -383,6 +384,8 @@ def job_for(
         settings = {"HALL": str(hall.hall_id), "SERVICES": " ".join(map(str, hall.service_ids))}
         if phase.statements > 1:
             settings["QUERY"] = f"?statements={phase.statements}"
+        if phase.kind == "issue":  # a key per request, as the kiosk page sends
+            settings["KEYS"] = f"bench-{secrets.token_hex(4)}"
         return replace(job, settings=settings, each={"TOKEN": hall.kiosk_tokens}, keep_ids=True)
     if phase.kind == "board":
         settings = {"PATH": f"/api/halls/{hall.hall_id}/snapshot"}
