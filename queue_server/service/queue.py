@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -44,6 +47,27 @@ FIRST_TRIES = 16
 """How deep it reads first: the heads of each matter, kind and priority (a call nearly
 always takes one of the first few; more counters than this calling the same matters at one
 moment send it deeper, to ``CLAIM_TRIES``)."""
+
+
+ISSUING_AT_ONCE = 4
+"""Issuing statements one process runs at once on PostgreSQL (``issue_new``); more wait
+their turn in the process, holding no lock (their connection idle, in no transaction).
+Each takes its matter's day counter and the hall row, and a crowd of backends waiting for
+those rows cost the database more CPU than it gave: at 64 kiosk connections, 0.9 of a
+core for 450 tickets/s without this, half a core for 650/s with it (docs/performance.md,
+2026-12-05, night)."""
+_issuing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _issuing_turn() -> asyncio.Semaphore:
+    """This event loop's turns at issuing (a semaphore serves one loop)."""
+    loop = asyncio.get_running_loop()
+    gate = _issuing.get(loop)
+    if gate is None:
+        gate = _issuing[loop] = asyncio.Semaphore(ISSUING_AT_ONCE)
+    return gate
 
 
 @dataclass(frozen=True)
@@ -102,10 +126,12 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
         raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
     hall.check_priority(c.priority)
     hall.check_open(now)
-    made = await enqueue(
-        uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
-        follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
-    )  # fmt: skip
+    # On PostgreSQL only: on SQLite the transaction holds the database's write lock by now.
+    async with _issuing_turn() if uow.repo.dialect == "postgresql" else contextlib.nullcontext():
+        made = await enqueue(
+            uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
+            follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
+        )  # fmt: skip
     await uow.commit()
     ticket, told = made.ticket, made.told
     if told is None or made.follow_token is None:

@@ -488,3 +488,63 @@ async def wait_until_blocked_by(other: Any, calling: asyncio.Future[Any]) -> Non
         if waiting:
             return
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.postgres
+async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_rows(
+    pg_url: str,
+) -> None:
+    """On PostgreSQL at most ``queue.ISSUING_AT_ONCE`` of a process's issues wait in the
+    database for their hall's rows at once (a crowd of backends waiting on one row costs
+    the database more than it gives); the others wait their turn in the process. Once the
+    rows are free, every one is issued, numbered without gaps."""
+    import asyncpg
+
+    from queue_server.clock import SystemClock
+    from queue_server.db.engine import create_engine, session_factory
+    from queue_server.service import queue
+    from tests.conftest import _plain_dsn
+
+    engine = create_engine(pg_url, pool_size=25)
+    holder = await asyncpg.connect(_plain_dsn(pg_url))
+    # Outside a transaction: one keeps its first look at pg_stat_activity to its end.
+    watcher = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        bus = Bus(session_factory(engine), SystemClock())
+        hall_id, service_id, _ = await make_hall(bus, counters=0)
+        crowd = 3 * queue.ISSUING_AT_ONCE
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT 1 FROM halls WHERE id = $1 FOR UPDATE", hall_id)
+        issues = [asyncio.create_task(issue(bus, hall_id, service_id)) for _ in range(crowd)]
+        gate = queue._issuing_turn()  # this event loop's (the tasks share it)
+
+        def in_the_process() -> int:
+            return len(gate._waiters or ())  # type: ignore[attr-defined]
+
+        async def in_the_database() -> int:
+            return int(
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            )
+
+        try:
+            async with asyncio.timeout(20):  # until every issue waits somewhere
+                while (  # noqa: ASYNC110 - the database's side has no event to wait on
+                    in_the_process() + (waiting := await in_the_database()) < crowd
+                    or in_the_process() != crowd - queue.ISSUING_AT_ONCE
+                ):
+                    await asyncio.sleep(0.01)
+            assert waiting == queue.ISSUING_AT_ONCE
+        finally:
+            await holding.rollback()
+        ids = await asyncio.gather(*issues)
+        assert len(set(ids)) == crowd
+        assert await numbers(bus, hall_id) == [f"A{n:03d}" for n in range(1, crowd + 1)]
+        assert await event_seqs(bus, hall_id) == list(range(1, crowd + 1))
+    finally:
+        await holder.close()
+        await watcher.close()
+        await engine.dispose()
