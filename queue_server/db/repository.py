@@ -202,6 +202,11 @@ def candidate(row: TicketRow) -> Candidate:
     )
 
 
+def _violated(exc: IntegrityError) -> str | None:
+    """The name of the constraint a PostgreSQL statement violated (asyncpg's error)."""
+    return getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
+
+
 class Repository:
     """All SQL of the queue, over one session (one transaction)."""
 
@@ -332,11 +337,12 @@ class Repository:
         try:
             found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
         except IntegrityError as exc:
-            if key is not None and '"pk_idempotency_keys"' in str(exc.orig):
+            if key is not None and _violated(exc) == "pk_idempotency_keys":
                 return None
             raise
         ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
-        assert keyed == (key is not None)
+        if keyed != (key is not None):
+            raise AssertionError(f"the Idempotency-Key was stored {keyed} times, not once")
         if logged != 1 + (job_id is not None):
             raise LookupError(f"no hall {hall_id} to record its events in")
         printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None

@@ -99,7 +99,8 @@ class Relay:
             claimed = await session.execute(_CLAIM_UNPUBLISHED, {"now": datetime.now(UTC)})
             # In each hall's order (RETURNING keeps none). On PostgreSQL a clerk's events
             # are numbered as their transaction commits, after the rows got their ids:
-            # within a hall, ids need not follow the numbers.
+            # within a hall, ids need not follow the numbers (a batch cut at BATCH rows may
+            # leave an earlier number for the next round; the hub waits for such a gap).
             rows = sorted(claimed.all(), key=lambda row: (row.hall_id, row.seq))
             messages = [
                 (hall_channel(hall_id), event_message(hall_id, seq, name, payload))

@@ -50,23 +50,25 @@ moment send it deeper, to ``CLAIM_TRIES``)."""
 
 
 ISSUING_AT_ONCE = 4
-"""Issuing statements one process runs at once on PostgreSQL (``issue_new``); more wait
-their turn in the process, holding no lock (their connection idle, in no transaction).
-Each takes its matter's day counter and the hall row, and a crowd of backends waiting for
-those rows cost the database more CPU than it gave: at 64 kiosk connections, 0.9 of a
-core for 450 tickets/s without this, half a core for 650/s with it (docs/performance.md,
-2026-12-05, night)."""
-_issuing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+"""Issuing statements one process runs at once per hall on PostgreSQL (``issue_new``);
+more wait their turn in the process, holding no lock (their connection idle, in no
+transaction). Each takes its matter's day counter and the hall row, and a crowd of
+backends waiting for those rows cost the database more CPU than it gave: at 64 kiosk
+connections, 0.84 of a core for 449 tickets/s without this, 0.53 for 651/s with it
+(docs/performance.md, "2026-12-05, night"). Per hall: a hall whose rows are held (a
+check-in, a configuration change) holds up only its own kiosks."""
+_issuing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _issuing_turn() -> asyncio.Semaphore:
-    """This event loop's turns at issuing (a semaphore serves one loop)."""
-    loop = asyncio.get_running_loop()
-    gate = _issuing.get(loop)
+def _issuing_turn(hall_id: int) -> asyncio.Semaphore:
+    """This event loop's turns at issuing in hall ``hall_id`` (a semaphore serves one loop;
+    a process serves a few dozen halls at most, so each keeps its own)."""
+    halls = _issuing.setdefault(asyncio.get_running_loop(), {})
+    gate = halls.get(hall_id)
     if gate is None:
-        gate = _issuing[loop] = asyncio.Semaphore(ISSUING_AT_ONCE)
+        gate = halls[hall_id] = asyncio.Semaphore(ISSUING_AT_ONCE)
     return gate
 
 
@@ -127,7 +129,8 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     hall.check_priority(c.priority)
     hall.check_open(now)
     # On PostgreSQL only: on SQLite the transaction holds the database's write lock by now.
-    async with _issuing_turn() if uow.repo.dialect == "postgresql" else contextlib.nullcontext():
+    postgres = uow.repo.dialect == "postgresql"
+    async with _issuing_turn(hall.id) if postgres else contextlib.nullcontext():
         made = await enqueue(
             uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
             follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,

@@ -47,6 +47,8 @@ class UnitOfWork:
         self.events: list[ev.Event] = []
         self._on_events = on_events
         self._recorded = False
+        self._alone = False
+        """Whether its statements commit on their own (``commit_each_statement``)."""
         self.answer: Callable[[UnitOfWork, int], Awaitable[object | None]] | None = None
         """Set by ``Bus.execute_answered``: reads the answer for the ticket a command acted
         on, in the command's own transaction (``commit(answering=…)``)."""
@@ -58,6 +60,7 @@ class UnitOfWork:
         self.repo = Repository(self.session)
         self.events = []
         self._recorded = False
+        self._alone = False
         return self
 
     async def __aexit__(
@@ -101,6 +104,7 @@ class UnitOfWork:
             raise RuntimeError("a unit that has begun its transaction cannot leave it")
         if self.repo.dialect == "postgresql":
             await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            self._alone = True
 
     async def commit(self, *, answering: int | None = None) -> None:
         """Commit the change with its events; then tell the relay there is news to publish.
@@ -116,6 +120,11 @@ class UnitOfWork:
         the transaction.)"""
         if isinstance(self.session.sync_session, ReadSession):
             raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
+        session = self.session
+        if self._alone and (self.events or session.new or session.dirty or session.deleted):
+            # Each statement committed on its own: these would be written and committed
+            # apart from the change they belong to, or a change without its events.
+            raise RuntimeError("a unit whose statements commit alone has no change to commit")
         if answering is not None and self.answer is not None:
             self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded

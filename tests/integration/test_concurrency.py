@@ -494,10 +494,11 @@ async def wait_until_blocked_by(other: Any, calling: asyncio.Future[Any]) -> Non
 async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_rows(
     pg_url: str,
 ) -> None:
-    """On PostgreSQL at most ``queue.ISSUING_AT_ONCE`` of a process's issues wait in the
-    database for their hall's rows at once (a crowd of backends waiting on one row costs
-    the database more than it gives); the others wait their turn in the process. Once the
-    rows are free, every one is issued, numbered without gaps."""
+    """On PostgreSQL at most ``queue.ISSUING_AT_ONCE`` of a process's issues in a hall wait
+    in the database for the hall's rows at once (a crowd of backends waiting on one row
+    costs the database more than it gives); the others wait their turn in the process, and
+    another hall's kiosks are not held up. Once the rows are free, every one is issued,
+    numbered without gaps."""
     import asyncpg
 
     from queue_server.clock import SystemClock
@@ -517,7 +518,7 @@ async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_
         await holding.start()
         await holder.execute("SELECT 1 FROM halls WHERE id = $1 FOR UPDATE", hall_id)
         issues = [asyncio.create_task(issue(bus, hall_id, service_id)) for _ in range(crowd)]
-        gate = queue._issuing_turn()  # this event loop's (the tasks share it)
+        gate = queue._issuing_turn(hall_id)  # this event loop's (the tasks share it)
 
         def in_the_process() -> int:
             return len(gate._waiters or ())  # type: ignore[attr-defined]
@@ -538,6 +539,11 @@ async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_
                 ):
                     await asyncio.sleep(0.01)
             assert waiting == queue.ISSUING_AT_ONCE
+            # Another hall's kiosks are not held up by this hall's crowd.
+            other_hall, other_service, _ = await make_hall(bus, counters=0)
+            async with asyncio.timeout(10):
+                await issue(bus, other_hall, other_service)
+            assert await numbers(bus, other_hall) == ["A001"]
         finally:
             await holding.rollback()
         ids = await asyncio.gather(*issues)

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select, text, update
 
 from queue_server.db.engine import ReadOnly
-from queue_server.db.tables import HallRow
+from queue_server.db.tables import HallEventRow, HallRow
+from queue_server.domain.events import HallNoticeChanged
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from tests.support import hall_with_matter
@@ -118,3 +119,22 @@ async def test_a_unit_whose_statements_commit_alone_shows_each_change_at_once(
 
     with pytest.raises(RuntimeError, match="begun its transaction"):
         await bus.run(too_late)
+
+    async def notice_alone(uow: UnitOfWork) -> None:
+        await uow.commit_each_statement()
+        uow.collect([HallNoticeChanged(hall_id, uow.clock.now(), "written apart")])
+        await uow.commit()
+
+    if postgres:  # events would be committed apart from their change: refused
+        with pytest.raises(RuntimeError, match="commit alone"):
+            await bus.run(notice_alone)
+    else:  # SQLite keeps the unit's transaction: nothing to refuse
+        await bus.run(notice_alone)
+
+    async def logged(uow: UnitOfWork) -> list[str]:
+        rows = await uow.session.execute(
+            select(HallEventRow.name).where(HallEventRow.hall_id == hall_id)
+        )
+        return list(rows.scalars())
+
+    assert await bus.read(logged) == ([] if postgres else ["HallNoticeChanged"])
