@@ -54,7 +54,6 @@ _RECORD_EVENTS = """
     FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
              WITH ORDINALITY AS e(name, payload, ord)
     ORDER BY e.ord
-    RETURNING id
     """
 """A transaction's events of one hall, in order, with placeholder numbers: the trigger of
 migration 0016 numbers them from the hall row's ``event_seq`` as the transaction commits,
