@@ -45,6 +45,14 @@ from .types import json_text
 
 
 @dataclass(frozen=True)
+class Busy:
+    """The ticket a counter is busy with (called or serving): what a clerk is told."""
+
+    number: str
+    state: str
+
+
+@dataclass(frozen=True)
 class ViewParts:
     """What a ticket's view shows besides its row and its counter, as read when a counter
     command locked it (``statements.VIEW_PARTS``)."""
@@ -254,6 +262,27 @@ class Repository:
         caller that only reads it (no row to write back)."""
         found = (await self.session.execute(sql.COUNTER_READ_LOCKED, {"counter": counter_id})).all()
         return self._read_counter(found) if found else None
+
+    async def counter_and_active_ticket(
+        self, counter_id: int
+    ) -> tuple[Counter | None, TicketRow | None]:
+        """The counter, locked as ``locked_counter`` locks it, and the ticket called or
+        served there, locked as ``active_ticket_at(lock=True)`` locks it (None for either
+        that is not there). One statement on PostgreSQL when the counter has an active
+        ticket; the two statements otherwise, and on SQLite (in-process, no round trip)."""
+        if self.dialect == "postgresql":
+            statement = sql.PG_COUNTER_AND_ACTIVE_LOCKED
+            found = (await self.session.execute(statement, {"counter": counter_id})).all()
+            if found:
+                first = found[0][0].id
+                mine = [f for f in found if f[0].id == first]  # one ticket's rows
+                parts = len(sql.VIEW_PARTS) + 1
+                row = self._locked_with_view_parts(mine[0][:parts])
+                return self._read_counter(mine, first=parts), row
+        counter = await self.locked_counter(counter_id)
+        if counter is None:
+            return None, None
+        return counter, await self.active_ticket_at(counter_id, lock=True)
 
     async def counter_to_call_at(self, counter_id: int) -> tuple[Counter, HallRow] | None:
         """``locked_counter`` and the counter's hall (only read), in one statement."""
@@ -486,6 +515,29 @@ class Repository:
         postgres = self.session.get_bind().dialect.name == "postgresql"
         statement = sql.PG_WAITING_HEADS if postgres else sql.WAITING_HEADS
         return _candidates(await self.session.execute(statement, values))
+
+    async def waiting_heads_unless_busy(
+        self, hall_id: int, day: date, service_ids: Iterable[int], per_kind: int, counter_id: int
+    ) -> list[Candidate] | Busy:
+        """``waiting_heads``, or the ticket called or served at the counter if it has one
+        (``active_ticket_at``): what a call reads once it holds the counter's lock, in one
+        statement on PostgreSQL (begun after the lock was granted, it sees every ticket the
+        counter's last command committed)."""
+        ids = list(service_ids)
+        if self.dialect != "postgresql" or not ids:
+            active = await self.active_ticket_at(counter_id)
+            if active is not None:
+                return Busy(active.number, active.state)
+            return await self.waiting_heads(hall_id, day, ids, per_kind)
+        values = {
+            "hall": hall_id, "day": day, "services": ids, "per_kind": per_kind,
+            "counter": counter_id,
+        }  # fmt: skip
+        rows = (await self.session.execute(sql.PG_WAITING_HEADS_UNLESS_BUSY, values)).all()
+        busy = [Busy(row[1], row[-1]) for row in rows if row[-1] is not None]
+        if busy:
+            return busy[0]
+        return _candidates(row[:-1] for row in rows)
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.

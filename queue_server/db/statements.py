@@ -258,15 +258,42 @@ def _with_view_parts(stmt: Select[Any]) -> Select[Any]:
 CLAIM_SKIP_LOCKED = _with_view_parts(CLAIM).with_for_update(of=TicketRow, skip_locked=True)
 CLAIM_LOCKED = _with_view_parts(CLAIM).with_for_update(of=TicketRow)
 
+IS_ACTIVE = TicketRow.state.in_([literal_column(f"'{state}'") for state in sorted(ACTIVE_STATES)])
+"""A ticket called or being served. Written out, not bound: PostgreSQL then reads a
+counter's active ticket from the partial index ix_tickets_active_at_counter under a
+generic plan too (its predicate must follow from the statement's)."""
+
 ACTIVE_AT = (
     select(TicketRow)
     .where(
         TicketRow.counter_id == bindparam("counter"),
-        TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
+        IS_ACTIVE,
     )
     .order_by(TicketRow.id)
 )
 ACTIVE_AT_LOCKED = _with_view_parts(ACTIVE_AT).with_for_update(of=TicketRow)
+
+PG_COUNTER_AND_ACTIVE_LOCKED = (
+    select(TicketRow, *VIEW_PARTS, *COUNTER_READ_LOCKED.selected_columns)
+    .select_from(COUNTERS)
+    .join(
+        TicketRow,
+        (TicketRow.counter_id == COUNTERS.c.id) & IS_ACTIVE,
+    )
+    .join(ServiceRow, ServiceRow.id == TicketRow.service_id)
+    .join(VisitRow, VisitRow.id == TicketRow.visit_id)
+    .outerjoin(BookingRow, BookingRow.ticket_id == TicketRow.id)
+    .outerjoin(COUNTER_SERVICES, COUNTER_SERVICES.c.counter_id == COUNTERS.c.id)
+    .where(COUNTERS.c.id == bindparam("counter"))
+    .order_by(TicketRow.id)
+    .with_for_update(of=(COUNTERS, TicketRow))
+)
+"""PostgreSQL: ``COUNTER_READ_LOCKED`` and ``ACTIVE_AT_LOCKED`` in one statement (a row
+per matter the counter serves), for a clerk acting on their current ticket: one round
+trip, the counter locked before the ticket as the two statements lock them. No row when
+the counter has no active ticket in the statement's snapshot, or when a wait for one of
+the locks ended with the ticket no longer active (the locked row is read again after a
+wait): then the two statements tell which (``Repository.counter_and_active_ticket``)."""
 
 
 def _waiting_heads() -> Select[Any]:
@@ -310,8 +337,7 @@ COUNT_WAITING = select(func.count()).where(
 )
 """How many of a hall's tickets of some matters wait on a business day."""
 
-PG_WAITING_HEADS = text(
-    """
+_PG_WAITING_HEADS = """
     WITH RECURSIVE grp AS (
         -- The matter, kind and priority groups that have someone waiting, found by
         -- skipping through ix_tickets_waiting_heads (one probe per group) instead of
@@ -335,7 +361,7 @@ PG_WAITING_HEADS = text(
             ORDER BY t.kind, t.priority LIMIT 1
         ) AS n
     )
-    SELECT h.id, h.number, h.service_id, h.kind, h.priority, h.queued_at, h.due_at
+    SELECT h.id, h.number, h.service_id, h.kind, h.priority, h.queued_at, h.due_at /* active */
     FROM grp CROSS JOIN LATERAL (
         SELECT t.id, t.number, t.service_id, t.kind, t.priority, t.queued_at, t.due_at
         FROM tickets t
@@ -346,17 +372,34 @@ PG_WAITING_HEADS = text(
         ORDER BY t.queued_at, t.id LIMIT CAST(:per_kind AS integer)
     ) AS h
     UNION
-    SELECT t.id, t.number, t.service_id, t.kind, t.priority, t.queued_at, t.due_at
+    SELECT t.id, t.number, t.service_id, t.kind, t.priority, t.queued_at, t.due_at /* active */
     FROM tickets t
     WHERE t.hall_id = CAST(:hall AS bigint) AND t.business_day = CAST(:day AS date)
       AND t.state = 'waiting'
       AND t.service_id = ANY(CAST(:services AS bigint[]))
       AND t.kind = 'appointment' AND t.due_at IS NOT NULL
-    """
-)
+    /* busy */
+"""
+
+PG_WAITING_HEADS = text(_PG_WAITING_HEADS)
 """``WAITING_HEADS`` on PostgreSQL, the same rows: a few index probes per group, where the
 window read every waiting ticket of the matters (22 ms of the database's CPU per call-next
 with 8,300 waiting, 0.4 ms this way)."""
+
+PG_WAITING_HEADS_UNLESS_BUSY = text(
+    _PG_WAITING_HEADS.replace("/* active */", ", NULL AS active").replace(
+        "/* busy */",
+        """UNION ALL
+    SELECT t.id, t.number, t.service_id, t.kind, t.priority, t.queued_at, t.due_at,
+           t.state AS active
+    FROM tickets t
+    WHERE t.counter_id = CAST(:counter AS bigint) AND t.state IN ('called', 'serving')""",
+    )
+)
+"""``PG_WAITING_HEADS`` with, in a last column, the state of any ticket called or served
+at the counter ``:counter`` (a row of its own; NULL on the heads' rows): a call-next's one
+read once it holds the counter's lock (a statement begun after the lock was granted sees
+every ticket the counter's last command committed)."""
 
 HALL_AND_MATTER = (
     select(HallRow, ServiceRow, IdempotencyKeyRow.ticket_id, IdempotencyKeyRow.fingerprint)

@@ -222,6 +222,14 @@ class TicketRow(Base):
             postgresql_where=text("state = 'waiting'"),
             sqlite_where=text("state = 'waiting'"),
         ),
+        # The ticket a counter is busy with (repository.active_ticket_at): the few called
+        # or being served, not every ticket the counter ever handled.
+        Index(
+            "ix_tickets_active_at_counter",
+            "counter_id",
+            postgresql_where=text("state IN ('called', 'serving')"),
+            sqlite_where=text("state IN ('called', 'serving')"),
+        ),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))

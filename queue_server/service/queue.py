@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from queue_server.db import statements as sql
 from queue_server.db.repository import (
+    Busy,
     Enqueued,
     apply_ticket,
     hall_from_row,
@@ -289,15 +290,6 @@ async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Co
     return found
 
 
-async def _counter_to_act_at(uow: UnitOfWork, c: cmd.CounterCommand) -> Counter:
-    """The counter, locked for the transaction, where the clerk acts on a ticket (the
-    counter itself does not change)."""
-    counter = await uow.repo.locked_counter(c.counter_id)
-    if counter is None:
-        raise NotFound(f"no counter with id {c.counter_id}")
-    return counter
-
-
 def _require_signed_in(counter: Counter, clerk_id: int) -> None:
     if counter.clerk_id is None:
         raise IllegalTransition(counter.label, "work at", str(counter.state), "open it first")
@@ -365,36 +357,53 @@ async def close_counter(uow: UnitOfWork, c: cmd.CloseCounter) -> None:
     await uow.commit()
 
 
-async def _ready_to_call(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[Counter, Hall]:
+async def _ready_to_call(
+    uow: UnitOfWork, c: cmd.CounterCommand, *, busy_checked: bool = True
+) -> tuple[Counter, Hall]:
+    """The counter, locked, and its hall, if its clerk may call there now; with
+    ``busy_checked=False`` the caller still has to check that the counter is not busy with
+    a ticket (``_busy``), with what it reads next."""
     found = await uow.repo.counter_to_call_at(c.counter_id)
     if found is None:
         raise NotFound(f"no counter with id {c.counter_id}")
     counter, hall_row = found
     _require_signed_in(counter, c.clerk_id)
     counter.check_can_call()
-    active = await uow.repo.active_ticket_at(counter.id)
-    if active is not None:
-        raise IllegalTransition(
-            counter.label,
-            "call at",
-            f"busy with {active.number} ({active.state})",
-            "finish it, mark it no-show or return it to the queue first",
-        )
+    if busy_checked:
+        active = await uow.repo.active_ticket_at(counter.id)
+        if active is not None:
+            raise _busy(counter, Busy(active.number, active.state))
     return counter, hall_from_row(hall_row)
+
+
+def _busy(counter: Counter, active: Busy) -> IllegalTransition:
+    return IllegalTransition(
+        counter.label,
+        "call at",
+        f"busy with {active.number} ({active.state})",
+        "finish it, mark it no-show or return it to the queue first",
+    )
 
 
 async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     """Call the ticket the policy ranks first for this counter; two counters never share one."""
-    counter, hall = await _ready_to_call(uow, c)
+    counter, hall = await _ready_to_call(uow, c, busy_checked=False)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
     config = policy_config(hall)
     depth = FIRST_TRIES
+    # The first read also tells whether the counter is busy with a ticket (one statement on
+    # PostgreSQL, begun once the counter's lock is held).
+    first = await uow.repo.waiting_heads_unless_busy(
+        hall.id, day, counter.profile, depth, counter.id
+    )
+    if isinstance(first, Busy):
+        raise _busy(counter, first)
+    waiting = first
     while True:
         # The first ``depth`` of each group rank the first ``depth`` of the whole queue
         # exactly (repository.waiting_heads): a shallow read and ranking first, a deeper
         # one only when other counters hold (or just took) every ticket of the first.
-        waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
         floor = await lookahead_floor(uow, hall.id, day, now, waiting)
         ranked = rank(counter.profile, waiting, now, config, hall.tz, floor, counter.id, depth)
         # Fewer rows than ``depth``: no group had more, a deeper read would add nobody.
@@ -415,6 +424,7 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
         if last:
             return CallResult(None, "nobody is waiting for this counter's matters")
         depth = CLAIM_TRIES
+        waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
 
 
 def _call(uow: UnitOfWork, row: TicketRow, counter: Counter, clerk_id: int, reason: str) -> None:
@@ -439,9 +449,10 @@ async def call_ticket(uow: UnitOfWork, c: cmd.CallTicket) -> CallResult:
 
 
 async def _current(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[TicketRow, Ticket]:
-    counter = await _counter_to_act_at(uow, c)
+    counter, row = await uow.repo.counter_and_active_ticket(c.counter_id)
+    if counter is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
     _require_signed_in(counter, c.clerk_id)
-    row = await uow.repo.active_ticket_at(counter.id, lock=True)
     if row is None:
         raise DomainError(f"{counter.label} has no current ticket; call one first")
     return row, ticket_from_row(row)

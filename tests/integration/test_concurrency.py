@@ -12,8 +12,10 @@ from sqlalchemy import event, func, select, text
 
 from queue_server.clock import FixedClock
 from queue_server.db.tables import HallEventRow, TicketRow, VisitRow
+from queue_server.domain.errors import DomainError
 from queue_server.service import accounts, commands, hall_config
 from queue_server.service.bus import Bus
+from queue_server.service.queue import CallResult
 from queue_server.service.unit_of_work import UnitOfWork
 from tests.support import ALL_DAY
 
@@ -168,6 +170,69 @@ async def test_two_counters_racing_for_the_last_ticket_get_it_once_and_no_error(
         assert [r.reason for r in losers] == ["nobody is waiting for this counter's matters"]
         counter_id, clerk_id = winners[0][1]
         await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+
+
+async def test_a_clerks_double_clicks_call_once_and_act_once(bus: Bus) -> None:
+    """A clerk's button pressed twice at once (or two buttons at once) at each of 4
+    counters: a counter never has two tickets called, a ticket is never called twice or
+    marked twice, and the press that lost is told why (busy, or no current ticket), as
+    when pressed one after the other. Calling reads the counter's queue and whether it is
+    busy in one statement, and acting reads the counter with its ticket in one, on
+    PostgreSQL: each must see what the press that won committed."""
+    hall_id, service_id, desks = await make_hall(bus, counters=4)
+    issued = [await issue(bus, hall_id, service_id) for _ in range(40)]
+    called: list[int] = []
+    told: list[str] = []
+
+    async def press(command: object) -> object:
+        try:
+            return await bus.execute(command)
+        except DomainError as refused:
+            told.append(str(refused))
+            return refused
+
+    async def clerk(counter_id: int, clerk_id: int) -> None:
+        for round_ in range(5):
+            calls = await asyncio.gather(
+                press(commands.CallNext(counter_id, clerk_id)),
+                press(commands.CallNext(counter_id, clerk_id)),
+            )
+            made = [r.ticket_id for r in calls if isinstance(r, CallResult)]
+            assert len(made) == 1 and made[0] is not None, calls
+            called.extend(made)
+            busy = [r for r in calls if isinstance(r, DomainError)]
+            assert len(busy) == 1 and "busy with" in str(busy[0]), calls
+            second = (
+                commands.MarkNoShow(counter_id, clerk_id)
+                if round_ % 2
+                else commands.Recall(counter_id, clerk_id)
+            )
+            acts = await asyncio.gather(
+                press(commands.MarkNoShow(counter_id, clerk_id)), press(second)
+            )
+            refused = [r for r in acts if isinstance(r, DomainError)]
+            # Two no-shows: one marks it, the other finds nothing current; a no-show and a
+            # recall: the recall after the no-show finds nothing current either.
+            if round_ % 2 or refused:
+                assert len(refused) == 1 and "no current ticket" in str(refused[0]), acts
+            else:  # the recall came first, then the no-show
+                assert acts[0] == made[0] and acts[1] == made[0], acts
+
+    await asyncio.gather(*(clerk(c, k) for c, k in desks))
+    assert len(called) == len(set(called)) == 20
+    assert set(called) <= set(issued)
+
+    async def states(uow: UnitOfWork) -> dict[str, int]:
+        rows = await uow.session.execute(
+            select(TicketRow.state, func.count())
+            .where(TicketRow.hall_id == hall_id)
+            .group_by(TicketRow.state)
+        )
+        return dict(rows.all())
+
+    assert await bus.run(states) == {"no_show": 20, "waiting": 20}
+    seqs = await event_seqs(bus, hall_id)
+    assert seqs == list(range(1, len(seqs) + 1))
 
 
 async def test_a_rush_of_kiosks_tells_every_visitor_their_true_place(bus: Bus) -> None:
@@ -422,13 +487,18 @@ async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices
     held = ids[: FIRST_TRIES + 2]
     counter_id, clerk_id = desks[0]
     depths: list[int] = []
-    heads = Repository.waiting_heads
+    heads, first_heads = Repository.waiting_heads, Repository.waiting_heads_unless_busy
 
     async def counted(self: Repository, *args: Any) -> Any:
-        depths.append(args[-1])
+        depths.append(args[3])  # hall, day, matters, per_kind
         return await heads(self, *args)
 
+    async def counted_first(self: Repository, *args: Any) -> Any:
+        depths.append(args[3])
+        return await first_heads(self, *args)
+
     monkeypatch.setattr(Repository, "waiting_heads", counted)
+    monkeypatch.setattr(Repository, "waiting_heads_unless_busy", counted_first)
     async with bus.sessions() as other, other.begin():
         locked = await other.execute(
             select(TicketRow.id).where(TicketRow.id.in_(held)).with_for_update()

@@ -8,14 +8,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from booking.checkin import CheckIn, check_in
 from booking.service import BookSlot, book_slot
 from queue_server.clock import FixedClock
+from queue_server.domain.errors import DomainError, IllegalTransition
 from queue_server.domain.model import Outcome
 from queue_server.service import accounts, commands, hall_config, views
 from queue_server.service.bus import Bus
+from queue_server.service.errors import NotFound
 from queue_server.service.views import TicketView
 from tests.support import bookable_matter
 
@@ -119,3 +122,85 @@ async def test_a_not_done_outcome_is_answered_with_its_case_read_from_the_databa
     assert len(statements.reading_a_view()) == 1
     assert ticket_id == ticket and view is not None and view.outcome == "other"
     assert view == await bus.run(views.ticket_view, ticket)
+
+
+async def test_a_call_and_a_no_show_read_the_counter_with_what_they_need_in_one_statement(
+    bus: Bus, database_url: str
+) -> None:
+    """On PostgreSQL a call reads the counter's queue and whether it is busy in one
+    statement, and an action on the current ticket reads the counter and locks its ticket
+    in one: a call takes 4 statements, a no-show 2. On SQLite (no round trips) the checks
+    stay statements of their own. Either way a busy counter refuses a call, and a counter
+    with no current ticket refuses a no-show, with the same words."""
+    hall_id, matter_id = await bookable_matter(bus, capacity=4)
+    counter_id, clerk_id = await desk(bus, hall_id, matter_id)
+    actor = commands.Actor(user_id=None)
+    first = await bus.execute(commands.IssueTicket(hall_id, matter_id, actor=actor))
+    await bus.execute(commands.IssueTicket(hall_id, matter_id, actor=actor))
+    statements = Statements(bus)
+    postgres = database_url.startswith("postgresql")
+
+    called = await bus.execute(commands.CallNext(counter_id, clerk_id))
+    assert called.ticket_id == first
+    busy_checks = [s for s in statements.sent if "state IN ('called', 'serving')" in s]
+    if postgres:
+        assert len(statements.sent) == 4, statements.sent
+        assert len(busy_checks) == 1 and "UNION ALL" in busy_checks[0]
+    else:
+        assert len(busy_checks) == 1 and "UNION ALL" not in busy_checks[0]
+    with pytest.raises(IllegalTransition, match=r"busy with [A-Z]\d+ \(called\)"):
+        await bus.execute(commands.CallNext(counter_id, clerk_id))
+
+    statements.sent.clear()
+    assert await bus.execute(commands.MarkNoShow(counter_id, clerk_id)) == first
+    read = [s for s in statements.sent if s.startswith("SELECT")]
+    if postgres:
+        assert len(statements.sent) == 2, statements.sent
+        assert len(read) == 1 and "FOR UPDATE OF counters, tickets" in read[0]
+    else:
+        assert len(read) == 2  # the counter, then its ticket
+    with pytest.raises(DomainError, match="has no current ticket; call one first"):
+        await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    with pytest.raises(NotFound, match="no counter with id"):
+        await bus.execute(commands.MarkNoShow(counter_id + 1000, clerk_id))
+
+
+@pytest.mark.postgres
+async def test_the_ticket_a_counter_is_busy_with_is_read_from_the_few_called_or_served(
+    pg_url: str, clock: FixedClock
+) -> None:
+    """Which ticket a counter is busy with is asked by every call and every action on a
+    ticket. PostgreSQL reads it from the partial index of tickets called or being served,
+    not from every ticket the counter ever handled (tens of thousands a year), also under
+    the generic plan a prepared statement ends up with."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+
+    from queue_server.db import statements as sql
+    from queue_server.db.engine import create_engine, session_factory
+
+    engine = create_engine(pg_url, pool_size=2)
+    try:
+        bus = Bus(session_factory(engine), clock)
+        hall_id, matter_id = await bookable_matter(bus, capacity=4)
+        counter_id, clerk_id = await desk(bus, hall_id, matter_id)
+        actor = commands.Actor(user_id=None)
+        for _ in range(3):
+            await bus.execute(commands.IssueTicket(hall_id, matter_id, actor=actor))
+            await bus.execute(commands.CallNext(counter_id, clerk_id))
+            await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    finally:
+        await engine.dispose()
+    dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        # Its plan, as a prepared statement's after its first runs, with the table read
+        # by index (a table this small would be scanned whole otherwise).
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute("SET enable_seqscan = off")
+        statement = str(sql.ACTIVE_AT.compile(dialect=asyncpg_dialect.dialect()))
+        await conn.execute(f"PREPARE active_at(bigint) AS {statement}")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE active_at({counter_id})"))
+    finally:
+        await conn.close()
+    assert "ix_tickets_active_at_counter" in plan, plan
