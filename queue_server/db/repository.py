@@ -579,9 +579,13 @@ class Repository:
                     values |= {f"t_{k}": v for k, v in changed.items()}
                     values["t_id"] = row.id
                     # Written by this statement: nothing left for the session to flush
-                    # (if it fails, the transaction rolls back and the row expires).
+                    # (if it fails, the transaction rolls back with the unit of work). The
+                    # row leaves the session too: still marked as changed, it cost this
+                    # statement's autoflush and the commit's flush a pass each that wrote
+                    # nothing (3% of a call's CPU). It keeps its values for the answer.
                     for key, value in changed.items():
                         set_committed_value(row, key, value)
+                    self.session.expunge(row)
                 # A hall that is not there fails the events' foreign key.
                 await self.session.execute(statement, values)
                 continue
