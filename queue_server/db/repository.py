@@ -264,14 +264,16 @@ class Repository:
         return self._read_counter(found) if found else None
 
     async def counter_and_active_ticket(
-        self, counter_id: int
+        self, counter_id: int, *, lock: bool = True
     ) -> tuple[Counter | None, TicketRow | None]:
         """The counter, locked as ``locked_counter`` locks it, and the ticket called or
         served there, locked as ``active_ticket_at(lock=True)`` locks it (None for either
         that is not there). One statement on PostgreSQL when the counter has an active
-        ticket; the two statements otherwise, and on SQLite (in-process, no round trip)."""
+        ticket; the two statements otherwise, and on SQLite (in-process, no round trip).
+        PostgreSQL, ``lock=False``: that statement without its locks, for a unit whose
+        statements commit alone (its change is written only if the ticket is unchanged)."""
         if self.dialect == "postgresql":
-            statement = sql.PG_COUNTER_AND_ACTIVE_LOCKED
+            statement = sql.PG_COUNTER_AND_ACTIVE_LOCKED if lock else sql.PG_COUNTER_AND_ACTIVE
             found = (await self.session.execute(statement, {"counter": counter_id})).all()
             if found:
                 first = found[0][0].id
@@ -538,6 +540,42 @@ class Repository:
         if busy:
             return busy[0]
         return _candidates(row[:-1] for row in rows)
+
+    async def record_ticket_change_if_unchanged(
+        self, events: Sequence[ev.Event], now: datetime
+    ) -> bool:
+        """PostgreSQL, for a unit whose statements commit alone: write the pending change
+        to one ticket row (read without a lock, with ``view_parts``) and its ``events``
+        (of the ticket's hall) in one statement, if the ticket has not moved since it was
+        read (``statements.TICKET_VERSION_COLUMNS``). False when it had: nothing written.
+        Any other change cannot be written this way (RuntimeError)."""
+        change = self._locked_ticket_change()
+        halls = {event.hall_id for event in events}
+        if change is None or not events or len(halls) != 1:
+            raise RuntimeError("only one ticket's change with its events commits in one statement")
+        row, changed = change
+        hall_id = halls.pop()
+        state = inspect(row)
+        values: dict[str, Any] = {f"t_{k}": v for k, v in changed.items()}
+        for column in sql.TICKET_VERSION_COLUMNS:
+            history = state.attrs[column].history
+            # As read: the value replaced, or the one left as it was.
+            values[f"o_{column}"] = (history.deleted or history.unchanged or [None])[0]
+        values |= {
+            "t_id": row.id,
+            "hall": hall_id,
+            "names": [e.name for e in events],
+            "payloads": [json_text(e.payload()) for e in events],
+            "now": now,
+        }
+        statement = sql.pg_record_events_with_ticket_if_unchanged(tuple(changed))
+        written = (await self.session.execute(statement, values)).all()
+        if not written:
+            return False
+        for key, value in changed.items():
+            set_committed_value(row, key, value)
+        self.session.expunge(row)
+        return True
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.

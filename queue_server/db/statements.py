@@ -81,6 +81,45 @@ def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
     )
 
 
+TICKET_VERSION_COLUMNS = ("state", "counter_id", "call_count", "called_at")
+"""What every transition of a called or served ticket changes (its state, or its call's
+count and time): a ticket with these as they were read has not moved since."""
+
+
+@functools.cache
+def pg_record_events_with_ticket_if_unchanged(columns: tuple[str, ...]) -> TextClause:
+    """``pg_record_events_with_ticket`` for a ticket row read without a lock: the change
+    and its events are written only if the row's ``TICKET_VERSION_COLUMNS`` still hold
+    the values it was read with (bound as ``:o_<column>``). Returns a row per event
+    written: none when the ticket moved meanwhile (the command is then run again, on the
+    row as it is now). One statement, committed alone: no lock is held across a round
+    trip, and no BEGIN or COMMIT is sent (``UnitOfWork.commit_each_statement``)."""
+    types = {column: TICKETS.c[column].type for column in (*columns, *TICKET_VERSION_COLUMNS)}
+    sets = ", ".join(f"{column} = :t_{column}" for column in columns)
+    unchanged = " AND ".join(
+        f"{column} IS NOT DISTINCT FROM :o_{column}" for column in TICKET_VERSION_COLUMNS
+    )
+    return text(
+        f"""
+        WITH changed AS (UPDATE tickets SET {sets}
+            WHERE id = CAST(:t_id AS bigint) AND {unchanged}
+            RETURNING id
+        )
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall AS bigint), -nextval('hall_event_placeholders'),
+               e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
+        FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
+                 WITH ORDINALITY AS e(name, payload, ord)
+        WHERE EXISTS (SELECT 1 FROM changed)
+        ORDER BY e.ord
+        RETURNING id
+        """  # noqa: S608 - column names of the tickets table only (KeyError above otherwise)
+    ).bindparams(
+        *(bindparam(f"t_{column}", type_=types[column]) for column in columns),
+        *(bindparam(f"o_{column}", type_=types[column]) for column in TICKET_VERSION_COLUMNS),
+    )
+
+
 PG_ENQUEUE = text(
     """
     WITH numbered AS (
@@ -273,7 +312,7 @@ ACTIVE_AT = (
 )
 ACTIVE_AT_LOCKED = _with_view_parts(ACTIVE_AT).with_for_update(of=TicketRow)
 
-PG_COUNTER_AND_ACTIVE_LOCKED = (
+PG_COUNTER_AND_ACTIVE = (
     select(TicketRow, *VIEW_PARTS, *COUNTER_READ_LOCKED.selected_columns)
     .select_from(COUNTERS)
     .join(
@@ -286,8 +325,12 @@ PG_COUNTER_AND_ACTIVE_LOCKED = (
     .outerjoin(COUNTER_SERVICES, COUNTER_SERVICES.c.counter_id == COUNTERS.c.id)
     .where(COUNTERS.c.id == bindparam("counter"))
     .order_by(TicketRow.id)
-    .with_for_update(of=(COUNTERS, TicketRow))
 )
+"""PostgreSQL: a counter with its profile and the ticket called or served there with its
+view parts, in one statement (a row per matter the counter serves; none when the counter
+has no such ticket), read without a lock: for a clerk's action written only if the ticket
+has not moved since (``UnitOfWork.commit_each_statement(one_ticket_checked=True)``)."""
+PG_COUNTER_AND_ACTIVE_LOCKED = PG_COUNTER_AND_ACTIVE.with_for_update(of=(COUNTERS, TicketRow))
 """PostgreSQL: ``COUNTER_READ_LOCKED`` and ``ACTIVE_AT_LOCKED`` in one statement (a row
 per matter the counter serves), for a clerk acting on their current ticket: one round
 trip, the counter locked before the ticket as the two statements lock them. No row when

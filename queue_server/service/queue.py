@@ -448,8 +448,10 @@ async def call_ticket(uow: UnitOfWork, c: cmd.CallTicket) -> CallResult:
     return CallResult(row.id, reason)
 
 
-async def _current(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[TicketRow, Ticket]:
-    counter, row = await uow.repo.counter_and_active_ticket(c.counter_id)
+async def _current(
+    uow: UnitOfWork, c: cmd.CounterCommand, *, lock: bool = True
+) -> tuple[TicketRow, Ticket]:
+    counter, row = await uow.repo.counter_and_active_ticket(c.counter_id, lock=lock)
     if counter is None:
         raise NotFound(f"no counter with id {c.counter_id}")
     _require_signed_in(counter, c.clerk_id)
@@ -459,7 +461,13 @@ async def _current(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[TicketRow, T
 
 
 async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
-    row, ticket = await _current(uow, c)
+    # A change of the ticket's state alone (all but a finish, which may open a case or
+    # send the visit on) is written only if the ticket has not moved since it was read: on
+    # PostgreSQL two statements, no transaction, no lock held across a round trip.
+    alone = not isinstance(c, cmd.FinishService)
+    if alone:
+        await uow.commit_each_statement(one_ticket_checked=True)
+    row, ticket = await _current(uow, c, lock=not alone)
     now = uow.clock.now()
     match c:
         case cmd.Recall():

@@ -49,6 +49,8 @@ class UnitOfWork:
         self._recorded = False
         self._alone = False
         """Whether its statements commit on their own (``commit_each_statement``)."""
+        self._checked = False
+        """Whether its one change, to one ticket read unlocked, is written if unchanged."""
         self.answer: Callable[[UnitOfWork, int], Awaitable[object | None]] | None = None
         """Set by ``Bus.execute_answered``: reads the answer for the ticket a command acted
         on, in the command's own transaction (``commit(answering=…)``)."""
@@ -61,6 +63,7 @@ class UnitOfWork:
         self.events = []
         self._recorded = False
         self._alone = False
+        self._checked = False
         return self
 
     async def __aexit__(
@@ -91,7 +94,7 @@ class UnitOfWork:
         the whole change at once): the relay must be woken after the commit too."""
         self._recorded = True
 
-    async def commit_each_statement(self) -> None:
+    async def commit_each_statement(self, *, one_ticket_checked: bool = False) -> None:
         """PostgreSQL: from here on, each statement of this unit commits on its own
         (AUTOCOMMIT), for work whose one change is one statement (issuing:
         ``Repository.enqueue``). The locks that statement takes are then held for it and
@@ -99,12 +102,23 @@ class UnitOfWork:
         sends no BEGIN or COMMIT. Its reads each see what was committed when they began,
         as in a READ COMMITTED transaction. Call it before the unit's first statement;
         ``commit`` then still wakes the relay. On SQLite it changes nothing: its writers
-        take turns by their transactions (``BEGIN IMMEDIATE``)."""
+        take turns by their transactions (``BEGIN IMMEDIATE``).
+
+        ``one_ticket_checked``: the unit's one change is to one ticket it read (with its
+        view parts, no lock), with that ticket's events: ``commit`` writes them in one
+        statement if the ticket has not moved since it was read, and otherwise raises
+        ``RetryTransaction`` (the unit runs again, on the ticket as it is then). A clerk's
+        no-show, recall, start or return then costs two statements and no BEGIN or
+        COMMIT, and holds no lock across a round trip."""
         if self.session.in_transaction():
             raise RuntimeError("a unit that has begun its transaction cannot leave it")
         if self.repo.dialect == "postgresql":
             await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             self._alone = True
+            self._checked = one_ticket_checked
+            # Nothing flushes before ``commit``: a flush now would commit the change alone,
+            # without its events and without the check.
+            self.session.sync_session.autoflush = False
 
     async def commit(self, *, answering: int | None = None) -> None:
         """Commit the change with its events; then tell the relay there is news to publish.
@@ -121,15 +135,24 @@ class UnitOfWork:
         if isinstance(self.session.sync_session, ReadSession):
             raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
         session = self.session
-        if self._alone and (self.events or session.new or session.dirty or session.deleted):
+        changing = bool(self.events or session.new or session.dirty or session.deleted)
+        checked = self._alone and self._checked and changing
+        if self._alone and changing and not checked:
             # Each statement committed on its own: these would be written and committed
             # apart from the change they belong to, or a change without its events.
             raise RuntimeError("a unit whose statements commit alone has no change to commit")
-        if answering is not None and self.answer is not None:
-            self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
         events = self.events
-        if events:
+        if checked:
+            # The change is committed by its one statement; the answer is made after it
+            # (a read then sees it committed, as a read after the commit would).
+            if session.new or session.deleted:
+                raise RuntimeError("a unit whose statements commit alone changes one ticket")
+            if not await self.repo.record_ticket_change_if_unchanged(events, self.clock.now()):
+                raise RetryTransaction("the ticket moved since it was read")
+        if answering is not None and self.answer is not None:
+            self.answered = await self.answer(self, answering)
+        if events and not checked:
             await self.repo.record_events(events, self.clock.now())
         await self.session.commit()
         self.events = []

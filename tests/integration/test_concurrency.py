@@ -471,6 +471,63 @@ async def queue_of(bus: Bus, clock: FixedClock, hall_id: int, service_id: int, n
     return ids
 
 
+async def test_a_clerks_action_on_a_ticket_that_moved_since_it_was_read_is_run_again(
+    pg_bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A no-show, recall, start or return reads the ticket without a lock and writes its
+    change only if the ticket has not moved since (PostgreSQL). Another action committed
+    in between: the change is not written over it, and the action runs again on the
+    ticket as it is then — two recalls count two, and a no-show after the ticket went
+    back to the queue is refused, with no event of it."""
+    from queue_server.db.repository import Repository
+
+    bus = pg_bus
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    counter_id, clerk_id = desks[0]
+    ticket = await issue(bus, hall_id, service_id)
+    await bus.execute(commands.CallNext(counter_id, clerk_id))
+    read = Repository.counter_and_active_ticket
+    meanwhile: list[object] = []
+    reads = 0
+
+    async def with_a_change_in_between(self: Repository, *args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        found = await read(self, *args, **kwargs)
+        if meanwhile:  # committed by another transaction after this read
+            await bus.execute(meanwhile.pop())
+        return found
+
+    monkeypatch.setattr(Repository, "counter_and_active_ticket", with_a_change_in_between)
+    meanwhile.append(commands.Recall(counter_id, clerk_id))
+    assert await bus.execute(commands.Recall(counter_id, clerk_id)) == ticket
+    assert reads == 3  # the recall, the one in between, the recall again
+
+    async def ticket_and_log(uow: UnitOfWork) -> tuple[Any, list[Any]]:
+        row = await uow.session.get(TicketRow, ticket)
+        log = await uow.session.execute(
+            select(HallEventRow.name, HallEventRow.payload)
+            .where(HallEventRow.hall_id == hall_id, HallEventRow.name == "TicketRecalled")
+            .order_by(HallEventRow.seq)
+        )
+        return (row.state, row.call_count), [p["call_count"] for _, p in log]
+
+    assert await bus.run(ticket_and_log) == (("called", 3), [2, 3])
+
+    meanwhile.append(commands.ReturnToQueue(counter_id, clerk_id))
+    with pytest.raises(DomainError, match="has no current ticket"):
+        await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    assert (await bus.run(ticket_and_log))[0] == ("waiting", 0)
+    names = await bus.run(
+        lambda uow: uow.session.scalars(
+            select(HallEventRow.name).where(HallEventRow.hall_id == hall_id)
+        )
+    )
+    assert "TicketMarkedNoShow" not in list(names)
+    seqs = await event_seqs(bus, hall_id)
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
 async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices(
     pg_bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
