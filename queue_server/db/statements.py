@@ -230,7 +230,7 @@ COUNTERS = cast(Table, CounterRow.__table__)
 COUNTER_SERVICES = cast(Table, CounterServiceRow.__table__)
 # The same for a counter that is only read (a clerk acting at it): table columns, no ORM
 # row to load and track.
-COUNTER_READ_LOCKED = (
+COUNTER_READ = (
     select(
         COUNTERS.c.id,
         COUNTERS.c.hall_id,
@@ -243,8 +243,8 @@ COUNTER_READ_LOCKED = (
     )
     .outerjoin(COUNTER_SERVICES, COUNTER_SERVICES.c.counter_id == COUNTERS.c.id)
     .where(COUNTERS.c.id == bindparam("counter"))
-    .with_for_update(of=COUNTERS)
 )
+COUNTER_READ_LOCKED = COUNTER_READ.with_for_update(of=COUNTERS)
 # The same with the counter's hall (its row only read, not locked), for a call: the
 # policy reads the hall's settings, and this saves the call a round trip for them. The
 # hall is as of the statement's start (a wait for the counter's lock re-reads only the
@@ -310,7 +310,8 @@ ACTIVE_AT = (
     )
     .order_by(TicketRow.id)
 )
-ACTIVE_AT_LOCKED = _with_view_parts(ACTIVE_AT).with_for_update(of=TicketRow)
+ACTIVE_AT_WITH_VIEW_PARTS = _with_view_parts(ACTIVE_AT)
+ACTIVE_AT_LOCKED = ACTIVE_AT_WITH_VIEW_PARTS.with_for_update(of=TicketRow)
 
 PG_COUNTER_AND_ACTIVE = (
     select(TicketRow, *VIEW_PARTS, *COUNTER_READ_LOCKED.selected_columns)

@@ -131,7 +131,9 @@ class UnitOfWork:
         their statement on SQLite: the hall's other changes never wait for the answer.) An
         answer that reads does so through the ORM, which flushes the change first. (What
         it says is what the commit makes true; if the commit fails, the answer goes with
-        the transaction.)"""
+        the transaction.) A unit whose one ticket change is checked
+        (``commit_each_statement(one_ticket_checked=True)``) answers just after the
+        statement that wrote and committed it (``_commit_checked``)."""
         if isinstance(self.session.sync_session, ReadSession):
             raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
         session = self.session
@@ -141,20 +143,41 @@ class UnitOfWork:
             # Each statement committed on its own: these would be written and committed
             # apart from the change they belong to, or a change without its events.
             raise RuntimeError("a unit whose statements commit alone has no change to commit")
-        recorded = bool(self.events) or self._recorded
-        events = self.events
         if checked:
-            # The change is committed by its one statement; the answer is made after it
-            # (a read then sees it committed, as a read after the commit would).
-            if session.new or session.deleted:
-                raise RuntimeError("a unit whose statements commit alone changes one ticket")
-            if not await self.repo.record_ticket_change_if_unchanged(events, self.clock.now()):
-                raise RetryTransaction("the ticket moved since it was read")
+            await self._commit_checked(answering)
+            return
         if answering is not None and self.answer is not None:
             self.answered = await self.answer(self, answering)
-        if events and not checked:
+        recorded = bool(self.events) or self._recorded
+        events = self.events
+        if events:
             await self.repo.record_events(events, self.clock.now())
         await self.session.commit()
+        self._committed(events, recorded)
+
+    async def _commit_checked(self, answering: int | None) -> None:
+        """``commit`` of a unit whose one change, to one ticket, is written with its events
+        by one statement that commits it, if the ticket is as read
+        (``commit_each_statement(one_ticket_checked=True)``). The answer is made after
+        that statement (a read then sees the change committed); an answer that fails then
+        is logged and left to be read again after (None): the change stands, and is never
+        run a second time."""
+        session, events = self.session, self.events
+        if session.new or session.deleted:
+            raise RuntimeError("a unit whose statements commit alone changes one ticket")
+        if not await self.repo.record_ticket_change_if_unchanged(events, self.clock.now()):
+            raise RetryTransaction("the ticket moved since it was read")
+        if answering is not None and self.answer is not None:
+            try:
+                self.answered = await self.answer(self, answering)
+            except Exception:
+                log.warning("answering for ticket %s after its change failed", answering,
+                            exc_info=True)  # fmt: skip
+                self.answered = None
+        await session.commit()
+        self._committed(events, recorded=True)
+
+    def _committed(self, events: list[ev.Event], recorded: bool) -> None:
         self.events = []
         self._recorded = False
         # What the repository read with this transaction's locks holds no longer.

@@ -73,6 +73,20 @@ async def issue(bus: Bus, hall_id: int, service_id: int, key: str | None = None)
     )
 
 
+async def ticket_states(bus: Bus, hall_id: int) -> dict[str, int]:
+    """How many of the hall's tickets are in each state."""
+
+    async def read(uow: UnitOfWork) -> dict[str, int]:
+        rows = await uow.session.execute(
+            select(TicketRow.state, func.count())
+            .where(TicketRow.hall_id == hall_id)
+            .group_by(TicketRow.state)
+        )
+        return dict(rows.all())
+
+    return await bus.run(read)
+
+
 async def numbers(bus: Bus, hall_id: int) -> list[str]:
     async def read(uow: UnitOfWork) -> list[str]:
         rows = await uow.session.execute(
@@ -142,15 +156,7 @@ async def test_20_counters_calling_at_once_never_share_a_ticket(bus: Bus) -> Non
     await asyncio.gather(*(work_counter(c, k) for c, k in desks))
     assert sorted(called) == sorted(issued), "every ticket called exactly once"
 
-    async def states(uow: UnitOfWork) -> dict[str, int]:
-        rows = await uow.session.execute(
-            select(TicketRow.state, func.count())
-            .where(TicketRow.hall_id == hall_id)
-            .group_by(TicketRow.state)
-        )
-        return dict(rows.all())
-
-    assert await bus.run(states) == {"no_show": 100}
+    assert await ticket_states(bus, hall_id) == {"no_show": 100}
     seqs = await event_seqs(bus, hall_id)
     # 20 counters opened, 100 issued, 100 called, 100 no-shows: one gapless sequence.
     assert seqs == list(range(1, 321))
@@ -222,17 +228,28 @@ async def test_a_clerks_double_clicks_call_once_and_act_once(bus: Bus) -> None:
     assert len(called) == len(set(called)) == 20
     assert set(called) <= set(issued)
 
-    async def states(uow: UnitOfWork) -> dict[str, int]:
-        rows = await uow.session.execute(
-            select(TicketRow.state, func.count())
-            .where(TicketRow.hall_id == hall_id)
-            .group_by(TicketRow.state)
-        )
-        return dict(rows.all())
-
-    assert await bus.run(states) == {"no_show": 20, "waiting": 20}
+    assert await ticket_states(bus, hall_id) == {"no_show": 20, "waiting": 20}
     seqs = await event_seqs(bus, hall_id)
     assert seqs == list(range(1, len(seqs) + 1))
+    # Each ticket's events, in the log's order, are moves its state allowed: nothing was
+    # recalled or marked after its no-show, nothing called twice.
+    moves = {"TicketCalled": ("waiting", "called"), "TicketRecalled": ("called", "called"),
+             "TicketMarkedNoShow": ("called", "no_show")}  # fmt: skip
+
+    async def log(uow: UnitOfWork) -> list[tuple[str, Any]]:
+        rows = await uow.session.execute(
+            select(HallEventRow.name, HallEventRow.payload)
+            .where(HallEventRow.hall_id == hall_id)
+            .order_by(HallEventRow.seq)
+        )
+        return [(name, payload) for name, payload in rows if name in moves]
+
+    state = dict.fromkeys(issued, "waiting")
+    for name, payload in await bus.run(log):
+        before, after = moves[name]
+        assert state[payload["ticket_id"]] == before, (name, payload)
+        state[payload["ticket_id"]] = after
+    assert sorted(state.values()) == ["no_show"] * 20 + ["waiting"] * 20
 
 
 async def test_a_rush_of_kiosks_tells_every_visitor_their_true_place(bus: Bus) -> None:
@@ -526,6 +543,42 @@ async def test_a_clerks_action_on_a_ticket_that_moved_since_it_was_read_is_run_a
     assert "TicketMarkedNoShow" not in list(names)
     seqs = await event_seqs(bus, hall_id)
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_clerks_action_committed_alone_is_never_run_twice_for_its_answer(
+    pg_bus: Bus,
+) -> None:
+    """On PostgreSQL a recall is committed by its one statement before the clerk's answer
+    is made. An answer that fails then (even with an error that would run a transaction
+    again) leaves the recall as it is, counted once and logged once, and the clerk's
+    screen reads the ticket after."""
+    from queue_server.service.errors import RetryTransaction
+
+    bus = pg_bus
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    counter_id, clerk_id = desks[0]
+    ticket = await issue(bus, hall_id, service_id)
+    await bus.execute(commands.CallNext(counter_id, clerk_id))
+    answers = 0
+
+    async def failing(uow: UnitOfWork, ticket_id: int) -> object:
+        nonlocal answers
+        answers += 1
+        raise RetryTransaction("the answer's read lost a race")
+
+    result, view = await bus.execute_answered(commands.Recall(counter_id, clerk_id), failing)
+    assert (result, view, answers) == (ticket, None, 1)
+
+    async def recalls(uow: UnitOfWork) -> tuple[int, int]:
+        row = await uow.session.get(TicketRow, ticket)
+        logged = await uow.session.scalar(
+            select(func.count()).where(
+                HallEventRow.hall_id == hall_id, HallEventRow.name == "TicketRecalled"
+            )
+        )
+        return row.call_count, int(logged or 0)
+
+    assert await bus.run(recalls) == (2, 1)
 
 
 async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices(

@@ -164,6 +164,9 @@ async def test_a_call_and_a_no_show_read_the_counter_with_what_they_need_in_one_
         assert len(read) == 2  # the counter, then its ticket
     with pytest.raises(DomainError, match="has no current ticket; call one first"):
         await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    finish = commands.FinishService(counter_id, clerk_id, Outcome.DONE, None, (), False, None)
+    with pytest.raises(DomainError, match="has no current ticket; call one first"):
+        await bus.execute(finish)  # in a transaction, with locks: the same answer
     with pytest.raises(NotFound, match="no counter with id"):
         await bus.execute(commands.MarkNoShow(counter_id + 1000, clerk_id))
 
@@ -201,9 +204,20 @@ async def test_the_ticket_a_counter_is_busy_with_is_read_from_the_few_called_or_
         # by index (a table this small would be scanned whole otherwise).
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute("SET enable_seqscan = off")
-        statement = str(sql.ACTIVE_AT.compile(dialect=asyncpg_dialect.dialect()))
-        await conn.execute(f"PREPARE active_at(bigint) AS {statement}")
-        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE active_at({counter_id})"))
+        values = {"counter": str(counter_id), "hall": str(hall_id), "per_kind": "16",
+                  "day": "CURRENT_DATE", "services": f"ARRAY[{matter_id}]::bigint[]"}  # fmt: skip
+        plans = {}
+        for name, statement in {
+            "active_at": sql.ACTIVE_AT,  # SQLite's path, and the fallbacks
+            "counter_and_active": sql.PG_COUNTER_AND_ACTIVE,  # a clerk's action
+            "heads_unless_busy": sql.PG_WAITING_HEADS_UNLESS_BUSY,  # a call
+        }.items():
+            compiled = statement.compile(dialect=asyncpg_dialect.dialect())
+            await conn.execute(f"PREPARE {name} AS {compiled}")
+            arguments = ", ".join(values[key] for key in compiled.positiontup or ())
+            rows = await conn.fetch(f"EXPLAIN EXECUTE {name}({arguments})")
+            plans[name] = "\n".join(row[0] for row in rows)
     finally:
         await conn.close()
-    assert "ix_tickets_active_at_counter" in plan, plan
+    for name, plan in plans.items():
+        assert "ix_tickets_active_at_counter" in plan, (name, plan)
