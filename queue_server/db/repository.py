@@ -210,6 +210,21 @@ def candidate(row: TicketRow) -> Candidate:
     )
 
 
+def _events_values(hall_id: int, events: Sequence[ev.Event], now: datetime) -> dict[str, Any]:
+    """The values of ``statements._RECORD_EVENTS`` for a hall's events."""
+    return {
+        "hall": hall_id,
+        "names": [e.name for e in events],
+        "payloads": [json_text(e.payload()) for e in events],
+        "now": now,
+    }
+
+
+def _ticket_values(row: TicketRow, changed: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a ticket's change written with its events (``:t_<column>``, ``:t_id``)."""
+    return {f"t_{k}": v for k, v in changed.items()} | {"t_id": row.id}
+
+
 def _violated(exc: IntegrityError) -> str | None:
     """The name of the constraint a PostgreSQL statement violated (asyncpg's error)."""
     return getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
@@ -562,28 +577,27 @@ class Repository:
         if change is None or not events or len(halls) != 1:
             raise RuntimeError("only one ticket's change with its events commits in one statement")
         row, changed = change
-        hall_id = halls.pop()
+        values = _events_values(halls.pop(), events, now) | _ticket_values(row, changed)
         state = inspect(row)
-        values: dict[str, Any] = {f"t_{k}": v for k, v in changed.items()}
         for column in sql.TICKET_VERSION_COLUMNS:
             history = state.attrs[column].history
             # As read: the value replaced, or the one left as it was.
             values[f"o_{column}"] = (history.deleted or history.unchanged or [None])[0]
-        values |= {
-            "t_id": row.id,
-            "hall": hall_id,
-            "names": [e.name for e in events],
-            "payloads": [json_text(e.payload()) for e in events],
-            "now": now,
-        }
         statement = sql.pg_record_events_with_ticket_if_unchanged(tuple(changed))
-        written = (await self.session.execute(statement, values)).all()
-        if not written:
+        if not (await self.session.execute(statement, values)).all():
             return False
+        self._written_with_events(row, changed)
+        return True
+
+    def _written_with_events(self, row: TicketRow, changed: Mapping[str, Any]) -> None:
+        """``row``'s change was written by the events' statement: nothing is left for the
+        session to flush (if the statement fails, the unit of work is rolled back). The row
+        leaves the session too: still marked as changed, it cost that statement's autoflush
+        and the commit's flush a pass each that wrote nothing (3% of a call's CPU). It
+        keeps its values (the answer reads them in ``view_parts``)."""
         for key, value in changed.items():
             set_committed_value(row, key, value)
         self.session.expunge(row)
-        return True
 
     async def record_events(self, events: Sequence[ev.Event], now: datetime) -> None:
         """Append ``events`` to their halls' logs with consecutive per-hall numbers.
@@ -612,26 +626,13 @@ class Repository:
                 # One statement writes them; the commit numbers them. The hall row's lock,
                 # which every change of the hall queues on, is then held for the commit
                 # only, not from a statement across a round trip to this process and back.
-                values = {
-                    "hall": hall_id,
-                    "names": [e.name for e in hall_events],
-                    "payloads": [json_text(e.payload()) for e in hall_events],
-                    "now": now,
-                }
+                values = _events_values(hall_id, hall_events, now)
                 statement = sql.PG_RECORD_EVENTS
                 if ticket is not None:
                     row, changed = ticket
                     statement = sql.pg_record_events_with_ticket(tuple(changed))
-                    values |= {f"t_{k}": v for k, v in changed.items()}
-                    values["t_id"] = row.id
-                    # Written by this statement: nothing left for the session to flush
-                    # (if it fails, the transaction rolls back with the unit of work). The
-                    # row leaves the session too: still marked as changed, it cost this
-                    # statement's autoflush and the commit's flush a pass each that wrote
-                    # nothing (3% of a call's CPU). The answer was made before this.
-                    for key, value in changed.items():
-                        set_committed_value(row, key, value)
-                    self.session.expunge(row)
+                    values |= _ticket_values(row, changed)
+                    self._written_with_events(row, changed)
                 # A hall that is not there fails the events' foreign key.
                 await self.session.execute(statement, values)
                 continue

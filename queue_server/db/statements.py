@@ -53,7 +53,7 @@ _RECORD_EVENTS = """
            e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
     FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
              WITH ORDINALITY AS e(name, payload, ord)
-    ORDER BY e.ord
+    {only}ORDER BY e.ord{returning}
     """
 """A transaction's events of one hall, in order, with placeholder numbers: the trigger of
 migration 0016 numbers them from the hall row's ``event_seq`` as the transaction commits,
@@ -61,7 +61,7 @@ in the order they were written, so the hall row is locked for the commit only. T
 statements that number in the statement itself (``PG_ENQUEUE``, the bookings') lock the
 hall row until the commit and run before this one in any transaction (this one runs in
 ``UnitOfWork.commit``), so a transaction's events keep the order they were written in."""
-PG_RECORD_EVENTS = text(_RECORD_EVENTS.format(changed=""))
+PG_RECORD_EVENTS = text(_RECORD_EVENTS.format(changed="", only="", returning=""))
 
 
 @functools.cache
@@ -76,7 +76,7 @@ def pg_record_events_with_ticket(columns: tuple[str, ...]) -> TextClause:
     # is refused as by a flush, not cut by a cast to VARCHAR(n)).
     sets = ", ".join(f"{column} = :t_{column}" for column in types)
     changed = f"WITH changed AS (UPDATE tickets SET {sets} WHERE id = CAST(:t_id AS bigint)) "  # noqa: S608
-    return text(_RECORD_EVENTS.format(changed=changed)).bindparams(
+    return text(_RECORD_EVENTS.format(changed=changed, only="", returning="")).bindparams(
         *(bindparam(f"t_{column}", type_=type_) for column, type_ in types.items())
     )
 
@@ -99,22 +99,15 @@ def pg_record_events_with_ticket_if_unchanged(columns: tuple[str, ...]) -> TextC
     unchanged = " AND ".join(
         f"{column} IS NOT DISTINCT FROM :o_{column}" for column in TICKET_VERSION_COLUMNS
     )
-    return text(
-        f"""
-        WITH changed AS (UPDATE tickets SET {sets}
-            WHERE id = CAST(:t_id AS bigint) AND {unchanged}
-            RETURNING id
-        )
-        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
-        SELECT CAST(:hall AS bigint), -nextval('hall_event_placeholders'),
-               e.name, CAST(e.payload AS json), CAST(:now AS timestamptz)
-        FROM unnest(CAST(:names AS text[]), CAST(:payloads AS text[]))
-                 WITH ORDINALITY AS e(name, payload, ord)
-        WHERE EXISTS (SELECT 1 FROM changed)
-        ORDER BY e.ord
-        RETURNING id
-        """  # noqa: S608 - column names of the tickets table only (KeyError above otherwise)
-    ).bindparams(
+    # Column names of the tickets table only (KeyError above otherwise).
+    changed = (
+        f"WITH changed AS (UPDATE tickets SET {sets} "  # noqa: S608
+        f"WHERE id = CAST(:t_id AS bigint) AND {unchanged} RETURNING id) "
+    )
+    statement = _RECORD_EVENTS.format(
+        changed=changed, only="WHERE EXISTS (SELECT 1 FROM changed) ", returning=" RETURNING id"
+    )
+    return text(statement).bindparams(
         *(bindparam(f"t_{column}", type_=types[column]) for column in columns),
         *(bindparam(f"o_{column}", type_=types[column]) for column in TICKET_VERSION_COLUMNS),
     )
