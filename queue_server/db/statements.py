@@ -5,9 +5,12 @@ execution: building one per request cost more CPU than running it (docs/performa
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import (
+    CompoundSelect,
     Integer,
     Select,
     Table,
@@ -17,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    union_all,
     update,
 )
 
@@ -294,6 +298,39 @@ IS_ACTIVE = TicketRow.state.in_([literal_column(f"'{state}'") for state in sorte
 """A ticket called or being served. Written out, not bound: PostgreSQL then reads a
 counter's active ticket from the partial index ix_tickets_active_at_counter under a
 generic plan too (its predicate must follow from the statement's)."""
+
+IS_DONE = TicketRow.state == literal_column(f"'{TicketState.DONE}'")
+"""A ticket served to its end, written out for the partial index ix_tickets_done_by_matter
+(as ``IS_ACTIVE``)."""
+
+
+def newest_services(
+    service_ids: Sequence[int], since: date, per_matter: int
+) -> CompoundSelect[Any]:
+    """Each of ``service_ids``' latest ``per_matter`` services that ended on a business day
+    from ``since``: (service_id, started_at, finished_at), by matter, newest first.
+
+    One statement; per matter a limited read of ix_tickets_done_by_matter, newest first,
+    each a subquery of its own (SQLite wants a compound's limited parts so): it reads as
+    many entries in a hall's first week as in its third year."""
+    return union_all(
+        *(
+            select(TicketRow.service_id, TicketRow.started_at, TicketRow.finished_at)
+            .where(
+                TicketRow.service_id == service_id,
+                IS_DONE,
+                TicketRow.finished_at.is_not(None),
+                TicketRow.started_at.is_not(None),
+                TicketRow.business_day >= since,
+            )
+            .order_by(TicketRow.finished_at.desc())
+            .limit(per_matter)
+            .subquery()
+            .select()
+            for service_id in service_ids
+        )
+    ).order_by(literal_column("service_id"), literal_column("finished_at").desc())
+
 
 ACTIVE_AT = (
     select(TicketRow)

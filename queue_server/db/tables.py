@@ -230,6 +230,15 @@ class TicketRow(Base):
             postgresql_where=text("state IN ('called', 'serving')"),
             sqlite_where=text("state IN ('called', 'serving')"),
         ),
+        # Each matter's latest services (service.floor._stats), newest first: a few
+        # entries read per matter, however long the hall's history.
+        Index(
+            "ix_tickets_done_by_matter",
+            "service_id",
+            "finished_at",
+            postgresql_where=text("state = 'done'"),
+            sqlite_where=text("state = 'done'"),
+        ),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hall_id: Mapped[int] = mapped_column(ForeignKey("halls.id", ondelete="CASCADE"))

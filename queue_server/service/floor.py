@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, select
 
+from queue_server.db import statements as sql
 from queue_server.db.tables import (
     BookingRow,
     CounterRow,
@@ -31,7 +32,6 @@ from queue_server.domain.model import (
     CounterState,
     ServiceLevel,
     TicketKind,
-    TicketState,
 )
 
 from .staffing import usual_break
@@ -45,6 +45,9 @@ NO_SHOW_MIN_BOOKINGS = 20
 """Below this many past bookings the usual 10% no-shows are assumed."""
 DEFAULT_NO_SHOW = 0.1
 CACHE_SECONDS = 5.0
+NO_SHOW_KEEP_SECONDS = 600.0
+"""The share of no-shows is over four weeks of bookings: it moves by the day, and is read
+again at most this often."""
 LATE_WINDOW = timedelta(minutes=15)
 STATS_WINDOW = timedelta(days=28)
 
@@ -56,9 +59,8 @@ class _Cached:
 
 
 _no_shows: dict[int, _Cached] = {}
-_slow: dict[
-    tuple[int, date], tuple[float, dict[int, ServiceStats], dict[tuple[int, str], float]]
-] = {}
+_stats_kept: dict[tuple[int, date], tuple[float, dict[int, ServiceStats]]] = {}
+_arrivals_kept: dict[tuple[int, date], tuple[float, dict[tuple[int, str], float]]] = {}
 
 
 async def hall_floor(
@@ -75,27 +77,22 @@ async def hall_floor(
         waiting = await uow.repo.waiting(hall_id, day)
     expected = await _expected_bookings(uow, hall_id, day, now)
     # What moves by the hour, not by the event, is read at most every few seconds: the
-    # services' times (a four-week window) and the arrival rates (the last hour).
-    kept = _slow.get((hall_id, day))
+    # services' times (``service_stats``) and the arrival rates (the last hour).
+    kept = _arrivals_kept.get((hall_id, day))
     if kept is None or time.monotonic() - kept[0] >= CACHE_SECONDS:
-        kept = (
-            time.monotonic(),
-            await _stats(uow, hall_id, day),
-            await _arrivals(uow, hall_id, day, now),
-        )
-        if len(_slow) >= 1024:
-            _slow.clear()
-        _slow[(hall_id, day)] = kept
-    _, stats, arrivals = kept
+        kept = (time.monotonic(), await _arrivals(uow, hall_id, day, now))
+        if len(_arrivals_kept) >= 1024:
+            _arrivals_kept.clear()
+        _arrivals_kept[(hall_id, day)] = kept
     return Floor(
         counters=counters,
         waiting=waiting,
         expected=expected,
-        stats=stats,
+        stats=await service_stats(uow, hall_id, day),
         now=now,
         break_minutes=await usual_break(uow, hall_id),
         no_show_rate=await _no_show_rate(uow, hall_id, now),
-        arrivals=arrivals,
+        arrivals=kept[1],
     )
 
 
@@ -108,7 +105,7 @@ async def lookahead_floor(
     if not any(c.kind == TicketKind.APPOINTMENT and c.due_at is not None for c in waiting):
         return None
     counters = await _counters(uow, hall_id)
-    return Floor(counters, list(waiting), (), await _stats(uow, hall_id, day), now)
+    return Floor(counters, list(waiting), (), await service_stats(uow, hall_id, day), now)
 
 
 async def _counters(uow: UnitOfWork, hall_id: int) -> list[CounterNow]:
@@ -166,37 +163,40 @@ async def _expected_bookings(
     return [(service_id, start) for service_id, start in rows]
 
 
+async def service_stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, ServiceStats]:
+    """Each matter's latest service times and configured duration (``_stats``), read at
+    most every ``CACHE_SECONDS``: they move by the hour, and a call-next with an
+    appointment waiting asks for them (the policy's look-ahead) on every call."""
+    kept = _stats_kept.get((hall_id, day))
+    if kept is None or time.monotonic() - kept[0] >= CACHE_SECONDS:
+        kept = (time.monotonic(), await _stats(uow, hall_id, day))
+        if len(_stats_kept) >= 1024:
+            _stats_kept.clear()
+        _stats_kept[(hall_id, day)] = kept
+    return kept[1]
+
+
 async def _stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, ServiceStats]:
-    """Each matter's latest service times (newest first, of the last four weeks) and its
-    configured duration: one statement, numbering each matter's services newest first."""
-    ranked = (
-        select(
-            TicketRow.service_id,
-            TicketRow.started_at,
-            TicketRow.finished_at,
-            func.row_number()
-            .over(partition_by=TicketRow.service_id, order_by=TicketRow.finished_at.desc())
-            .label("n"),
+    """Each matter's latest service times (newest first, at most ``RECENT_SAMPLES`` of the
+    last four weeks) and its configured duration.
+
+    Per matter, its newest services from the index of done tickets by matter and end
+    (``statements.newest_services``): the same few entries read in a hall's first week and
+    in a busy hall's third year, not every ticket of its four weeks ranked."""
+    typical = (
+        await uow.session.execute(
+            select(ServiceRow.id, ServiceRow.typical_minutes)
+            .where(ServiceRow.hall_id == hall_id)
+            .order_by(ServiceRow.id)
         )
-        .where(
-            TicketRow.hall_id == hall_id,
-            TicketRow.state == TicketState.DONE,
-            TicketRow.business_day >= day - STATS_WINDOW,
-            TicketRow.started_at.is_not(None),
-        )
-        .subquery()
-    )
+    ).all()
     recent: dict[int, list[float]] = {}
-    for service_id, started, finished in await uow.session.execute(
-        select(ranked.c.service_id, ranked.c.started_at, ranked.c.finished_at)
-        .where(ranked.c.n <= RECENT_SAMPLES)
-        .order_by(ranked.c.service_id, ranked.c.n)
-    ):
-        if started is not None and finished is not None:
+    if typical:
+        newest = sql.newest_services(
+            [sid for sid, _ in typical], day - STATS_WINDOW, RECENT_SAMPLES
+        )
+        for service_id, started, finished in await uow.session.execute(newest):
             recent.setdefault(service_id, []).append((finished - started).total_seconds() / 60)
-    typical = await uow.session.execute(
-        select(ServiceRow.id, ServiceRow.typical_minutes).where(ServiceRow.hall_id == hall_id)
-    )
     return {sid: ServiceStats(tuple(recent.get(sid, ())), float(m)) for sid, m in typical}
 
 
@@ -230,9 +230,9 @@ async def _arrivals(
 
 async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
     """The share of the hall's past bookings (28 days) whose visitors did not come;
-    remembered for a few seconds (it moves by the day, not by the request)."""
+    remembered for ten minutes (it moves by the day, not by the request)."""
     cached = _no_shows.get(hall_id)
-    if cached is not None and time.monotonic() - cached.at < CACHE_SECONDS:
+    if cached is not None and time.monotonic() - cached.at < NO_SHOW_KEEP_SECONDS:
         return cached.no_show
     ended = ("checked_in", "no_show", "expired_to_walk_in")
     counts: dict[str, int] = dict(
@@ -260,4 +260,5 @@ async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
 def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
     _no_shows.clear()
-    _slow.clear()
+    _stats_kept.clear()
+    _arrivals_kept.clear()
