@@ -10,6 +10,11 @@ and, as the ceiling measured in the same run, the time PostgreSQL takes only to 
 hall's tickets of that range (what any view of it must at least read): the ratio holds on a
 noisy machine where absolute times do not.
 
+Then, in this process on the same history, what every wait estimate and every call with an
+appointment waiting reads of it: hall 1's matters' latest service times, read as the server
+reads them and as they were ranked until migration 0018, beside a one-row read; both must
+give the same times (exit 1 otherwise).
+
 ``--smoke`` (CI): two halls, 21 days, one request each.
 """
 
@@ -29,6 +34,12 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+from sqlalchemy import select, text
+
+from queue_server.db import statements as sql
+from queue_server.db.engine import create_engine
+from queue_server.db.tables import ServiceRow
+from queue_server.service.floor import RECENT_SAMPLES, STATS_WINDOW
 
 from . import postgres
 from .run import REQUIRE_SERVICES_ENV, cpu_plan
@@ -183,6 +194,79 @@ def _measure(base: str, args: argparse.Namespace, url: str) -> tuple[list[str], 
     return lines, ok
 
 
+RANKED_UNTIL_0018 = text(
+    """
+    SELECT service_id, started_at, finished_at FROM (
+        SELECT service_id, started_at, finished_at,
+               row_number() OVER (PARTITION BY service_id ORDER BY finished_at DESC) AS n
+        FROM tickets
+        WHERE hall_id = :hall AND state = 'done' AND business_day >= :since
+          AND started_at IS NOT NULL
+    ) AS ranked
+    WHERE n <= :per_matter
+    ORDER BY service_id, n
+    """
+)
+"""How the matters' latest service times were read until migration 0018: every done ticket
+of the hall's four weeks numbered per matter, newest first (the reference in the table)."""
+
+
+async def _service_times(url: str, repeat: int) -> tuple[list[str], bool]:
+    """The wait estimate's and the look-ahead's read of hall 1's history: each matter's
+    latest services, as read now (``statements.newest_services``) and as ranked until
+    0018, beside a one-row read through the same connection; and whether both give the
+    same times."""
+    today = datetime.now(UTC).astimezone(ZoneInfo(TIMEZONE)).date()
+    since = today - STATS_WINDOW
+    engine = create_engine(url, pool_size=1)
+    lines = []
+    try:
+        async with engine.connect() as connection:
+            matters = list(
+                await connection.scalars(
+                    select(ServiceRow.id).where(ServiceRow.hall_id == 1).order_by(ServiceRow.id)
+                )
+            )
+            one_row = select(ServiceRow.typical_minutes).where(ServiceRow.id == matters[0])
+            reads = {
+                "ceiling: one matter's row (SQL)": one_row,
+                "service times, newest by matter": sql.newest_services(
+                    matters, since, RECENT_SAMPLES
+                ),
+                "service times, ranked (until 0018)": RANKED_UNTIL_0018.bindparams(
+                    hall=1, since=since, per_matter=RECENT_SAMPLES
+                ),
+            }
+            answers: dict[str, dict[int, list[float]]] = {}
+            medians: dict[str, tuple[float, float]] = {}
+            for name, statement in reads.items():
+                times = []
+                for _ in range(max(20, 4 * repeat)):
+                    began = time.perf_counter()
+                    rows = (await connection.execute(statement)).all()
+                    times.append((time.perf_counter() - began) * 1000)
+                medians[name] = (statistics.median(times), max(times))
+                if len(rows[0]) == 3:
+                    by_matter: dict[int, list[float]] = {}
+                    for service_id, started, finished in rows:
+                        minutes = (finished - started).total_seconds() / 60
+                        by_matter.setdefault(service_id, []).append(minutes)
+                    answers[name] = by_matter
+    finally:
+        await engine.dispose()
+    ceiling = medians["ceiling: one matter's row (SQL)"][0]
+    for name, (p50, worst) in medians.items():
+        lines.append(f"{name:<34} {'4 wk':>6} {p50:8.2f} {worst:8.2f} {p50 / ceiling:9.1f}")
+    now_read, ranked = answers.values()
+    same = now_read == ranked and bool(now_read)
+    samples = sum(len(v) for v in now_read.values())
+    lines.append(
+        f"same service times both ways: {'yes' if same else 'NO'} "
+        f"({len(now_read)} matters, {samples} services)"
+    )
+    return lines, same
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -202,13 +286,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = cpu_plan()
     with running_server(spec, var_dir, RESULTS / "history.server.log", plan.server) as server:
         lines, ok = _measure(server.base_url, args, url)
+    hot, same = asyncio.run(_service_times(url, args.repeat))
     header = [f"managers' views on PostgreSQL, hall 1 of {args.halls}: {built}", ""]
-    text = "\n".join(
-        header + lines + ["", "all views within the goal" if ok else "SOME VIEWS MISSED THE GOAL"]
+    report = "\n".join(
+        header
+        + lines
+        + ["", "all views within the goal" if ok else "SOME VIEWS MISSED THE GOAL", ""]
+        + ["what every wait estimate and look-ahead reads of hall 1's history:"]
+        + [f"{'read':<34} {'range':>6} {'p50 ms':>8} {'max ms':>8} {'×ceiling':>9}"]
+        + hot
     )
-    print(text, flush=True)
-    REPORT.write_text(text + "\n")
-    return 0
+    print(report, flush=True)
+    REPORT.write_text(report + "\n")
+    return 0 if same else 1
 
 
 async def _drop_admin(url: str) -> None:
