@@ -27,18 +27,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
 from sqlalchemy import select, text
 
-from queue_server.db import statements as sql
 from queue_server.db.engine import create_engine
 from queue_server.db.tables import ServiceRow
+from queue_server.service import floor
 from queue_server.service.floor import RECENT_SAMPLES, STATS_WINDOW
 
 from . import postgres
@@ -213,7 +214,7 @@ of the hall's four weeks numbered per matter, newest first (the reference in the
 
 async def _service_times(url: str, repeat: int) -> tuple[list[str], bool]:
     """The wait estimate's and the look-ahead's read of hall 1's history: each matter's
-    latest services, as read now (``statements.newest_services``) and as ranked until
+    latest services, as read now (``floor.recent_minutes``) and as ranked until
     0018, beside a one-row read through the same connection; and whether both give the
     same times."""
     today = datetime.now(UTC).astimezone(ZoneInfo(TIMEZONE)).date()
@@ -228,37 +229,46 @@ async def _service_times(url: str, repeat: int) -> tuple[list[str], bool]:
                 )
             )
             one_row = select(ServiceRow.typical_minutes).where(ServiceRow.id == matters[0])
-            reads = {
-                "ceiling: one matter's row (SQL)": one_row,
-                "service times, newest by matter": sql.newest_services(
-                    matters, since, RECENT_SAMPLES
-                ),
-                "service times, ranked (until 0018)": RANKED_UNTIL_0018.bindparams(
-                    hall=1, since=since, per_matter=RECENT_SAMPLES
-                ),
+
+            async def ceiling() -> None:
+                await connection.execute(one_row)
+
+            async def newest() -> dict[int, list[float]]:
+                return await floor.recent_minutes(connection.execute, matters, today)
+
+            async def ranked() -> dict[int, list[float]]:
+                rows = await connection.execute(
+                    RANKED_UNTIL_0018, {"hall": 1, "since": since, "per_matter": RECENT_SAMPLES}
+                )
+                by_matter: dict[int, list[float]] = {}
+                for service_id, started, finished in rows:
+                    minutes = (finished - started).total_seconds() / 60
+                    by_matter.setdefault(service_id, []).append(minutes)
+                return by_matter
+
+            reads: dict[str, Callable[[], Awaitable[Any]]] = {
+                "ceiling: one matter's row (SQL)": ceiling,
+                "service times, newest by matter": newest,
+                "service times, ranked (until 0018)": ranked,
             }
-            answers: dict[str, dict[int, list[float]]] = {}
+            answers: list[dict[int, list[float]]] = []
             medians: dict[str, tuple[float, float]] = {}
-            for name, statement in reads.items():
+            for name, read in reads.items():
                 times = []
                 for _ in range(max(20, 4 * repeat)):
                     began = time.perf_counter()
-                    rows = (await connection.execute(statement)).all()
+                    answer = await read()
                     times.append((time.perf_counter() - began) * 1000)
                 medians[name] = (statistics.median(times), max(times))
-                if len(rows[0]) == 3:
-                    by_matter: dict[int, list[float]] = {}
-                    for service_id, started, finished in rows:
-                        minutes = (finished - started).total_seconds() / 60
-                        by_matter.setdefault(service_id, []).append(minutes)
-                    answers[name] = by_matter
+                if answer is not None:
+                    answers.append(answer)
     finally:
         await engine.dispose()
     ceiling = medians["ceiling: one matter's row (SQL)"][0]
     for name, (p50, worst) in medians.items():
         lines.append(f"{name:<34} {'4 wk':>6} {p50:8.2f} {worst:8.2f} {p50 / ceiling:9.1f}")
-    now_read, ranked = answers.values()
-    same = now_read == ranked and bool(now_read)
+    now_read, ranked_read = answers
+    same = now_read == ranked_read and bool(now_read)
     samples = sum(len(v) for v in now_read.values())
     lines.append(
         f"same service times both ways: {'yes' if same else 'NO'} "

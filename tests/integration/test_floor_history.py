@@ -5,9 +5,11 @@ most every few seconds, however often counters call."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from booking.checkin import CheckIn, check_in
@@ -42,7 +44,7 @@ async def served(
             start = end - timedelta(minutes=minutes)
             day = business_day(start, uow.clock.now().tzinfo)  # type: ignore[arg-type]
             visit = VisitRow(
-                hall_id=hall_id, business_day=day, follow_token=f"h{service_id}-{state}-{n}",
+                hall_id=hall_id, business_day=day, follow_token=secrets.token_hex(8),
                 created_at=start - timedelta(minutes=20),
             )  # fmt: skip
             uow.session.add(visit)
@@ -64,7 +66,7 @@ async def served(
 
 
 async def test_each_matters_service_times_are_its_newest_fifty_of_four_weeks(
-    bus: Bus, clock: FixedClock
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hall_id, busy = await hall_with_matter(bus)  # typical 5 minutes
     few, gone = [
@@ -95,6 +97,11 @@ async def test_each_matters_service_times_are_its_newest_fifty_of_four_weeks(
     assert read.stats[few].recent == (11.0, 12.0, 13.0)  # newest first
     assert read.stats[few].mean() == 12.0  # too few to measure: the configured time
     assert read.stats[gone].recent == ()
+    # A hall with many matters reads them in parts (SQLite takes 500 parts a statement).
+    floor.forget()
+    monkeypatch.setattr(floor, "MATTERS_PER_STATEMENT", 1)
+    in_parts = await bus.read(lambda uow: floor.hall_floor(uow, hall_id, day, now))
+    assert in_parts.stats == read.stats
 
 
 async def test_the_latest_services_are_read_from_each_matters_done_tickets(
@@ -119,6 +126,8 @@ async def test_the_latest_services_are_read_from_each_matters_done_tickets(
         hall_id, matter = await hall_with_matter(bus)
         now = clock.now()
         await served(bus, hall_id, matter, [(now - timedelta(hours=h), 7) for h in range(3)])
+        # A matter served rarely: its services of months ago must not be read each time.
+        await served(bus, hall_id, matter, [(now - timedelta(days=40 + d), 9) for d in range(30)])
         day = business_day(now, now.tzinfo)  # type: ignore[arg-type]
         stats = await bus.read(lambda uow: floor.service_stats(uow, hall_id, day))
         assert stats[matter].recent == (7.0, 7.0, 7.0)
@@ -135,22 +144,31 @@ async def test_the_latest_services_are_read_from_each_matters_done_tickets(
             f"'{value.isoformat()}'" if hasattr(value, "isoformat") else repr(value)
             for value in parameters
         )
-        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE newest({arguments})"))
+        explain = f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE newest({arguments})"
+        plan = "\n".join(r[0] for r in await conn.fetch(explain))
+        index = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tickets_done_by_matter'"
+        )
     finally:
         await conn.close()
+    assert index.endswith("(service_id, finished_at) WHERE ((state)::text = 'done'::text)")
     # Newest first by the index itself, stopping at the limit: no sort of the matter's
     # tickets (only of the fifty a matter at most gives), no other index of tickets.
     assert "Index Scan Backward using ix_tickets_done_by_matter" in plan, plan
     assert "Limit" in plan, plan
     assert "uq_tickets_number" not in plan and "ix_tickets_queue" not in plan, plan
+    # The read stops at the window's edge: the services of months ago are not read.
+    assert "finished_at >=" in plan.split("Index Cond:")[1].splitlines()[0], plan
+    assert "rows=3 " in plan and "Rows Removed by Filter" not in plan, plan
 
 
 async def test_calls_with_appointments_waiting_read_service_times_once_in_a_while(
-    bus: Bus, clock: FixedClock
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With an appointment waiting, each call weighs it against the counters' coming free
     (the policy's look-ahead), which needs the matters' service times. A counter calling
     every few seconds reads them once, not on each call."""
+    monkeypatch.setattr(floor, "CACHE_SECONDS", 3600.0)  # however slow this machine is
     hall_id, matter = await bookable_matter(bus, capacity=4)
     counter = await bus.run(hall_config.create_counter, hall_id, 1, "c1", [(matter, "primary")])
     clerk = await bus.run(
