@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -235,3 +237,28 @@ def test_a_wrongly_shaped_form_is_a_value_error_saying_the_shape(data: object, s
         OpeningHours.from_json(data)  # type: ignore[arg-type]
 
     assert shown in str(bad.value)
+
+
+def test_a_stored_week_is_parsed_once_and_read_as_written() -> None:
+    """Every issue and call reads its hall's row: the week it stores is parsed once, and
+    what it gives is what parsing it gives."""
+    from queue_server.db.repository import stored_hours
+
+    stored = {day: [list(p) for p in periods] for day, periods in WEEK.items()}
+    first = stored_hours(stored)
+    assert first == OpeningHours.from_json(WEEK)
+    assert stored_hours({day: [list(p) for p in ps] for day, ps in WEEK.items()}) is first
+    other = stored_hours({**stored, "sat": [["09:00", "12:00"]]})
+    assert other is not first and other.to_json()["sat"] == [["09:00", "12:00"]]
+
+
+@pytest.mark.parametrize(
+    ("stored", "said"),
+    [({"mon": [["8h", "12:00"]]}, "is not a time of day"), ({"mon": [["08:00"]]}, "[start, end]"),
+     ({"mon": "all day"}, "list of [start, end]"), ({"monday": []}, "is not a weekday")],
+)  # fmt: skip
+def test_a_stored_week_that_is_wrong_says_what_is_wrong(stored: Any, said: str) -> None:
+    from queue_server.db.repository import stored_hours
+
+    with pytest.raises(ValueError, match=re.escape(said)):
+        stored_hours(stored)
