@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, and_, func, select
 
@@ -62,6 +62,7 @@ class _Cached:
     no_show: float
 
 
+T = TypeVar("T")
 _no_shows: dict[int, _Cached] = {}
 _stats_kept: dict[tuple[int, date], tuple[float, dict[int, ServiceStats]]] = {}
 _arrivals_kept: dict[tuple[int, date], tuple[float, dict[tuple[int, str], float]]] = {}
@@ -82,12 +83,9 @@ async def hall_floor(
     expected = await _expected_bookings(uow, hall_id, day, now)
     # What moves by the hour, not by the event, is read at most every few seconds: the
     # services' times (``service_stats``) and the arrival rates (the last hour).
-    kept = _arrivals_kept.get((hall_id, day))
-    if kept is None or time.monotonic() - kept[0] >= CACHE_SECONDS:
-        kept = (time.monotonic(), await _arrivals(uow, hall_id, day, now))
-        if len(_arrivals_kept) >= 1024:
-            _arrivals_kept.clear()
-        _arrivals_kept[(hall_id, day)] = kept
+    arrivals = await _kept_a_while(
+        _arrivals_kept, (hall_id, day), lambda: _arrivals(uow, hall_id, day, now)
+    )
     return Floor(
         counters=counters,
         waiting=waiting,
@@ -96,7 +94,7 @@ async def hall_floor(
         now=now,
         break_minutes=await usual_break(uow, hall_id),
         no_show_rate=await _no_show_rate(uow, hall_id, now),
-        arrivals=kept[1],
+        arrivals=arrivals,
     )
 
 
@@ -171,13 +169,23 @@ async def service_stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, S
     """Each matter's latest service times and configured duration (``_stats``), read at
     most every ``CACHE_SECONDS``: they move by the hour, and a call-next with an
     appointment waiting asks for them (the policy's look-ahead) on every call."""
-    kept = _stats_kept.get((hall_id, day))
-    if kept is None or time.monotonic() - kept[0] >= CACHE_SECONDS:
-        kept = (time.monotonic(), await _stats(uow, hall_id, day))
-        if len(_stats_kept) >= 1024:
-            _stats_kept.clear()
-        _stats_kept[(hall_id, day)] = kept
-    return kept[1]
+    return await _kept_a_while(_stats_kept, (hall_id, day), lambda: _stats(uow, hall_id, day))
+
+
+async def _kept_a_while(
+    kept: dict[tuple[int, date], tuple[float, T]],
+    key: tuple[int, date],
+    read: Callable[[], Awaitable[T]],
+) -> T:
+    """What ``read`` gave for ``key`` less than ``CACHE_SECONDS`` ago, else what it gives
+    now (kept for the next; at most 1,024 halls' days kept)."""
+    found = kept.get(key)
+    if found is None or time.monotonic() - found[0] >= CACHE_SECONDS:
+        found = (time.monotonic(), await read())
+        if len(kept) >= 1024:
+            kept.clear()
+        kept[key] = found
+    return found[1]
 
 
 async def _stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, ServiceStats]:
