@@ -213,7 +213,7 @@ async def recent_minutes(
     day: date,
 ) -> dict[int, list[float]]:
     """Per matter of ``matters`` that has any, the minutes of its latest services (at most
-    ``RECENT_SAMPLES`` of the four weeks before ``day``), newest first: read with
+    ``RECENT_SAMPLES`` of the four weeks up to ``day``), newest first: read with
     ``execute`` (a session's or a connection's)."""
     recent: dict[int, list[float]] = {}
     since = day - STATS_WINDOW

@@ -262,3 +262,13 @@ def test_a_stored_week_that_is_wrong_says_what_is_wrong(stored: Any, said: str) 
 
     with pytest.raises(ValueError, match=re.escape(said)):
         stored_hours(stored)
+
+
+def test_a_stored_period_that_is_not_a_start_and_an_end_is_refused() -> None:
+    """Read from a row edited by hand, a period must still be a [start, end] list."""
+    from queue_server.db.repository import stored_hours
+
+    stored_hours({"mon": [["08:00", "12:00"]]})  # the same times, kept as a week
+    for period in ({"08:00": 1, "12:00": 2}, "ab"):
+        with pytest.raises(ValueError, match=re.escape("each period is [start, end]")):
+            stored_hours({"mon": [period]})  # type: ignore[list-item]
