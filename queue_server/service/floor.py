@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any, TypeVar
@@ -56,14 +55,9 @@ MATTERS_PER_STATEMENT = 100
 """Matters whose service times one statement reads (SQLite takes at most 500 parts)."""
 
 
-@dataclass
-class _Cached:
-    at: float
-    no_show: float
-
-
 T = TypeVar("T")
-_no_shows: dict[int, _Cached] = {}
+K = TypeVar("K")
+_no_shows: dict[int, tuple[float, float]] = {}
 _stats_kept: dict[tuple[int, date], tuple[float, dict[int, ServiceStats]]] = {}
 _arrivals_kept: dict[tuple[int, date], tuple[float, dict[tuple[int, str], float]]] = {}
 
@@ -173,14 +167,16 @@ async def service_stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, S
 
 
 async def _kept_a_while(
-    kept: dict[tuple[int, date], tuple[float, T]],
-    key: tuple[int, date],
+    kept: dict[K, tuple[float, T]],
+    key: K,
     read: Callable[[], Awaitable[T]],
+    seconds: float | None = None,
 ) -> T:
-    """What ``read`` gave for ``key`` less than ``CACHE_SECONDS`` ago, else what it gives
-    now (kept for the next; at most 1,024 halls' days kept)."""
+    """What ``read`` gave for ``key`` less than ``seconds`` (``CACHE_SECONDS``) ago, else
+    what it gives now (kept for the next; at most 1,024 keys kept)."""
     found = kept.get(key)
-    if found is None or time.monotonic() - found[0] >= CACHE_SECONDS:
+    keep = CACHE_SECONDS if seconds is None else seconds
+    if found is None or time.monotonic() - found[0] >= keep:
         found = (time.monotonic(), await read())
         if len(kept) >= 1024:
             kept.clear()
@@ -260,9 +256,12 @@ async def _arrivals(
 async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
     """The share of the hall's past bookings (28 days) whose visitors did not come;
     remembered for ten minutes (it moves by the day, not by the request)."""
-    cached = _no_shows.get(hall_id)
-    if cached is not None and time.monotonic() - cached.at < NO_SHOW_KEEP_SECONDS:
-        return cached.no_show
+    return await _kept_a_while(
+        _no_shows, hall_id, lambda: _read_no_show_rate(uow, hall_id, now), NO_SHOW_KEEP_SECONDS
+    )
+
+
+async def _read_no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
     ended = ("checked_in", "no_show", "expired_to_walk_in")
     counts: dict[str, int] = dict(
         (
@@ -281,9 +280,7 @@ async def _no_show_rate(uow: UnitOfWork, hall_id: int, now: datetime) -> float:
         ).all()
     )
     total = sum(counts.values())
-    rate = counts.get("no_show", 0) / total if total >= NO_SHOW_MIN_BOOKINGS else DEFAULT_NO_SHOW
-    _no_shows[hall_id] = _Cached(time.monotonic(), rate)
-    return rate
+    return counts.get("no_show", 0) / total if total >= NO_SHOW_MIN_BOOKINGS else DEFAULT_NO_SHOW
 
 
 def forget() -> None:
