@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .floor import Candidate, CounterNow, Floor
 from .model import NO_PRIORITY, CounterState, ServiceLevel, TicketKind
-from .policy import Chooser
+from .policy import Chooser, SilentChooser
 
 PROJECTION_STEPS = 2000
 """Calls projected at most; a hall with more waiting than this is told no figure."""
@@ -355,28 +355,27 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
     pool = _Pool.starting(start, state.taken, state.gone)
     left = start.real - len(called)
     service_time: dict[int, timedelta] = {}
+    # Without appointments there is no look-ahead: a turn then calls the least key of its
+    # first tickets, each key kept while its ticket waits (``_Pool.least_at``), which is
+    # whom the policy's silent chooser calls; any other chooser is asked at every turn.
+    silent = choose if isinstance(choose, SilentChooser) else None
     while free and left and len(steps) < PROJECTION_STEPS:
         if len(steps) % CHECKPOINT_EVERY == 0:
             state.mark()
         at, counter_id, counter = heapq.heappop(free)
-        visible = pool.contenders_at(at, counter)
-        choice = None
-        if visible:
-            busy[counter_id] = (None, None)
-            ahead = None
-            if pool.appointments:
-                # The floor as the choosing counter sees it, for the look-ahead that only
-                # appointments need: itself free now, the others busy.
-                here = [*free, (at, counter_id, counter)]
-                ahead = _projected_floor(floor, here, busy, pool.contenders(at), at)
-            choice = choose(counter, visible, at, ahead)
-        if choice is None:
+        if silent is not None and not pool.appointments:
+            picked = pool.least_at(at, counter, silent)
+            looked = picked is not None
+            if looked:
+                busy[counter_id] = (None, None)
+        else:
+            picked, looked = _asked(choose, pool, floor, free, busy, at, counter)
+        if picked is None:
             later = pool.next_joining(at, counter.profile)
             if later is not None:
                 heapq.heappush(free, (later, counter_id, counter))
-            steps.append(Step(at, counter_id, None, None, bool(visible), later))
+            steps.append(Step(at, counter_id, None, None, looked, later))
             continue
-        picked = choice.candidate
         group = pool.remove(picked)
         if group is None:
             state.gone.add(picked.ticket_id)
@@ -402,6 +401,31 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
         start, steps=tuple(steps), called=called, turn_of=turn_of, times=times,
         checkpoints=tuple(state.checkpoints),
     )  # fmt: skip
+
+
+def _asked(
+    choose: Chooser,
+    pool: _Pool,
+    floor: Floor,
+    free: list[tuple[datetime, int, CounterNow]],
+    busy: dict[int, tuple[int | None, datetime | None]],
+    at: datetime,
+    counter: CounterNow,
+) -> tuple[Candidate | None, bool]:
+    """A turn's choice asked of ``choose`` (with the look-ahead when appointments wait):
+    whom the counter calls, and whether anyone was there to choose from."""
+    visible = pool.contenders_at(at, counter)
+    if not visible:
+        return None, False
+    busy[counter.counter_id] = (None, None)
+    ahead = None
+    if pool.appointments:
+        # The floor as the choosing counter sees it, for the look-ahead that only
+        # appointments need: itself free now, the others busy.
+        here = [*free, (at, counter.counter_id, counter)]
+        ahead = _projected_floor(floor, here, busy, pool.contenders(at), at)
+    choice = choose(counter, visible, at, ahead)
+    return (None if choice is None else choice.candidate), True
 
 
 def _is_booked(c: Candidate) -> bool:
@@ -435,6 +459,12 @@ class _Pool:
         self.groups = groups
         self._served: dict[int, list[deque[Candidate]]] = {}
         """Per counter, the groups of the matters it serves (a group is never added)."""
+        self._levels: dict[int, list[tuple[deque[Candidate], ServiceLevel, list[Any]]]] = {}
+        """Per counter, the groups of its matters with its level for each, and the key of
+        the group's first ticket at that level (``least_at``), kept while it is first."""
+        self._slots: dict[tuple[Group, ServiceLevel], list[Any]] = {}
+        """Per group and level, [its first ticket, that ticket's key]: shared by the
+        counters serving the group's matter at that level."""
 
     @classmethod
     def of(cls, candidates: Iterable[Candidate]) -> _Pool:
@@ -485,6 +515,40 @@ class _Pool:
                 c for c in self.appointments if c.queued_at <= at and c.service_id in profile
             ]
         return found
+
+    def least_at(
+        self, at: datetime, counter: CounterNow, policy: SilentChooser
+    ) -> Candidate | None:
+        """Whom ``counter`` calls at ``at`` when no appointment waits (so without the
+        look-ahead): of the first ticket of each group of its matters that has joined by
+        then, the one with the least key (``SilentChooser.key``) — what ``policy`` over
+        ``contenders_at`` would choose. A first ticket's key does not change with the
+        moment, so it is made once per level while that ticket is first, not at each
+        turn that weighs it."""
+        levels = self._levels.get(counter.counter_id)
+        if levels is None:
+            profile = counter.profile
+            levels = []
+            for group, members in self.groups.items():
+                level = profile.get(group[0])
+                if level is not None:
+                    slot = self._slots.setdefault((group, level), [None, None])
+                    levels.append((members, level, slot))
+            self._levels[counter.counter_id] = levels
+        best: Candidate | None = None
+        best_key: tuple[int, object, object, int] | None = None
+        for members, level, slot in levels:
+            if members:
+                first = members[0]
+                if first.queued_at <= at:
+                    if slot[0] is first:
+                        key = slot[1]
+                    else:
+                        key = policy.key(first, level)
+                        slot[0], slot[1] = first, key
+                    if best_key is None or key < best_key:
+                        best, best_key = first, key
+        return best
 
     def next_joining(self, at: datetime, profile: Mapping[int, ServiceLevel]) -> datetime | None:
         """When the next ticket of the profile's matters joins after ``at``, if one will."""

@@ -42,7 +42,10 @@ from zoneinfo import ZoneInfo
 from .floor import Candidate, CounterNow, Floor
 from .model import DEFAULT_PRIORITY_BOOSTS, NO_PRIORITY, CounterState, ServiceLevel, TicketKind
 
-__all__ = ["Candidate", "Choice", "Chooser", "PolicyConfig", "choose_next", "chooser", "rank"]
+__all__ = [
+    "Candidate", "Choice", "Chooser", "PolicyConfig", "SilentChooser", "choose_next", "chooser",
+    "rank",
+]  # fmt: skip
 
 CONTINUING_KINDS = frozenset({TicketKind.TRANSFER, TicketKind.ESCALATION})
 
@@ -237,8 +240,22 @@ def _key(
     if c.due_at is not None and c.kind == TicketKind.APPOINTMENT:
         must = c.ticket_id in urgent if urgent is not None else c.due_at <= now
         return (2 if must else 4, c.due_at, c.queued_at, c.ticket_id)
-    # Highest score first; ties to the one that joined earlier.
-    return (3, -_score(c, level, now, config), c.queued_at, c.ticket_id)
+    # Highest score first; ties to the one that joined earlier. The score is the time
+    # since the moment it counts from (``_counted_from``): the earliest such moment first.
+    return (3, _counted_from(c, level, config), c.queued_at, c.ticket_id)
+
+
+def _counted_from(c: Candidate, level: ServiceLevel, config: PolicyConfig) -> datetime:
+    """The moment a tier-3 ticket's score counts from: ``_score(c, level, now, config) ==
+    now - _counted_from(c, level, config)`` at any ``now``. Comparing these instead of the
+    scores orders the tickets the same at every moment, with no arithmetic on ``now``
+    (exact: datetimes and timedeltas are whole microseconds)."""
+    at = c.queued_at
+    if c.priority != NO_PRIORITY:
+        at = at - config.priority_boosts.get(c.priority, _NO_BOOST)
+    if level == ServiceLevel.SECONDARY:
+        at = at + config.secondary_handicap
+    return at
 
 
 def _reason(
@@ -312,25 +329,52 @@ def chooser(config: PolicyConfig, tz: ZoneInfo, *, reasons: bool = True) -> Choo
     """The policy as a function of a counter, its waiting tickets, the moment and the
     floor: how the server and the simulator both hand it to the estimate. Without
     ``reasons`` the choices carry none (the estimate's projection never shows them, and
-    putting them in words was an eighth of its time)."""
+    putting them in words was an eighth of its time), and the chooser also gives the sort
+    key that a projection's turns without the look-ahead compare (``SilentChooser.key``)."""
 
     def choose(
         counter: CounterNow, waiting: Sequence[Candidate], now: datetime, floor: Floor | None
     ) -> Choice | None:
         return choose_next(counter.profile, waiting, now, config, tz, floor, counter.counter_id)
 
-    def choose_silently(
-        counter: CounterNow, waiting: Sequence[Candidate], now: datetime, floor: Floor | None
+    return choose if reasons else SilentChooser(config)
+
+
+class SilentChooser:
+    """``choose_next`` without reasons: the choice a projection plays, thousands of times
+    per projection (``chooser(reasons=False)``)."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: PolicyConfig) -> None:
+        self.config = config
+
+    def __call__(
+        self, counter: CounterNow, waiting: Sequence[Candidate], now: datetime, floor: Floor | None
     ) -> Choice | None:
         if floor is not None:
-            keyed = _ranked(counter.profile, waiting, now, config, floor, counter.counter_id)
+            keyed = _ranked(counter.profile, waiting, now, self.config, floor, counter.counter_id)
             if not keyed:
                 return None
             _, c, tier, _, _ = min(keyed, key=lambda item: item[0])
             return Choice(c, tier, "")
-        # No look-ahead (the projection's turns without appointments, thousands of them
-        # per projection): the least key, without ranking a list.
-        profile = counter.profile
+        best = self._least(counter.profile, waiting, now)
+        return None if best is None else Choice(best[1], best[0][0], "")
+
+    def key(self, c: Candidate, level: ServiceLevel) -> tuple[int, object, object, int]:
+        """``c``'s sort key at a counter serving its matter at ``level`` without the
+        look-ahead, for a ticket that is not a booked appointment (a transfer, an
+        escalation, a walk-in): it does not change with the moment, so a projection keeps
+        it while the ticket waits, and its turn calls the least key of its contenders —
+        whom ``self(counter, contenders, now, None)`` calls."""
+        assert not (c.due_at is not None and c.kind == TicketKind.APPOINTMENT), "booked"
+        return _key(c, level, c.queued_at, self.config, None)
+
+    def _least(
+        self, profile: Mapping[int, ServiceLevel], waiting: Iterable[Candidate], now: datetime
+    ) -> tuple[tuple[int, object, object, int], Candidate] | None:
+        # The least key (``_key``) in one loop, not a ranked list.
+        config = self.config
         best: tuple[tuple[int, object, object, int], Candidate] | None = None
         for c in waiting:
             level = profile.get(c.service_id)
@@ -338,6 +382,4 @@ def chooser(config: PolicyConfig, tz: ZoneInfo, *, reasons: bool = True) -> Choo
                 key = _key(c, level, now, config, None)
                 if best is None or key < best[0]:
                     best = (key, c)
-        return None if best is None else Choice(best[1], best[0][0], "")
-
-    return choose if reasons else choose_silently
+        return best

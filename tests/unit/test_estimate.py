@@ -24,7 +24,7 @@ from queue_server.domain.estimate import (
 )
 from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats, arrival_rates
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
-from queue_server.domain.policy import PolicyConfig, chooser
+from queue_server.domain.policy import Chooser, PolicyConfig, chooser
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
@@ -263,7 +263,7 @@ def test_arrival_rates_are_not_extrapolated_from_the_first_minutes_of_the_day() 
     assert arrival_rates(counts, minutes_open=300)[(PASSPORTS, "elderly")] == 5 / 60
 
 
-def _project_weighing_everyone(hall: Floor) -> dict[int, datetime]:
+def _project_weighing_everyone(hall: Floor, choose: Chooser = CHOOSE) -> dict[int, datetime]:
     """The projection as first written: every waiting ticket weighed at every call. The
     indexed projection must call the same tickets at the same moments."""
     from dataclasses import replace
@@ -311,7 +311,7 @@ def _project_weighing_everyone(hall: Floor) -> dict[int, datetime]:
             ]
             seen = [t for t in pool if t.queued_at <= at]
             ahead = replace(hall, counters=counters, waiting=seen, expected=(), now=at)
-            choice = CHOOSE(c, visible, at, ahead)
+            choice = choose(c, visible, at, ahead)
         if choice is None:
             later = [t.queued_at for t in pool if t.service_id in c.profile and t.queued_at > at]
             if later:
@@ -325,14 +325,16 @@ def _project_weighing_everyone(hall: Floor) -> dict[int, datetime]:
     return {tid: at for tid, at in called.items() if tid in real}
 
 
-def random_hall(dice: random.Random) -> Floor:
+def random_hall(dice: random.Random, appointments: bool = True) -> Floor:
     """Walk-ins of every priority, transfers, appointments due soon and later, shared
-    counters (some busy, one paused), bookings to come and arrivals."""
+    counters (some busy, one paused), bookings to come and arrivals (without
+    ``appointments``: no appointment waiting or booked)."""
     matters = (PASSPORTS, RESIDENCE)
     tickets = []
     for tid in range(1, dice.randint(5, 120)):
         kind = dice.choices(
-            [TicketKind.WALK_IN, TicketKind.TRANSFER, TicketKind.APPOINTMENT], [8, 1, 2]
+            [TicketKind.WALK_IN, TicketKind.TRANSFER, TicketKind.APPOINTMENT],
+            [8, 1, 2 if appointments else 0],
         )[0]
         tickets.append(
             waiting(
@@ -363,7 +365,7 @@ def random_hall(dice: random.Random) -> Floor:
         )
     expected = [
         (dice.choice(matters), NOW + timedelta(minutes=dice.choice(range(0, 240, 30))))
-        for _ in range(dice.randint(0, 12))
+        for _ in range(dice.randint(0, 12) if appointments else 0)
     ]
     arrivals = {(dice.choice(matters), dice.choice(["elderly", "none", TRANSFER])): 0.05}
     minutes = dice.choice([4.0, 10.0, 15.0])
@@ -384,6 +386,27 @@ def test_the_indexed_projection_calls_whom_weighing_everyone_would(seed: int) ->
     assert project(hall, CHOOSE) == weighed
     # The server projects without putting choices in words: the same calls.
     assert project(hall, chooser(PolicyConfig(), SHANGHAI, reasons=False)) == weighed
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_without_appointments_the_projection_calls_whom_weighing_everyone_would(
+    seed: int,
+) -> None:
+    """With no appointment in the pool there is no look-ahead, and the projection takes
+    the least key of each turn's first tickets, keeping each first ticket's key while it
+    waits (``_Pool.least_at``): the policy's choice at every turn, for priorities,
+    transfers and matters served at either level."""
+    dice = random.Random(seed)
+    hall = random_hall(dice, appointments=False)
+    # A steeper policy than the default: boosts and a handicap that reorder often.
+    config = PolicyConfig(
+        priority_boosts={"elderly": timedelta(minutes=dice.choice([5, 15, 40])),
+                         "disabled": timedelta(minutes=dice.choice([0, 25, 60]))},
+        secondary_handicap=timedelta(minutes=dice.choice([0, 10, 20, 45])),
+    )  # fmt: skip
+    weighed = _project_weighing_everyone(hall, chooser(config, SHANGHAI))
+    assert weighed, "the hall's counters call someone"
+    assert project(hall, chooser(config, SHANGHAI, reasons=False)) == weighed
 
 
 def test_past_what_the_projection_plays_forward_the_place_by_arrival_is_told() -> None:
