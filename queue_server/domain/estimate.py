@@ -364,11 +364,10 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
             state.mark()
         at, counter_id, counter = heapq.heappop(free)
         if silent is not None and not pool.appointments:
-            picked = pool.least_at(at, counter, silent)
-            looked = picked is not None
-            if looked:
-                busy[counter_id] = (None, None)
+            first = pool.least_at(at, counter, silent)
+            picked, looked = (None, False) if first is None else (first[0], True)
         else:
+            first = None
             picked, looked = _asked(choose, pool, floor, free, busy, at, counter)
         if picked is None:
             later = pool.next_joining(at, counter.profile)
@@ -376,7 +375,11 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
                 heapq.heappush(free, (later, counter_id, counter))
             steps.append(Step(at, counter_id, None, None, looked, later))
             continue
-        group = pool.remove(picked)
+        if first is not None:  # the first of its group, which ``least_at`` named
+            group: Group | None = first[1]
+            first[2].popleft()
+        else:
+            group = pool.remove(picked)
         if group is None:
             state.gone.add(picked.ticket_id)
         else:
@@ -459,7 +462,7 @@ class _Pool:
         self.groups = groups
         self._served: dict[int, list[deque[Candidate]]] = {}
         """Per counter, the groups of the matters it serves (a group is never added)."""
-        self._levels: dict[int, list[tuple[deque[Candidate], ServiceLevel, list[Any]]]] = {}
+        self._levels: dict[int, list[tuple[Group, deque[Candidate], ServiceLevel, list[Any]]]] = {}
         """Per counter, the groups of its matters with its level for each, and the key of
         the group's first ticket at that level (``least_at``), kept while it is first."""
         self._slots: dict[tuple[Group, ServiceLevel], list[Any]] = {}
@@ -518,13 +521,13 @@ class _Pool:
 
     def least_at(
         self, at: datetime, counter: CounterNow, policy: SilentChooser
-    ) -> Candidate | None:
+    ) -> tuple[Candidate, Group, deque[Candidate]] | None:
         """Whom ``counter`` calls at ``at`` when no appointment waits (so without the
-        look-ahead): of the first ticket of each group of its matters that has joined by
-        then, the one with the least key (``SilentChooser.key``) — what ``policy`` over
-        ``contenders_at`` would choose. A first ticket's key does not change with the
-        moment, so it is made once per level while that ticket is first, not at each
-        turn that weighs it."""
+        look-ahead), with its group and that group's members (it is their first): of the
+        first ticket of each group of its matters that has joined by then, the one with
+        the least key (``SilentChooser.key``) — what ``policy`` over ``contenders_at``
+        would choose. A first ticket's key does not change with the moment, so it is made
+        once per level while that ticket is first, not at each turn that weighs it."""
         levels = self._levels.get(counter.counter_id)
         if levels is None:
             profile = counter.profile
@@ -533,11 +536,11 @@ class _Pool:
                 level = profile.get(group[0])
                 if level is not None:
                     slot = self._slots.setdefault((group, level), [None, None])
-                    levels.append((members, level, slot))
+                    levels.append((group, members, level, slot))
             self._levels[counter.counter_id] = levels
-        best: Candidate | None = None
+        best: tuple[Candidate, Group, deque[Candidate]] | None = None
         best_key: tuple[int, object, object, int] | None = None
-        for members, level, slot in levels:
+        for group, members, level, slot in levels:
             if members:
                 first = members[0]
                 if first.queued_at <= at:
@@ -547,7 +550,7 @@ class _Pool:
                         key = policy.key(first, level)
                         slot[0], slot[1] = first, key
                     if best_key is None or key < best_key:
-                        best, best_key = first, key
+                        best, best_key = (first, group, members), key
         return best
 
     def next_joining(self, at: datetime, profile: Mapping[int, ServiceLevel]) -> datetime | None:
