@@ -249,7 +249,9 @@ def _counted_from(c: Candidate, level: ServiceLevel, config: PolicyConfig) -> da
     """The moment a tier-3 ticket's score counts from: ``_score(c, level, now, config) ==
     now - _counted_from(c, level, config)`` at any ``now``. Comparing these instead of the
     scores orders the tickets the same at every moment, with no arithmetic on ``now``
-    (exact: datetimes and timedeltas are whole microseconds)."""
+    (exact: datetimes and timedeltas are whole microseconds). The moments are UTC, as
+    every stored and clock time is here: in a zone with daylight saving, adding a boost
+    to a local time would not be the same instant arithmetic as subtracting times."""
     at = c.queued_at
     if c.priority != NO_PRIORITY:
         at = at - config.priority_boosts.get(c.priority, _NO_BOOST)
