@@ -57,14 +57,31 @@ class UnitOfWork:
         self.answered: object | None = None
 
     async def __aenter__(self) -> UnitOfWork:
-        self.session = self._sessions()
-        self.session.info[NOW_KEY] = self.clock.now
-        self.repo = Repository(self.session)
+        self._session: AsyncSession | None = None
+        self._repo: Repository | None = None
         self.events = []
         self._recorded = False
         self._alone = False
         self._checked = False
         return self
+
+    @property
+    def session(self) -> AsyncSession:
+        """The unit's session, made when the work first asks for it: work answered from
+        what the process keeps (most kiosk answers in a rush, told from a projection
+        another request made) makes none, and has none to roll back and close."""
+        session = self._session
+        if session is None:
+            session = self._session = self._sessions()
+            session.info[NOW_KEY] = self.clock.now
+        return session
+
+    @property
+    def repo(self) -> Repository:
+        repo = self._repo
+        if repo is None:
+            repo = self._repo = Repository(self.session)
+        return repo
 
     async def __aexit__(
         self,
@@ -72,10 +89,12 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._session is None:
+            return
         # Shielded: a cancelled request (a websocket gone, a client that hung up) is
         # cancelled again at every await under anyio's cancel scopes, and an interrupted
         # rollback leaves the pool a connection it can only throw away, with an error.
-        await asyncio.shield(self._end(self.session))
+        await asyncio.shield(self._end(self._session))
 
     @staticmethod
     async def _end(session: AsyncSession) -> None:

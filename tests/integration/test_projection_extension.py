@@ -228,3 +228,40 @@ async def test_the_floor_is_read_whole_again_after_its_half_minute(
     await _told_now(bus, hall_id, first)
     after = estimates._projections[hall_id]
     assert after.whole and after.read > before.read
+
+
+async def test_an_answer_told_from_the_kept_projection_makes_no_session(bus: Bus) -> None:
+    """In a kiosk rush most answers are told from a projection another request made: such
+    an answer reads nothing, and its unit of work makes no session to roll back and close
+    (``UnitOfWork.session`` is made when first used). One that has to make the projection
+    makes one, reads, and closes it."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    second = await issue(bus, hall_id, service_id)
+
+    async def hall_now(uow: UnitOfWork) -> tuple[Hall, int]:
+        row = await uow.repo.hall_row(hall_id)
+        assert row is not None
+        return hall_from_row(row), row.event_seq
+
+    hall, seq = await bus.run(hall_now)
+    made: list[object] = []
+    reads = bus.reads
+
+    def counted() -> object:
+        session = reads()
+        made.append(session)
+        return session
+
+    bus.reads = counted  # type: ignore[assignment]
+
+    async def told(ticket_id: int) -> Told | None:
+        return await bus.read(estimates.told_at, hall, seq, ticket_id)
+
+    told_second = await told(second)
+    assert len(made) == 1, "the first answer makes the projection: it reads the floor"
+    told_first = await told(first)
+    assert len(made) == 1, "the second is told from the kept projection: no session"
+    assert told_first is not None and told_first.people_ahead == 0
+    assert told_second is not None and told_second.people_ahead == 1
+    assert told_second.minutes is not None and told_first.minutes == 0
