@@ -48,7 +48,7 @@ from queue_server.service.unit_of_work import UnitOfWork
 
 from . import postgres
 from .hall import ALL_DAY, CLERK_PASSWORD, MATTERS, midday_zone
-from .report import format_columns
+from .report import format_columns, verdict
 from .stats import check_numbers
 
 CONCURRENT = 16
@@ -276,10 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CPU is this process's only (the database's is not counted)"
     )
     print(table(phases))
-    for line in wrong:
-        print(f"WRONG: {line}")
-    print("correct: yes" if not wrong else "correct: no")
-    return 1 if wrong else 0
+    return verdict(wrong)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
 from queue_server.domain.policy import Choice, Chooser, PolicyConfig, chooser
 
 from .hall import MATTERS
-from .report import format_columns
+from .report import format_columns, verdict
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 COUNTERS = 16
@@ -156,15 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in (kept_run, asked_run):
             rows.append((run.name, f"{run.cpu_ms:.3f}", f"{run.cpu_ms / asked_run.cpu_ms:.2f}"))
     print(format_columns(("projection", "CPU ms a walk-in", "× asked"), rows, {"projection"}))
-    wrong = [
-        kept_run.name
-        for kept_run, asked_run in zip(runs[::2], runs[1::2], strict=True)
-        if kept_run.told != asked_run.told
-    ]
-    for name in wrong:
-        print(f"WRONG: {name}: told otherwise than with the policy asked at every turn")
-    print("correct: yes" if not wrong else "correct: no")
-    return 1 if wrong else 0
+    return verdict(
+        [
+            f"{kept_run.name}: told otherwise than with the policy asked at every turn"
+            for kept_run, asked_run in zip(runs[::2], runs[1::2], strict=True)
+            if kept_run.told != asked_run.told
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -118,3 +118,12 @@ def format_columns(
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(headers), rule, *(line(cells) for cells in rows)])
+
+
+def verdict(wrong: list[str]) -> int:
+    """Print what a bench found wrong (one ``WRONG:`` line each) and whether it was
+    correct; its exit code (1 if anything was wrong)."""
+    for line in wrong:
+        print(f"WRONG: {line}")
+    print("correct: yes" if not wrong else "correct: no")
+    return 1 if wrong else 0

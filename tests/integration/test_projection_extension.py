@@ -35,6 +35,17 @@ async def _projected_whole(uow: UnitOfWork, hall_id: int) -> tuple[Traced, Choos
     return project_traced(floor, choose), choose
 
 
+async def _hall_now(bus: Bus, hall_id: int) -> tuple[Hall, int]:
+    """The hall as it is now, and its latest event number."""
+
+    async def read(uow: UnitOfWork) -> tuple[Hall, int]:
+        found = await uow.repo.hall_row(hall_id)
+        assert found is not None
+        return hall_from_row(found), found.event_seq
+
+    return await bus.run(read)
+
+
 async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     for _ in range(3):
@@ -77,13 +88,7 @@ async def test_a_request_that_has_read_is_told_while_another_waits_to_begin(bus:
     both are answered, and the shared projection costs nobody the busy timeout (30 s)."""
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     ticket = await issue(bus, hall_id, service_id)
-
-    async def hall_now(uow: UnitOfWork) -> tuple[Hall, int]:
-        found = await uow.repo.hall_row(hall_id)
-        assert found is not None
-        return hall_from_row(found), found.event_seq
-
-    hall, seq = await bus.run(hall_now)
+    hall, seq = await _hall_now(bus, hall_id)
     estimates.forget()
     has_read, feed_began = asyncio.Event(), asyncio.Event()
     tries: list[str] = []
@@ -238,13 +243,7 @@ async def test_an_answer_told_from_the_kept_projection_makes_no_session(bus: Bus
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     first = await issue(bus, hall_id, service_id)
     second = await issue(bus, hall_id, service_id)
-
-    async def hall_now(uow: UnitOfWork) -> tuple[Hall, int]:
-        row = await uow.repo.hall_row(hall_id)
-        assert row is not None
-        return hall_from_row(row), row.event_seq
-
-    hall, seq = await bus.run(hall_now)
+    hall, seq = await _hall_now(bus, hall_id)
     made: list[object] = []
     reads = bus.reads
 
