@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -111,7 +111,27 @@ class AgentSeen:
     problem: str | None
 
 
-def hall_from_row(row: HallRow) -> Hall:
+class HallFields(Protocol):
+    """A hall's row as ``hall_from_row`` reads it: the ORM's, or a driver's row read by
+    attribute (``driven.RecordFields``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name_zh(self) -> str: ...
+    @property
+    def name_en(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def opening_hours(self) -> dict[str, Any]: ...
+    @property
+    def priority_boosts(self) -> dict[str, Any]: ...
+    @property
+    def secondary_after_minutes(self) -> int: ...
+
+
+def hall_from_row(row: HallFields) -> Hall:
     return Hall(
         id=row.id,
         name_zh=row.name_zh,
@@ -249,6 +269,49 @@ def _events_values(hall_id: int, events: Sequence[ev.Event], now: datetime) -> d
 def _ticket_values(row: TicketRow, changed: Mapping[str, Any]) -> dict[str, Any]:
     """The values of a ticket's change written with its events (``:t_<column>``, ``:t_id``)."""
     return {f"t_{k}": v for k, v in changed.items()} | {"t_id": row.id}
+
+
+def enqueue_values(
+    *,
+    hall_id: int,
+    day: date,
+    prefix: str,
+    service_id: int,
+    kind: str,
+    priority: str,
+    now: datetime,
+    due_at: datetime | None,
+    follow_token: str,
+    device_id: int | None,
+    user_id: int | None,
+    event: ev.Event,
+    job_payload: Mapping[str, Any],
+    job_event: ev.Event,
+    idempotency: tuple[str, str, str] | None,
+) -> dict[str, Any]:
+    """``statements.PG_ENQUEUE``'s values (``Repository.enqueue``, ``driven.enqueue``)."""
+    scope, key, fingerprint = idempotency or (None, None, None)
+    return {
+        "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
+        "kind": kind, "priority": priority, "now": now, "due": due_at,
+        "token": follow_token, "device": device_id, "user": user_id,
+        "job_payload": json_text(job_payload),
+        "event": json_text(event.payload()),
+        "job_event": json_text(job_event.payload()),
+        "scope": scope, "key": key, "fingerprint": fingerprint,
+    }  # fmt: skip
+
+
+def enqueued(found: tuple[Any, ...], hall_id: int, keyed_once: bool) -> Enqueued:
+    """What ``statements.PG_ENQUEUE``'s row ``found`` says was made (``keyed_once``: an
+    Idempotency-Key was given, so it must have been stored once)."""
+    ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
+    if keyed != int(keyed_once):
+        raise AssertionError(f"the Idempotency-Key was stored {keyed} times, not once")
+    if logged != 1 + (job_id is not None):
+        raise LookupError(f"no hall {hall_id} to record its events in")
+    printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None
+    return Enqueued(int(ticket_id), str(number), int(visit_id), job_id, int(seq), printer)
 
 
 def _violated(exc: IntegrityError) -> str | None:
@@ -404,29 +467,19 @@ class Repository:
         the events (``event`` and ``job_event``, their database-made fields filled in), all
         in one statement. None when the key was taken by a request that committed first:
         the statement then failed whole (in a transaction, which is then to be run again)."""
-        scope, key, fingerprint = idempotency or (None, None, None)
-        values = {
-            "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
-            "kind": kind, "priority": priority, "now": now, "due": due_at,
-            "token": follow_token, "device": device_id, "user": user_id,
-            "job_payload": json_text(job_payload),
-            "event": json_text(event.payload()),
-            "job_event": json_text(job_event.payload()),
-            "scope": scope, "key": key, "fingerprint": fingerprint,
-        }  # fmt: skip
+        values = enqueue_values(
+            hall_id=hall_id, day=day, prefix=prefix, service_id=service_id, kind=kind,
+            priority=priority, now=now, due_at=due_at, follow_token=follow_token,
+            device_id=device_id, user_id=user_id, event=event, job_payload=job_payload,
+            job_event=job_event, idempotency=idempotency,
+        )  # fmt: skip
         try:
             found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
         except IntegrityError as exc:
-            if key is not None and _violated(exc) == "pk_idempotency_keys":
+            if idempotency is not None and _violated(exc) == "pk_idempotency_keys":
                 return None
             raise
-        ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
-        if keyed != (key is not None):
-            raise AssertionError(f"the Idempotency-Key was stored {keyed} times, not once")
-        if logged != 1 + (job_id is not None):
-            raise LookupError(f"no hall {hall_id} to record its events in")
-        printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None
-        return Enqueued(int(ticket_id), str(number), int(visit_id), job_id, int(seq), printer)
+        return enqueued(tuple(found), hall_id, idempotency is not None)
 
     async def add_visit(self, hall_id: int, day: date, now: datetime) -> VisitRow:
         visit = VisitRow(

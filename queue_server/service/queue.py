@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from queue_server.db import driven
 from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Busy,
@@ -97,53 +98,111 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
     """Issue a ticket (``issue_ticket``) and, where the issuing statement told all its
     answer needs (PostgreSQL, a ticket made now), that answer but for the wait estimate:
     the kiosk is answered from this one transaction (``kiosk_prints.new_ticket_answer``)."""
-    # On PostgreSQL its one change is one statement (``enqueue``): committed alone, the
-    # locks it takes (the matter's day counter, the hall row, which every issuer queues on)
-    # are held for that statement and its commit only, and BEGIN and COMMIT are two round
-    # trips saved. The reads before it see what was committed, as in a transaction.
-    await uow.commit_each_statement()
     now = uow.clock.now()
     scope = f"device:{c.actor.device_id}" if c.actor.device_id else f"user:{c.actor.user_id}"
     # The key stands for this request: the same key with another hall, matter or priority
     # is a client bug, not a double tap, and must not hand out someone else's ticket.
     fingerprint = f"{c.hall_id}/{c.service_id}/{c.priority}/{c.kind}"
+    key = c.idempotency_key or None
+    if uow.dialect == "postgresql":
+        return await _issue_driven(uow, c, now, scope, key, fingerprint)
     # The hall, the matter and what the key was stored with, in one statement (the hall row
     # stays in the session for the print payload).
-    key = c.idempotency_key or None
     values = {"hall": c.hall_id, "service": c.service_id, "scope": scope, "key": key}
     found = (await uow.session.execute(sql.HALL_AND_MATTER, values)).first()
     if found is None:
         raise NotFound(f"no hall with id {c.hall_id}")
     hall_row, service_row, kept_ticket, kept_fingerprint = found
     if kept_ticket is not None:
-        if kept_fingerprint not in ("", fingerprint):
-            raise Conflict(
-                "this Idempotency-Key was already used for a different request; "
-                "send a new key for each new ticket"
-            )
-        return NewTicket(kept_ticket)
+        return _kept(kept_ticket, kept_fingerprint, fingerprint)
     hall = hall_from_row(hall_row)
-    if service_row is None:
+    _may_issue(hall, service_row, c, now)
+    made = await enqueue(
+        uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
+        follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
+    )  # fmt: skip
+    await uow.commit()
+    return NewTicket(made.ticket.ref)
+
+
+def _kept(ticket_id: int, kept_fingerprint: str, fingerprint: str) -> NewTicket:
+    """The ticket an Idempotency-Key was stored with, for the same request again."""
+    if kept_fingerprint not in ("", fingerprint):
+        raise Conflict(
+            "this Idempotency-Key was already used for a different request; "
+            "send a new key for each new ticket"
+        )
+    return NewTicket(ticket_id)
+
+
+def _may_issue(hall: Hall, matter: Any, c: cmd.IssueTicket, now: datetime) -> None:
+    """Refuse an issue the hall or its matter does not allow (``matter``: its row, or
+    None when the hall has no such matter)."""
+    if matter is None:
         raise NotFound(f"hall {hall.id} has no matter with id {c.service_id}")
-    if not service_row.active:
-        raise IllegalTransition(f"matter {service_row.name_en}", "issue a ticket for", "inactive")
+    if not matter.active:
+        raise IllegalTransition(f"matter {matter.name_en}", "issue a ticket for", "inactive")
     hall.check_priority(c.priority)
     hall.check_open(now)
-    # On PostgreSQL only: on SQLite the transaction holds the database's write lock by now.
-    postgres = uow.repo.dialect == "postgresql"
-    async with _issuing_turn(hall.id) if postgres else contextlib.nullcontext():
-        made = await enqueue(
-            uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
-            follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
+
+
+async def _issue_driven(
+    uow: UnitOfWork,
+    c: cmd.IssueTicket,
+    now: datetime,
+    scope: str,
+    key: str | None,
+    fingerprint: str,
+) -> NewTicket:
+    """``issue_new`` on PostgreSQL: two statements on the driver's own connection, each
+    committed alone (``db.driven``), and the answer but for the wait estimate told by the
+    second. Its one change is one statement (``statements.PG_ENQUEUE``): the locks it takes
+    (the matter's day counter, the hall row, which every issuer queues on) are held for
+    that statement and its commit only, and no BEGIN or COMMIT is sent. The read before it
+    sees what was committed, as in a transaction."""
+    db = await uow.driver()
+    found = await driven.issue_read(
+        db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
+    )
+    if found is None:
+        raise NotFound(f"no hall with id {c.hall_id}")
+    if found["kept_ticket"] is not None:
+        return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
+    hall_fields = driven.RecordFields(found)
+    hall = hall_from_row(hall_fields)
+    matter = driven.RecordFields(found, driven.MATTER) if found["matter_id"] is not None else None
+    _may_issue(hall, matter, c, now)
+    assert matter is not None
+    day = business_day(now, hall.tz)
+    token = new_follow_token()
+    payload = printing.new_ticket_payload(
+        hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now, due_at=None,
+        follow_url=f"{c.follow_base}/t/{token}",
+    )  # fmt: skip
+    async with _issuing_turn(hall.id):
+        told = await driven.enqueue(
+            db, hall_id=hall.id, day=day, prefix=matter.prefix, service_id=matter.id,
+            kind=str(c.kind), priority=c.priority, now=now, follow_token=token,
+            device_id=c.actor.device_id, user_id=c.actor.user_id,
+            event=ev.TicketIssued(hall.id, now, 0, "", matter.id, c.kind, c.priority),
+            job_payload=payload,
+            job_event=ev.PrintJobQueued(hall.id, now, 0, 0, 0),
+            idempotency=(scope, key, fingerprint) if key else None,
         )  # fmt: skip
+    if told is None:
+        # A second tap with the same key committed first: run again to return its ticket.
+        raise RetryTransaction
+    uow.note_recorded()
     await uow.commit()
-    ticket, told = made.ticket, made.told
-    if told is None or made.follow_token is None:
-        return NewTicket(ticket.ref)
+    ticket = Ticket(
+        id=told.ticket_id, hall_id=hall.id, visit_id=told.visit_id, service_id=matter.id,
+        number=told.number, business_day=day, kind=c.kind, priority=c.priority,
+        issued_at=now, queued_at=now,
+    )  # fmt: skip
     view = new_ticket_view(
         ticket,
-        ServiceRef(service_row.id, service_row.name_zh, service_row.name_en),
-        made.follow_token,
+        ServiceRef(matter.id, matter.name_zh, matter.name_en),
+        token,
         printing.new_job_state(told.job_id, told.printer, now),
     )
     return NewTicket(ticket.ref, view, hall, told.event_seq)

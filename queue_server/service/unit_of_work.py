@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TypeVar
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from queue_server.clock import Clock
 from queue_server.db.engine import ReadOnly, ReadSession
@@ -59,6 +60,8 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         self._session: AsyncSession | None = None
         self._repo: Repository | None = None
+        self._connection: AsyncConnection | None = None
+        self._driver: asyncpg.Connection | None = None
         self.events = []
         self._recorded = False
         self._alone = False
@@ -83,18 +86,68 @@ class UnitOfWork:
             repo = self._repo = Repository(self.session)
         return repo
 
+    @property
+    def dialect(self) -> str:
+        """The database's dialect name ("postgresql", "sqlite"), without making a session."""
+        return self._engine.dialect.name
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        bind = self._sessions.kw["bind"]
+        assert isinstance(bind, AsyncEngine)
+        return bind
+
+    async def driver(self) -> asyncpg.Connection:
+        """PostgreSQL: a connection of the engine's pool as the driver's own (asyncpg),
+        for work whose every statement commits alone and reads nothing the ORM keeps
+        (issuing a walk-in, ``db.driven``). asyncpg runs no implicit transaction, so each
+        statement commits on its own, as in ``commit_each_statement``; ``commit`` then
+        only wakes the relay. The connection goes back to the pool as the unit ends: if it
+        failed under a statement (``driven.ConnectionLost``, or the database ended the
+        session) the pool's connections are dropped, as SQLAlchemy does on a disconnect,
+        so the next requests connect afresh."""
+        driver = self._driver
+        if driver is None:
+            if self._session is not None:
+                raise RuntimeError("a unit of work uses its session or the driver, not both")
+            self._connection = await self._engine.connect()
+            raw = await self._connection.get_raw_connection()
+            driver = self._driver = raw.driver_connection
+            self._alone = True
+        return driver
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._connection is not None:
+            await asyncio.shield(self._release(self._connection, self._driver, exc))
         if self._session is None:
             return
         # Shielded: a cancelled request (a websocket gone, a client that hung up) is
         # cancelled again at every await under anyio's cancel scopes, and an interrupted
         # rollback leaves the pool a connection it can only throw away, with an error.
         await asyncio.shield(self._end(self._session))
+
+    async def _release(
+        self,
+        connection: AsyncConnection,
+        driver: asyncpg.Connection | None,
+        exc: BaseException | None,
+    ) -> None:
+        """Give the driver's connection back to the pool, or drop it if it may be broken:
+        closed, failed, or interrupted mid-statement (a cancelled request). A database
+        that ended the session (a restart, a failover) ended the others too: the pool's
+        connections are all dropped then."""
+        self._connection = self._driver = None
+        lost = driver is None or driver.is_closed() or _connection_failed(exc)
+        if lost or (exc is not None and not isinstance(exc, Exception)):
+            await connection.invalidate()
+        await connection.close()
+        if lost:
+            await self._engine.dispose()
 
     @staticmethod
     async def _end(session: AsyncSession) -> None:
@@ -153,6 +206,12 @@ class UnitOfWork:
         the transaction.) A unit whose one ticket change is checked
         (``commit_each_statement(one_ticket_checked=True)``) answers just after the
         statement that wrote and committed it (``_commit_checked``)."""
+        if self._driver is not None and self._session is None:
+            # Each statement on the driver's connection committed as it ran.
+            if self.events:
+                raise RuntimeError("a unit on the driver's connection records no events")
+            self._committed([], self._recorded)
+            return
         if isinstance(self.session.sync_session, ReadSession):
             raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
         session = self.session
@@ -200,10 +259,20 @@ class UnitOfWork:
         self.events = []
         self._recorded = False
         # What the repository read with this transaction's locks holds no longer.
-        self.repo.view_parts.clear()
-        self.repo.counter_numbers.clear()
+        if self._repo is not None:
+            self._repo.view_parts.clear()
+            self._repo.counter_numbers.clear()
         if recorded and self._on_events is not None:
             self._on_events(events)
+
+
+def _connection_failed(exc: BaseException | None) -> bool:
+    """``exc`` says the connection under a driver's statement is lost, not the statement
+    refused (``driven.ConnectionLost``; the database ending the session: class 08, 57P)."""
+    if isinstance(exc, ConnectionError | OSError | asyncpg.InterfaceError):
+        return True
+    code = getattr(exc, "sqlstate", None)
+    return isinstance(code, str) and (code.startswith("08") or code.startswith("57P"))
 
 
 def is_transient(exc: Exception) -> bool:

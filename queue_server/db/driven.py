@@ -1,0 +1,161 @@
+"""Issuing's statements on the PostgreSQL driver's own connection (asyncpg), with no ORM
+session or SQLAlchemy execution around them.
+
+Issuing a ticket is the hall's hottest write: every kiosk tap. Its two statements (the
+hall, the matter and the Idempotency-Key read at once; then ``statements.PG_ENQUEUE``, the
+whole change) each commit alone, so they need no transaction and nothing the ORM keeps.
+Through an ``AsyncSession`` they cost 0.77 ms of the process's CPU a pair, on the driver's
+connection 0.27 ms (docs/performance.md, "2026-12-06, morning"). The statements are the
+same text, compiled once at import for asyncpg (numbered parameters) and bound by name.
+The connection comes from the engine's pool and goes back to it
+(``UnitOfWork.driver``); asyncpg's JSON codecs there are those SQLAlchemy installed when
+it connected (``types.JSON_CODEC``), so the values are those the session path sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from queue_server.domain import events as ev
+
+from . import statements as sql
+from .repository import Enqueued, enqueue_values, enqueued
+from .tables import HallRow, IdempotencyKeyRow, ServiceRow
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A statement as asyncpg runs it: its SQL with numbered parameters, and the names
+    bound to them in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+def for_driver(statement: ClauseElement) -> DriverStatement:
+    """``statement`` compiled once for asyncpg (its ``:name`` parameters numbered)."""
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
+    assert isinstance(compiled, SQLCompiler)
+    return DriverStatement(compiled.string, tuple(compiled.positiontup or ()))
+
+
+class ConnectionLost(ConnectionError):
+    """The driver's connection failed under a statement (not the statement: the database
+    refused nothing). The API answers 503 with Retry-After (``api/errors.py``); the unit of
+    work drops the pool's connections (``UnitOfWork.driver``)."""
+
+
+MATTER = "matter_"
+"""The prefix of the matter's columns in ``ISSUE_READ``'s rows."""
+_HALL_COLUMNS = ("id", "name_zh", "name_en", "timezone", "opening_hours", "priority_boosts",
+                 "secondary_after_minutes", "notice")  # fmt: skip
+_MATTER_COLUMNS = ("id", "prefix", "name_zh", "name_en", "active")
+ISSUE_READ = for_driver(
+    select(
+        *(getattr(HallRow, column) for column in _HALL_COLUMNS),
+        *(getattr(ServiceRow, column).label(MATTER + column) for column in _MATTER_COLUMNS),
+        IdempotencyKeyRow.ticket_id.label("kept_ticket"),
+        IdempotencyKeyRow.fingerprint.label("kept_fingerprint"),
+    )
+    .outerjoin(
+        ServiceRow,
+        (ServiceRow.id == bindparam("service")) & (ServiceRow.hall_id == HallRow.id),
+    )
+    .outerjoin(
+        IdempotencyKeyRow,
+        (IdempotencyKeyRow.scope == bindparam("scope"))
+        & (IdempotencyKeyRow.key == bindparam("key")),
+    )
+    .where(HallRow.id == bindparam("hall"))
+)
+"""``statements.HALL_AND_MATTER`` with only the columns issuing uses: the hall's (those of
+``repository.hall_from_row`` and of the print payload), the matter's (prefixed
+``matter_``; NULL when the hall has no such matter) and what the Idempotency-Key was
+stored with (``kept_ticket``, ``kept_fingerprint``)."""
+ENQUEUE = for_driver(sql.PG_ENQUEUE)
+
+
+class RecordFields:
+    """A driver's row read by attribute, as the ORM row of the same columns is read
+    (``prefix``: the columns of one table in a joined row, e.g. ``matter_``)."""
+
+    __slots__ = ("_prefix", "_record")
+
+    def __init__(self, record: asyncpg.Record, prefix: str = "") -> None:
+        self._record = record
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[self._prefix + name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+async def _fetch_one(
+    driver: asyncpg.Connection, statement: DriverStatement, values: Mapping[str, Any]
+) -> asyncpg.Record | None:
+    try:
+        return await driver.fetchrow(statement.sql, *statement.args(values))
+    except (asyncpg.PostgresError, OverflowError, ValueError, TypeError):
+        raise  # the database (or the driver, for a value) refused the statement
+    except (OSError, asyncpg.InterfaceError) as exc:
+        raise ConnectionLost(f"the database connection failed: {exc}") from exc
+
+
+async def issue_read(
+    driver: asyncpg.Connection, *, hall_id: int, service_id: int, scope: str, key: str | None
+) -> asyncpg.Record | None:
+    """``ISSUE_READ``'s row: None when there is no hall ``hall_id``."""
+    values = {"hall": hall_id, "service": service_id, "scope": scope, "key": key}
+    return await _fetch_one(driver, ISSUE_READ, values)
+
+
+async def enqueue(
+    driver: asyncpg.Connection,
+    *,
+    hall_id: int,
+    day: date,
+    prefix: str,
+    service_id: int,
+    kind: str,
+    priority: str,
+    now: datetime,
+    follow_token: str,
+    device_id: int | None,
+    user_id: int | None,
+    event: ev.Event,
+    job_payload: Mapping[str, Any],
+    job_event: ev.Event,
+    idempotency: tuple[str, str, str] | None,
+) -> Enqueued | None:
+    """``Repository.enqueue`` for a walk-in, on the driver's connection: one statement
+    committed alone. None when the Idempotency-Key was taken by a request that committed
+    first (the statement failed whole; the issue is to be run again)."""
+    values = enqueue_values(
+        hall_id=hall_id, day=day, prefix=prefix, service_id=service_id, kind=kind,
+        priority=priority, now=now, due_at=None, follow_token=follow_token,
+        device_id=device_id, user_id=user_id, event=event, job_payload=job_payload,
+        job_event=job_event, idempotency=idempotency,
+    )  # fmt: skip
+    try:
+        found = await _fetch_one(driver, ENQUEUE, values)
+    except asyncpg.UniqueViolationError as exc:
+        if idempotency is not None and exc.constraint_name == "pk_idempotency_keys":
+            return None
+        raise
+    if found is None:
+        raise LookupError(f"no hall {hall_id} or matter {service_id} to issue a ticket for")
+    return enqueued(tuple(found), hall_id, idempotency is not None)

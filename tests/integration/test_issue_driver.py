@@ -1,0 +1,146 @@
+"""On PostgreSQL a walk-in is issued by two statements on the driver's own connection
+(``db.driven``, ``UnitOfWork.driver``), outside the ORM session: what a kiosk and the
+hall rely on must hold there as on the session's path. Numbers gapless under a crowd, a
+double tap answered with one ticket, nothing half-written when a request is cancelled,
+every connection back in the pool, and a database that ended its sessions (a restart, a
+failover) costs one request, not one per dead connection in the pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from queue_server.api.errors import _database_away
+from queue_server.clock import SystemClock
+from queue_server.db.engine import create_engine, session_factory
+from queue_server.service.bus import Bus
+from queue_server.service.unit_of_work import UnitOfWork
+from tests.conftest import _plain_dsn
+from tests.integration.test_concurrency import event_seqs, issue, make_hall, numbers
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(pg_url, pool_size=10)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def checked_out(engine: AsyncEngine) -> int:
+    return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+
+
+async def visits_and_tickets(bus: Bus, hall_id: int) -> tuple[int, int]:
+    async def read(uow: UnitOfWork) -> tuple[int, int]:
+        row = (
+            await uow.session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM visits WHERE hall_id = :h),"
+                    " (SELECT count(*) FROM tickets WHERE hall_id = :h)"
+                ),
+                {"h": hall_id},
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    return await bus.run(read)
+
+
+async def test_a_crowd_with_double_taps_gets_one_gapless_ticket_per_key(
+    engine: AsyncEngine,
+) -> None:
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    keys = [f"tap-{n}" for n in range(20)]
+    # Every key sent twice at once, as a kiosk's double tap or a retry after a timeout.
+    taps = [issue(bus, hall_id, service_id, key) for key in keys for _ in range(2)]
+    ids = await asyncio.gather(*taps)
+    by_key = {key: {ids[2 * n], ids[2 * n + 1]} for n, key in enumerate(keys)}
+    assert all(len(ticket) == 1 for ticket in by_key.values()), by_key
+    assert len({next(iter(t)) for t in by_key.values()}) == len(keys)
+    assert await numbers(bus, hall_id) == [f"A{n:03d}" for n in range(1, len(keys) + 1)]
+    assert await event_seqs(bus, hall_id) == list(range(1, len(keys) + 1))
+    assert await visits_and_tickets(bus, hall_id) == (len(keys), len(keys))
+    assert checked_out(engine) == 0
+
+
+async def test_an_issue_cancelled_while_it_waits_leaves_one_whole_ticket_or_none(
+    engine: AsyncEngine, pg_url: str
+) -> None:
+    """A kiosk that hangs up while its issue waits for the hall's row: its ticket is made
+    whole or not at all, its key then gives that one ticket, and the connection it held
+    does not go back to the pool mid-statement."""
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    holder = await asyncpg.connect(_plain_dsn(pg_url))
+    watcher = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT 1 FROM halls WHERE id = $1 FOR UPDATE", hall_id)
+        hung_up = asyncio.create_task(issue(bus, hall_id, service_id, "hung-up"))
+        async with asyncio.timeout(20):
+            while not (  # noqa: ASYNC110 - no event to wait on
+                waiter := await watcher.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ):
+                await asyncio.sleep(0.01)
+        hung_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hung_up
+        await holding.rollback()
+        assert checked_out(engine) == 0
+        again = await issue(bus, hall_id, service_id, "hung-up")
+        assert await issue(bus, hall_id, service_id, "hung-up") == again
+        later = await issue(bus, hall_id, service_id, "next visitor")
+        assert later != again
+        assert await numbers(bus, hall_id) == ["A001", "A002"]
+        assert await event_seqs(bus, hall_id) == [1, 2]
+        assert await visits_and_tickets(bus, hall_id) == (2, 2)
+        # The interrupted connection was dropped, not reused: its session ends.
+        async with asyncio.timeout(20):
+            while await watcher.fetchval(  # noqa: ASYNC110 - no event to wait on
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiter
+            ):
+                await asyncio.sleep(0.05)
+    finally:
+        await holder.close()
+        await watcher.close()
+
+
+async def test_sessions_the_database_ended_cost_one_request_not_one_per_connection(
+    engine: AsyncEngine, pg_url: str
+) -> None:
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    # A few issues at once leave the pool several idle connections.
+    await asyncio.gather(*(issue(bus, hall_id, service_id, f"warm-{n}") for n in range(6)))
+    idle = engine.sync_engine.pool.checkedin()  # type: ignore[attr-defined]
+    assert idle >= 2, idle
+    admin = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert ended >= idle
+    with pytest.raises(Exception) as failed:
+        await issue(bus, hall_id, service_id, "met a dead connection")
+    assert _database_away(failed.value), repr(failed.value)
+    # The pool's other connections were dropped with it: the next issue connects afresh.
+    await issue(bus, hall_id, service_id, "after the restart")
+    assert await numbers(bus, hall_id) == [f"A{n:03d}" for n in range(1, 8)]
+    assert checked_out(engine) == 0
