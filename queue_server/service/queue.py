@@ -52,13 +52,13 @@ moment send it deeper, to ``CLAIM_TRIES``)."""
 
 
 ISSUING_AT_ONCE = 4
-"""Issuing statements one process runs at once per hall on PostgreSQL (``issue_new``);
-more wait their turn in the process, holding no lock (their connection idle, in no
-transaction). Each takes its matter's day counter and the hall row, and a crowd of
-backends waiting for those rows cost the database more CPU than it gave: at 64 kiosk
-connections, 0.84 of a core for 449 tickets/s without this, 0.53 for 651/s with it
-(docs/performance.md, "2026-12-05, night"). Per hall: a hall whose rows are held (a
-check-in, a configuration change) holds up only its own kiosks."""
+"""Issues one process runs at once per hall on PostgreSQL (``issue_new``: its two
+statements); more wait their turn in the process, holding no lock and no connection.
+Each takes its matter's day counter and the hall row, and a crowd of backends waiting
+for those rows cost the database more CPU than it gave: at 64 kiosk connections, 0.84 of
+a core for 449 tickets/s without this, 0.53 for 651/s with it (docs/performance.md,
+"2026-12-05, night"). Per hall: a hall whose rows are held (a check-in, a configuration
+change) holds up only its own kiosks."""
 _issuing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
@@ -160,26 +160,31 @@ async def _issue_driven(
     (the matter's day counter, the hall row, which every issuer queues on) are held for
     that statement and its commit only, and no BEGIN or COMMIT is sent. The read before it
     sees what was committed, as in a transaction."""
-    db = await uow.driver()
-    found = await driven.issue_read(
-        db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
-    )
-    if found is None:
-        raise NotFound(f"no hall with id {c.hall_id}")
-    if found["kept_ticket"] is not None:
-        return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
-    hall_fields = driven.RecordFields(found)
-    hall = hall_from_row(hall_fields)
-    matter = driven.RecordFields(found, driven.MATTER) if found["matter_id"] is not None else None
-    _may_issue(hall, matter, c, now)
-    assert matter is not None
-    day = business_day(now, hall.tz)
-    token = new_follow_token()
-    payload = printing.new_ticket_payload(
-        hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now, due_at=None,
-        follow_url=f"{c.follow_base}/t/{token}",
-    )  # fmt: skip
-    async with _issuing_turn(hall.id):
+    # The turn is taken before the connection: a crowd of kiosks waits in the process,
+    # holding neither a lock nor one of the pool's connections (a pool emptied by waiters
+    # opened and closed its overflow connections by the hundred a minute at 64 kiosks).
+    async with _issuing_turn(c.hall_id):
+        db = await uow.driver()
+        found = await driven.issue_read(
+            db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
+        )
+        if found is None:
+            raise NotFound(f"no hall with id {c.hall_id}")
+        if found["kept_ticket"] is not None:
+            return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
+        hall_fields = driven.RecordFields(found)
+        hall = hall_from_row(hall_fields)
+        matter = (
+            driven.RecordFields(found, driven.MATTER) if found["matter_id"] is not None else None
+        )
+        _may_issue(hall, matter, c, now)
+        assert matter is not None
+        day = business_day(now, hall.tz)
+        token = new_follow_token()
+        payload = printing.new_ticket_payload(
+            hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now,
+            due_at=None, follow_url=f"{c.follow_base}/t/{token}",
+        )  # fmt: skip
         told = await driven.enqueue(
             db, hall_id=hall.id, day=day, prefix=matter.prefix, service_id=matter.id,
             kind=str(c.kind), priority=c.priority, now=now, follow_token=token,

@@ -676,8 +676,8 @@ async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_
 ) -> None:
     """On PostgreSQL at most ``queue.ISSUING_AT_ONCE`` of a process's issues in a hall wait
     in the database for the hall's rows at once (a crowd of backends waiting on one row
-    costs the database more than it gives); the others wait their turn in the process, and
-    another hall's kiosks are not held up. Once the rows are free, every one is issued,
+    costs the database more than it gives); the others wait their turn in the process,
+    holding no connection, and another hall's kiosks are not held up. Once the rows are free, every one is issued,
     numbered without gaps."""
     import asyncpg
 
@@ -719,6 +719,8 @@ async def test_a_crowd_of_issues_waits_its_turn_in_the_process_not_on_the_halls_
                 ):
                     await asyncio.sleep(0.01)
             assert waiting == queue.ISSUING_AT_ONCE
+            # Those waiting in the process hold none of the pool's connections either.
+            assert engine.sync_engine.pool.checkedout() == queue.ISSUING_AT_ONCE  # type: ignore[attr-defined]
             # Another hall's kiosks are not held up by this hall's crowd.
             other_hall, other_service, _ = await make_hall(bus, counters=0)
             async with asyncio.timeout(10):
