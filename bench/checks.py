@@ -53,6 +53,17 @@ class Database:
         self.rows("ANALYZE")
         return True
 
+    def sessions_opened(self) -> int | None:
+        """PostgreSQL: the sessions opened on the bench database so far (its statistics'
+        count, this reading's own included; None on SQLite). Between two readings: the
+        connections the server made, plus one."""
+        if self.url is None:
+            return None
+        ((count,),) = self.rows(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return int(count)
+
     def autovacuum_off(self) -> bool:
         return self.url is not None and self.rows("SHOW autovacuum") == [("off",)]
 

@@ -169,6 +169,8 @@ class Outcome:
     wrk_cpu_s: float
     machine_busy_s: float
     rss_mib: list[float]
+    sessions_opened: int | None = None
+    """PostgreSQL sessions the server opened during the run (None: not counted, SQLite)."""
 
     @property
     def http_rate(self) -> float:
@@ -437,7 +439,11 @@ def run_phase(
     busy = checks.busy_counters(db, hall.hall_id) if phase.kind == "call" else set()
     followed = checks.follow_tokens(db, hall.hall_id) if phase.kind == "follow" else []
     job = job_for(phase, server.base_url, hall, seconds, plan, busy, followed)
+    sessions = db.sessions_opened()
     outcome = drive(server, job)
+    if sessions is not None:
+        opened = (db.sessions_opened() or sessions) - sessions - 1
+        outcome = replace(outcome, sessions_opened=max(opened, 0))
     verdict = None
     if before is not None and phase.kind == "issue":
         verdict = checks.issued(db, hall.hall_id, before, outcome.result.ids)
@@ -460,6 +466,11 @@ def phase_notes(run: PhaseRun, before: checks.Mark | None, server_cpus: int) -> 
         f"{100 * outcome.wrk_cpu_s / wall:.0f}% of its core, everything else (PostgreSQL, "
         f"Redis, other work on the machine) {100 * max(rest, 0.0) / wall:.0f}%"
     ]
+    if outcome.sessions_opened is not None:
+        notes.append(
+            f"    PostgreSQL sessions opened by the server: {outcome.sessions_opened} "
+            "(none once its pools hold what the load needs)"
+        )
     if phase.rate:
         unit = "calls" if phase.kind == "call" else "requests"
         notes.append(f"    fixed rate: asked {phase.rate:.0f} {unit}/s, reached {run.rate:.0f}")
