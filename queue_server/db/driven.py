@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -109,10 +110,18 @@ async def _fetch_one(
 ) -> asyncpg.Record | None:
     try:
         return await driver.fetchrow(statement.sql, *statement.args(values))
-    except (asyncpg.PostgresError, OverflowError, ValueError, TypeError):
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        # As the session path raises it (a 409 in the API unless the caller handles it).
+        raise IntegrityError(statement.sql, None, exc) from exc
+    except Exception as exc:
+        # A connection the database ended fails in more ways than one: closed under the
+        # statement, or (its notice read as the statement began) an operation "in
+        # progress" (asyncpg's InternalClientError). The session path tells them apart by
+        # whether the connection is closed; so does this.
+        lost = OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
+        if driver.is_closed() or isinstance(exc, lost):
+            raise ConnectionLost(f"the database connection failed: {exc!r}") from exc
         raise  # the database (or the driver, for a value) refused the statement
-    except (OSError, asyncpg.InterfaceError) as exc:
-        raise ConnectionLost(f"the database connection failed: {exc}") from exc
 
 
 async def issue_read(
@@ -152,8 +161,9 @@ async def enqueue(
     )  # fmt: skip
     try:
         found = await _fetch_one(driver, ENQUEUE, values)
-    except asyncpg.UniqueViolationError as exc:
-        if idempotency is not None and exc.constraint_name == "pk_idempotency_keys":
+    except IntegrityError as exc:
+        taken = getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys"
+        if idempotency is not None and taken:
             return None
         raise
     if found is None:

@@ -12,8 +12,10 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 from queue_server.clock import Clock
+from queue_server.db.driven import ConnectionLost
 from queue_server.db.engine import ReadOnly, ReadSession
 from queue_server.db.repository import Repository
 from queue_server.domain import events as ev
@@ -75,6 +77,8 @@ class UnitOfWork:
         another request made) makes none, and has none to roll back and close."""
         session = self._session
         if session is None:
+            if self._driver is not None:
+                raise RuntimeError("a unit of work uses its session or the driver, not both")
             session = self._session = self._sessions()
             session.info[NOW_KEY] = self.clock.now
         return session
@@ -104,8 +108,8 @@ class UnitOfWork:
         statement commits on its own, as in ``commit_each_statement``; ``commit`` then
         only wakes the relay. The connection goes back to the pool as the unit ends: if it
         failed under a statement (``driven.ConnectionLost``, or the database ended the
-        session) the pool's connections are dropped, as SQLAlchemy does on a disconnect,
-        so the next requests connect afresh."""
+        session) the pool's connections are marked stale, as SQLAlchemy does on a
+        disconnect, so the next requests connect afresh (``_release``)."""
         driver = self._driver
         if driver is None:
             if self._session is not None:
@@ -139,15 +143,18 @@ class UnitOfWork:
     ) -> None:
         """Give the driver's connection back to the pool, or drop it if it may be broken:
         closed, failed, or interrupted mid-statement (a cancelled request). A database
-        that ended the session (a restart, a failover) ended the others too: the pool's
-        connections are all dropped then."""
+        that ended the session (a restart, a failover) ended the others too: every
+        connection of the pool as old as this one is then marked stale, to be connected
+        afresh at its next checkout (``Pool._invalidate``, what SQLAlchemy itself does when
+        a statement of its own meets a disconnect)."""
         self._connection = self._driver = None
         lost = driver is None or driver.is_closed() or _connection_failed(exc)
-        if lost or (exc is not None and not isinstance(exc, Exception)):
+        if lost:
+            proxied = await connection.get_raw_connection()
+            await greenlet_spawn(self._engine.sync_engine.pool._invalidate, proxied, exc)
+        elif exc is not None and not isinstance(exc, Exception):
             await connection.invalidate()
         await connection.close()
-        if lost:
-            await self._engine.dispose()
 
     @staticmethod
     async def _end(session: AsyncSession) -> None:
@@ -269,7 +276,7 @@ class UnitOfWork:
 def _connection_failed(exc: BaseException | None) -> bool:
     """``exc`` says the connection under a driver's statement is lost, not the statement
     refused (``driven.ConnectionLost``; the database ending the session: class 08, 57P)."""
-    if isinstance(exc, ConnectionError | OSError | asyncpg.InterfaceError):
+    if isinstance(exc, ConnectionLost):
         return True
     code = getattr(exc, "sqlstate", None)
     return isinstance(code, str) and (code.startswith("08") or code.startswith("57P"))
@@ -284,7 +291,8 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return code in TRANSIENT_SQLSTATES
-    return False
+    # The driver's own error, from a statement on its connection (``UnitOfWork.driver``).
+    return isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in TRANSIENT_SQLSTATES
 
 
 async def run_in_transaction(

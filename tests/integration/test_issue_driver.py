@@ -8,18 +8,24 @@ failover) costs one request, not one per dead connection in the pool."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
+from queue_server.db import driven
 from queue_server.db.engine import create_engine, session_factory
+from queue_server.domain import events as ev
+from queue_server.domain.model import TicketKind
 from queue_server.service.bus import Bus
-from queue_server.service.unit_of_work import UnitOfWork
+from queue_server.service.unit_of_work import UnitOfWork, is_transient
 from tests.conftest import _plain_dsn
 from tests.integration.test_concurrency import event_seqs, issue, make_hall, numbers
 
@@ -144,3 +150,36 @@ async def test_sessions_the_database_ended_cost_one_request_not_one_per_connecti
     await issue(bus, hall_id, service_id, "after the restart")
     assert await numbers(bus, hall_id) == [f"A{n:03d}" for n in range(1, 8)]
     assert checked_out(engine) == 0
+
+
+async def test_what_the_database_refuses_on_the_driver_is_told_as_on_the_session(
+    engine: AsyncEngine,
+) -> None:
+    """A constraint the statement breaks is an ``IntegrityError`` (the API's 409), a key
+    another request stored is "run again", and a lost race the database reports
+    (deadlock, serialization) is run again, as SQLAlchemy's errors are."""
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    now = datetime.now(UTC)
+
+    async def enqueue(driver: asyncpg.Connection, service: int, key: str) -> object:
+        return await driven.enqueue(
+            driver, hall_id=hall_id, day=now.date(), prefix="A", service_id=service,
+            kind="walk_in", priority="normal", now=now, follow_token=secrets.token_hex(8),
+            device_id=None, user_id=None,
+            event=ev.TicketIssued(hall_id, now, 0, "", service, TicketKind.WALK_IN, "normal"),
+            job_payload={}, job_event=ev.PrintJobQueued(hall_id, now, 0, 0, 0),
+            idempotency=("test", key, "fingerprint"),
+        )  # fmt: skip
+
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(driver, asyncpg.Connection)
+        with pytest.raises(IntegrityError):  # no such matter: the ticket's foreign key
+            await enqueue(driver, service_id + 1000, "first")
+        assert await enqueue(driver, service_id, "second") is not None
+        assert await enqueue(driver, service_id, "second") is None
+    assert await numbers(bus, hall_id) == ["A001"]
+    assert is_transient(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    assert is_transient(asyncpg.exceptions.SerializationError("could not serialize"))
+    assert not is_transient(asyncpg.exceptions.UniqueViolationError("duplicate key"))
