@@ -16,20 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from queue_server.domain import events as ev
-
 from . import statements as sql
-from .repository import Enqueued, enqueue_values, enqueued
+from .repository import Enqueued, NewVisit, enqueued
 from .tables import HallRow, IdempotencyKeyRow, ServiceRow
 
 
@@ -64,22 +60,12 @@ _HALL_COLUMNS = ("id", "name_zh", "name_en", "timezone", "opening_hours", "prior
                  "secondary_after_minutes", "notice")  # fmt: skip
 _MATTER_COLUMNS = ("id", "prefix", "name_zh", "name_en", "active")
 ISSUE_READ = for_driver(
-    select(
+    sql.HALL_AND_MATTER.with_only_columns(
         *(getattr(HallRow, column) for column in _HALL_COLUMNS),
         *(getattr(ServiceRow, column).label(MATTER + column) for column in _MATTER_COLUMNS),
         IdempotencyKeyRow.ticket_id.label("kept_ticket"),
         IdempotencyKeyRow.fingerprint.label("kept_fingerprint"),
     )
-    .outerjoin(
-        ServiceRow,
-        (ServiceRow.id == bindparam("service")) & (ServiceRow.hall_id == HallRow.id),
-    )
-    .outerjoin(
-        IdempotencyKeyRow,
-        (IdempotencyKeyRow.scope == bindparam("scope"))
-        & (IdempotencyKeyRow.key == bindparam("key")),
-    )
-    .where(HallRow.id == bindparam("hall"))
 )
 """``statements.HALL_AND_MATTER`` with only the columns issuing uses: the hall's (those of
 ``repository.hall_from_row`` and of the print payload), the matter's (prefixed
@@ -132,40 +118,17 @@ async def issue_read(
     return await _fetch_one(driver, ISSUE_READ, values)
 
 
-async def enqueue(
-    driver: asyncpg.Connection,
-    *,
-    hall_id: int,
-    day: date,
-    prefix: str,
-    service_id: int,
-    kind: str,
-    priority: str,
-    now: datetime,
-    follow_token: str,
-    device_id: int | None,
-    user_id: int | None,
-    event: ev.Event,
-    job_payload: Mapping[str, Any],
-    job_event: ev.Event,
-    idempotency: tuple[str, str, str] | None,
-) -> Enqueued | None:
-    """``Repository.enqueue`` for a walk-in, on the driver's connection: one statement
-    committed alone. None when the Idempotency-Key was taken by a request that committed
-    first (the statement failed whole; the issue is to be run again)."""
-    values = enqueue_values(
-        hall_id=hall_id, day=day, prefix=prefix, service_id=service_id, kind=kind,
-        priority=priority, now=now, due_at=None, follow_token=follow_token,
-        device_id=device_id, user_id=user_id, event=event, job_payload=job_payload,
-        job_event=job_event, idempotency=idempotency,
-    )  # fmt: skip
+async def enqueue(driver: asyncpg.Connection, visit: NewVisit) -> Enqueued | None:
+    """``Repository.enqueue`` on the driver's connection: one statement committed alone.
+    None when the Idempotency-Key was taken by a request that committed first (the
+    statement failed whole; the issue is to be run again)."""
     try:
-        found = await _fetch_one(driver, ENQUEUE, values)
+        found = await _fetch_one(driver, ENQUEUE, visit.values())
     except IntegrityError as exc:
         taken = getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys"
-        if idempotency is not None and taken:
+        if visit.idempotency is not None and taken:
             return None
         raise
     if found is None:
-        raise LookupError(f"no hall {hall_id} or matter {service_id} to issue a ticket for")
-    return enqueued(tuple(found), hall_id, idempotency is not None)
+        raise LookupError(f"no hall {visit.hall_id} or matter {visit.service_id} to issue for")
+    return enqueued(tuple(found), visit)

@@ -112,8 +112,8 @@ class AgentSeen:
 
 
 class HallFields(Protocol):
-    """A hall's row as ``hall_from_row`` reads it: the ORM's, or a driver's row read by
-    attribute (``driven.RecordFields``)."""
+    """A hall's row as ``hall_from_row`` and a ticket's print payload read it: the ORM's,
+    or a driver's row read by attribute (``driven.RecordFields``)."""
 
     @property
     def id(self) -> int: ...
@@ -129,6 +129,8 @@ class HallFields(Protocol):
     def priority_boosts(self) -> dict[str, Any]: ...
     @property
     def secondary_after_minutes(self) -> int: ...
+    @property
+    def notice(self) -> str: ...
 
 
 def hall_from_row(row: HallFields) -> Hall:
@@ -271,45 +273,51 @@ def _ticket_values(row: TicketRow, changed: Mapping[str, Any]) -> dict[str, Any]
     return {f"t_{k}": v for k, v in changed.items()} | {"t_id": row.id}
 
 
-def enqueue_values(
-    *,
-    hall_id: int,
-    day: date,
-    prefix: str,
-    service_id: int,
-    kind: str,
-    priority: str,
-    now: datetime,
-    due_at: datetime | None,
-    follow_token: str,
-    device_id: int | None,
-    user_id: int | None,
-    event: ev.Event,
-    job_payload: Mapping[str, Any],
-    job_event: ev.Event,
-    idempotency: tuple[str, str, str] | None,
-) -> dict[str, Any]:
-    """``statements.PG_ENQUEUE``'s values (``Repository.enqueue``, ``driven.enqueue``)."""
-    scope, key, fingerprint = idempotency or (None, None, None)
-    return {
-        "hall": hall_id, "day": day, "prefix": prefix, "service": service_id,
-        "kind": kind, "priority": priority, "now": now, "due": due_at,
-        "token": follow_token, "device": device_id, "user": user_id,
-        "job_payload": json_text(job_payload),
-        "event": json_text(event.payload()),
-        "job_event": json_text(job_event.payload()),
-        "scope": scope, "key": key, "fingerprint": fingerprint,
-    }  # fmt: skip
+@dataclass(frozen=True)
+class NewVisit:
+    """A visit joining the queue in one statement on PostgreSQL (``statements.PG_ENQUEUE``:
+    ``Repository.enqueue``, ``driven.enqueue``): its ticket's facts, the kiosk's print
+    payload (the job is made if kiosk ``device_id`` has a printer) and the
+    Idempotency-Key ``(scope, key, fingerprint)`` if one was sent."""
+
+    hall_id: int
+    day: date
+    prefix: str
+    service_id: int
+    kind: TicketKind
+    priority: str
+    now: datetime
+    follow_token: str
+    device_id: int | None
+    user_id: int | None
+    job_payload: Mapping[str, Any]
+    due_at: datetime | None = None
+    idempotency: tuple[str, str, str] | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The statement's values, with its events' payloads (their database-made fields
+        filled in by the statement)."""
+        scope, key, fingerprint = self.idempotency or (None, None, None)
+        hall, now, service = self.hall_id, self.now, self.service_id
+        event = ev.TicketIssued(hall, now, 0, "", service, self.kind, self.priority)
+        return {
+            "hall": hall, "day": self.day, "prefix": self.prefix, "service": service,
+            "kind": str(self.kind), "priority": self.priority, "now": now, "due": self.due_at,
+            "token": self.follow_token, "device": self.device_id, "user": self.user_id,
+            "job_payload": json_text(self.job_payload),
+            "event": json_text(event.payload()),
+            "job_event": json_text(ev.PrintJobQueued(hall, now, 0, 0, 0).payload()),
+            "scope": scope, "key": key, "fingerprint": fingerprint,
+        }  # fmt: skip
 
 
-def enqueued(found: tuple[Any, ...], hall_id: int, keyed_once: bool) -> Enqueued:
-    """What ``statements.PG_ENQUEUE``'s row ``found`` says was made (``keyed_once``: an
-    Idempotency-Key was given, so it must have been stored once)."""
+def enqueued(found: tuple[Any, ...], visit: NewVisit) -> Enqueued:
+    """What ``statements.PG_ENQUEUE``'s row ``found`` for ``visit`` says was made."""
     ticket_id, number, visit_id, job_id, keyed, logged, seq, connected, seen, problem = found
-    if keyed != int(keyed_once):
+    if keyed != int(visit.idempotency is not None):
         raise AssertionError(f"the Idempotency-Key was stored {keyed} times, not once")
     if logged != 1 + (job_id is not None):
-        raise LookupError(f"no hall {hall_id} to record its events in")
+        raise LookupError(f"no hall {visit.hall_id} to record its events in")
     printer = AgentSeen(bool(connected), seen, problem) if job_id is not None else None
     return Enqueued(int(ticket_id), str(number), int(visit_id), job_id, int(seq), printer)
 
@@ -443,43 +451,18 @@ class Repository:
         ).returning(NumberSequenceRow.last_seq)
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def enqueue(
-        self,
-        *,
-        hall_id: int,
-        day: date,
-        prefix: str,
-        service_id: int,
-        kind: str,
-        priority: str,
-        now: datetime,
-        due_at: datetime | None,
-        follow_token: str,
-        device_id: int | None,
-        user_id: int | None,
-        event: ev.Event,
-        job_payload: Mapping[str, Any],
-        job_event: ev.Event,
-        idempotency: tuple[str, str, str] | None,
-    ) -> Enqueued | None:
-        """PostgreSQL: a new visit's numbered ticket, its print job if the kiosk
-        ``device_id`` has a printer, the Idempotency-Key (``(scope, key, fingerprint)``) and
-        the events (``event`` and ``job_event``, their database-made fields filled in), all
-        in one statement. None when the key was taken by a request that committed first:
-        the statement then failed whole (in a transaction, which is then to be run again)."""
-        values = enqueue_values(
-            hall_id=hall_id, day=day, prefix=prefix, service_id=service_id, kind=kind,
-            priority=priority, now=now, due_at=due_at, follow_token=follow_token,
-            device_id=device_id, user_id=user_id, event=event, job_payload=job_payload,
-            job_event=job_event, idempotency=idempotency,
-        )  # fmt: skip
+    async def enqueue(self, visit: NewVisit) -> Enqueued | None:
+        """PostgreSQL: ``visit``'s numbered ticket, its print job, its Idempotency-Key and
+        its events, all in one statement. None when the key was taken by a request that
+        committed first: the statement then failed whole (in a transaction, which is
+        then to be run again)."""
         try:
-            found = (await self.session.execute(sql.PG_ENQUEUE, values)).one()
+            found = (await self.session.execute(sql.PG_ENQUEUE, visit.values())).one()
         except IntegrityError as exc:
-            if idempotency is not None and _violated(exc) == "pk_idempotency_keys":
+            if visit.idempotency is not None and _violated(exc) == "pk_idempotency_keys":
                 return None
             raise
-        return enqueued(tuple(found), hall_id, idempotency is not None)
+        return enqueued(tuple(found), visit)
 
     async def add_visit(self, hall_id: int, day: date, now: datetime) -> VisitRow:
         visit = VisitRow(

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from queue_server.db.repository import AgentSeen
+from queue_server.db.repository import AgentSeen, HallFields
 from queue_server.db.tables import DeviceRow, HallRow, PrintJobRow, TicketRow
 from queue_server.domain import events as ev
 from queue_server.domain.model import TicketState
@@ -55,19 +55,6 @@ def ticket_payload(view: TicketView, hall: HallRow, follow_url: str) -> dict[str
     return payload
 
 
-class PrintedHall(Protocol):
-    """What a ticket prints of its hall (its row, or a driver's row read by attribute)."""
-
-    @property
-    def name_zh(self) -> str: ...
-    @property
-    def name_en(self) -> str: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def notice(self) -> str: ...
-
-
 class PrintedMatter(Protocol):
     """What a ticket prints of its matter."""
 
@@ -78,7 +65,7 @@ class PrintedMatter(Protocol):
 
 
 def new_ticket_payload(
-    hall: PrintedHall,
+    hall: HallFields,
     service: PrintedMatter,
     *,
     kind: str,
@@ -97,7 +84,7 @@ def new_ticket_payload(
 
 
 def _payload(
-    hall: PrintedHall,
+    hall: HallFields,
     matter_zh: str,
     matter_en: str,
     *,

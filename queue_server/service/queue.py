@@ -16,6 +16,7 @@ from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Busy,
     Enqueued,
+    NewVisit,
     apply_ticket,
     hall_from_row,
     new_follow_token,
@@ -185,15 +186,13 @@ async def _issue_driven(
             hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now,
             due_at=None, follow_url=f"{c.follow_base}/t/{token}",
         )  # fmt: skip
-        told = await driven.enqueue(
-            db, hall_id=hall.id, day=day, prefix=matter.prefix, service_id=matter.id,
-            kind=str(c.kind), priority=c.priority, now=now, follow_token=token,
-            device_id=c.actor.device_id, user_id=c.actor.user_id,
-            event=ev.TicketIssued(hall.id, now, 0, "", matter.id, c.kind, c.priority),
-            job_payload=payload,
-            job_event=ev.PrintJobQueued(hall.id, now, 0, 0, 0),
+        visit = NewVisit(
+            hall_id=hall.id, day=day, prefix=matter.prefix, service_id=matter.id, kind=c.kind,
+            priority=c.priority, now=now, follow_token=token, device_id=c.actor.device_id,
+            user_id=c.actor.user_id, job_payload=payload,
             idempotency=(scope, key, fingerprint) if key else None,
         )  # fmt: skip
+        told = await driven.enqueue(db, visit)
     if told is None:
         # A second tap with the same key committed first: run again to return its ticket.
         raise RetryTransaction
@@ -318,15 +317,12 @@ async def _enqueue_at_once(
         hall_row, service_row, kind=str(kind), priority=priority, issued_at=now, due_at=due_at,
         follow_url=f"{follow_base}/t/{token}",
     )  # fmt: skip
-    done = await uow.repo.enqueue(
+    visit = NewVisit(
         hall_id=hall.id, day=day, prefix=service_row.prefix, service_id=service_row.id,
-        kind=str(kind), priority=priority, now=now, due_at=due_at, follow_token=token,
-        device_id=actor.device_id, user_id=actor.user_id,
-        event=ev.TicketIssued(hall.id, now, 0, "", service_row.id, kind, priority),
-        job_payload=payload,
-        job_event=ev.PrintJobQueued(hall.id, now, 0, 0, 0),
-        idempotency=idempotency,
+        kind=kind, priority=priority, now=now, follow_token=token, device_id=actor.device_id,
+        user_id=actor.user_id, job_payload=payload, due_at=due_at, idempotency=idempotency,
     )  # fmt: skip
+    done = await uow.repo.enqueue(visit)
     if done is None:
         # A second tap with the same key committed first: run again to return its ticket.
         raise RetryTransaction

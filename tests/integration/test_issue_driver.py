@@ -22,7 +22,7 @@ from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
 from queue_server.db import driven
 from queue_server.db.engine import create_engine, session_factory
-from queue_server.domain import events as ev
+from queue_server.db.repository import NewVisit
 from queue_server.domain.model import TicketKind
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork, is_transient
@@ -163,14 +163,13 @@ async def test_what_the_database_refuses_on_the_driver_is_told_as_on_the_session
     now = datetime.now(UTC)
 
     async def enqueue(driver: asyncpg.Connection, service: int, key: str) -> object:
-        return await driven.enqueue(
-            driver, hall_id=hall_id, day=now.date(), prefix="A", service_id=service,
-            kind="walk_in", priority="normal", now=now, follow_token=secrets.token_hex(8),
-            device_id=None, user_id=None,
-            event=ev.TicketIssued(hall_id, now, 0, "", service, TicketKind.WALK_IN, "normal"),
-            job_payload={}, job_event=ev.PrintJobQueued(hall_id, now, 0, 0, 0),
+        visit = NewVisit(
+            hall_id=hall_id, day=now.date(), prefix="A", service_id=service,
+            kind=TicketKind.WALK_IN, priority="normal", now=now,
+            follow_token=secrets.token_hex(8), device_id=None, user_id=None, job_payload={},
             idempotency=("test", key, "fingerprint"),
         )  # fmt: skip
+        return await driven.enqueue(driver, visit)
 
     async with engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
