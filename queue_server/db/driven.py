@@ -100,14 +100,20 @@ async def _fetch_one(
         # As the session path raises it (a 409 in the API unless the caller handles it).
         raise IntegrityError(statement.sql, None, exc) from exc
     except Exception as exc:
-        # A connection the database ended fails in more ways than one: closed under the
-        # statement, or (its notice read as the statement began) an operation "in
-        # progress" (asyncpg's InternalClientError). The session path tells them apart by
-        # whether the connection is closed; so does this.
-        lost = OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
-        if driver.is_closed() or isinstance(exc, lost):
+        if _lost(driver, exc):
             raise ConnectionLost(f"the database connection failed: {exc!r}") from exc
         raise  # the database (or the driver, for a value) refused the statement
+
+
+def _lost(driver: asyncpg.Connection, exc: Exception) -> bool:
+    """Whether ``exc`` says the connection failed, not the statement. A connection the
+    database ended fails in more ways than one: closed under the statement, or (its
+    notice read as the statement began) an operation "in progress" (asyncpg's
+    InternalClientError). The session path tells them apart by whether the connection is
+    closed; so does this. Any other misuse of the driver is a bug, not an outage."""
+    if driver.is_closed() or isinstance(exc, OSError | asyncpg.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 async def issue_read(

@@ -148,13 +148,24 @@ class UnitOfWork:
         afresh at its next checkout (``Pool._invalidate``, what SQLAlchemy itself does when
         a statement of its own meets a disconnect)."""
         self._connection = self._driver = None
-        lost = driver is None or driver.is_closed() or _connection_failed(exc)
-        if lost:
-            proxied = await connection.get_raw_connection()
-            await greenlet_spawn(self._engine.sync_engine.pool._invalidate, proxied, exc)
-        elif exc is not None and not isinstance(exc, Exception):
-            await connection.invalidate()
-        await connection.close()
+        # Never raises: it runs as the unit ends, and the work's own error (a lost race to
+        # run again, a database away to answer 503) must be the one that leaves it.
+        try:
+            if driver is not None and (driver.is_closed() or _connection_failed(exc)):
+                proxied = await connection.get_raw_connection()
+                # SQLAlchemy's own (private) call for a disconnect, as in 2.0 and 2.1; the
+                # ended-sessions test in tests/integration/test_issue_driver.py fails if
+                # it stops marking the pool's other connections stale.
+                await greenlet_spawn(self._engine.sync_engine.pool._invalidate, proxied, exc)
+            elif driver is None or (exc is not None and not isinstance(exc, Exception)):
+                await connection.invalidate()
+        except Exception:
+            log.warning("dropping a failed connection of the pool failed", exc_info=True)
+        finally:
+            try:
+                await connection.close()
+            except Exception:
+                log.warning("giving a connection back to the pool failed", exc_info=True)
 
     @staticmethod
     async def _end(session: AsyncSession) -> None:
@@ -279,7 +290,12 @@ def _connection_failed(exc: BaseException | None) -> bool:
     if isinstance(exc, ConnectionLost):
         return True
     code = getattr(exc, "sqlstate", None)
-    return isinstance(code, str) and (code.startswith("08") or code.startswith("57P"))
+    return isinstance(code, str) and (code.startswith("08") or code in ENDED_SQLSTATES)
+
+
+ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the database ended or refused the
+session (as ``api.errors.AWAY_SQLSTATES``)."""
 
 
 def is_transient(exc: Exception) -> bool:

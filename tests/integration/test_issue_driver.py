@@ -182,3 +182,45 @@ async def test_what_the_database_refuses_on_the_driver_is_told_as_on_the_session
     assert is_transient(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
     assert is_transient(asyncpg.exceptions.SerializationError("could not serialize"))
     assert not is_transient(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+
+
+async def test_a_failure_dropping_a_lost_connection_leaves_the_works_own_error(
+    engine: AsyncEngine, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving a lost connection back never raises over the issue's own error (the one the
+    API answers 503 for), and the connection is not left checked out."""
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    await issue(bus, hall_id, service_id, "warm")
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("the pool refused to mark its connections stale")
+
+    monkeypatch.setattr(engine.sync_engine.pool, "_invalidate", refuse)
+    admin = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    with pytest.raises(Exception) as failed:
+        await issue(bus, hall_id, service_id, "met a dead connection")
+    assert not isinstance(failed.value, RuntimeError), repr(failed.value)
+    assert _database_away(failed.value), repr(failed.value)
+    assert checked_out(engine) == 0
+
+
+async def test_only_a_closed_connection_is_taken_for_a_lost_one(pg_url: str) -> None:
+    """A misuse of the driver on a live connection is a bug (a 500, logged), not the
+    database away (a 503 that makes every connection reconnect)."""
+    connection = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        assert not driven._lost(connection, asyncpg.InterfaceError("wrong number of arguments"))
+        assert driven._lost(connection, asyncpg.InternalClientError("another operation"))
+        assert driven._lost(connection, ConnectionResetError())
+    finally:
+        await connection.close()
+    assert driven._lost(connection, asyncpg.InterfaceError("connection is closed"))
+    assert driven._lost(connection, asyncpg.InterfaceError("anything at all"))
