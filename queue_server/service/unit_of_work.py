@@ -286,7 +286,8 @@ class UnitOfWork:
 
 def _connection_failed(exc: BaseException | None) -> bool:
     """``exc`` says the connection under a driver's statement is lost, not the statement
-    refused (``driven.ConnectionLost``; the database ending the session: class 08, 57P)."""
+    refused (``driven.ConnectionLost``; the database ending the session: class 08, or
+    ``ENDED_SQLSTATES``)."""
     if isinstance(exc, ConnectionLost):
         return True
     code = getattr(exc, "sqlstate", None)
