@@ -92,6 +92,11 @@ const fill = {
   },
 
   async view(s) {
+    // The links first, before anything is awaited: the section is shown as this starts,
+    // and a tap on a link still pointing at the page itself went nowhere.
+    $("move-link").href = urlWith({ do: "move", date: null, slot: null });
+    $("cancel-link").href = urlWith({ do: "cancel", date: null, slot: null });
+    $("erase-link").href = urlWith({ do: "erase", date: null, slot: null });
     const b = await loadBooking(cleanCode(s.code));
     const place = await loadHall(b.hall_id);
     const tz = b.timezone;
@@ -126,9 +131,6 @@ const fill = {
       ? t("Changing or cancelling online closed at {when}. Please ask at the hall.", { when: momentLabel(b.cancel_until, tz) })
       : t("You can change or cancel online until {when}.", { when: momentLabel(b.cancel_until, tz) });
     $("change-actions").hidden = late;
-    $("move-link").href = urlWith({ do: "move", date: null, slot: null });
-    $("cancel-link").href = urlWith({ do: "cancel", date: null, slot: null });
-    $("erase-link").href = urlWith({ do: "erase", date: null, slot: null });
     // The server knows the ticket a checked-in booking became, wherever it was checked in
     // (kiosk, counter or this phone), so the link does not depend on this browser's storage.
     const token = b.follow_token;
@@ -138,8 +140,8 @@ const fill = {
   },
 
   async cancel(s) {
-    const b = await loadBooking(cleanCode(s.code));
     $("back-cancel").href = urlWith({ do: null });
+    const b = await loadBooking(cleanCode(s.code));
     $("cancel-what").textContent = t("{matter}, {when}", {
       matter: named(b.service), when: `${dayName(b.local_date, b.timezone)} ${b.local_time}`,
     });
@@ -147,8 +149,8 @@ const fill = {
   },
 
   async erase(s) {
-    await loadBooking(cleanCode(s.code));
     $("back-erase").href = urlWith({ do: null });
+    await loadBooking(cleanCode(s.code));
   },
 
   async move(s) {
