@@ -130,12 +130,11 @@ async def check_in(uow: UnitOfWork, c: CheckIn) -> int:
     booking = booking_from_row(row, matter.tz.key)
     result = booking.check_in(now, matter.rules)
     hall.check_open(now)
-    made = await enqueue(
+    ticket = await enqueue(
         uow, hall, matter.service,
         kind=TicketKind.WALK_IN if result.as_walk_in else TicketKind.APPOINTMENT,
         priority=c.priority, actor=c.actor, follow_base=c.follow_base, due_at=result.due_at,
     )  # fmt: skip
-    ticket = made.ticket
     # The visit is the booker's: a later visit for the same matter counts as a repeat.
     await remember_visitor(
         uow, matter.hall_row, ticket.visit_id, VisitorId(row.phone, row.id_tail, row.name)

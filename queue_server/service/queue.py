@@ -15,7 +15,6 @@ from queue_server.db import driven
 from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Busy,
-    Enqueued,
     NewVisit,
     apply_ticket,
     hall_from_row,
@@ -118,12 +117,12 @@ async def issue_new(uow: UnitOfWork, c: cmd.IssueTicket) -> NewTicket:
         return _kept(kept_ticket, kept_fingerprint, fingerprint)
     hall = hall_from_row(hall_row)
     _may_issue(hall, service_row, c, now)
-    made = await enqueue(
+    ticket = await enqueue(
         uow, hall, service_row, kind=c.kind, priority=c.priority, actor=c.actor,
         follow_base=c.follow_base, idempotency=(scope, key, fingerprint) if key else None,
     )  # fmt: skip
     await uow.commit()
-    return NewTicket(made.ticket.ref)
+    return NewTicket(ticket.ref)
 
 
 def _kept(ticket_id: int, kept_fingerprint: str, fingerprint: str) -> NewTicket:
@@ -212,16 +211,6 @@ async def _issue_driven(
     return NewTicket(ticket.ref, view, hall, told.event_seq)
 
 
-@dataclass(frozen=True)
-class Enqueuing:
-    """A visit put in the queue: its ticket, and on PostgreSQL what the statement told."""
-
-    ticket: Ticket
-    told: Enqueued | None = None
-    """On PostgreSQL, what the one statement told (print job, its printer, event number)."""
-    follow_token: str | None = None
-
-
 async def enqueue(
     uow: UnitOfWork,
     hall: Hall,
@@ -233,14 +222,14 @@ async def enqueue(
     follow_base: str,
     due_at: datetime | None = None,
     idempotency: tuple[str, str, str] | None = None,
-) -> Enqueuing:
+) -> Ticket:
     """Put a new visit in the queue: its numbered ticket, the event, the print job for the
     kiosk's printer when a kiosk asked, and the Idempotency-Key (scope, key, fingerprint)
     if one was sent. Walk-ins and checked-in bookings both come here.
 
-    On PostgreSQL all of it is one statement (``Repository.enqueue``), which also tells
-    the answer's facts (``Enqueuing.told``); SQLite, whose writers take turns anyway, adds
-    the rows one by one."""
+    On PostgreSQL all of it is one statement (``Repository.enqueue``); SQLite, whose
+    writers take turns anyway, adds the rows one by one. (A walk-in on PostgreSQL is
+    issued on the driver's connection instead, ``_issue_driven``.)"""
     now = uow.clock.now()
     day = business_day(now, hall.tz)
     if uow.repo.dialect == "postgresql":
@@ -293,7 +282,7 @@ async def enqueue(
         except IntegrityError as exc:
             # A second tap with the same key committed first: run again to return its ticket.
             raise RetryTransaction from exc
-    return Enqueuing(ticket)
+    return ticket
 
 
 async def _enqueue_at_once(
@@ -309,7 +298,7 @@ async def _enqueue_at_once(
     idempotency: tuple[str, str, str] | None,
     now: datetime,
     day: date,
-) -> Enqueuing:
+) -> Ticket:
     hall_row = await uow.session.get(HallRow, hall.id)  # loaded already: no round trip
     assert hall_row is not None
     token = new_follow_token()
@@ -340,7 +329,7 @@ async def _enqueue_at_once(
         queued_at=now,
         due_at=due_at,
     )
-    return Enqueuing(ticket, done, token)
+    return ticket
 
 
 async def _counter_for_clerk(uow: UnitOfWork, c: cmd.CounterCommand) -> tuple[CounterRow, Counter]:
