@@ -1,5 +1,6 @@
-"""Issuing's statements on the PostgreSQL driver's own connection (asyncpg), with no ORM
-session or SQLAlchemy execution around them.
+"""The hottest commands' statements on the PostgreSQL driver's own connection (asyncpg),
+with no ORM session or SQLAlchemy execution around them: issuing a walk-in, and a
+counter's call-next.
 
 Issuing a ticket is the hall's hottest write: every kiosk tap. Its two statements (the
 hall, the matter and the Idempotency-Key read at once; then ``statements.PG_ENQUEUE``, the
@@ -14,19 +15,36 @@ it connected (``types.JSON_CODEC``), so the values are those the session path se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from queue_server.domain import events as ev
+from queue_server.domain.floor import Candidate
+from queue_server.domain.model import Counter
+
 from . import statements as sql
-from .repository import Enqueued, NewVisit, enqueued
-from .tables import HallRow, IdempotencyKeyRow, ServiceRow
+from .repository import (
+    Busy,
+    Enqueued,
+    NewVisit,
+    ViewParts,
+    candidates,
+    counter_from_rows,
+    enqueued,
+    events_values,
+    heads_or_busy,
+)
+from .tables import BookingRow, HallRow, IdempotencyKeyRow, ServiceRow, TicketRow, VisitRow
 
 
 @dataclass(frozen=True)
@@ -36,16 +54,20 @@ class DriverStatement:
 
     sql: str
     names: tuple[str, ...]
+    given: Mapping[str, Any]
+    """The values the statement was built with (a literal in a comparison, a LIMIT)."""
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
-        return [values[name] for name in self.names]
+        given = self.given
+        return [values[name] if name in values else given[name] for name in self.names]
 
 
 def for_driver(statement: ClauseElement) -> DriverStatement:
     """``statement`` compiled once for asyncpg (its ``:name`` parameters numbered)."""
     compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
     assert isinstance(compiled, SQLCompiler)
-    return DriverStatement(compiled.string, tuple(compiled.positiontup or ()))
+    given = {name: value for name, value in compiled.params.items() if value is not None}
+    return DriverStatement(compiled.string, tuple(compiled.positiontup or ()), given)
 
 
 class ConnectionLost(ConnectionError):
@@ -138,3 +160,212 @@ async def enqueue(driver: asyncpg.Connection, visit: NewVisit) -> Enqueued | Non
     if found is None:
         raise LookupError(f"no hall {visit.hall_id} or matter {visit.service_id} to issue for")
     return enqueued(tuple(found), visit)
+
+
+# A counter's call-next: the counter locked with its hall and profile, the waiting heads
+# unless the counter is busy, the chosen ticket claimed with what the clerk's answer shows,
+# and the change written with its events; in one transaction (``begin``, ``commit``).
+
+HALL = "h_"
+"""The prefix of the hall's columns in ``CALL_AT``'s rows."""
+CALL_AT = for_driver(
+    select(
+        *(getattr(HallRow, column).label(HALL + column) for column in _HALL_COLUMNS),
+        *sql.COUNTER_READ_LOCKED.selected_columns,
+    )
+    .select_from(
+        sql.COUNTERS.join(HallRow, HallRow.id == sql.COUNTERS.c.hall_id).outerjoin(
+            sql.COUNTER_SERVICES, sql.COUNTER_SERVICES.c.counter_id == sql.COUNTERS.c.id
+        )
+    )
+    .where(sql.COUNTERS.c.id == bindparam("counter"))
+    .with_for_update(of=sql.COUNTERS)
+)
+"""``statements.COUNTER_AND_HALL_READ_LOCKED`` with the hall's columns ``hall_from_row``
+reads (prefixed ``h_``), then the counter's and its profile's, as ``COUNTER_READ``."""
+HEADS_UNLESS_BUSY = for_driver(sql.PG_WAITING_HEADS_UNLESS_BUSY)
+HEADS = for_driver(sql.PG_WAITING_HEADS)
+
+_BOOKING = "b_"
+_BOOKING_COLUMNS = ("id", "code", "name", "phone", "id_tail", "slot_start", "channel",
+                    "checked_in_at", "state")  # fmt: skip
+_TICKET_COLUMNS = tuple(column.name for column in sql.TICKETS.columns)
+
+
+_TICKET_AND_PARTS = (
+    *sql.TICKETS.columns,
+    ServiceRow.name_zh.label("s_name_zh"),
+    ServiceRow.name_en.label("s_name_en"),
+    ServiceRow.desk.label("s_desk"),
+    VisitRow.follow_token.label("v_follow_token"),
+    *(getattr(BookingRow, column).label(_BOOKING + column) for column in _BOOKING_COLUMNS),
+)
+"""A ticket's columns, then what its view shows besides (``statements.VIEW_PARTS``: the
+matter's names and desk flag prefixed ``s_``, the visit's follow token
+``v_follow_token``, the booking's columns ``b_``); read by ``_parts``."""
+
+
+def _claim(*, skip_locked: bool) -> DriverStatement:
+    return for_driver(
+        select(*_TICKET_AND_PARTS)
+        .select_from(sql.TICKETS)
+        .join(ServiceRow, ServiceRow.id == sql.TICKETS.c.service_id)
+        .join(VisitRow, VisitRow.id == sql.TICKETS.c.visit_id)
+        .outerjoin(BookingRow, BookingRow.ticket_id == sql.TICKETS.c.id)
+        .where(sql.TICKETS.c.id == bindparam("ticket"), sql.TICKETS.c.state == "waiting")
+        .limit(1)
+        .with_for_update(of=sql.TICKETS, skip_locked=skip_locked)
+    )
+
+
+CLAIM_SKIP_LOCKED = _claim(skip_locked=True)
+CLAIM_LOCKED = _claim(skip_locked=False)
+"""``statements.CLAIM_SKIP_LOCKED`` / ``CLAIM_LOCKED``, as ``_TICKET_AND_PARTS``."""
+_COUNTER = "c_"
+COUNTER_AND_ACTIVE = for_driver(
+    sql.PG_COUNTER_AND_ACTIVE.with_only_columns(
+        *_TICKET_AND_PARTS,
+        *(column.label(_COUNTER + column.name) for column in sql.COUNTER_READ.selected_columns),
+        maintain_column_froms=False,
+    )
+)
+"""``statements.PG_COUNTER_AND_ACTIVE`` (no lock): ``_TICKET_AND_PARTS``, then the
+counter's columns and its profile's (prefixed ``c_``)."""
+COUNTER = for_driver(sql.COUNTER_READ)
+
+
+@functools.cache
+def _record_with_ticket(columns: tuple[str, ...]) -> DriverStatement:
+    return for_driver(sql.pg_record_events_with_ticket(columns))
+
+
+async def _run(driver: asyncpg.Connection, command: str) -> None:
+    try:
+        await driver.execute(command)
+    except Exception as exc:
+        if _lost(driver, exc):
+            raise ConnectionLost(f"the database connection failed: {exc!r}") from exc
+        raise
+
+
+async def begin(driver: asyncpg.Connection) -> None:
+    """Begin a transaction (READ COMMITTED, as the session path's)."""
+    await _run(driver, "BEGIN")
+
+
+async def commit(driver: asyncpg.Connection) -> None:
+    await _run(driver, "COMMIT")
+
+
+async def counter_to_call_at(
+    driver: asyncpg.Connection, counter_id: int
+) -> tuple[Counter, RecordFields] | None:
+    """``Repository.counter_to_call_at``: the counter, locked, with its profile, and its
+    hall's row (read by attribute, as ``hall_from_row`` reads it). None: no such counter."""
+    found = await driver.fetch(CALL_AT.sql, *CALL_AT.args({"counter": counter_id}))
+    if not found:
+        return None
+    return counter_from_rows(found, first=len(_HALL_COLUMNS)), RecordFields(found[0], HALL)
+
+
+async def waiting_heads_unless_busy(
+    driver: asyncpg.Connection,
+    hall_id: int,
+    day: date,
+    service_ids: Sequence[int],
+    per_kind: int,
+    counter_id: int,
+) -> list[Candidate] | Busy:
+    """``Repository.waiting_heads_unless_busy`` (a counter serving matters)."""
+    values = {
+        "hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind,
+        "counter": counter_id,
+    }  # fmt: skip
+    rows = await driver.fetch(HEADS_UNLESS_BUSY.sql, *HEADS_UNLESS_BUSY.args(values))
+    return heads_or_busy(rows)
+
+
+async def waiting_heads(
+    driver: asyncpg.Connection, hall_id: int, day: date, service_ids: Sequence[int], per_kind: int
+) -> list[Candidate]:
+    """``Repository.waiting_heads``."""
+    values = {"hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind}
+    return candidates(await driver.fetch(HEADS.sql, *HEADS.args(values)))
+
+
+async def claim_waiting(
+    driver: asyncpg.Connection, ticket_id: int, *, skip_locked: bool = True
+) -> ViewParts | None:
+    """``Repository.claim_waiting``: the ticket locked if it still waits (and, with
+    ``skip_locked``, no other transaction holds it), as a row the session holds none of,
+    with what its view shows besides."""
+    statement = CLAIM_SKIP_LOCKED if skip_locked else CLAIM_LOCKED
+    found = await _fetch_one(driver, statement, {"ticket": ticket_id})
+    return _parts(found) if found is not None else None
+
+
+def _parts(found: asyncpg.Record) -> ViewParts:
+    """A ticket read with ``_TICKET_AND_PARTS``: a row no session holds, with what its
+    view shows besides."""
+    row = TicketRow(**{column: found[column] for column in _TICKET_COLUMNS})
+    booking = None
+    if found[_BOOKING + "id"] is not None:
+        booking = BookingRow(**{c: found[_BOOKING + c] for c in _BOOKING_COLUMNS})
+    desk = found["s_desk"]
+    return ViewParts(
+        row, found["s_name_zh"], found["s_name_en"], desk, found["v_follow_token"], booking
+    )
+
+
+async def counter_and_active(
+    driver: asyncpg.Connection, counter_id: int
+) -> tuple[Counter | None, ViewParts | None]:
+    """``Repository.counter_and_active_ticket(lock=False)``: the counter and the ticket
+    called or served there, with what its view shows, read without a lock (None for
+    either that is not there)."""
+    values = {"counter": counter_id}
+    found = await driver.fetch(COUNTER_AND_ACTIVE.sql, *COUNTER_AND_ACTIVE.args(values))
+    if found:
+        mine = [f for f in found if f["id"] == found[0]["id"]]  # one ticket's rows
+        return counter_from_rows(mine, first=len(_TICKET_AND_PARTS)), _parts(mine[0])
+    # No ticket there: the counter alone, to say why.
+    found = await driver.fetch(COUNTER.sql, *COUNTER.args(values))
+    return (counter_from_rows(found) if found else None), None
+
+
+async def record_with_ticket(
+    driver: asyncpg.Connection,
+    row: TicketRow,
+    changed: Mapping[str, Any],
+    events: Sequence[ev.Event],
+    now: datetime,
+) -> None:
+    """``Repository.record_events`` of one ticket's change (its ``changed`` columns'
+    new values) and its ``events``, in one statement, for a ticket locked in this
+    transaction; the commit numbers the events (migration 0016)."""
+    statement = _record_with_ticket(tuple(changed))
+    values = events_values(row.hall_id, events, now) | {f"t_{k}": v for k, v in changed.items()}
+    await _fetch_one(driver, statement, values | {"t_id": row.id})
+
+
+@functools.cache
+def _record_with_ticket_if_unchanged(columns: tuple[str, ...]) -> DriverStatement:
+    return for_driver(sql.pg_record_events_with_ticket_if_unchanged(columns))
+
+
+async def record_with_ticket_if_unchanged(
+    driver: asyncpg.Connection,
+    row: TicketRow,
+    changed: Mapping[str, Any],
+    read: Mapping[str, Any],
+    events: Sequence[ev.Event],
+    now: datetime,
+) -> bool:
+    """A clerk's action (``queue._on_current_driven``): one ticket's change, read without
+    a lock, and its events in one statement committed alone, if the ticket's
+    ``statements.TICKET_VERSION_COLUMNS`` still hold the values it was ``read`` with.
+    False when it had moved: nothing written."""
+    statement = _record_with_ticket_if_unchanged(tuple(changed))
+    values = events_values(row.hall_id, events, now) | {f"t_{k}": v for k, v in changed.items()}
+    values |= {f"o_{k}": read[k] for k in sql.TICKET_VERSION_COLUMNS} | {"t_id": row.id}
+    return await _fetch_one(driver, statement, values) is not None

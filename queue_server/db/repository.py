@@ -66,11 +66,35 @@ class ViewParts:
     booking: BookingRow | None
 
 
-def _candidates(rows: Iterable[Any]) -> list[Candidate]:
+def candidates(rows: Iterable[Any]) -> list[Candidate]:
     return [
         Candidate(ticket_id, number, service_id, TicketKind(kind), priority, queued, due)
         for ticket_id, number, service_id, kind, priority, queued, due in rows
     ]
+
+
+def heads_or_busy(rows: Sequence[Any]) -> list[Candidate] | Busy:
+    """``statements.PG_WAITING_HEADS_UNLESS_BUSY``'s rows read: the ticket the counter is
+    busy with, if any, else the waiting heads."""
+    busy = [Busy(row[1], row[-1]) for row in rows if row[-1] is not None]
+    if busy:
+        return busy[0]
+    return candidates(row[:-1] for row in rows)
+
+
+def counter_from_rows(found: Sequence[Any], first: int = 0) -> Counter:
+    """A counter from its rows joined to its matters: its columns from ``first`` on (as
+    ``statements.COUNTER_READ``'s), its profile in the last two."""
+    counter_id, hall_id, number, name, state, clerk_id = found[0][first : first + 6]
+    return Counter(
+        id=counter_id,
+        hall_id=hall_id,
+        number=number,
+        name=name,
+        profile=_profile(found),
+        state=CounterState(state),
+        clerk_id=clerk_id,
+    )
 
 
 def _profile(found: Iterable[Any]) -> dict[int, ServiceLevel]:
@@ -232,6 +256,18 @@ _TICKET_STATE_FIELDS = (
 )  # fmt: skip
 TICKET_CHANGE_COLUMNS = frozenset({*_TICKET_STATE_FIELDS, "missing_documents", "origin_ticket_id"})
 """What ``apply_ticket`` writes: a change to these only may go with its events."""
+_TICKET_CHANGED_ORDER = (*_TICKET_STATE_FIELDS, "missing_documents", "origin_ticket_id")
+
+
+def ticket_change(row: TicketRow, ticket: Ticket) -> dict[str, Any]:
+    """``apply_ticket``, and the columns it changed with their new values."""
+    before = [getattr(row, name) for name in _TICKET_CHANGED_ORDER]
+    apply_ticket(row, ticket)
+    return {
+        name: getattr(row, name)
+        for name, old in zip(_TICKET_CHANGED_ORDER, before, strict=True)
+        if getattr(row, name) != old
+    }
 
 
 def apply_ticket(row: TicketRow, ticket: Ticket) -> None:
@@ -258,7 +294,7 @@ def candidate(row: TicketRow) -> Candidate:
     )
 
 
-def _events_values(hall_id: int, events: Sequence[ev.Event], now: datetime) -> dict[str, Any]:
+def events_values(hall_id: int, events: Sequence[ev.Event], now: datetime) -> dict[str, Any]:
     """The values of ``statements._RECORD_EVENTS`` for a hall's events."""
     return {
         "hall": hall_id,
@@ -413,18 +449,8 @@ class Repository:
         return (self._read_counter(found, first=1), found[0][0]) if found else None
 
     def _read_counter(self, found: Sequence[Any], first: int = 0) -> Counter:
-        # The counter's columns from ``first`` on; its profile in the last two.
-        counter_id, hall_id, number, name, state, clerk_id = found[0][first : first + 6]
-        counter = Counter(
-            id=counter_id,
-            hall_id=hall_id,
-            number=number,
-            name=name,
-            profile=_profile(found),
-            state=CounterState(state),
-            clerk_id=clerk_id,
-        )
-        self.counter_numbers[counter_id] = number
+        counter = counter_from_rows(found, first)
+        self.counter_numbers[counter.id] = counter.number
         return counter
 
     async def profile(self, counter_id: int) -> dict[int, ServiceLevel]:
@@ -576,7 +602,7 @@ class Repository:
             if not ids:
                 return []
             stmt = stmt.where(TicketRow.service_id.in_(ids))
-        return _candidates(await self.session.execute(stmt))
+        return candidates(await self.session.execute(stmt))
 
     async def count_waiting(self, hall_id: int, day: date, service_ids: Iterable[int]) -> int:
         """How many of the day's tickets of these matters wait."""
@@ -601,55 +627,19 @@ class Repository:
         values = {"hall": hall_id, "day": day, "services": ids, "per_kind": per_kind}
         postgres = self.session.get_bind().dialect.name == "postgresql"
         statement = sql.PG_WAITING_HEADS if postgres else sql.WAITING_HEADS
-        return _candidates(await self.session.execute(statement, values))
+        return candidates(await self.session.execute(statement, values))
 
     async def waiting_heads_unless_busy(
         self, hall_id: int, day: date, service_ids: Iterable[int], per_kind: int, counter_id: int
     ) -> list[Candidate] | Busy:
         """``waiting_heads``, or the ticket called or served at the counter if it has one
-        (``active_ticket_at``): what a call reads once it holds the counter's lock, in one
-        statement on PostgreSQL (begun after the lock was granted, it sees every ticket the
-        counter's last command committed)."""
-        ids = list(service_ids)
-        if self.dialect != "postgresql" or not ids:
-            active = await self.active_ticket_at(counter_id)
-            if active is not None:
-                return Busy(active.number, active.state)
-            return await self.waiting_heads(hall_id, day, ids, per_kind)
-        values = {
-            "hall": hall_id, "day": day, "services": ids, "per_kind": per_kind,
-            "counter": counter_id,
-        }  # fmt: skip
-        rows = (await self.session.execute(sql.PG_WAITING_HEADS_UNLESS_BUSY, values)).all()
-        busy = [Busy(row[1], row[-1]) for row in rows if row[-1] is not None]
-        if busy:
-            return busy[0]
-        return _candidates(row[:-1] for row in rows)
-
-    async def record_ticket_change_if_unchanged(
-        self, events: Sequence[ev.Event], now: datetime
-    ) -> bool:
-        """PostgreSQL, for a unit whose statements commit alone: write the pending change
-        to one ticket row (read without a lock, with ``view_parts``) and its ``events``
-        (of the ticket's hall) in one statement, if the ticket has not moved since it was
-        read (``statements.TICKET_VERSION_COLUMNS``). False when it had: nothing written.
-        Any other change cannot be written this way (RuntimeError)."""
-        change = self._locked_ticket_change()
-        halls = {event.hall_id for event in events}
-        if change is None or not events or len(halls) != 1:
-            raise RuntimeError("only one ticket's change with its events commits in one statement")
-        row, changed = change
-        values = _events_values(halls.pop(), events, now) | _ticket_values(row, changed)
-        state = inspect(row)
-        for column in sql.TICKET_VERSION_COLUMNS:
-            history = state.attrs[column].history
-            # As read: the value replaced, or the one left as it was.
-            values[f"o_{column}"] = (history.deleted or history.unchanged or [None])[0]
-        statement = sql.pg_record_events_with_ticket_if_unchanged(tuple(changed))
-        if not (await self.session.execute(statement, values)).all():
-            return False
-        self._written_with_events(row, changed)
-        return True
+        (``active_ticket_at``): what a call reads once it holds the counter's lock (on
+        PostgreSQL one statement on the driver's connection,
+        ``driven.waiting_heads_unless_busy``)."""
+        active = await self.active_ticket_at(counter_id)
+        if active is not None:
+            return Busy(active.number, active.state)
+        return await self.waiting_heads(hall_id, day, service_ids, per_kind)
 
     def _written_with_events(self, row: TicketRow, changed: Mapping[str, Any]) -> None:
         """``row``'s change was written by the events' statement: nothing is left for the
@@ -688,7 +678,7 @@ class Repository:
                 # One statement writes them; the commit numbers them. The hall row's lock,
                 # which every change of the hall queues on, is then held for the commit
                 # only, not from a statement across a round trip to this process and back.
-                values = _events_values(hall_id, hall_events, now)
+                values = events_values(hall_id, hall_events, now)
                 statement = sql.PG_RECORD_EVENTS
                 if ticket is not None:
                     row, changed = ticket

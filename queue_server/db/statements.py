@@ -95,7 +95,7 @@ def pg_record_events_with_ticket_if_unchanged(columns: tuple[str, ...]) -> TextC
     the values it was read with (bound as ``:o_<column>``). Returns a row per event
     written: none when the ticket moved meanwhile (the command is then run again, on the
     row as it is now). One statement, committed alone: no lock is held across a round
-    trip, and no BEGIN or COMMIT is sent (``UnitOfWork.commit_each_statement``)."""
+    trip, and no BEGIN or COMMIT is sent (``driven.record_with_ticket_if_unchanged``)."""
     types = {column: TICKETS.c[column].type for column in (*columns, *TICKET_VERSION_COLUMNS)}
     sets = ", ".join(f"{column} = :t_{column}" for column in columns)
     unchanged = " AND ".join(
@@ -362,7 +362,7 @@ PG_COUNTER_AND_ACTIVE = (
 """PostgreSQL: a counter with its profile and the ticket called or served there with its
 view parts, in one statement (a row per matter the counter serves; none when the counter
 has no such ticket), read without a lock: for a clerk's action written only if the ticket
-has not moved since (``UnitOfWork.commit_each_statement(one_ticket_checked=True)``)."""
+has not moved since (``driven.counter_and_active``)."""
 PG_COUNTER_AND_ACTIVE_LOCKED = PG_COUNTER_AND_ACTIVE.with_for_update(of=(COUNTERS, TicketRow))
 """PostgreSQL: ``COUNTER_READ_LOCKED`` and ``ACTIVE_AT_LOCKED`` in one statement (a row
 per matter the counter serves), for a clerk acting on their current ticket: one round

@@ -106,7 +106,7 @@ async def lookahead_floor(
 
 async def _counters(uow: UnitOfWork, hall_id: int) -> list[CounterNow]:
     profiles: dict[int, dict[int, ServiceLevel]] = {}
-    rows = await uow.session.execute(
+    rows = await uow.execute(
         select(CounterServiceRow.counter_id, CounterServiceRow.service_id, CounterServiceRow.level)
         .join(CounterRow, CounterRow.id == CounterServiceRow.counter_id)
         .join(ServiceRow, ServiceRow.id == CounterServiceRow.service_id)
@@ -116,7 +116,7 @@ async def _counters(uow: UnitOfWork, hall_id: int) -> list[CounterNow]:
         profiles.setdefault(counter_id, {})[service_id] = ServiceLevel(level)
     active = {
         counter_id: (service_id, called_at)
-        for counter_id, service_id, called_at in await uow.session.execute(
+        for counter_id, service_id, called_at in await uow.execute(
             select(TicketRow.counter_id, TicketRow.service_id, TicketRow.called_at).where(
                 TicketRow.hall_id == hall_id,
                 TicketRow.state.in_([str(s) for s in ACTIVE_STATES]),
@@ -124,7 +124,7 @@ async def _counters(uow: UnitOfWork, hall_id: int) -> list[CounterNow]:
         )
     }
     found = []
-    for counter_id, state, since in await uow.session.execute(
+    for counter_id, state, since in await uow.execute(
         select(CounterRow.id, CounterRow.state, CounterRow.state_since)
         .where(CounterRow.hall_id == hall_id)
         .order_by(CounterRow.number)
@@ -193,13 +193,13 @@ async def _stats(uow: UnitOfWork, hall_id: int, day: date) -> dict[int, ServiceS
     stops at its 50th service, or at the window's edge for one served less, in a hall's
     first week as in its third year; not every ticket of its four weeks ranked."""
     typical = (
-        await uow.session.execute(
+        await uow.execute(
             select(ServiceRow.id, ServiceRow.typical_minutes)
             .where(ServiceRow.hall_id == hall_id)
             .order_by(ServiceRow.id)
         )
     ).all()
-    recent = await recent_minutes(uow.session.execute, [sid for sid, _ in typical], day)
+    recent = await recent_minutes(uow.execute, [sid for sid, _ in typical], day)
     return {sid: ServiceStats(tuple(recent.get(sid, ())), float(m)) for sid, m in typical}
 
 

@@ -21,6 +21,7 @@ from queue_server.db.repository import (
     new_follow_token,
     policy_config,
     service_from_row,
+    ticket_change,
     ticket_from_row,
 )
 from queue_server.db.tables import (
@@ -436,6 +437,8 @@ def _busy(counter: Counter, active: Busy) -> IllegalTransition:
 
 async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     """Call the ticket the policy ranks first for this counter; two counters never share one."""
+    if uow.dialect == "postgresql":
+        return await _call_next_driven(uow, c)
     counter, hall = await _ready_to_call(uow, c, busy_checked=False)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
@@ -476,6 +479,57 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
         waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
 
 
+async def _call_next_driven(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
+    """``call_next`` on PostgreSQL: the same statements and the same choice, in one
+    transaction on the driver's own connection (``db.driven``), with no ORM session or
+    SQLAlchemy execution around its statements: the counter locked with its hall, the
+    heads unless the counter is busy, the claim, the change with its events; the answer
+    from what the claim read (``views.settled_ticket_view``)."""
+    db = await uow.begin_on_driver()
+    found = await driven.counter_to_call_at(db, c.counter_id)
+    if found is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
+    counter, hall_fields = found
+    uow.counter_numbers[counter.id] = counter.number
+    _require_signed_in(counter, c.clerk_id)
+    counter.check_can_call()
+    hall = hall_from_row(hall_fields)
+    now = uow.clock.now()
+    day = business_day(now, hall.tz)
+    config = policy_config(hall)
+    matters = list(counter.profile)
+    depth = FIRST_TRIES
+    first = await driven.waiting_heads_unless_busy(db, hall.id, day, matters, depth, counter.id)
+    if isinstance(first, Busy):
+        raise _busy(counter, first)
+    waiting = first
+    while True:  # as in ``call_next``
+        floor = await lookahead_floor(uow, hall.id, day, now, waiting)
+        ranked = rank(counter.profile, waiting, now, config, hall.tz, floor, counter.id, depth)
+        last = depth == CLAIM_TRIES or len(waiting) < depth
+        for skip_locked in (True, False) if last else (True,):
+            for choice in ranked:
+                claimed = await driven.claim_waiting(
+                    db, choice.candidate.ticket_id, skip_locked=skip_locked
+                )
+                if claimed is None:
+                    continue
+                row = claimed.row
+                ticket = ticket_from_row(row)
+                called_at = uow.clock.now()
+                ticket.call(counter.id, c.clerk_id, called_at, choice.reason)
+                changed = ticket_change(row, ticket)
+                await driven.record_with_ticket(db, row, changed, ticket.events, called_at)
+                uow.view_parts[row.id] = claimed
+                uow.note_written(ticket.events)
+                await uow.commit(answering=row.id)
+                return CallResult(row.id, choice.reason)
+        if last:
+            return CallResult(None, "nobody is waiting for this counter's matters")
+        depth = CLAIM_TRIES
+        waiting = await driven.waiting_heads(db, hall.id, day, matters, depth)
+
+
 def _call(uow: UnitOfWork, row: TicketRow, counter: Counter, clerk_id: int, reason: str) -> None:
     ticket = ticket_from_row(row)
     ticket.call(counter.id, clerk_id, uow.clock.now(), reason)
@@ -514,10 +568,22 @@ async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
     # send the visit on) is written only if the ticket has not moved since it was read: on
     # PostgreSQL two statements, no transaction, no lock held across a round trip.
     alone = not isinstance(c, cmd.FinishService)
-    if alone:
-        await uow.commit_each_statement(one_ticket_checked=True)
+    if alone and uow.dialect == "postgresql":
+        return await _on_current_driven(uow, c)
+    # SQLite's writers take turns (BEGIN IMMEDIATE): the read needs no lock of its own.
     row, ticket = await _current(uow, c, lock=not alone)
     now = uow.clock.now()
+    if isinstance(c, cmd.FinishService):
+        return await _finish(uow, row, ticket, c, now)
+    _act(ticket, c, now)
+    apply_ticket(row, ticket)
+    uow.collect(ticket.events)
+    await uow.commit(answering=row.id)
+    return row.id
+
+
+def _act(ticket: Ticket, c: cmd.CounterCommand, now: datetime) -> None:
+    """A clerk's action on the current ticket, but a finish."""
     match c:
         case cmd.Recall():
             ticket.recall(c.counter_id, now)
@@ -525,14 +591,36 @@ async def _on_current(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
             ticket.mark_no_show(c.counter_id, now)
         case cmd.StartService():
             ticket.start(c.counter_id, now)
-        case cmd.FinishService():
-            return await _finish(uow, row, ticket, c, now)
         case cmd.ReturnToQueue():
             ticket.return_to_queue(c.counter_id, now)
         case _:
             raise TypeError(f"not a current-ticket command: {c!r}")
-    apply_ticket(row, ticket)
-    uow.collect(ticket.events)
+
+
+async def _on_current_driven(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
+    """``_on_current`` on PostgreSQL for all but a finish: its two statements (the counter
+    with its ticket read without a lock; the change with its events written only if the
+    ticket is as read) on the driver's own connection, each committed alone, as the
+    no lock held across a round trip; a ticket moved meanwhile is not written over, and
+    the action runs again on the ticket as it is then (``RetryTransaction``)."""
+    db = await uow.driver()
+    counter, current = await driven.counter_and_active(db, c.counter_id)
+    if counter is None:
+        raise NotFound(f"no counter with id {c.counter_id}")
+    _require_signed_in(counter, c.clerk_id)
+    if current is None:
+        raise DomainError(f"{counter.label} has no current ticket; call one first")
+    uow.counter_numbers[counter.id] = counter.number
+    row = current.row
+    read = {column: getattr(row, column) for column in sql.TICKET_VERSION_COLUMNS}
+    ticket = ticket_from_row(row)
+    now = uow.clock.now()
+    _act(ticket, c, now)
+    changed = ticket_change(row, ticket)
+    if not await driven.record_with_ticket_if_unchanged(db, row, changed, read, ticket.events, now):
+        raise RetryTransaction("the ticket moved since it was read")
+    uow.view_parts[row.id] = current
+    uow.note_written(ticket.events)
     await uow.commit(answering=row.id)
     return row.id
 

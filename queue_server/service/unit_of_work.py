@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 import asyncpg
+from sqlalchemy import Executable, Result
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.util import greenlet_spawn
 
 from queue_server.clock import Clock
+from queue_server.db import driven
 from queue_server.db.driven import ConnectionLost
 from queue_server.db.engine import ReadOnly, ReadSession
-from queue_server.db.repository import Repository
+from queue_server.db.repository import Repository, ViewParts
 from queue_server.domain import events as ev
 
 from .errors import RetryTransaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 Committed = Callable[[list[ev.Event]], None]
 """Told after a commit that wrote events: those the unit of work recorded one by one (a
 ticket issued in one statement on PostgreSQL is written without an ``Event`` here)."""
@@ -50,10 +54,6 @@ class UnitOfWork:
         self.events: list[ev.Event] = []
         self._on_events = on_events
         self._recorded = False
-        self._alone = False
-        """Whether its statements commit on their own (``commit_each_statement``)."""
-        self._checked = False
-        """Whether its one change, to one ticket read unlocked, is written if unchanged."""
         self.answer: Callable[[UnitOfWork, int], Awaitable[object | None]] | None = None
         """Set by ``Bus.execute_answered``: reads the answer for the ticket a command acted
         on, in the command's own transaction (``commit(answering=…)``)."""
@@ -64,10 +64,16 @@ class UnitOfWork:
         self._repo: Repository | None = None
         self._connection: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
+        self._in_transaction = False
+        """Whether the driver's connection is in a transaction of this unit's
+        (``begin_on_driver``)."""
+        self._core = False
+        """Whether the driver's connection also runs SQLAlchemy statements (``execute``)."""
+        self._written: list[ev.Event] = []
+        self._driven_parts: dict[int, ViewParts] = {}
+        self._driven_counters: dict[int, int] = {}
         self.events = []
         self._recorded = False
-        self._alone = False
-        self._checked = False
         return self
 
     @property
@@ -91,6 +97,46 @@ class UnitOfWork:
         return repo
 
     @property
+    def view_parts(self) -> dict[int, ViewParts]:
+        """For the tickets a counter command locked in this transaction, by id: what their
+        view shows besides the row, read with the lock (``Repository.view_parts``, or the
+        driver's, ``driven.claim_waiting``)."""
+        return self._driven_parts if self._driver is not None else self.repo.view_parts
+
+    @property
+    def counter_numbers(self) -> dict[int, int]:
+        """The numbers of the counters read in this transaction, by id."""
+        return self._driven_counters if self._driver is not None else self.repo.counter_numbers
+
+    @property
+    def on_driver(self) -> bool:
+        """Whether this unit works on the driver's connection (``driver``)."""
+        return self._driver is not None
+
+    @overload
+    async def execute(  # type: ignore[overload-overlap]  # as SQLAlchemy's own overloads
+        self, statement: TypedReturnsRows[*Ts], values: Mapping[str, Any] | None = None
+    ) -> Result[*Ts]: ...
+    @overload
+    async def execute(
+        self, statement: Executable, values: Mapping[str, Any] | None = None
+    ) -> Result[Any]: ...
+    async def execute(
+        self, statement: Executable, values: Mapping[str, Any] | None = None
+    ) -> Result[Any]:
+        """Run a SQLAlchemy statement in this unit: through its session, or, in a unit on
+        the driver's connection, through SQLAlchemy's connection around it, inside the
+        transaction the unit began there (``begin_on_driver``). For reads a hot path makes
+        now and then (the policy's look-ahead), not for its every statement."""
+        if self._connection is None:
+            return await self.session.execute(statement, values)
+        if not self._core:
+            # SQLAlchemy must not begin a transaction of its own around the unit's.
+            await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._core = True
+        return await self._connection.execute(statement, values)
+
+    @property
     def dialect(self) -> str:
         """The database's dialect name ("postgresql", "sqlite"), without making a session."""
         return self._engine.dialect.name
@@ -103,13 +149,14 @@ class UnitOfWork:
 
     async def driver(self) -> asyncpg.Connection:
         """PostgreSQL: a connection of the engine's pool as the driver's own (asyncpg),
-        for work whose every statement commits alone and reads nothing the ORM keeps
-        (issuing a walk-in, ``db.driven``). asyncpg runs no implicit transaction, so each
-        statement commits on its own, as in ``commit_each_statement``; ``commit`` then
-        only wakes the relay. The connection goes back to the pool as the unit ends: if it
-        failed under a statement (``driven.ConnectionLost``, or the database ended the
-        session) the pool's connections are marked stale, as SQLAlchemy does on a
-        disconnect, so the next requests connect afresh (``_release``)."""
+        for the hottest commands, whose statements need nothing the ORM keeps (issuing a
+        walk-in, a counter's call and the clerk's actions but a finish: ``db.driven``).
+        asyncpg runs no implicit transaction, so each statement commits on its own unless
+        the unit begins one (``begin_on_driver``). The connection goes back to the pool
+        as the unit ends: if it failed under a statement (``driven.ConnectionLost``, or
+        the database ended the session) the pool's connections are marked stale, as
+        SQLAlchemy does on a disconnect, so the next requests connect afresh
+        (``_release``)."""
         driver = self._driver
         if driver is None:
             if self._session is not None:
@@ -117,8 +164,25 @@ class UnitOfWork:
             self._connection = await self._engine.connect()
             raw = await self._connection.get_raw_connection()
             driver = self._driver = raw.driver_connection
-            self._alone = True
         return driver
+
+    async def begin_on_driver(self) -> asyncpg.Connection:
+        """``driver``, in a transaction (READ COMMITTED) that ``commit`` commits: for a
+        command whose statements must commit together (a call: the counter's lock held
+        while the ticket is chosen and claimed). Its changes' events are written by its
+        own statements (``note_written``); if the work fails, the unit rolls it back as it
+        ends."""
+        driver = await self.driver()
+        if not self._in_transaction:
+            await driven.begin(driver)
+            self._in_transaction = True
+        return driver
+
+    def note_written(self, events: list[ev.Event]) -> None:
+        """A statement on the driver's connection wrote ``events`` (with the change they
+        record): ``commit`` tells them to the relay once committed."""
+        self._written.extend(events)
+        events.clear()
 
     async def __aexit__(
         self,
@@ -127,7 +191,8 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         if self._connection is not None:
-            await asyncio.shield(self._release(self._connection, self._driver, exc))
+            rollback, self._in_transaction = self._in_transaction, False
+            await asyncio.shield(self._release(self._connection, self._driver, exc, rollback))
         if self._session is None:
             return
         # Shielded: a cancelled request (a websocket gone, a client that hung up) is
@@ -140,14 +205,17 @@ class UnitOfWork:
         connection: AsyncConnection,
         driver: asyncpg.Connection | None,
         exc: BaseException | None,
+        rollback: bool = False,
     ) -> None:
-        """Give the driver's connection back to the pool, or drop it if it may be broken:
+        """Give the driver's connection back to the pool (``rollback``: after rolling back
+        the unit's transaction on it), or drop it if it may be broken:
         closed, failed, or interrupted mid-statement (a cancelled request). A database
         that ended the session (a restart, a failover) ended the others too: every
         connection of the pool as old as this one is then marked stale, to be connected
         afresh at its next checkout (``Pool._invalidate``, what SQLAlchemy itself does when
         a statement of its own meets a disconnect)."""
         self._connection = self._driver = None
+        self._core = False
         # Never raises: it runs as the unit ends, and the work's own error (a lost race to
         # run again, a database away to answer 503) must be the one that leaves it.
         try:
@@ -159,6 +227,12 @@ class UnitOfWork:
                 await greenlet_spawn(self._engine.sync_engine.pool._invalidate, proxied, exc)
             elif driver is None or (exc is not None and not isinstance(exc, Exception)):
                 await connection.invalidate()
+            elif rollback:
+                try:
+                    await driver.execute("ROLLBACK")
+                except Exception:
+                    log.info("rolling back on the driver's connection failed", exc_info=True)
+                    await connection.invalidate()
         except Exception:
             log.warning("dropping a failed connection of the pool failed", exc_info=True)
         finally:
@@ -184,32 +258,6 @@ class UnitOfWork:
         the whole change at once): the relay must be woken after the commit too."""
         self._recorded = True
 
-    async def commit_each_statement(self, *, one_ticket_checked: bool = False) -> None:
-        """PostgreSQL: from here on, each statement of this unit commits on its own
-        (AUTOCOMMIT), for work whose one change is one statement (issuing:
-        ``Repository.enqueue``). The locks that statement takes are then held for it and
-        its commit only, never across a round trip to this process and back, and the unit
-        sends no BEGIN or COMMIT. Its reads each see what was committed when they began,
-        as in a READ COMMITTED transaction. Call it before the unit's first statement;
-        ``commit`` then still wakes the relay. On SQLite it changes nothing: its writers
-        take turns by their transactions (``BEGIN IMMEDIATE``).
-
-        ``one_ticket_checked``: the unit's one change is to one ticket it read (with its
-        view parts, no lock), with that ticket's events: ``commit`` writes them in one
-        statement if the ticket has not moved since it was read, and otherwise raises
-        ``RetryTransaction`` (the unit runs again, on the ticket as it is then). A clerk's
-        no-show, recall, start or return then costs two statements and no BEGIN or
-        COMMIT, and holds no lock across a round trip."""
-        if self.session.in_transaction():
-            raise RuntimeError("a unit that has begun its transaction cannot leave it")
-        if self.repo.dialect == "postgresql":
-            await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            self._alone = True
-            self._checked = one_ticket_checked
-            # Nothing flushes before ``commit``: a flush now would commit the change alone,
-            # without its events and without the check.
-            self.session.sync_session.autoflush = False
-
     async def commit(self, *, answering: int | None = None) -> None:
         """Commit the change with its events; then tell the relay there is news to publish.
 
@@ -221,27 +269,13 @@ class UnitOfWork:
         their statement on SQLite: the hall's other changes never wait for the answer.) An
         answer that reads does so through the ORM, which flushes the change first. (What
         it says is what the commit makes true; if the commit fails, the answer goes with
-        the transaction.) A unit whose one ticket change is checked
-        (``commit_each_statement(one_ticket_checked=True)``) answers just after the
-        statement that wrote and committed it (``_commit_checked``)."""
+        the transaction.) A unit on the driver's connection commits as
+        ``_commit_driven`` says."""
         if self._driver is not None and self._session is None:
-            # Each statement on the driver's connection committed as it ran.
-            if self.events:
-                raise RuntimeError("a unit on the driver's connection records no events")
-            self._committed([], self._recorded)
+            await self._commit_driven(answering)
             return
         if isinstance(self.session.sync_session, ReadSession):
             raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
-        session = self.session
-        changing = bool(self.events or session.new or session.dirty or session.deleted)
-        checked = self._alone and self._checked and changing
-        if self._alone and changing and not checked:
-            # Each statement committed on its own: these would be written and committed
-            # apart from the change they belong to, or a change without its events.
-            raise RuntimeError("a unit whose statements commit alone has no change to commit")
-        if checked:
-            await self._commit_checked(answering)
-            return
         if answering is not None and self.answer is not None:
             self.answered = await self.answer(self, answering)
         recorded = bool(self.events) or self._recorded
@@ -251,32 +285,42 @@ class UnitOfWork:
         await self.session.commit()
         self._committed(events, recorded)
 
-    async def _commit_checked(self, answering: int | None) -> None:
-        """``commit`` of a unit whose one change, to one ticket, is written with its events
-        by one statement that commits it, if the ticket is as read
-        (``commit_each_statement(one_ticket_checked=True)``). The answer is made after
-        that statement (a read then sees the change committed); an answer that fails then
-        is logged and left to be read again after (None): the change stands, and is never
-        run a second time."""
-        session, events = self.session, self.events
-        if session.new or session.deleted:
-            raise RuntimeError("a unit whose statements commit alone changes one ticket")
-        if not await self.repo.record_ticket_change_if_unchanged(events, self.clock.now()):
-            raise RetryTransaction("the ticket moved since it was read")
-        if answering is not None and self.answer is not None:
-            try:
+    async def _commit_driven(self, answering: int | None) -> None:
+        """``commit`` of a unit on the driver's connection: each statement committed as it
+        ran, or (``begin_on_driver``) the transaction commits now, after the answer is made
+        from what it read (a view that needs more is read after the commit: None)."""
+        driver = self._driver
+        assert driver is not None
+        if self.events:
+            raise RuntimeError("a unit on the driver's connection writes its events itself")
+        if self._in_transaction:
+            if answering is not None and self.answer is not None:
                 self.answered = await self.answer(self, answering)
-            except Exception:
-                log.warning("answering for ticket %s after its change failed", answering,
-                            exc_info=True)  # fmt: skip
-                self.answered = None
-        await session.commit()
-        self._committed(events, recorded=True)
+            await driven.commit(driver)
+            self._in_transaction = False
+        elif answering is not None and self.answer is not None:
+            self.answered = await self._answer_committed(answering)
+        written, self._written = self._written, []
+        self._committed(written, self._recorded or bool(written))
+
+    async def _answer_committed(self, answering: int) -> object | None:
+        """The answer for a change its statement committed already: one that fails is
+        logged and left to be read again after (None), the change stands and is never run
+        a second time."""
+        assert self.answer is not None
+        try:
+            return await self.answer(self, answering)
+        except Exception:
+            log.warning("answering for ticket %s after its change failed", answering,
+                        exc_info=True)  # fmt: skip
+            return None
 
     def _committed(self, events: list[ev.Event], recorded: bool) -> None:
         self.events = []
         self._recorded = False
         # What the repository read with this transaction's locks holds no longer.
+        self._driven_parts.clear()
+        self._driven_counters.clear()
         if self._repo is not None:
             self._repo.view_parts.clear()
             self._repo.counter_numbers.clear()

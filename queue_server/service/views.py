@@ -212,12 +212,13 @@ async def settled_ticket_view(uow: UnitOfWork, ticket_id: int) -> TicketView | N
     commits (``Bus.execute_answered``), for a ticket that does not wait: None for a
     waiting one, whose estimate is told from the hall's committed log (read its view
     after the commit)."""
-    parts = uow.repo.view_parts.get(ticket_id)
-    if parts is None:
-        return await _ticket_view(uow, ticket_id, settled_only=True)
-    if parts.row.state == TicketState.WAITING:
+    parts = uow.view_parts.get(ticket_id)
+    if parts is not None and parts.row.state == TicketState.WAITING:
         return None  # back in the queue: read after the commit
-    return _view_from_lock(uow, parts) or await _ticket_view(uow, ticket_id, settled_only=True)
+    view = _view_from_lock(uow, parts) if parts is not None else None
+    if view is not None or uow.on_driver:
+        return view  # a unit on the driver's connection reads no more: after the commit
+    return await _ticket_view(uow, ticket_id, settled_only=True)
 
 
 def _view_from_lock(uow: UnitOfWork, parts: ViewParts) -> TicketView | None:
@@ -226,7 +227,7 @@ def _view_from_lock(uow: UnitOfWork, parts: ViewParts) -> TicketView | None:
     where that is not all the view shows (a desk case; a counter not read here). Such a
     ticket was waiting, called or serving when locked: it has no rating."""
     row = parts.row
-    counter_number = uow.repo.counter_numbers.get(row.counter_id) if row.counter_id else None
+    counter_number = uow.counter_numbers.get(row.counter_id) if row.counter_id else None
     if row.counter_id is not None and counter_number is None:
         return None
     if _has_case(row, parts.desk):

@@ -407,24 +407,38 @@ async def test_the_heads_read_are_every_appointment_and_the_first_of_each_group(
 
 
 class Transactions:
-    """Counts the transactions begun on the bus's engine."""
+    """Counts the transactions begun on the bus's engine: by SQLAlchemy, and on the
+    driver's own connection (``driven.begin``, the one statement "BEGIN" asyncpg logs:
+    its own transactions, SQLAlchemy's, begin with "BEGIN;" or "BEGIN ISOLATION ...")."""
 
     def __init__(self, bus: Bus) -> None:
         self.count = 0
-        event.listen(bus.sessions.kw["bind"].sync_engine, "begin", self._begun)
+        engine = bus.sessions.kw["bind"].sync_engine
+        event.listen(engine, "begin", self._begun)
+        event.listen(engine, "checkout", self._checked_out)
 
     def _begun(self, *args: object) -> None:
         self.count += 1
 
+    def _checked_out(self, dbapi_connection: Any, *args: object) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if hasattr(driver, "add_query_logger"):
+            driver.add_query_logger(self._logged)
+
+    def _logged(self, record: Any) -> None:
+        if record.query == "BEGIN":
+            self.count += 1
+
 
 async def test_counters_calling_at_once_are_each_answered_from_their_own_transaction(
-    bus: Bus,
+    bus: Bus, database_url: str
 ) -> None:
     """The clerk's answer (the ticket called, at which counter) is read in the command's
     own transaction, before it commits: 8 counters calling at once are each answered with
     a different ticket, called at their own counter, as the database has it after; a call
-    and a no-show take one transaction each with their answers; a ticket returned to the
-    queue is answered after the commit (its wait is told from the committed log)."""
+    and a no-show take one transaction each with their answers (on PostgreSQL the no-show
+    none: its statements commit alone); a ticket returned to the queue is answered after
+    the commit (its wait is told from the committed log)."""
     from queue_server.service import views
 
     hall_id, service_id, desks = await make_hall(bus, counters=8)
@@ -455,7 +469,7 @@ async def test_counters_calling_at_once_are_each_answered_from_their_own_transac
         commands.CallNext(counter_id, clerk_id), views.settled_ticket_view
     )
     assert view is not None and view.state == "called" and result.ticket_id == view.id
-    assert transactions.count == 2
+    assert transactions.count == (1 if database_url.startswith("postgresql") else 2)
     ticket_id, view = await bus.execute_answered(
         commands.ReturnToQueue(counter_id, clerk_id), views.settled_ticket_view
     )
@@ -496,26 +510,27 @@ async def test_a_clerks_action_on_a_ticket_that_moved_since_it_was_read_is_run_a
     in between: the change is not written over it, and the action runs again on the
     ticket as it is then — two recalls count two, and a no-show after the ticket went
     back to the queue is refused, with no event of it."""
-    from queue_server.db.repository import Repository
+    from queue_server.db import driven
 
     bus = pg_bus
     hall_id, service_id, desks = await make_hall(bus, counters=1)
     counter_id, clerk_id = desks[0]
     ticket = await issue(bus, hall_id, service_id)
     await bus.execute(commands.CallNext(counter_id, clerk_id))
-    read = Repository.counter_and_active_ticket
+    read = driven.counter_and_active
     meanwhile: list[object] = []
     reads = 0
 
-    async def with_a_change_in_between(self: Repository, *args: Any, **kwargs: Any) -> Any:
+    async def with_a_change_in_between(*args: Any) -> Any:
         nonlocal reads
         reads += 1
-        found = await read(self, *args, **kwargs)
+        found = await read(*args)
         if meanwhile:  # committed by another transaction after this read
             await bus.execute(meanwhile.pop())
         return found
 
-    monkeypatch.setattr(Repository, "counter_and_active_ticket", with_a_change_in_between)
+    # PostgreSQL reads on the driver's connection (queue._on_current_driven).
+    monkeypatch.setattr(driven, "counter_and_active", with_a_change_in_between)
     meanwhile.append(commands.Recall(counter_id, clerk_id))
     assert await bus.execute(commands.Recall(counter_id, clerk_id)) == ticket
     assert reads == 3  # the recall, the one in between, the recall again
@@ -588,7 +603,7 @@ async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices
     other transactions hold every one of them, it reads deeper (CLAIM_TRIES) and calls the
     first ticket nobody holds — not 'nobody is waiting' — and once they let go, the first
     in line is called next, from the first read alone."""
-    from queue_server.db.repository import Repository
+    from queue_server.db import driven
     from queue_server.service.queue import CLAIM_TRIES, FIRST_TRIES
 
     bus = pg_bus
@@ -597,18 +612,19 @@ async def test_call_next_reads_deeper_when_other_counters_hold_its_first_choices
     held = ids[: FIRST_TRIES + 2]
     counter_id, clerk_id = desks[0]
     depths: list[int] = []
-    heads, first_heads = Repository.waiting_heads, Repository.waiting_heads_unless_busy
+    heads, first_heads = driven.waiting_heads, driven.waiting_heads_unless_busy
 
-    async def counted(self: Repository, *args: Any) -> Any:
-        depths.append(args[3])  # hall, day, matters, per_kind
-        return await heads(self, *args)
+    async def counted(*args: Any) -> Any:
+        depths.append(args[4])  # the driver's connection, hall, day, matters, per_kind
+        return await heads(*args)
 
-    async def counted_first(self: Repository, *args: Any) -> Any:
-        depths.append(args[3])
-        return await first_heads(self, *args)
+    async def counted_first(*args: Any) -> Any:
+        depths.append(args[4])
+        return await first_heads(*args)
 
-    monkeypatch.setattr(Repository, "waiting_heads", counted)
-    monkeypatch.setattr(Repository, "waiting_heads_unless_busy", counted_first)
+    # PostgreSQL's call-next reads on the driver's connection (queue._call_next_driven).
+    monkeypatch.setattr(driven, "waiting_heads", counted)
+    monkeypatch.setattr(driven, "waiting_heads_unless_busy", counted_first)
     async with bus.sessions() as other, other.begin():
         locked = await other.execute(
             select(TicketRow.id).where(TicketRow.id.in_(held)).with_for_update()

@@ -25,16 +25,39 @@ from tests.support import bookable_matter
 PHONE = "13800138000"
 
 
+ASYNCPG_OWN = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree",
+    "SELECT set_config('jit'",
+)
+"""How asyncpg's own statements begin: it learns a type it has not met on a connection."""
+
+
 class Statements:
-    """The SQL statements sent through the bus's engine (their text)."""
+    """The SQL statements sent through the bus's engine (their text, but BEGIN, COMMIT and
+    ROLLBACK): SQLAlchemy's, and those sent on the driver's own connection (``db.driven``)."""
 
     def __init__(self, bus: Bus) -> None:
         self.sent: list[str] = []
         engine = bus.sessions.kw["bind"].sync_engine
         event.listen(engine, "before_cursor_execute", self._seen)
+        event.listen(engine, "checkout", self._checked_out)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.sent.append(" ".join(statement.split()))
+
+    def _checked_out(self, dbapi_connection: Any, *args: Any) -> None:
+        # asyncpg logs the statements sent on its connection by its own calls (the driver
+        # path's), and SQLAlchemy's BEGIN and COMMIT, not SQLAlchemy's prepared ones.
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if hasattr(driver, "add_query_logger"):
+            driver.add_query_logger(self._logged)
+
+    def _logged(self, record: Any) -> None:
+        text = " ".join(record.query.split())
+        if text.upper() in ("BEGIN", "COMMIT", "ROLLBACK") or text.startswith(ASYNCPG_OWN):
+            return
+        self.sent.append(text)
 
     def reading_a_view(self) -> list[str]:
         """Statements that read a ticket's view (its matter, visit and hall joined)."""

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from queue_server.db.engine import ReadOnly
-from queue_server.db.tables import HallEventRow, HallRow
-from queue_server.domain.events import HallNoticeChanged
+from queue_server.db.tables import HallRow
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from tests.support import hall_with_matter
@@ -86,55 +85,3 @@ async def test_a_read_that_tries_to_write_or_lock_is_refused_and_changes_nothing
         with pytest.raises(ReadOnly, match="run it as a command"):
             await bus.read(work)
     assert await bus.read(name_of, hall_id) == "Hall"
-
-
-async def test_a_unit_whose_statements_commit_alone_shows_each_change_at_once(
-    bus: Bus, database_url: str
-) -> None:
-    """``UnitOfWork.commit_each_statement`` (issuing uses it): on PostgreSQL each statement
-    commits as it ends, so others see its change at once and no lock outlives it; on
-    SQLite the unit keeps its transaction. It must come before the unit's first statement."""
-    hall_id, _ = await hall_with_matter(bus)
-    postgres = database_url.startswith("postgresql")
-    seen: list[str] = []
-
-    async def rename_then_fail(uow: UnitOfWork) -> None:
-        await uow.commit_each_statement()
-        await uow.session.execute(
-            update(HallRow).where(HallRow.id == hall_id).values(name_en="Renamed")
-        )
-        if postgres:  # (SQLite's reads wait for its writer's transaction)
-            seen.append(await bus.read(name_of, hall_id))  # through another connection
-        raise RuntimeError("fails after its statement")
-
-    with pytest.raises(RuntimeError):
-        await bus.run(rename_then_fail)
-    assert seen == (["Renamed"] if postgres else [])
-    # Committed by its statement on PostgreSQL; rolled back with the unit on SQLite.
-    assert await bus.read(name_of, hall_id) == ("Renamed" if postgres else "Hall")
-
-    async def too_late(uow: UnitOfWork) -> None:
-        await uow.session.execute(select(1))
-        await uow.commit_each_statement()
-
-    with pytest.raises(RuntimeError, match="begun its transaction"):
-        await bus.run(too_late)
-
-    async def notice_alone(uow: UnitOfWork) -> None:
-        await uow.commit_each_statement()
-        uow.collect([HallNoticeChanged(hall_id, uow.clock.now(), "written apart")])
-        await uow.commit()
-
-    if postgres:  # events would be committed apart from their change: refused
-        with pytest.raises(RuntimeError, match="commit alone"):
-            await bus.run(notice_alone)
-    else:  # SQLite keeps the unit's transaction: nothing to refuse
-        await bus.run(notice_alone)
-
-    async def logged(uow: UnitOfWork) -> list[str]:
-        rows = await uow.session.execute(
-            select(HallEventRow.name).where(HallEventRow.hall_id == hall_id)
-        )
-        return list(rows.scalars())
-
-    assert await bus.read(logged) == ([] if postgres else ["HallNoticeChanged"])
