@@ -15,8 +15,9 @@ it connected (``types.JSON_CODEC``), so the values are those the session path se
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -113,18 +114,35 @@ class RecordFields:
             raise AttributeError(name) from None
 
 
-async def _fetch_one(
-    driver: asyncpg.Connection, statement: DriverStatement, values: Mapping[str, Any]
-) -> asyncpg.Record | None:
+@contextlib.contextmanager
+def _told_as_the_session_tells(driver: asyncpg.Connection, sql_text: str) -> Iterator[None]:
+    """A statement's failure told as the session path tells it: a broken constraint as
+    SQLAlchemy's ``IntegrityError`` (a 409 in the API unless the caller handles it), a
+    failed connection as ``ConnectionLost`` (a 503); what the database (or the driver,
+    for a value) refused otherwise as it is."""
     try:
-        return await driver.fetchrow(statement.sql, *statement.args(values))
+        yield
     except asyncpg.IntegrityConstraintViolationError as exc:
-        # As the session path raises it (a 409 in the API unless the caller handles it).
-        raise IntegrityError(statement.sql, None, exc) from exc
+        raise IntegrityError(sql_text, None, exc) from exc
     except Exception as exc:
         if _lost(driver, exc):
             raise ConnectionLost(f"the database connection failed: {exc!r}") from exc
-        raise  # the database (or the driver, for a value) refused the statement
+        raise
+
+
+async def _fetch_one(
+    driver: asyncpg.Connection, statement: DriverStatement, values: Mapping[str, Any]
+) -> asyncpg.Record | None:
+    with _told_as_the_session_tells(driver, statement.sql):
+        return await driver.fetchrow(statement.sql, *statement.args(values))
+
+
+async def _fetch(
+    driver: asyncpg.Connection, statement: DriverStatement, values: Mapping[str, Any]
+) -> list[asyncpg.Record]:
+    with _told_as_the_session_tells(driver, statement.sql):
+        found: list[asyncpg.Record] = await driver.fetch(statement.sql, *statement.args(values))
+        return found
 
 
 def _lost(driver: asyncpg.Connection, exc: Exception) -> bool:
@@ -240,12 +258,8 @@ def _record_with_ticket(columns: tuple[str, ...]) -> DriverStatement:
 
 
 async def _run(driver: asyncpg.Connection, command: str) -> None:
-    try:
+    with _told_as_the_session_tells(driver, command):
         await driver.execute(command)
-    except Exception as exc:
-        if _lost(driver, exc):
-            raise ConnectionLost(f"the database connection failed: {exc!r}") from exc
-        raise
 
 
 async def begin(driver: asyncpg.Connection) -> None:
@@ -262,7 +276,7 @@ async def counter_to_call_at(
 ) -> tuple[Counter, RecordFields] | None:
     """``Repository.counter_to_call_at``: the counter, locked, with its profile, and its
     hall's row (read by attribute, as ``hall_from_row`` reads it). None: no such counter."""
-    found = await driver.fetch(CALL_AT.sql, *CALL_AT.args({"counter": counter_id}))
+    found = await _fetch(driver, CALL_AT, {"counter": counter_id})
     if not found:
         return None
     return counter_from_rows(found, first=len(_HALL_COLUMNS)), RecordFields(found[0], HALL)
@@ -281,8 +295,7 @@ async def waiting_heads_unless_busy(
         "hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind,
         "counter": counter_id,
     }  # fmt: skip
-    rows = await driver.fetch(HEADS_UNLESS_BUSY.sql, *HEADS_UNLESS_BUSY.args(values))
-    return heads_or_busy(rows)
+    return heads_or_busy(await _fetch(driver, HEADS_UNLESS_BUSY, values))
 
 
 async def waiting_heads(
@@ -290,7 +303,7 @@ async def waiting_heads(
 ) -> list[Candidate]:
     """``Repository.waiting_heads``."""
     values = {"hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind}
-    return candidates(await driver.fetch(HEADS.sql, *HEADS.args(values)))
+    return candidates(await _fetch(driver, HEADS, values))
 
 
 async def claim_waiting(
@@ -324,12 +337,12 @@ async def counter_and_active(
     called or served there, with what its view shows, read without a lock (None for
     either that is not there)."""
     values = {"counter": counter_id}
-    found = await driver.fetch(COUNTER_AND_ACTIVE.sql, *COUNTER_AND_ACTIVE.args(values))
+    found = await _fetch(driver, COUNTER_AND_ACTIVE, values)
     if found:
         mine = [f for f in found if f["id"] == found[0]["id"]]  # one ticket's rows
         return counter_from_rows(mine, first=len(_TICKET_AND_PARTS)), _parts(mine[0])
     # No ticket there: the counter alone, to say why.
-    found = await driver.fetch(COUNTER.sql, *COUNTER.args(values))
+    found = await _fetch(driver, COUNTER, values)
     return (counter_from_rows(found) if found else None), None
 
 
