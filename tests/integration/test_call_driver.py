@@ -9,7 +9,6 @@ call's own transaction, and a database that ended its sessions costs one request
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,29 +18,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
 from queue_server.db import driven
-from queue_server.db.engine import create_engine, session_factory
+from queue_server.db.engine import session_factory
 from queue_server.db.tables import CounterRow, HallEventRow, TicketRow
 from queue_server.domain.errors import IllegalTransition
 from queue_server.service import commands
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 from tests.conftest import _plain_dsn
+from tests.integration.pooled import (
+    backend_waiting_on_a_lock,
+    checked_out,
+    engine,
+    session_ended,
+)
 from tests.integration.test_concurrency import event_seqs, issue, make_hall, ticket_states
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(pg_url, pool_size=10)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-def checked_out(engine: AsyncEngine) -> int:
-    return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+__all__ = ["engine"]  # the fixture, from tests.integration.pooled
 
 
 async def idle_in_transaction(watcher: asyncpg.Connection) -> int:
@@ -162,24 +155,13 @@ async def test_a_call_cancelled_while_it_waits_for_the_counter_leaves_nothing_ha
         await holding.start()
         await holder.execute("SELECT 1 FROM counters WHERE id = $1 FOR UPDATE", counter_id)
         hung_up = asyncio.create_task(bus.execute(commands.CallNext(counter_id, clerk_id)))
-        async with asyncio.timeout(20):
-            while not (  # noqa: ASYNC110 - no event to wait on
-                waiter := await watcher.fetchval(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ):
-                await asyncio.sleep(0.01)
+        waiter = await backend_waiting_on_a_lock(watcher)
         hung_up.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hung_up
         await holding.rollback()
         assert checked_out(engine) == 0
-        async with asyncio.timeout(20):
-            while await watcher.fetchval(  # noqa: ASYNC110 - no event to wait on
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiter
-            ):
-                await asyncio.sleep(0.05)
+        await session_ended(watcher, waiter)
         assert await ticket_states(bus, hall_id) == {"waiting": 1}
         assert (await bus.execute(commands.CallNext(counter_id, clerk_id))).ticket_id == first
         assert await logged(bus, hall_id, "TicketCalled") == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -21,28 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
 from queue_server.db import driven
-from queue_server.db.engine import create_engine, session_factory
+from queue_server.db.engine import session_factory
 from queue_server.db.repository import NewVisit
 from queue_server.domain.model import TicketKind
 from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork, is_transient
 from tests.conftest import _plain_dsn
+from tests.integration.pooled import (
+    backend_waiting_on_a_lock,
+    checked_out,
+    engine,
+    session_ended,
+)
 from tests.integration.test_concurrency import event_seqs, issue, make_hall, numbers
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(pg_url, pool_size=10)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-def checked_out(engine: AsyncEngine) -> int:
-    return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+__all__ = ["engine"]  # the fixture, from tests.integration.pooled
 
 
 async def visits_and_tickets(bus: Bus, hall_id: int) -> tuple[int, int]:
@@ -94,14 +87,7 @@ async def test_an_issue_cancelled_while_it_waits_leaves_one_whole_ticket_or_none
         await holding.start()
         await holder.execute("SELECT 1 FROM halls WHERE id = $1 FOR UPDATE", hall_id)
         hung_up = asyncio.create_task(issue(bus, hall_id, service_id, "hung-up"))
-        async with asyncio.timeout(20):
-            while not (  # noqa: ASYNC110 - no event to wait on
-                waiter := await watcher.fetchval(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ):
-                await asyncio.sleep(0.01)
+        waiter = await backend_waiting_on_a_lock(watcher)
         hung_up.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hung_up
@@ -115,11 +101,7 @@ async def test_an_issue_cancelled_while_it_waits_leaves_one_whole_ticket_or_none
         assert await event_seqs(bus, hall_id) == [1, 2]
         assert await visits_and_tickets(bus, hall_id) == (2, 2)
         # The interrupted connection was dropped, not reused: its session ends.
-        async with asyncio.timeout(20):
-            while await watcher.fetchval(  # noqa: ASYNC110 - no event to wait on
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiter
-            ):
-                await asyncio.sleep(0.05)
+        await session_ended(watcher, waiter)
     finally:
         await holder.close()
         await watcher.close()
