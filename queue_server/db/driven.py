@@ -263,7 +263,8 @@ async def _run(driver: asyncpg.Connection, command: str) -> None:
 
 
 async def begin(driver: asyncpg.Connection) -> None:
-    """Begin a transaction (READ COMMITTED, as the session path's)."""
+    """Begin a transaction at the database's default isolation (READ COMMITTED unless
+    configured otherwise), as the session path's begin."""
     await _run(driver, "BEGIN")
 
 

@@ -600,9 +600,9 @@ def _act(ticket: Ticket, c: cmd.CounterCommand, now: datetime) -> None:
 async def _on_current_driven(uow: UnitOfWork, c: cmd.CounterCommand) -> int:
     """``_on_current`` on PostgreSQL for all but a finish: its two statements (the counter
     with its ticket read without a lock; the change with its events written only if the
-    ticket is as read) on the driver's own connection, each committed alone, as the
-    no lock held across a round trip; a ticket moved meanwhile is not written over, and
-    the action runs again on the ticket as it is then (``RetryTransaction``)."""
+    ticket is as read) on the driver's own connection, each committed alone, with no
+    lock held across a round trip; a ticket moved meanwhile is not written over, and the
+    action runs again on the ticket as it is then (``RetryTransaction``)."""
     db = await uow.driver()
     counter, current = await driven.counter_and_active(db, c.counter_id)
     if counter is None:

@@ -167,7 +167,7 @@ class UnitOfWork:
         return driver
 
     async def begin_on_driver(self) -> asyncpg.Connection:
-        """``driver``, in a transaction (READ COMMITTED) that ``commit`` commits: for a
+        """``driver``, in a transaction (``driven.begin``) that ``commit`` commits: for a
         command whose statements must commit together (a call: the counter's lock held
         while the ticket is chosen and claimed). Its changes' events are written by its
         own statements (``note_written``); if the work fails, the unit rolls it back as it
@@ -219,7 +219,12 @@ class UnitOfWork:
         # Never raises: it runs as the unit ends, and the work's own error (a lost race to
         # run again, a database away to answer 503) must be the one that leaves it.
         try:
-            if driver is not None and (driver.is_closed() or _connection_failed(exc)):
+            if connection.invalidated:
+                # SQLAlchemy dropped it already, under a statement of its own
+                # (``execute``): a lost connection marked the pool stale then, and a
+                # cancelled one must not do so now.
+                pass
+            elif driver is not None and (driver.is_closed() or _connection_failed(exc)):
                 proxied = await connection.get_raw_connection()
                 # SQLAlchemy's own (private) call for a disconnect, as in 2.0 and 2.1; the
                 # ended-sessions test in tests/integration/test_issue_driver.py fails if

@@ -9,6 +9,7 @@ call's own transaction, and a database that ended its sessions costs one request
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
 from queue_server.db import driven
-from queue_server.db.engine import session_factory
+from queue_server.db.engine import create_engine, session_factory
 from queue_server.db.tables import CounterRow, HallEventRow, TicketRow
 from queue_server.domain.errors import IllegalTransition
 from queue_server.service import commands
@@ -231,3 +232,116 @@ async def test_sessions_the_database_ended_cost_a_counter_one_request(
     assert await bus.execute(commands.MarkNoShow(counter_id, clerk_id)) is not None
     assert (await bus.execute(commands.CallNext(counter_id, clerk_id))).ticket_id is not None
     assert checked_out(engine) == 0
+
+
+async def test_a_look_ahead_cancelled_or_lost_drops_its_connection_alone(
+    engine: AsyncEngine, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call's look-ahead reads through SQLAlchemy (``UnitOfWork.execute``), which drops
+    the connection itself when its statement is interrupted or the connection lost: the
+    unit then gives it back as it is, without a warning and without marking the rest of
+    the pool stale for one clerk who hung up. A lost one is still told as "database
+    away" (503), and the next unit is served."""
+    bus = Bus(session_factory(engine), SystemClock())
+    await make_hall(bus, counters=0)
+    started = asyncio.Event()
+
+    async def slow_look_ahead(uow: UnitOfWork) -> None:
+        await uow.begin_on_driver()
+        started.set()
+        await uow.execute(text("SELECT pg_sleep(30)"))
+
+    watcher = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        for ending in ("cancelled", "lost"):
+            started.clear()
+            caplog.clear()
+            work = asyncio.create_task(bus.run(slow_look_ahead))
+            await started.wait()
+            async with asyncio.timeout(20):
+                while not (  # noqa: ASYNC110 - no event to wait on
+                    sleeper := await watcher.fetchval(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+                    )
+                ):
+                    await asyncio.sleep(0.01)
+            if ending == "cancelled":
+                work.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await work
+            else:
+                await watcher.execute("SELECT pg_terminate_backend($1)", sleeper)
+                with pytest.raises(Exception) as failed:
+                    await work
+                assert _database_away(failed.value), repr(failed.value)
+            await session_ended(watcher, sleeper)
+            assert checked_out(engine) == 0
+            warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert warned == [], [r.getMessage() for r in warned]
+            assert await bus.run(lambda uow: uow.execute(text("SELECT 1"))) is not None
+    finally:
+        await watcher.close()
+
+
+async def test_a_session_after_a_driver_unit_on_the_same_connection_has_its_transaction(
+    pg_url: str,
+) -> None:
+    """A driver unit that read through SQLAlchemy set its connection to AUTOCOMMIT at
+    SQLAlchemy's level: the session that gets the connection next from the pool (a pool
+    of one) is in its own transaction again, so a unit that fails leaves nothing."""
+    engine = create_engine(pg_url, pool_size=1)
+    try:
+        bus = Bus(session_factory(engine), SystemClock())
+        *_, desks = await make_hall(bus, counters=1)
+        counter_id = desks[0][0]
+        pids = []
+
+        async def driver_unit(uow: UnitOfWork) -> None:
+            await uow.begin_on_driver()
+            pids.append((await uow.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            await uow.commit()
+
+        async def pause_then_fail(uow: UnitOfWork) -> None:
+            pids.append(await uow.session.scalar(text("SELECT pg_backend_pid()")))
+            await uow.session.execute(
+                text("UPDATE counters SET state = 'paused' WHERE id = :c"), {"c": counter_id}
+            )
+            raise RuntimeError("fails before its commit")
+
+        await bus.run(driver_unit)
+        with pytest.raises(RuntimeError, match="before its commit"):
+            await bus.run(pause_then_fail)
+        assert len(set(pids)) == 1, pids  # the same connection both times
+        state = await bus.run(
+            lambda uow: uow.session.scalar(
+                select(CounterRow.state).where(CounterRow.id == counter_id)
+            )
+        )
+        assert state == "open"
+    finally:
+        await engine.dispose()
+
+
+async def test_the_relay_is_told_each_call_and_action_once_after_its_commit(
+    engine: AsyncEngine,
+) -> None:
+    """What the outbox relay is woken with (``Bus.on_events``): the events of each call
+    and action once, after they committed; nothing for a call the counter refused."""
+    told: list[list[str]] = []
+    bus = Bus(
+        session_factory(engine),
+        SystemClock(),
+        on_events=lambda events: told.append([type(e).__name__ for e in events]),
+    )
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    counter_id, clerk_id = desks[0]
+    await issue(bus, hall_id, service_id)
+    told.clear()
+    await bus.execute(commands.CallNext(counter_id, clerk_id))
+    with pytest.raises(IllegalTransition):
+        await bus.execute(commands.CallNext(counter_id, clerk_id))
+    await bus.execute(commands.Recall(counter_id, clerk_id))
+    await bus.execute(commands.MarkNoShow(counter_id, clerk_id))
+    assert told == [["TicketCalled"], ["TicketRecalled"], ["TicketMarkedNoShow"]]
+    assert await logged(bus, hall_id, "TicketCalled") == 1
