@@ -104,7 +104,8 @@ CEILING_PHASES = (
     Phase("ceiling", "ceiling", 64),
     # The ceiling with the statements of OneDoor's commands: issuing's 2 (the hall and
     # matter read, then one statement that numbers and writes the ticket, its events and
-    # its print job), and a call's 4 a request on average (call-next's 5, no-show's 3).
+    # its print job), and a call's 4 a request on average (call-next's 4 and its BEGIN
+    # and COMMIT, no-show's 2, each committed alone).
     Phase("ceiling, 2 statements", "ceiling", 16, statements=2),
     Phase("ceiling, 4 statements", "ceiling", 16, statements=4),
 )
