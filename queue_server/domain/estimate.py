@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -85,7 +86,7 @@ class Traced:
     floor: Floor
     """The floor projected: its ``now`` is when the projection starts."""
     appointments: tuple[Candidate, ...]
-    groups: dict[Group, tuple[Candidate, ...]]
+    groups: dict[Group, Members]
     """Everyone the projection could call (the waiting it serves, bookings and arrivals
     expected) as its pool starts: the appointments, and the rest per group by arrival.
     Bookings and arrivals expected have negative ids, meaningful only relative to each
@@ -241,7 +242,7 @@ def project_traced(floor: Floor, choose: Chooser) -> Traced:
 
 def _grouped(
     candidates: Iterable[Candidate],
-) -> tuple[tuple[Candidate, ...], dict[Group, tuple[Candidate, ...]]]:
+) -> tuple[tuple[Candidate, ...], dict[Group, Members]]:
     """The appointments, and the rest per group by arrival (``_Pool``)."""
     appointments: list[Candidate] = []
     groups: dict[Group, list[Candidate]] = {}
@@ -251,8 +252,56 @@ def _grouped(
         else:
             groups.setdefault(_group(c), []).append(c)
     return tuple(appointments), {
-        key: tuple(sorted(members, key=_arrival)) for key, members in groups.items()
+        key: Members(sorted(members, key=_arrival)) for key, members in groups.items()
     }
+
+
+class Members(Sequence[Candidate]):
+    """A group's members by arrival, as one projection holds them: the first ``len(self)``
+    of a list that the projections resumed from it share (``resume``).
+
+    A walk-in joins its group last, nearly always: the projection resumed with it holds
+    the same list one longer, appended in place, and every projection holding fewer of it
+    reads it as before. Copying a group of thousands per walk-in was most of an
+    extension's CPU in a kiosk rush (docs/performance.md, "2026-12-06, later"). A walk-in
+    placed before the last (a late commit), or joining a list another projection has
+    appended to already, gets a copy."""
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, items: list[Candidate], n: int | None = None) -> None:
+        self._items = items
+        self._n = len(items) if n is None else n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._items[: self._n][index]
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError("group member index out of range")
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return itertools.islice(self._items, self._n)
+
+    def from_(self, first: int) -> Iterator[Candidate]:
+        """The members from the ``first`` on, without a copy."""
+        return itertools.islice(self._items, first, self._n)
+
+    def joined(self, at: int, walk_in: Candidate) -> Members:
+        """These members with ``walk_in`` placed ``at``: the list shared when it joins last
+        and nobody else has appended to it, else a copy."""
+        items, n = self._items, self._n
+        if at == n and len(items) == n:
+            items.append(walk_in)
+            return Members(items, n + 1)
+        copied = items[:n]
+        copied.insert(at, walk_in)
+        return Members(copied)
 
 
 def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Traced:
@@ -290,7 +339,7 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
             return project_traced(floor, choose)
         members = groups[key]
         at = bisect.bisect(members, _arrival(walk_in), key=_arrival)
-        groups[key] = (*members[:at], walk_in, *members[at:])
+        groups[key] = members.joined(at, walk_in)
     real = traced.real + len(joined)
     same = _first_divergence(traced, joined)
     if same == 0:
@@ -481,7 +530,7 @@ class _Pool:
         appointments = [c for c in start.appointments if c.ticket_id not in gone]
         return cls(
             appointments,
-            {key: deque(members[taken.get(key, 0) :]) for key, members in start.groups.items()},
+            {key: deque(members.from_(taken.get(key, 0))) for key, members in start.groups.items()},
         )
 
     def contenders(

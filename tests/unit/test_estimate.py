@@ -466,6 +466,44 @@ def test_a_projection_resumed_with_new_walk_ins_calls_as_a_fresh_one(seed: int) 
         )
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_projections_resumed_from_one_projection_keep_their_own_walk_ins(seed: int) -> None:
+    """A resumed projection shares its groups' lists with the one it was resumed from,
+    appending a walk-in who joins last in place (``estimate.Members``). Two projections
+    resumed from the same one with different walk-ins (a shared projection extended
+    twice, a failed extension retried) each call as a fresh projection of their own
+    floor, and the projection they came from still calls and tells as before."""
+    dice = random.Random(seed)
+    hall = random_hall(dice)
+    choose = chooser(PolicyConfig(), SHANGHAI, reasons=False)
+    base = project_traced(hall, choose)
+    before = dict(base.called)
+    told_before = [tell_traced(c.ticket_id, base, NOW, choose) for c in hall.waiting]
+
+    def walk_ins(first: int) -> list[Candidate]:
+        return [
+            waiting(
+                tid,
+                joined_min_ago=-dice.choice([0.0, dice.uniform(0, 0.1)]),
+                service_id=dice.choice((PASSPORTS, RESIDENCE)),
+                priority=dice.choice(["none", "none", "elderly"]),
+            )
+            for tid in range(first, first + dice.randint(1, 5))
+        ]
+
+    one, other = walk_ins(1000), walk_ins(2000)
+    first = resume(base, one, choose)
+    second = resume(base, other, choose)
+    again = resume(first, walk_ins(3000), choose)  # the first goes on growing
+    assert first.called == project(replace(hall, waiting=[*hall.waiting, *one]), choose)
+    assert second.called == project(replace(hall, waiting=[*hall.waiting, *other]), choose)
+    assert again.called == project(again.floor, choose)
+    assert base.called == before
+    assert [tell_traced(c.ticket_id, base, NOW, choose) for c in hall.waiting] == told_before
+    for key, members in base.groups.items():
+        assert all(c.ticket_id < 1000 for c in members), key
+
+
 def test_told_from_the_projection_as_from_everyone_waiting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
