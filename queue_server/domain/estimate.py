@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from .floor import Candidate, CounterNow, Floor
 from .model import NO_PRIORITY, CounterState, ServiceLevel, TicketKind
@@ -260,12 +260,14 @@ class Members(Sequence[Candidate]):
     """A group's members by arrival, as one projection holds them: the first ``len(self)``
     of a list that the projections resumed from it share (``resume``).
 
-    A walk-in joins its group last, nearly always: the projection resumed with it holds
-    the same list one longer, appended in place, and every projection holding fewer of it
-    reads it as before. Copying a group of thousands per walk-in was most of an
-    extension's CPU in a kiosk rush (docs/performance.md, "2026-12-06, later"). A walk-in
-    placed before the last (a late commit), or joining a list another projection has
-    appended to already, gets a copy."""
+    A walk-in who joins after everyone in its group (no visitor expected later in it):
+    the projection resumed with it holds the same list one longer, appended in place, and
+    every projection holding fewer of it reads it as before. Copying a group of thousands
+    per walk-in was most of an extension's own CPU in the bench's kiosk rush
+    (docs/performance.md, "2026-12-06, later still"). A walk-in placed before the last (a
+    late commit, or visitors expected after it: a hall with walk-in arrival rates), or
+    joining a list another projection has appended to already, gets a copy. Resumes run
+    on the event loop's one thread: the check and the append are not atomic."""
 
     __slots__ = ("_items", "_n")
 
@@ -276,7 +278,11 @@ class Members(Sequence[Candidate]):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, index: Any) -> Any:
+    @overload
+    def __getitem__(self, index: int) -> Candidate: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Candidate]: ...
+    def __getitem__(self, index: int | slice) -> Candidate | list[Candidate]:
         if isinstance(index, slice):
             return self._items[: self._n][index]
         if index < 0:
