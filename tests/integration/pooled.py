@@ -27,18 +27,23 @@ def checked_out(engine: AsyncEngine) -> int:
     return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
 
 
-async def backend_waiting_on_a_lock(watcher: asyncpg.Connection) -> int:
-    """The process id of the first session of this database waiting for a lock, once
-    there is one."""
+async def backend_where(watcher: asyncpg.Connection, condition: str) -> int:
+    """The process id of the first session of this database for which SQL ``condition``
+    on ``pg_stat_activity`` holds, once there is one."""
     async with asyncio.timeout(20):
         while not (  # noqa: ASYNC110 - no event to wait on
-            waiter := await watcher.fetchval(
+            found := await watcher.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
+                f" AND {condition}"
             )
         ):
             await asyncio.sleep(0.01)
-    return int(waiter)
+    return int(found)
+
+
+async def backend_waiting_on_a_lock(watcher: asyncpg.Connection) -> int:
+    """The process id of the first session of this database waiting for a lock."""
+    return await backend_where(watcher, "wait_event_type = 'Lock'")
 
 
 async def session_ended(watcher: asyncpg.Connection, pid: int) -> None:

@@ -28,6 +28,7 @@ from queue_server.service.unit_of_work import UnitOfWork
 from tests.conftest import _plain_dsn
 from tests.integration.pooled import (
     backend_waiting_on_a_lock,
+    backend_where,
     checked_out,
     engine,
     session_ended,
@@ -258,14 +259,8 @@ async def test_a_look_ahead_cancelled_or_lost_drops_its_connection_alone(
             caplog.clear()
             work = asyncio.create_task(bus.run(slow_look_ahead))
             await started.wait()
-            async with asyncio.timeout(20):
-                while not (  # noqa: ASYNC110 - no event to wait on
-                    sleeper := await watcher.fetchval(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
-                    )
-                ):
-                    await asyncio.sleep(0.01)
+            condition = "query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+            sleeper = await backend_where(watcher, condition)
             if ending == "cancelled":
                 work.cancel()
                 with pytest.raises(asyncio.CancelledError):
