@@ -254,9 +254,9 @@ _TICKET_STATE_FIELDS = (
     "state", "queued_at", "counter_id", "clerk_id", "called_at", "call_count",
     "started_at", "finished_at", "outcome", "note",
 )  # fmt: skip
-TICKET_CHANGE_COLUMNS = frozenset({*_TICKET_STATE_FIELDS, "missing_documents", "origin_ticket_id"})
-"""What ``apply_ticket`` writes: a change to these only may go with its events."""
 _TICKET_CHANGED_ORDER = (*_TICKET_STATE_FIELDS, "missing_documents", "origin_ticket_id")
+TICKET_CHANGE_COLUMNS = frozenset(_TICKET_CHANGED_ORDER)
+"""What ``apply_ticket`` writes: a change to these only may go with its events."""
 
 
 def ticket_change(row: TicketRow, ticket: Ticket) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Busy,
     NewVisit,
+    ViewParts,
     apply_ticket,
     hall_from_row,
     new_follow_token,
@@ -33,6 +35,7 @@ from queue_server.db.tables import (
 )
 from queue_server.domain import events as ev
 from queue_server.domain.errors import DomainError, IllegalTransition
+from queue_server.domain.floor import Candidate
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_number
 from queue_server.domain.policy import rank
@@ -435,6 +438,10 @@ def _busy(counter: Counter, active: Busy) -> IllegalTransition:
     )
 
 
+NOBODY_WAITING = "nobody is waiting for this counter's matters"
+C = TypeVar("C")
+
+
 async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     """Call the ticket the policy ranks first for this counter; two counters never share one."""
     if uow.dialect == "postgresql":
@@ -442,16 +449,43 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     counter, hall = await _ready_to_call(uow, c, busy_checked=False)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
-    config = policy_config(hall)
-    depth = FIRST_TRIES
-    # The first read also tells whether the counter is busy with a ticket (one statement on
-    # PostgreSQL, begun once the counter's lock is held).
     first = await uow.repo.waiting_heads_unless_busy(
-        hall.id, day, counter.profile, depth, counter.id
+        hall.id, day, counter.profile, FIRST_TRIES, counter.id
     )
     if isinstance(first, Busy):
         raise _busy(counter, first)
-    waiting = first
+
+    async def deeper(depth: int) -> list[Candidate]:
+        return await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
+
+    async def claim(ticket_id: int, skip_locked: bool) -> TicketRow | None:
+        return await uow.repo.claim_waiting(ticket_id, skip_locked=skip_locked)
+
+    claimed = await _claim_first(uow, counter, hall, now, first, deeper, claim)
+    if claimed is None:
+        return CallResult(None, NOBODY_WAITING)
+    row, reason = claimed
+    _call(uow, row, counter, c.clerk_id, reason)
+    await uow.commit(answering=row.id)
+    return CallResult(row.id, reason)
+
+
+async def _claim_first(
+    uow: UnitOfWork,
+    counter: Counter,
+    hall: Hall,
+    now: datetime,
+    waiting: list[Candidate],
+    deeper: Callable[[int], Awaitable[list[Candidate]]],
+    claim: Callable[[int, bool], Awaitable[C | None]],
+) -> tuple[C, str] | None:
+    """The ticket a call takes, claimed (``claim(ticket_id, skip_locked)``), and the
+    policy's reason; None when nobody is left to claim. ``waiting``: the heads read first
+    (``FIRST_TRIES`` of each group, once the counter's lock is held); ``deeper(depth)``
+    reads them deeper. Both of call-next's paths (the session's, the driver's) choose so."""
+    day = business_day(now, hall.tz)
+    config = policy_config(hall)
+    depth = FIRST_TRIES
     while True:
         # The first ``depth`` of each group rank the first ``depth`` of the whole queue
         # exactly (repository.waiting_heads): a shallow read and ranking first, a deeper
@@ -465,26 +499,22 @@ async def call_next(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
         for skip_locked in (True, False) if last else (True,):
             for choice in ranked:
                 # A deeper read tries the first ones again: one let go meanwhile keeps its turn.
-                row = await uow.repo.claim_waiting(
-                    choice.candidate.ticket_id, skip_locked=skip_locked
-                )
-                if row is None:
-                    continue
-                _call(uow, row, counter, c.clerk_id, choice.reason)
-                await uow.commit(answering=row.id)
-                return CallResult(row.id, choice.reason)
+                claimed = await claim(choice.candidate.ticket_id, skip_locked)
+                if claimed is not None:
+                    return claimed, choice.reason
         if last:
-            return CallResult(None, "nobody is waiting for this counter's matters")
+            return None
         depth = CLAIM_TRIES
-        waiting = await uow.repo.waiting_heads(hall.id, day, counter.profile, depth)
+        waiting = await deeper(depth)
 
 
 async def _call_next_driven(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     """``call_next`` on PostgreSQL: the same statements and the same choice, in one
     transaction on the driver's own connection (``db.driven``), with no ORM session or
     SQLAlchemy execution around its statements: the counter locked with its hall, the
-    heads unless the counter is busy, the claim, the change with its events; the answer
-    from what the claim read (``views.settled_ticket_view``)."""
+    heads unless the counter is busy (one statement, begun once the counter's lock is
+    held), the claim, the change with its events; the answer from what the claim read
+    (``views.settled_ticket_view``)."""
     db = await uow.begin_on_driver()
     found = await driven.counter_to_call_at(db, c.counter_id)
     if found is None:
@@ -496,38 +526,33 @@ async def _call_next_driven(uow: UnitOfWork, c: cmd.CallNext) -> CallResult:
     hall = hall_from_row(hall_fields)
     now = uow.clock.now()
     day = business_day(now, hall.tz)
-    config = policy_config(hall)
     matters = list(counter.profile)
-    depth = FIRST_TRIES
-    first = await driven.waiting_heads_unless_busy(db, hall.id, day, matters, depth, counter.id)
+    first = await driven.waiting_heads_unless_busy(
+        db, hall.id, day, matters, FIRST_TRIES, counter.id
+    )
     if isinstance(first, Busy):
         raise _busy(counter, first)
-    waiting = first
-    while True:  # as in ``call_next``
-        floor = await lookahead_floor(uow, hall.id, day, now, waiting)
-        ranked = rank(counter.profile, waiting, now, config, hall.tz, floor, counter.id, depth)
-        last = depth == CLAIM_TRIES or len(waiting) < depth
-        for skip_locked in (True, False) if last else (True,):
-            for choice in ranked:
-                claimed = await driven.claim_waiting(
-                    db, choice.candidate.ticket_id, skip_locked=skip_locked
-                )
-                if claimed is None:
-                    continue
-                row = claimed.row
-                ticket = ticket_from_row(row)
-                called_at = uow.clock.now()
-                ticket.call(counter.id, c.clerk_id, called_at, choice.reason)
-                changed = ticket_change(row, ticket)
-                await driven.record_with_ticket(db, row, changed, ticket.events, called_at)
-                uow.view_parts[row.id] = claimed
-                uow.note_written(ticket.events)
-                await uow.commit(answering=row.id)
-                return CallResult(row.id, choice.reason)
-        if last:
-            return CallResult(None, "nobody is waiting for this counter's matters")
-        depth = CLAIM_TRIES
-        waiting = await driven.waiting_heads(db, hall.id, day, matters, depth)
+
+    async def deeper(depth: int) -> list[Candidate]:
+        return await driven.waiting_heads(db, hall.id, day, matters, depth)
+
+    async def claim(ticket_id: int, skip_locked: bool) -> ViewParts | None:
+        return await driven.claim_waiting(db, ticket_id, skip_locked=skip_locked)
+
+    claimed = await _claim_first(uow, counter, hall, now, first, deeper, claim)
+    if claimed is None:
+        return CallResult(None, NOBODY_WAITING)
+    parts, reason = claimed
+    row = parts.row
+    ticket = ticket_from_row(row)
+    called_at = uow.clock.now()
+    ticket.call(counter.id, c.clerk_id, called_at, reason)
+    changed = ticket_change(row, ticket)
+    await driven.record_with_ticket(db, row, changed, ticket.events, called_at)
+    uow.view_parts[row.id] = parts
+    uow.note_written(ticket.events)
+    await uow.commit(answering=row.id)
+    return CallResult(row.id, reason)
 
 
 def _call(uow: UnitOfWork, row: TicketRow, counter: Counter, clerk_id: int, reason: str) -> None:
