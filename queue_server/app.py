@@ -56,6 +56,7 @@ from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
 from queue_server.logs import litestar_formatters
 from queue_server.ops import Metrics
+from queue_server.realtime.boards import serve_boards_beside_the_stack
 from queue_server.realtime.feeds import FEEDS
 from queue_server.realtime.plugin import Realtime
 from queue_server.scheduler import SchedulerPlugin
@@ -228,4 +229,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
     app.state.booking_gate = BookingGate(settings.booking_concurrency)
     app.state.clock = clock
     app.state.simulations = SimulationLauncher(environment_for(settings), clock)
+    serve_boards_beside_the_stack(app)
     return app

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from litestar import WebSocket
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from queue_server.api.auth import ACCESS_KEYS, PRINCIPAL_KEY, authorize
@@ -31,13 +32,27 @@ RECHECK_SECONDS = 60.0
 """How often an open socket checks its access again without news of a change."""
 CLOSED_SIGNED_OUT = 4401
 CLOSED_NOT_ALLOWED = 4403
+CLOSE_REASONS = {
+    CLOSED_SIGNED_OUT: "signed out or access revoked",
+    CLOSED_NOT_ALLOWED: "no longer allowed here",
+}
+
+
+class Wakeable(Protocol):
+    """What a socket registers to be told of a change: an ``asyncio.Event``, or a board's
+    listener (which wakes its one task instead of keeping an event and a task of its own)."""
+
+    def set(self) -> None: ...
+
+
+W = TypeVar("W", bound=Wakeable)
 
 
 class AccessWatch:
     """The open sockets of this process by the keys their access was read from."""
 
     def __init__(self) -> None:
-        self._sockets: dict[str, set[asyncio.Event]] = {}
+        self._sockets: dict[str, set[Wakeable]] = {}
 
     def forget(self, keys: frozenset[str]) -> None:
         """Wake the sockets whose access was read from any of ``keys``."""
@@ -48,14 +63,13 @@ class AccessWatch:
         for changed in woken:
             changed.set()
 
-    def register(self, keys: frozenset[str], changed: asyncio.Event | None = None) -> asyncio.Event:
-        """Wake ``changed`` (a new event if None) when one of ``keys`` changes."""
-        changed = changed or asyncio.Event()
+    def register(self, keys: frozenset[str], changed: W) -> W:
+        """Wake ``changed`` when one of ``keys`` changes."""
         for key in keys:
             self._sockets.setdefault(key, set()).add(changed)
         return changed
 
-    def unregister(self, keys: frozenset[str], changed: asyncio.Event) -> None:
+    def unregister(self, keys: frozenset[str], changed: Wakeable) -> None:
         for key in keys:
             events = self._sockets.get(key)
             if events is not None:
@@ -67,13 +81,13 @@ class AccessWatch:
         return len({e for events in self._sockets.values() for e in events})
 
 
-async def _allowed(socket: WebSocket[Any, Any, Any]) -> int | None:
+async def _allowed(connection: ASGIConnection[Any, Any, Any, Any]) -> int | None:
     """None while the socket's caller may still use it; else the close code."""
-    state = socket.scope.setdefault("state", {})
+    state = connection.scope.setdefault("state", {})
     state.pop(PRINCIPAL_KEY, None)
     state.pop(ACCESS_KEYS, None)
     try:
-        await authorize(socket, socket.scope["route_handler"])
+        await authorize(connection, connection.scope["route_handler"])
     except NotAuthorizedException:
         return CLOSED_SIGNED_OUT
     except PermissionDeniedException:
@@ -81,6 +95,23 @@ async def _allowed(socket: WebSocket[Any, Any, Any]) -> int | None:
     except Exception as exc:  # the database away a moment: not a reason to drop a board
         log.warning("could not check a feed's access again (%r); it stays open", exc)
     return None
+
+
+async def checked_again(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    watch: AccessWatch,
+    keys: frozenset[str],
+    changed: Wakeable,
+) -> tuple[int | None, frozenset[str]]:
+    """Check an open socket's access as a new request would: the close code if it has
+    ended (else None), and the keys it now rests on, ``changed`` registered under them."""
+    code = await _allowed(connection)
+    fresh: frozenset[str] | None = connection.scope["state"].get(ACCESS_KEYS)
+    if code is None and fresh and fresh != keys:
+        watch.unregister(keys, changed)
+        keys = fresh
+        watch.register(keys, changed)
+    return code, keys
 
 
 async def hold_access(socket: WebSocket[Any, Any, Any]) -> None:
@@ -91,25 +122,17 @@ async def hold_access(socket: WebSocket[Any, Any, Any]) -> None:
     if not keys or watch is None:
         await asyncio.Event().wait()
         return
-    changed = watch.register(keys)
+    changed = watch.register(keys, asyncio.Event())
     try:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RECHECK_SECONDS):
                     await changed.wait()
             changed.clear()
-            code = await _allowed(socket)
+            code, keys = await checked_again(socket, watch, keys, changed)
             if code is not None:
-                reason = {CLOSED_SIGNED_OUT: "signed out or access revoked"}.get(
-                    code, "no longer allowed here"
-                )
                 with contextlib.suppress(Exception):
-                    await socket.close(code=code, reason=reason)
+                    await socket.close(code=code, reason=CLOSE_REASONS[code])
                 return
-            fresh: frozenset[str] | None = socket.scope["state"].get(ACCESS_KEYS)
-            if fresh and fresh != keys:
-                watch.unregister(keys, changed)
-                keys = fresh
-                watch.register(keys, changed)
     finally:
         watch.unregister(keys, changed)

@@ -32,11 +32,10 @@ from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
 from .access import hold_access
-from .hub import HallHub, Hubs, Mailbox
+from .boards import serve_board
+from .hub import PING_SECONDS, HallHub, Hubs, ping_message
 
 log = logging.getLogger("onedoor.realtime")
-PING_SECONDS = 15.0
-MAILBOX = 64
 COALESCE_SECONDS = 0.05
 ESTIMATE_REFRESH_SECONDS = 60.0
 QUEUE_MOVES = frozenset(
@@ -49,23 +48,6 @@ QUEUE_MOVES = frozenset(
 BOARD_ROLES = ("board", "admin", "manager", "clerk")
 Since = Annotated[int | None, QueryParameter(ge=0, description="last sequence number seen")]
 T = TypeVar("T")
-
-
-def ping(seq: int) -> bytes:
-    return msgspec.json.encode({"type": "ping", "seq": seq})
-
-
-class BoardListener:
-    """Queues the hub's ready-made messages for one board."""
-
-    def __init__(self) -> None:
-        self.mailbox = Mailbox(MAILBOX)
-
-    def snapshot(self, board: BoardView, message: bytes) -> None:
-        self.mailbox.replace(message)
-
-    def event(self, seq: int, name: str, data: Mapping[str, Any], message: bytes) -> None:
-        self.mailbox.put(message)
 
 
 class ChangeListener:
@@ -131,26 +113,6 @@ async def _run(socket: WebSocket[Any, Any, Any], sender: Awaitable[None]) -> Non
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _send_board(
-    socket: WebSocket[Any, Any, Any], hub: HallHub, listener: BoardListener
-) -> None:
-    box = listener.mailbox
-    while True:
-        try:
-            # asyncio.timeout, unlike wait_for, makes no task per message: thousands of
-            # boards each wake for every call.
-            async with asyncio.timeout(PING_SECONDS):
-                await box.wait()
-        except TimeoutError:
-            await socket.send_data(ping(hub.seq))
-            continue
-        if box.overflowed and hub.board is not None:
-            # This screen fell behind: a snapshot replaces what it missed.
-            box.replace(hub.snapshot_now())
-        for message in box.take():
-            await socket.send_data(message)
-
-
 async def _send_changes(
     socket: WebSocket[Any, Any, Any],
     hub: HallHub,
@@ -166,7 +128,7 @@ async def _send_changes(
                 await listener.stale.wait()
         except TimeoutError:
             if refresh_seconds is None or time.monotonic() - sent < refresh_seconds:
-                await socket.send_data(ping(hub.seq))
+                await socket.send_data(ping_message(hub.seq))
                 continue
             # Nothing happened, but time passed: a wait told a while ago is stale.
             listener.stale.set()
@@ -207,15 +169,15 @@ async def board_feed(
     hubs: NamedDependency[Hubs],
     since: Since = None,
 ) -> None:
-    """The hall's board: a snapshot (or the events after ``since``), then every event."""
+    """The hall's board: a snapshot (or the events after ``since``), then every event.
+
+    Board devices are served before they reach this route (``boards.py``); this serves
+    the rest, staff signed in with a cookie, through the same loop."""
     await socket.accept()
     hub = await hubs.acquire(hall_id)
-    listener = BoardListener()
-    hub.attach(listener, since)
     try:
-        await _run(socket, _send_board(socket, hub, listener))
+        await serve_board(socket, socket.receive, socket.send, hub, since)
     finally:
-        hub.detach(listener)
         await hubs.release(hall_id)
 
 
@@ -336,7 +298,7 @@ async def printer_feed(
                 async with asyncio.timeout(PING_SECONDS):
                     await listener.stale.wait()
             except TimeoutError:
-                await socket.send_data(ping(hub.seq))
+                await socket.send_data(ping_message(hub.seq))
                 # Jobs sent into a connection that died unnoticed go out again.
             listener.stale.clear()
             jobs = await _read_through(bus.run(printing.jobs_to_send, printer_id, resend=resend))
@@ -428,7 +390,7 @@ async def _send_kiosk_prints(
             async with asyncio.timeout(PING_SECONDS):
                 await listener.ready.wait()
         except TimeoutError:
-            await socket.send_data(ping(hub.seq))
+            await socket.send_data(ping_message(hub.seq))
             continue
         listener.ready.clear()
         if listener.resync:

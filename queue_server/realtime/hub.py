@@ -80,8 +80,14 @@ class Mailbox:
         taken, self.messages = self.messages, []
         return taken
 
+    def wake(self) -> None:
+        """End the current wait with nothing new: its feed has something else to see to."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def wait(self) -> None:
-        """Return once a message is there to take."""
+        """Return once a message is there to take, or ``wake`` was called."""
         if self.messages:
             return
         self._waiter = asyncio.get_running_loop().create_future()
@@ -89,6 +95,14 @@ class Mailbox:
             await self._waiter
         finally:
             self._waiter = None
+
+
+PING_SECONDS = 15.0
+"""A feed with nothing to say for this long sends a ping (so screens know it is alive)."""
+
+
+def ping_message(seq: int) -> bytes:
+    return msgspec.json.encode({"type": "ping", "seq": seq})
 
 
 def snapshot_message(board: BoardView) -> bytes:
