@@ -11,7 +11,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,13 @@ from queue_server.app import create_app
 from queue_server.realtime import boards
 from queue_server.serving import uvicorn_options
 from queue_server.settings import load_settings
-from tests.e2e.test_live_feeds import issue
+from tests.e2e.test_live_feeds import issue, sqlite_hall
 from tests.e2e.test_sessions import closed_with, cookie_only, sign_in
 from tests.servers import Server, free_port, load_demo_without_printer, server_env
 
 pytestmark = pytest.mark.slow
+__all__ = ["sqlite_hall"]
 FEEDS_OPEN = re.compile(r"^onedoor_websocket_clients (\S+)$", re.MULTILINE)
-
-
-@pytest.fixture
-def hall(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    """The demo hall on SQLite, served by one process."""
-    env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
-    creds = load_demo_without_printer(env)
-    server = Server(env).start()
-    yield server, creds
-    output = server.stop()
-    assert "Traceback" not in output, output
 
 
 async def next_message(socket: ClientConnection, kind: str) -> dict[str, Any]:
@@ -74,9 +64,9 @@ async def refused(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 async def test_a_screen_and_a_manager_see_the_same_board_and_are_counted_alike(
-    hall: tuple[Server, dict[str, str]],
+    sqlite_hall: tuple[Server, dict[str, str]],
 ) -> None:
-    server, creds = hall
+    server, creds = sqlite_hall
     manager, _ = sign_in(server.base, "manager", creds["manager"])
     url = f"{server.ws}/ws/halls/1/board"
     assert await feeds_open(server.base) == 0
@@ -108,9 +98,9 @@ async def test_a_screen_and_a_manager_see_the_same_board_and_are_counted_alike(
 
 
 async def test_what_a_screen_may_not_open_is_refused_as_the_route_refuses_it(
-    hall: tuple[Server, dict[str, str]],
+    sqlite_hall: tuple[Server, dict[str, str]],
 ) -> None:
-    server, creds = hall
+    server, creds = sqlite_hall
     board = f"{server.ws}/ws/halls/1/board"
     assert await refused(f"{board}?token=forged") == 403
     assert await refused(f"{server.ws}/ws/halls/2/board?token={creds['board']}") == 403
