@@ -52,6 +52,9 @@ PRINCIPAL_KEY = "onedoor_principal"
 ACCESS_KEYS = "onedoor_access_keys"
 """The principal cache keys the caller's access was read from (its session and user, or its
 device): an open websocket is checked again when one of them changes."""
+REFUSED_BEFORE_ROUTING = "onedoor_refused_before_routing"
+"""Where ``authorize``'s refusal of a board device's socket, met before the router
+(``realtime/boards.py``), waits for the board route to give it as its own answer."""
 PRINCIPALS_STATE = "principals"
 """Where the app keeps its PrincipalCache (``app.state``); absent: every request reads."""
 
@@ -202,6 +205,9 @@ def authorization(app: ASGIApp) -> ASGIApp:
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         handler = scope.get("route_handler")
         if handler is not None and scope["type"] in (ScopeType.HTTP, ScopeType.WEBSOCKET):
+            refused = scope.get("state", {}).pop(REFUSED_BEFORE_ROUTING, None)
+            if refused is not None:
+                raise refused
             await authorize(ASGIConnection(scope, receive=receive, send=send), handler)
         await app(scope, receive, send)
 

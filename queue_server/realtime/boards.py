@@ -35,7 +35,6 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import WebsocketRouteHandler
-from litestar.routes import WebSocketRoute
 from litestar.types import (
     ASGIApp,
     Receive,
@@ -47,7 +46,7 @@ from litestar.types import (
 )
 
 from display.board import BoardView
-from queue_server.api.auth import ACCESS_KEYS, authorize, bearer_token
+from queue_server.api.auth import ACCESS_KEYS, REFUSED_BEFORE_ROUTING, authorize, bearer_token
 from queue_server.service import audit
 
 from .access import CLOSE_REASONS, RECHECK_SECONDS, AccessWatch, checked_again
@@ -55,9 +54,11 @@ from .hub import PING_SECONDS, HallHub, Hubs, Mailbox, ping_message
 
 log = logging.getLogger("onedoor.realtime")
 MAILBOX = 64
-BOARD_ROUTE = "/ws/halls/{hall_id:int}/board"
-BOARD_PATH = re.compile(r"/ws/halls/([0-9]{1,18})/board")
+BOARD_ROUTE_NAME = "board-feed"
+HALL_PARAMETER = "{hall_id:int}"
 SINCE = re.compile(r"[0-9]{1,18}")
+PLAIN_HOST = re.compile(rb"[0-9A-Za-z.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+"""A host name or address and a port: any other ``Host`` is for the router to judge."""
 
 
 class BoardListener:
@@ -107,35 +108,41 @@ async def serve_board(
     since: int | None,
 ) -> None:
     """Send the hall's board to one accepted socket — a snapshot (or the events after
-    ``since``), then every event, a ping when nothing happened for ``PING_SECONDS`` — until
+    ``since``), then every event, a ping when nothing was sent for ``PING_SECONDS`` — until
     its screen goes or its access ends (closed with 4401 or 4403, as ``hold_access`` does).
 
     One task reads what the screen sends; this loop does the rest: it wakes for a message,
-    for the reader finishing, or for the access watch, and checks the access again when
-    told to and at least every ``RECHECK_SECONDS`` (busy or quiet: processes sharing
-    PostgreSQL without Redis hear of no change and rely on that)."""
+    for the reader finishing, for the access watch, or when a ping or a check is due, and
+    checks the access again when told to and every ``RECHECK_SECONDS`` (busy or quiet:
+    processes sharing PostgreSQL without Redis hear of no change and rely on that)."""
     listener = BoardListener()
     box = listener.mailbox
-    watch: AccessWatch | None = getattr(connection.app.state, "access_watch", None)
     keys: frozenset[str] | None = connection.scope["state"].get(ACCESS_KEYS)
+    watch: AccessWatch | None = getattr(connection.app.state, "access_watch", None)
+    if not keys:
+        watch = None  # a public feed: nothing to watch
     reader = asyncio.ensure_future(_read_until_closed(receive))
-    reader.add_done_callback(listener.reader_done)
-    hub.attach(listener, since)
-    if watch is not None and keys:
-        watch.register(keys, listener)
-    recheck_at = time.monotonic() + RECHECK_SECONDS
     try:
+        reader.add_done_callback(listener.reader_done)
+        hub.attach(listener, since)
+        if watch is not None and keys:
+            watch.register(keys, listener)
+        now = time.monotonic()
+        ping_at, recheck_at = now + PING_SECONDS, now + RECHECK_SECONDS
         while not reader.done():
-            try:
-                # asyncio.timeout, unlike wait_for, makes no task per message: thousands of
+            # The watch's news may have come while this loop was sending: it is not lost.
+            told = listener.recheck and watch is not None
+            due = (min(ping_at, recheck_at) if watch is not None else ping_at) - time.monotonic()
+            if not told and due > 0:
+                # asyncio.timeout, unlike wait_for, makes no task per wait: thousands of
                 # boards each wake for every call.
-                async with asyncio.timeout(PING_SECONDS):
-                    await box.wait()
-            except TimeoutError:
-                await _send_text(send, ping_message(hub.seq))
-            if watch is not None and keys and (listener.recheck or time.monotonic() >= recheck_at):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due):
+                        await box.wait()
+            now = time.monotonic()
+            if watch is not None and keys and (listener.recheck or now >= recheck_at):
                 listener.recheck = False
-                recheck_at = time.monotonic() + RECHECK_SECONDS
+                recheck_at = now + RECHECK_SECONDS
                 code, keys = await checked_again(connection, watch, keys, listener)
                 if code is not None:
                     close: WebSocketCloseEvent = {
@@ -146,7 +153,12 @@ async def serve_board(
             if box.overflowed and hub.board is not None:
                 # This screen fell behind: a snapshot replaces what it missed.
                 box.replace(hub.snapshot_now())
-            for message in box.take():
+            messages = box.take()
+            if not messages and now >= ping_at:
+                messages = [ping_message(hub.seq)]
+            if messages:
+                ping_at = now + PING_SECONDS
+            for message in messages:
                 await _send_text(send, message)
     except (OSError, WebSocketDisconnect):
         pass  # the screen went while a message was on its way
@@ -160,12 +172,16 @@ async def serve_board(
         await asyncio.gather(reader, return_exceptions=True)
 
 
-def _device_board(scope: Scope) -> tuple[int, int | None] | None:
+def _device_board(scope: Scope, path: re.Pattern[str]) -> tuple[int, int | None] | None:
     """The hall and ``since`` of a board socket opened by a device as hall screens open
-    them (a token, no cookie, a plain ``since`` if any); None for anything else."""
-    found = BOARD_PATH.fullmatch(scope["path"])
-    if found is None or any(name == b"cookie" for name, _ in scope["headers"]):
+    them (at ``path``, a token, no cookie, a plain host and ``since`` if any, no root
+    path); None for anything else."""
+    found = path.fullmatch(scope["path"])
+    if found is None or scope.get("root_path"):
         return None
+    for name, value in scope["headers"]:
+        if name == b"cookie" or (name == b"host" and PLAIN_HOST.fullmatch(value) is None):
+            return None
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     since = [value for name, value in query if name == "since"]
     if len(since) > 1 or (since and SINCE.fullmatch(since[0]) is None):
@@ -175,57 +191,71 @@ def _device_board(scope: Scope) -> tuple[int, int | None] | None:
     return int(found[1]), int(since[0]) if since else None
 
 
-async def _serve_device_board(
-    app: Litestar, handler: WebsocketRouteHandler, scope: Scope, receive: Receive, send: Send
-) -> bool:
-    """Serve a device's board socket beside the stack; False (having sent nothing) where
-    the board route should answer instead."""
-    opened = _device_board(scope)
-    if opened is None:
-        return False
-    hall_id, since = opened
-    scope["path_params"] = {"hall_id": hall_id}  # type: ignore[dict-item]  # parsed, as the router's
-    scope["route_handler"] = handler
-    connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive, send)
-    named = audit.begin_request()
-    try:
-        try:
-            await authorize(connection, handler)
-        except Exception:  # refused, or could not tell: the route answers as it always has
+class _BesideTheStack:
+    """The ASGI handler ``serve_boards_beside_the_stack`` puts in front of Litestar's."""
+
+    def __init__(self, app: Litestar, stack: ASGIApp) -> None:
+        index = app.get_handler_index_by_name(BOARD_ROUTE_NAME)
+        if index is None or not isinstance(index["handler"], WebsocketRouteHandler):
+            raise RuntimeError(f"no websocket route named {BOARD_ROUTE_NAME!r} to serve boards")
+        route = index["paths"][0]
+        if route.count(HALL_PARAMETER) != 1:
+            raise RuntimeError(f"the board route {route!r} names its hall other than as expected")
+        self.app, self.stack, self.handler = app, stack, index["handler"]
+        before, after = route.split(HALL_PARAMETER)
+        self.path = re.compile(f"{re.escape(before)}([0-9]{{1,18}}){re.escape(after)}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.WEBSOCKET and await self._served(scope, receive, send):
+            return
+        await self.stack(scope, receive, send)
+
+    async def _served(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve a device's board socket; False (having sent nothing) where the board route
+        should answer instead."""
+        opened = _device_board(scope, self.path)
+        if opened is None:
             return False
-        hubs: Hubs = app.state.hubs
+        hall_id, since = opened
+        scope["path_params"] = {"hall_id": hall_id}  # type: ignore[dict-item]  # parsed, as the router's
+        scope["route_handler"] = self.handler
+        connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive, send)
+        named = audit.begin_request()
         try:
-            hub = await hubs.acquire(hall_id)
-        except Exception:
-            return False
-        app.state.metrics.feeds.inc()
-        try:
-            if (await receive())["type"] == "websocket.connect":
-                accept: WebSocketAcceptEvent = {
-                    "type": "websocket.accept", "subprotocol": None, "headers": []
-                }  # fmt: skip
-                await send(accept)
-                await serve_board(connection, receive, send, hub, since)
+            try:
+                await authorize(connection, self.handler)
+            except Exception as refused:
+                # The route refuses it as it always has, with this very answer: a forged
+                # token reconnecting over and over is looked up once an attempt.
+                scope["state"][REFUSED_BEFORE_ROUTING] = refused
+                return False
+            hubs: Hubs = self.app.state.hubs
+            try:
+                hub = await hubs.acquire(hall_id)
+            except Exception:
+                return False  # the route tries again, and says what went wrong its way
+            feeds = self.app.state.metrics.feeds
+            feeds.inc()
+            try:
+                if (await receive())["type"] == "websocket.connect":
+                    accept: WebSocketAcceptEvent = {
+                        "type": "websocket.accept", "subprotocol": None, "headers": []
+                    }  # fmt: skip
+                    await send(accept)
+                    await serve_board(connection, receive, send, hub, since)
+            finally:
+                feeds.dec()
+                await hubs.release(hall_id)
+            return True
         finally:
-            app.state.metrics.feeds.dec()
-            await hubs.release(hall_id)
-        return True
-    finally:
-        audit.end_request(named)
+            audit.end_request(named)
 
 
 def serve_boards_beside_the_stack(app: Litestar) -> None:
     """Have ``app`` serve device board sockets itself, ahead of its router and middleware
-    (see the module's docstring); every other request and socket goes through as before."""
-    handler = next(route.route_handler for route in app.routes
-                   if isinstance(route, WebSocketRoute) and route.path == BOARD_ROUTE)  # fmt: skip
-    stack: ASGIApp = app.asgi_handler
+    (see the module's docstring); every other request and socket goes through as before.
 
-    async def boards_first(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.WEBSOCKET and await _serve_device_board(
-            app, handler, scope, receive, send
-        ):
-            return
-        await stack(scope, receive, send)
-
-    app.asgi_handler = boards_first
+    It takes the place of ``app.asgi_handler``, what Litestar's ``__call__`` hands every
+    request and socket to once it has put itself in the scope; Litestar builds it once,
+    when the app is made. The board route is found by its name, its path read from it."""
+    app.asgi_handler = _BesideTheStack(app, app.asgi_handler)

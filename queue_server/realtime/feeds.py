@@ -32,7 +32,7 @@ from queue_server.service.unit_of_work import UnitOfWork
 from queue_server.settings import Settings
 
 from .access import hold_access
-from .boards import serve_board
+from .boards import BOARD_ROUTE_NAME, serve_board
 from .hub import PING_SECONDS, HallHub, Hubs, ping_message
 
 log = logging.getLogger("onedoor.realtime")
@@ -162,7 +162,7 @@ async def _follow_changes(
         await hubs.release(hall_id)
 
 
-@websocket("/ws/halls/{hall_id:int}/board", opt=roles(*BOARD_ROLES))
+@websocket("/ws/halls/{hall_id:int}/board", opt=roles(*BOARD_ROLES), name=BOARD_ROUTE_NAME)
 async def board_feed(
     socket: WebSocket[Any, Any, Any],
     hall_id: FromPath[int],

@@ -7,8 +7,10 @@ client, no mocks."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from litestar import Litestar
 from websockets.asyncio.client import ClientConnection
 
 from queue_server.app import create_app
@@ -61,6 +64,19 @@ async def refused(url: str, headers: dict[str, str] | None = None) -> int:
     with pytest.raises(websockets.exceptions.InvalidStatus) as refusal:
         await websockets.connect(url, proxy=None, additional_headers=headers or {})
     return int(refusal.value.response.status_code)
+
+
+async def handshake_status(port: int, path: str, host: str) -> int:
+    """The status a websocket handshake with this ``Host`` header is answered with (sent
+    by hand: client libraries will not send a malformed one)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())  # fmt: skip
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    return int(status.split()[1])
 
 
 async def test_a_screen_and_a_manager_see_the_same_board_and_are_counted_alike(
@@ -111,6 +127,10 @@ async def test_what_a_screen_may_not_open_is_refused_as_the_route_refuses_it(
     for since in ("-1", "soon"):
         # Not a sequence number: the route's own validation refuses it.
         assert await refused(f"{board}?token={creds['board']}&since={since}") == 403
+    # A Host no browser would send: the router refuses it, whatever the token.
+    path = f"/ws/halls/1/board?token={creds['board']}"
+    assert await handshake_status(server.port, path, f"127.0.0.1:{server.port}") == 101
+    assert await handshake_status(server.port, path, "evil<host>") == 403
     await until_feeds_open(server.base, 0)
 
 
@@ -125,9 +145,11 @@ async def signed_in(base: str, username: str, password: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def served_here(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+async def served_here(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[str, Litestar]]:
     """The app configured by ``env``, served by uvicorn in this process (as ``onedoor
-    serve`` serves it): its base URL."""
+    serve`` serves it): its address, and the app."""
     import os
 
     for name in os.environ:
@@ -137,7 +159,8 @@ async def served_here(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> A
         if name.startswith("ONEDOOR_"):
             monkeypatch.setenv(name, value)
     port = free_port()
-    config = uvicorn.Config(create_app(load_settings()), host="127.0.0.1", port=port,
+    app = create_app(load_settings())
+    config = uvicorn.Config(app, host="127.0.0.1", port=port,
                             **uvicorn_options("warning"))  # fmt: skip
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
@@ -146,7 +169,7 @@ async def served_here(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> A
             while not server.started:
                 assert not serving.done(), "the server stopped while starting"
                 await asyncio.sleep(0.02)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 20)
@@ -163,7 +186,7 @@ async def test_without_news_of_changes_a_busy_board_still_checks_its_access(
     env.pop("ONEDOOR_REDIS_URL", None)
     creds = load_demo_without_printer(env)
     monkeypatch.setattr(boards, "RECHECK_SECONDS", 0.5)
-    async with served_here(env, monkeypatch) as address:
+    async with served_here(env, monkeypatch) as (address, _):
         base, ws = f"http://{address}", f"ws://{address}"
         # (The server runs in this event loop: every client here is asynchronous.)
         manager = await signed_in(base, "manager", creds["manager"])
@@ -198,3 +221,46 @@ async def test_without_news_of_changes_a_busy_board_still_checks_its_access(
                 busy.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await busy
+
+
+async def test_a_screen_is_served_beside_the_stack_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keeps a board socket small: a screen's socket never enters Litestar's router
+    and middleware (a manager's, with a cookie, does). However each ends — closed, cut off,
+    its access ended — the process lets go of everything it held for it."""
+    env = server_env(tmp_path / "var", f"sqlite+aiosqlite:///{tmp_path / 'hall.sqlite3'}")
+    creds = load_demo_without_printer(env)
+    beside: list[int] = []  # the halls of the sockets served beside the stack
+    serve = boards.serve_board
+
+    async def watched(connection: Any, receive: Any, send: Any, hub: Any, since: Any) -> None:
+        beside.append(hub.hall_id)
+        await serve(connection, receive, send, hub, since)
+
+    # The route calls the loop by its own name (feeds.serve_board): only sockets met
+    # beside the stack come through this one.
+    monkeypatch.setattr(boards, "serve_board", watched)
+    async with served_here(env, monkeypatch) as (address, app):
+        base, ws = f"http://{address}", f"ws://{address}"
+        manager = await signed_in(base, "manager", creds["manager"])
+        url = f"{ws}/ws/halls/1/board"
+        header = {"Authorization": f"Bearer {creds['board']}"}
+        closing = await websockets.connect(f"{url}?token={creds['board']}", proxy=None)
+        cut = await websockets.connect(url, proxy=None, additional_headers=header)
+        desk = await websockets.connect(url, proxy=None, additional_headers=cookie_only(manager))
+        for socket in (closing, cut, desk):
+            await next_message(socket, "snapshot")
+        assert beside == [1, 1]  # both screens beside the stack; the desk through the route
+        assert await feeds_open(base) == 3
+        assert len(app.state.access_watch) == 3 and len(app.state.hubs) == 1
+
+        await closing.close()
+        cut.transport.abort()  # gone without a word, as a screen losing power
+        async with httpx.AsyncClient(base_url=base, headers=manager) as http:
+            ended = await http.post("/api/auth/logout-everywhere")
+            assert ended.status_code == 200, ended.text
+        assert await closed_with(desk) == 4401
+        await until_feeds_open(base, 0)
+        assert len(app.state.access_watch) == 0
+        assert len(app.state.hubs) == 0
