@@ -13,8 +13,9 @@ way it came in:
   ``authorize`` with the board route's own handler, fed by the same hub, told the same
   messages and closed with the same codes, with none of the stack held while it is open.
   Whatever it would not serve exactly as the route would — no token, a refusal, a ``since``
-  that is not a plain number, a hub that could not start — goes on to the route, which
-  answers as it always has.
+  that is not a plain number, a ``Host`` that is not a plain host and port, a root path, a
+  hub that could not start — goes on to the route, which answers as it always has (a
+  refusal with the very answer ``authorize`` gave here).
 - Anyone else (staff signed in with a cookie, watching a board from a desk) comes through
   the route (``feeds.board_feed``), which hands its accepted socket to the same loop.
 """
