@@ -60,6 +60,7 @@ from queue_server.realtime.boards import serve_boards_beside_the_stack
 from queue_server.realtime.feeds import FEEDS
 from queue_server.realtime.plugin import Realtime
 from queue_server.scheduler import SchedulerPlugin
+from queue_server.service import estimates
 from queue_server.service import sessions as sessions_service
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
             yield
         finally:
             await app.state.simulations.close()
+            await estimates.stop()
             await engine.dispose()
 
     sessions = StaffCookieConfig(

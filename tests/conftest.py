@@ -28,6 +28,7 @@ from queue_server.app import create_app
 from queue_server.clock import FixedClock
 from queue_server.db.engine import create_engine, session_factory
 from queue_server.db.migrate import upgrade
+from queue_server.service import estimates
 from queue_server.service.bus import Bus
 from queue_server.settings import Settings
 
@@ -178,6 +179,7 @@ async def bus(settings: Settings, clock: FixedClock) -> AsyncIterator[Bus]:
     try:
         yield Bus(session_factory(engine), clock)
     finally:
+        await estimates.stop()  # a projection refreshed beside the test's answers
         await engine.dispose()
 
 

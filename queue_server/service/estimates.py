@@ -9,6 +9,13 @@ the hall's log since, while the log holds only walk-ins (and events the estimate
 read), for up to half a minute after everyone waiting was read: a walk-in is added to the
 projection, and past those few seconds it is played again from now, with the rest of the
 floor read again.
+
+Playing a hall's projection again, or reading its floor whole again, takes a busy hall a
+tenth of a second or more of CPU. While it is due but not overdue it is done beside the
+answers (``_refresh_beside``): the play in a thread, so that the event loop goes on serving
+(the play holds the interpreter only in short turns), and the answers meanwhile told from
+the projection as it was, extended with the walk-ins since, for at most
+``TOLD_PAST_DUE_AT_MOST`` more seconds.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ READ_AGAIN_SECONDS = 30.0
 """How long the waiting tickets of a floor read whole are kept up from the log (walk-ins
 added; the rest of the floor read again each time it is played again) before everyone
 waiting is read again too."""
+TOLD_PAST_DUE_AT_MOST = 5.0
+"""How long past its ``KEEP_SECONDS`` (or its floor's ``READ_AGAIN_SECONDS``) a projection
+is still told from while it is played again (or read again) beside the answers; past this
+an asker does it itself, and waits for it, as when nothing is done beside."""
 KEEP_HALLS = 1024
 EXTEND_AT_MOST = 500
 """Past this many events since the last floor read, the floor is read whole again."""
@@ -95,6 +106,8 @@ class _Projection:
 _projections: dict[int, _Projection] = {}
 _making: dict[int, tuple[int, asyncio.Future[_Projection]]] = {}
 """Per hall, the projection being made: the event number its floor includes, and it."""
+_beside: dict[int, asyncio.Task[None]] = {}
+"""Per hall, the projection being played again (or read again) beside the answers."""
 
 
 async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | None:
@@ -153,7 +166,10 @@ def kept_projection(hall_id: int, need: int) -> _Projection | None:
     """The hall's kept projection if it holds its events up to ``need`` and is fresh
     enough to tell from (``told_at`` makes one otherwise)."""
     kept = _projections.get(hall_id)
-    if kept is not None and kept.seq >= need and time.monotonic() - kept.made < KEEP_SECONDS:
+    if kept is None or kept.seq < need:
+        return None
+    age = time.monotonic() - kept.made
+    if age < KEEP_SECONDS or (hall_id in _beside and age < KEEP_SECONDS + TOLD_PAST_DUE_AT_MOST):
         return kept
     return None
 
@@ -187,15 +203,18 @@ async def _make(
         kept = None
         if (
             last is not None
-            and time.monotonic() - last.read < READ_AGAIN_SECONDS
+            and _overdue(last) != "read"
             # A new business day waits for its own tickets only: read it whole.
             and business_day(last.floor.now, tz) == business_day(now, tz)
         ):
             kept = await _extended(uow, hall_id, last)
             if kept is not None and kept.seq < need:
                 kept = None  # the log did not reach the asker's event yet: read it all
-            elif kept is not None and time.monotonic() - kept.made >= KEEP_SECONDS:
-                kept = await _played_again(uow, hall_id, kept, now, tz)
+            elif kept is not None and _due(kept) and not _refresh_beside(uow, hall_id, kept, tz):
+                if _overdue(kept) == "read":
+                    kept = None
+                else:
+                    kept = await _played_again(uow, hall_id, kept, now, tz)
         if kept is None:
             # Everything committed up to this number is in the floor read next. Columns,
             # not the row: a row this session holds already would not be read again.
@@ -222,8 +241,95 @@ async def _make(
         del _projections[gone]
     if len(_projections) >= KEEP_HALLS:
         _projections.clear()
-    _projections[hall_id] = kept
+    current = _projections.get(hall_id)
+    # One played again beside meanwhile starts later than this extension of the one it
+    # was played from: it stays (the next asker extends it with the walk-ins since).
+    if current is None or current.made <= kept.made:
+        _projections[hall_id] = kept
     return kept
+
+
+def _due(kept: _Projection) -> bool:
+    """Whether ``kept`` is past its ``KEEP_SECONDS``, or its floor's ``READ_AGAIN_SECONDS``."""
+    now = time.monotonic()
+    return now - kept.made >= KEEP_SECONDS or now - kept.read >= READ_AGAIN_SECONDS
+
+
+def _overdue(kept: _Projection) -> str | None:
+    """``"read"`` when ``kept``'s floor must be read whole before it is told from again,
+    ``"play"`` when it must be played again first, None when it may still be told from
+    (``TOLD_PAST_DUE_AT_MOST`` past being due, while it is refreshed beside)."""
+    now = time.monotonic()
+    if now - kept.read >= READ_AGAIN_SECONDS + TOLD_PAST_DUE_AT_MOST:
+        return "read"
+    if now - kept.made >= KEEP_SECONDS + TOLD_PAST_DUE_AT_MOST:
+        return "play"
+    return None
+
+
+def _refresh_beside(uow: UnitOfWork, hall_id: int, kept: _Projection, tz: ZoneInfo) -> bool:
+    """Have ``kept`` (due) played again, or its floor read whole again, beside the answers,
+    unless it is overdue (False: the asker does it). True: it may be told from meanwhile."""
+    if _overdue(kept) is not None:
+        return False
+    if hall_id not in _beside:
+        task = asyncio.get_running_loop().create_task(
+            _refreshed(uow.another(), hall_id, kept, tz), name=f"projection of hall {hall_id}"
+        )
+        _beside[hall_id] = task
+        task.add_done_callback(lambda done: _refresh_done(hall_id, done))
+    return True
+
+
+def _refresh_done(hall_id: int, done: asyncio.Task[None]) -> None:
+    if _beside.get(hall_id) is done:
+        del _beside[hall_id]
+    if not done.cancelled() and done.exception() is not None:
+        # The answers go on from the projection kept; the next asker past its time makes
+        # one itself (and fails if the database does).
+        log.warning("hall %s: a projection played beside failed: %r", hall_id, done.exception())
+
+
+async def _refreshed(unit: UnitOfWork, hall_id: int, base: _Projection, tz: ZoneInfo) -> None:
+    """``base`` played again from now (or its floor read whole again, past
+    ``READ_AGAIN_SECONDS`` or on a new business day): read in ``unit``, which is over
+    before the play (on SQLite it holds the write lock), played in a thread. Kept unless
+    the hall's projection was made anew meanwhile (those extended from ``base`` since
+    start when it did: the next asker extends this one with the walk-ins they added)."""
+    async with unit as uow:
+        now = uow.clock.now()
+        whole = time.monotonic() - base.read >= READ_AGAIN_SECONDS or business_day(
+            base.floor.now, tz
+        ) != business_day(now, tz)
+        seq, choose = await _hall_policy(uow, hall_id, tz)
+        waiting = None if whole else base.floor.waiting
+        floor = await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
+    traced = await asyncio.to_thread(project_traced, floor, choose)
+    if whole:
+        made = _Projection(time.monotonic(), seq, traced, choose, whole=True)
+    else:
+        made = _Projection(
+            time.monotonic(), base.seq, traced, choose, whole=base.whole, read=base.read
+        )
+    current = _projections.get(hall_id)
+    if current is not None and current.made == base.made and current.read == base.read:
+        _projections[hall_id] = made
+
+
+async def refreshed(hall_id: int) -> None:
+    """Wait for the hall's projection being refreshed beside the answers, if one is."""
+    task = _beside.get(hall_id)
+    if task is not None:
+        await asyncio.shield(task)
+
+
+async def stop() -> None:
+    """Cancel what is being refreshed beside the answers (the app's shutdown, before its
+    database engine is disposed)."""
+    tasks = list(_beside.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projection | None:
@@ -308,3 +414,6 @@ def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
     _projections.clear()
     _making.clear()
+    for task in _beside.values():
+        task.cancel()
+    _beside.clear()

@@ -76,6 +76,11 @@ class UnitOfWork:
         self._recorded = False
         return self
 
+    def another(self) -> UnitOfWork:
+        """A unit of work of its own (to enter) on the same database, with the same clock:
+        for work that goes on after this one ends."""
+        return UnitOfWork(self._sessions, self.clock)
+
     @property
     def session(self) -> AsyncSession:
         """The unit's session, made when the work first asks for it: work answered from

@@ -5,6 +5,7 @@ extensions add each walk-in once."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from queue_server.clock import FixedClock
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, Traced, project_traced, tell_traced
+from queue_server.domain.floor import Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall
 from queue_server.domain.policy import Chooser, chooser
@@ -164,8 +166,32 @@ async def _told_now(bus: Bus, hall_id: int, ticket_id: int) -> Told | None:
     return await bus.read(told)
 
 
+WHO_PLAYS = pytest.mark.parametrize("beside", [True, False], ids=["beside", "by-the-asker"])
+"""A projection due is played again (or read again) beside the answers, which meanwhile are
+told from it as it was; past ``TOLD_PAST_DUE_AT_MOST`` (0 here) the asker does it itself."""
+
+
+async def _told_when_due(
+    bus: Bus, hall_id: int, ticket_id: int, beside: bool, monkeypatch: pytest.MonkeyPatch
+) -> Told | None:
+    """What the visitor of ``ticket_id`` is told once the hall's projection, due, has been
+    made again: by the asker, or beside (the first answer told from the one kept)."""
+    if not beside:
+        monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.0)
+        return await _told_now(bus, hall_id, ticket_id)
+    kept = estimates._projections[hall_id]
+    seen = await _told_now(bus, hall_id, ticket_id)  # starts the play beside
+    assert hall_id in estimates._beside, "due: played again beside the answers"
+    assert estimates._projections[hall_id].made == kept.made, "told from the one kept"
+    await estimates.refreshed(hall_id)
+    assert estimates._projections[hall_id].made > kept.made
+    assert seen is not None, "an answer at once, from the one kept"
+    return await _told_now(bus, hall_id, ticket_id)
+
+
+@WHO_PLAYS
 async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
-    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     """Nothing logged since the floor was read, or only walk-ins: past ``KEEP_SECONDS``
     the projection is played again from now with the waiting tickets it kept up, without
@@ -182,7 +208,7 @@ async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
 
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)  # every projection is past its time
     clock.advance(minutes=3)
-    told = await _told_now(bus, hall_id, last)  # nothing logged since
+    told = await _told_when_due(bus, hall_id, last, beside, monkeypatch)  # nothing logged since
     again = estimates._projections[hall_id]
     assert again.read == read_whole.read, "played again, not read whole"
     assert again.made > read_whole.made
@@ -192,15 +218,16 @@ async def test_a_projection_past_its_seconds_is_played_again_from_its_floor(
 
     clock.advance(minutes=2)
     newest = await issue(bus, hall_id, service_id)  # a walk-in logged since
-    told = await _told_now(bus, hall_id, newest)
+    told = await _told_when_due(bus, hall_id, newest, beside, monkeypatch)
     kept = estimates._projections[hall_id]
     assert kept.read == read_whole.read and kept.floor.now == clock.now()
     assert told == await _fresh_told(bus, hall_id, newest)
     assert told is not None and told.people_ahead == len(tickets) - 1
 
 
+@WHO_PLAYS
 async def test_a_projection_played_again_reads_the_halls_setup_again(
-    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     """What changes without an event (a counter's matters, a matter switched off, the
     queue policy) is read again when a projection is played again: only the waiting
@@ -213,26 +240,118 @@ async def test_a_projection_played_again_reads_the_halls_setup_again(
     await bus.run(hall_config.update_service, hall_id, service_id, {"active": False})
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
     clock.advance(seconds=10)
+    if beside:
+        seen = await _told_now(bus, hall_id, ticket)
+        assert seen == told, "told from the one kept while it is played again"
+        await estimates.refreshed(hall_id)
+    monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.0)  # now the asker plays
     told = await _told_now(bus, hall_id, ticket)
     assert estimates._projections[hall_id].read == before.read, "played again, not read whole"
     assert told == await _fresh_told(bus, hall_id, ticket)
     assert told is not None and told.minutes is None, "no open counter serves the matter now"
 
 
+@WHO_PLAYS
 async def test_the_floor_is_read_whole_again_after_its_half_minute(
-    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     """Everyone waiting is read again, past ``READ_AGAIN_SECONDS``, whatever the log says."""
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     first = await issue(bus, hall_id, service_id)
     await _told_now(bus, hall_id, first)
     before = estimates._projections[hall_id]
-    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
     monkeypatch.setattr(estimates, "READ_AGAIN_SECONDS", 0.0)
     clock.advance(minutes=1)
-    await _told_now(bus, hall_id, first)
+    if not beside:
+        monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.0)
+    # The next walk-in's answer needs the log read: the projection is found due.
+    second = await issue(bus, hall_id, service_id)
+    told = await _told_now(bus, hall_id, second)
+    assert told is not None and told.people_ahead == 1
+    await estimates.refreshed(hall_id)
     after = estimates._projections[hall_id]
     assert after.whole and after.read > before.read
+    assert await _told_now(bus, hall_id, second) == await _fresh_told(bus, hall_id, second)
+
+
+class _HeldPlay:
+    """``project_traced`` as the estimates module calls it: a play off the event loop's
+    thread (beside the answers) is held until let go; the threads of those are noted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loop_thread = threading.get_ident()
+        self.started = threading.Event()
+        self.go = threading.Event()
+        self.threads: list[int] = []
+        monkeypatch.setattr(estimates, "project_traced", self)
+
+    def __call__(self, floor: Floor, choose: Chooser) -> Traced:
+        if threading.get_ident() != self.loop_thread:
+            self.threads.append(threading.get_ident())
+            self.started.set()
+            assert self.go.wait(30), "the test never let the play go"
+        return project_traced(floor, choose)
+
+
+async def test_walk_ins_told_while_the_projection_is_played_again_beside(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a hall's projection is played again beside the answers (in a thread: the event
+    loop goes on), each walk-in is told at once from the one kept, extended with them; the
+    projection played again then holds them too, and tells what a floor read whole does."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    held = _HeldPlay(monkeypatch)
+    await _told_now(bus, hall_id, first)  # due: played again beside
+    assert await asyncio.to_thread(held.started.wait, 30)
+    joined = [await issue(bus, hall_id, service_id) for _ in range(3)]
+    for ahead, ticket in enumerate(joined, start=1):
+        told = await _told_now(bus, hall_id, ticket)  # answered while the play is held
+        assert told is not None and told.people_ahead == ahead
+    assert held.threads and threading.get_ident() not in held.threads, "played off the loop"
+    assert hall_id in estimates._beside, "still held"
+    held.go.set()
+    await estimates.refreshed(hall_id)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    for ahead, ticket in enumerate(joined, start=1):
+        told = await _told_now(bus, hall_id, ticket)
+        assert told == await _fresh_told(bus, hall_id, ticket)
+        assert told is not None and told.people_ahead == ahead
+    kept = estimates._projections[hall_id]
+    assert sorted(c.ticket_id for c in kept.floor.waiting) == [first, *joined]
+
+
+async def test_a_projection_made_anew_meanwhile_is_not_replaced_by_one_played_beside(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call while the projection is played again beside: the next answer reads the floor
+    whole (a call is no walk-in); the play beside, from before the call, then ends and is
+    dropped, and the visitor is told who is left."""
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(3)]
+    await _told_now(bus, hall_id, tickets[-1])
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    held = _HeldPlay(monkeypatch)
+    await _told_now(bus, hall_id, tickets[-1])
+    assert await asyncio.to_thread(held.started.wait, 30)
+    counter_id, clerk_id = desks[0]
+    await bus.execute(commands.CallNext(counter_id, clerk_id))
+    told = await _told_now(bus, hall_id, tickets[-1])  # read whole, played on the loop
+    made_anew = estimates._projections[hall_id]
+    assert made_anew.whole and told is not None and told.people_ahead == 1
+    assert hall_id in estimates._beside, "still held"
+    held.go.set()
+    await estimates.refreshed(hall_id)
+    assert estimates._projections[hall_id] is made_anew, "the play from before the call dropped"
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    told = await _told_now(bus, hall_id, tickets[-1])
+    assert told == await _fresh_told(bus, hall_id, tickets[-1])
+    assert told is not None and told.people_ahead == 1
 
 
 async def test_an_answer_told_from_the_kept_projection_makes_no_session(
