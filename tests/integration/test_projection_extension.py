@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from queue_server.clock import FixedClock
+from queue_server.db import repository
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, Traced, project_traced, tell_traced
-from queue_server.domain.floor import Floor
+from queue_server.domain.floor import Candidate, Floor
 from queue_server.domain.hours import business_day
 from queue_server.domain.model import Hall
 from queue_server.domain.policy import Chooser, chooser
@@ -387,3 +390,33 @@ async def test_an_answer_told_from_the_kept_projection_makes_no_session(
     assert told_first is not None and told_first.people_ahead == 0
     assert told_second is not None and told_second.people_ahead == 1
     assert told_second.minutes is not None and told_first.minutes == 0
+
+
+async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``WAITING_ON_THE_LOOP`` rows, the waiting tickets a floor reads whole are made
+    in a thread (the event loop serves meanwhile), and are the same tickets."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(5)]
+    hall, _ = await _hall_now(bus, hall_id)
+
+    async def read(uow: UnitOfWork) -> list[Candidate]:
+        return await uow.repo.waiting(hall_id, business_day(uow.clock.now(), hall.tz))
+
+    on_the_loop = await bus.read(read)
+    made_on: list[int] = []
+    make = repository.candidates
+
+    def noted(rows: Iterable[Any]) -> list[Candidate]:
+        made_on.append(threading.get_ident())
+        return make(rows)
+
+    monkeypatch.setattr(repository, "candidates", noted)
+    monkeypatch.setattr(repository, "WAITING_ON_THE_LOOP", 2)
+    in_a_thread = await bus.read(read)
+    assert sorted(c.ticket_id for c in on_the_loop) == tickets
+    assert sorted(in_a_thread, key=lambda c: c.ticket_id) == sorted(
+        on_the_loop, key=lambda c: c.ticket_id
+    )
+    assert made_on and threading.get_ident() not in made_on
