@@ -8,6 +8,7 @@ and keep-alive connections gather on whichever worker wakes first.
 from __future__ import annotations
 
 import gc
+import sys
 
 from litestar import Litestar
 
@@ -19,7 +20,17 @@ def create_from_env() -> Litestar:
     """The app configured from ``ONEDOOR_*`` variables (each worker process calls this)."""
     app = create_app(load_settings())
     settle_garbage_collector()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     return app
+
+
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread holds the interpreter while another waits for it (Python's default is
+0.005). A serving process plays long queues' projections in a thread
+(``estimates._refresh_beside``, ``Repository.waiting``) while its event loop serves: at
+the default the loop waited up to 5 ms for the interpreter after each of its waits, so
+every database round trip of a request took up to 5 ms longer while a play ran (a review's
+probe: 5.31 ms a ``SELECT 1`` against 0.13 idle; 0.74 at this interval)."""
 
 
 GC_THRESHOLDS = (10_000, 10, 10)

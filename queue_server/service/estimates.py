@@ -13,9 +13,10 @@ floor read again.
 Playing a hall's projection again, or reading its floor whole again, takes a busy hall a
 tenth of a second or more of CPU. While it is due but not overdue it is done beside the
 answers (``_refresh_beside``): the play in a thread, so that the event loop goes on serving
-(the play holds the interpreter only in short turns), and the answers meanwhile told from
-the projection as it was, extended with the walk-ins since, for at most
-``TOLD_PAST_DUE_AT_MOST`` more seconds.
+(the server makes the interpreter change threads every half millisecond,
+``asgi.SWITCH_INTERVAL``, so the loop waits that long at most for its turn), and the
+answers meanwhile told from the projection as it was, extended with the walk-ins since,
+for at most ``TOLD_PAST_DUE_AT_MOST`` more seconds.
 """
 
 from __future__ import annotations
@@ -106,8 +107,11 @@ class _Projection:
 _projections: dict[int, _Projection] = {}
 _making: dict[int, tuple[int, asyncio.Future[_Projection]]] = {}
 """Per hall, the projection being made: the event number its floor includes, and it."""
-_beside: dict[int, asyncio.Task[None]] = {}
-"""Per hall, the projection being played again (or read again) beside the answers."""
+_beside: dict[int, tuple[float, asyncio.Task[None]]] = {}
+"""Per hall, the projection being played again (or read again) beside the answers: the
+``made`` of the one it starts from, and its task."""
+_refreshing = True
+"""Whether a projection due may be refreshed beside the answers (not once ``stop`` ran)."""
 
 
 async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | None:
@@ -169,8 +173,11 @@ def kept_projection(hall_id: int, need: int) -> _Projection | None:
     if kept is None or kept.seq < need:
         return None
     age = time.monotonic() - kept.made
-    if age < KEEP_SECONDS or (hall_id in _beside and age < KEEP_SECONDS + TOLD_PAST_DUE_AT_MOST):
+    if age < KEEP_SECONDS:
         return kept
+    beside = _beside.get(hall_id)
+    if beside is not None and beside[0] == kept.made and age < KEEP_SECONDS + TOLD_PAST_DUE_AT_MOST:
+        return kept  # while it is played again beside
     return None
 
 
@@ -270,19 +277,22 @@ def _overdue(kept: _Projection) -> str | None:
 def _refresh_beside(uow: UnitOfWork, hall_id: int, kept: _Projection, tz: ZoneInfo) -> bool:
     """Have ``kept`` (due) played again, or its floor read whole again, beside the answers,
     unless it is overdue (False: the asker does it). True: it may be told from meanwhile."""
-    if _overdue(kept) is not None:
+    if _overdue(kept) is not None or not _refreshing:
         return False
+    current = _projections.get(hall_id)
+    if current is not None and current.made > kept.made:
+        return True  # already made anew (beside, or by an asker) since this asker began
     if hall_id not in _beside:
         task = asyncio.get_running_loop().create_task(
             _refreshed(uow.another(), hall_id, kept, tz), name=f"projection of hall {hall_id}"
         )
-        _beside[hall_id] = task
+        _beside[hall_id] = (kept.made, task)
         task.add_done_callback(lambda done: _refresh_done(hall_id, done))
     return True
 
 
 def _refresh_done(hall_id: int, done: asyncio.Task[None]) -> None:
-    if _beside.get(hall_id) is done:
+    if _beside.get(hall_id, (0.0, None))[1] is done:
         del _beside[hall_id]
     if not done.cancelled() and done.exception() is not None:
         # The answers go on from the projection kept; the next asker past its time makes
@@ -296,15 +306,18 @@ async def _refreshed(unit: UnitOfWork, hall_id: int, base: _Projection, tz: Zone
     before the play (on SQLite it holds the write lock), played in a thread. Kept unless
     the hall's projection was made anew meanwhile (those extended from ``base`` since
     start when it did: the next asker extends this one with the walk-ins they added)."""
-    async with unit as uow:
-        now = uow.clock.now()
-        whole = time.monotonic() - base.read >= READ_AGAIN_SECONDS or business_day(
-            base.floor.now, tz
-        ) != business_day(now, tz)
-        seq, choose = await _hall_policy(uow, hall_id, tz)
-        waiting = None if whole else base.floor.waiting
-        floor = await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
-    traced = await asyncio.to_thread(project_traced, floor, choose)
+    # Past this the asker plays it itself anyway: one stuck (a lock, a lost connection)
+    # holds no hall's refreshes up for longer.
+    async with asyncio.timeout(TOLD_PAST_DUE_AT_MOST):
+        async with unit as uow:
+            now = uow.clock.now()
+            whole = time.monotonic() - base.read >= READ_AGAIN_SECONDS or business_day(
+                base.floor.now, tz
+            ) != business_day(now, tz)
+            seq, choose = await _hall_policy(uow, hall_id, tz)
+            waiting = None if whole else base.floor.waiting
+            floor = await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
+        traced = await asyncio.to_thread(project_traced, floor, choose)
     if whole:
         made = _Projection(time.monotonic(), seq, traced, choose, whole=True)
     else:
@@ -318,15 +331,18 @@ async def _refreshed(unit: UnitOfWork, hall_id: int, base: _Projection, tz: Zone
 
 async def refreshed(hall_id: int) -> None:
     """Wait for the hall's projection being refreshed beside the answers, if one is."""
-    task = _beside.get(hall_id)
-    if task is not None:
-        await asyncio.shield(task)
+    beside = _beside.get(hall_id)
+    if beside is not None:
+        await asyncio.shield(beside[1])
 
 
 async def stop() -> None:
-    """Cancel what is being refreshed beside the answers (the app's shutdown, before its
-    database engine is disposed)."""
-    tasks = list(_beside.values())
+    """Cancel what is being refreshed beside the answers, and refresh nothing beside them
+    any more (the app's shutdown, before its database engine is disposed: followers still
+    connected are answered by whoever asks, as before)."""
+    global _refreshing
+    _refreshing = False
+    tasks = [task for _, task in _beside.values()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -414,6 +430,8 @@ def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
     _projections.clear()
     _making.clear()
-    for task in _beside.values():
+    global _refreshing
+    for _, task in _beside.values():
         task.cancel()
     _beside.clear()
+    _refreshing = True

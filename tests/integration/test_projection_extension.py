@@ -420,3 +420,91 @@ async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
         on_the_loop, key=lambda c: c.ticket_id
     )
     assert made_on and threading.get_ident() not in made_on
+
+
+async def test_a_walk_in_logged_before_the_play_beside_reads_is_held_by_it(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The play beside keeps the event number of the projection it starts from: a walk-in
+    logged before it reads the floor (not among the waiting tickets it plays) is added by
+    the next extension, not lost."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    let_read = asyncio.Event()
+    read = estimates.hall_floor
+
+    async def held_read(*args: Any, **kwargs: Any) -> Floor:
+        beside = estimates._beside.get(hall_id)
+        if beside is not None and asyncio.current_task() is beside[1]:
+            await let_read.wait()
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(estimates, "hall_floor", held_read)
+    await _told_now(bus, hall_id, first)  # the play beside starts, held before its read
+    walk_in = await issue(bus, hall_id, service_id)
+    let_read.set()
+    await estimates.refreshed(hall_id)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    told = await _told_now(bus, hall_id, walk_in)
+    assert told is not None and told.people_ahead == 1
+    assert told == await _fresh_told(bus, hall_id, walk_in)
+
+
+async def test_an_asker_reading_the_log_as_the_play_beside_lands_keeps_it(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kiosk answer reading the log since the old projection when the one played beside
+    is kept: its extension of the old one does not replace the new one, and it starts no
+    second play from the old one."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    held = _HeldPlay(monkeypatch)
+    await _told_now(bus, hall_id, first)  # the play beside starts, held in its thread
+    assert await asyncio.to_thread(held.started.wait, 30)
+    walk_in = await issue(bus, hall_id, service_id)
+    let_extend, extending = asyncio.Event(), asyncio.Event()
+    extend = estimates._extended
+
+    async def held_extension(
+        uow: UnitOfWork, hall: int, last: estimates._Projection
+    ) -> estimates._Projection | None:
+        extending.set()
+        await let_extend.wait()
+        return await extend(uow, hall, last)
+
+    monkeypatch.setattr(estimates, "_extended", held_extension)
+    asker = asyncio.ensure_future(_told_now(bus, hall_id, walk_in))
+    await extending.wait()
+    held.go.set()
+    await estimates.refreshed(hall_id)
+    played = estimates._projections[hall_id]
+    let_extend.set()
+    told = await asker
+    assert told is not None and told.people_ahead == 1
+    assert estimates._projections[hall_id] is played, "the older extension did not replace it"
+    assert hall_id not in estimates._beside, "no second play from the old projection"
+    assert len(held.threads) == 1
+
+
+async def test_after_stop_the_asker_plays_a_due_projection_itself(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the app stops (``estimates.stop``, before its engine goes), nothing is played
+    beside any more: followers still connected are told as before, by whoever asks."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    before = estimates._projections[hall_id]
+    await estimates.stop()
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    told = await _told_now(bus, hall_id, first)
+    assert hall_id not in estimates._beside
+    assert estimates._projections[hall_id].made > before.made, "played again by the asker"
+    assert told == await _fresh_told(bus, hall_id, first)
