@@ -297,20 +297,30 @@ class _HeldPlay:
         return project_traced(floor, choose)
 
 
+async def _held_beside(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, waiting: int = 1
+) -> tuple[int, int, list[tuple[int, int]], list[int], _HeldPlay]:
+    """A hall of one counter with ``waiting`` walk-ins, whose projection, due, is being
+    played again beside the answers, held in its thread: the hall, its matter, its desks,
+    the tickets and the held play."""
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(waiting)]
+    await _told_now(bus, hall_id, tickets[-1])
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    clock.advance(seconds=30)
+    held = _HeldPlay(monkeypatch)
+    await _told_now(bus, hall_id, tickets[-1])  # due: played again beside
+    assert await asyncio.to_thread(held.started.wait, 30)
+    return hall_id, service_id, desks, tickets, held
+
+
 async def test_walk_ins_told_while_the_projection_is_played_again_beside(
     bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While a hall's projection is played again beside the answers (in a thread: the event
     loop goes on), each walk-in is told at once from the one kept, extended with them; the
     projection played again then holds them too, and tells what a floor read whole does."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
-    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
-    clock.advance(seconds=30)
-    held = _HeldPlay(monkeypatch)
-    await _told_now(bus, hall_id, first)  # due: played again beside
-    assert await asyncio.to_thread(held.started.wait, 30)
+    hall_id, service_id, _, (first,), held = await _held_beside(bus, clock, monkeypatch)
     joined = [await issue(bus, hall_id, service_id) for _ in range(3)]
     for ahead, ticket in enumerate(joined, start=1):
         told = await _told_now(bus, hall_id, ticket)  # answered while the play is held
@@ -334,14 +344,7 @@ async def test_a_projection_made_anew_meanwhile_is_not_replaced_by_one_played_be
     """A call while the projection is played again beside: the next answer reads the floor
     whole (a call is no walk-in); the play beside, from before the call, then ends and is
     dropped, and the visitor is told who is left."""
-    hall_id, service_id, desks = await make_hall(bus, counters=1)
-    tickets = [await issue(bus, hall_id, service_id) for _ in range(3)]
-    await _told_now(bus, hall_id, tickets[-1])
-    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
-    clock.advance(seconds=30)
-    held = _HeldPlay(monkeypatch)
-    await _told_now(bus, hall_id, tickets[-1])
-    assert await asyncio.to_thread(held.started.wait, 30)
+    hall_id, _, desks, tickets, held = await _held_beside(bus, clock, monkeypatch, waiting=3)
     counter_id, clerk_id = desks[0]
     await bus.execute(commands.CallNext(counter_id, clerk_id))
     told = await _told_now(bus, hall_id, tickets[-1])  # read whole, played on the loop
@@ -459,14 +462,7 @@ async def test_an_asker_reading_the_log_as_the_play_beside_lands_keeps_it(
     """A kiosk answer reading the log since the old projection when the one played beside
     is kept: its extension of the old one does not replace the new one, and it starts no
     second play from the old one."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
-    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
-    clock.advance(seconds=30)
-    held = _HeldPlay(monkeypatch)
-    await _told_now(bus, hall_id, first)  # the play beside starts, held in its thread
-    assert await asyncio.to_thread(held.started.wait, 30)
+    hall_id, service_id, _, _, held = await _held_beside(bus, clock, monkeypatch)
     walk_in = await issue(bus, hall_id, service_id)
     let_extend, extending = asyncio.Event(), asyncio.Event()
     extend = estimates._extended
