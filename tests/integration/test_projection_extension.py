@@ -307,6 +307,8 @@ async def _held_beside(
     tickets = [await issue(bus, hall_id, service_id) for _ in range(waiting)]
     await _told_now(bus, hall_id, tickets[-1])
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    # A play beside ends after this (the test holds it as long as a slow machine needs).
+    monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 60.0)
     clock.advance(seconds=30)
     held = _HeldPlay(monkeypatch)
     await _told_now(bus, hall_id, tickets[-1])  # due: played again beside
@@ -435,6 +437,7 @@ async def test_a_walk_in_logged_before_the_play_beside_reads_is_held_by_it(
     first = await issue(bus, hall_id, service_id)
     await _told_now(bus, hall_id, first)
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 60.0)  # held as long as need be
     clock.advance(seconds=30)
     let_read = asyncio.Event()
     read = estimates.hall_floor
@@ -502,5 +505,31 @@ async def test_after_stop_the_asker_plays_a_due_projection_itself(
     clock.advance(seconds=30)
     told = await _told_now(bus, hall_id, first)
     assert hall_id not in estimates._beside
+    assert estimates._projections[hall_id].made > before.made, "played again by the asker"
+    assert told == await _fresh_told(bus, hall_id, first)
+
+
+async def test_a_play_beside_that_takes_too_long_ends_and_the_asker_plays(
+    bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A play beside stuck past ``TOLD_PAST_DUE_AT_MOST`` (a lock, a lost connection, a
+    starved thread) ends with a warning, and holds the hall's next ones up no longer: the
+    projection, overdue by then, is played again by the asker."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    before = estimates._projections[hall_id]
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.5)
+    clock.advance(seconds=30)
+    held = _HeldPlay(monkeypatch)
+    await _told_now(bus, hall_id, first)  # the play beside starts, and is held
+    _, task = estimates._beside[hall_id]
+    await asyncio.wait([task], timeout=30)
+    held.go.set()
+    assert task.done() and isinstance(task.exception(), TimeoutError)
+    assert hall_id not in estimates._beside
+    assert "a projection played beside failed" in caplog.text
+    told = await _told_now(bus, hall_id, first)
     assert estimates._projections[hall_id].made > before.made, "played again by the asker"
     assert told == await _fresh_told(bus, hall_id, first)
