@@ -36,7 +36,7 @@ from types import FrameType
 import asyncpg
 import httpx
 
-from . import checks, postgres, procs, scene, wrk
+from . import checks, postgres, procs, scene, stalls, wrk
 from .ceiling import running_ceiling
 from .hall import MATTERS, SetupError
 from .report import LEGEND, Measured, Row, failure_row, format_columns, format_table, measured_row
@@ -441,6 +441,7 @@ def run_phase(
     followed = checks.follow_tokens(db, hall.hall_id) if phase.kind == "follow" else []
     job = job_for(phase, server.base_url, hall, seconds, plan, busy, followed)
     sessions = db.sessions_opened()
+    log_mark = stalls.mark(server.log_path)
     outcome = drive(server, job)
     if sessions is not None:
         opened = (db.sessions_opened() or sessions) - sessions - 1
@@ -452,6 +453,8 @@ def run_phase(
         verdict = checks.called(db, hall.hall_id, before, outcome.result.counts)
     run = PhaseRun(config, phase, outcome, verdict, [])
     run.notes = phase_notes(run, before, len(plan.server))
+    if phase.kind != "ceiling":  # the ceiling app has no loop watch
+        run.notes.insert(1, stalls.note(server.log_path, log_mark))
     return run
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from . import procs
+from .stalls import LOOP_STALL_MS
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "bench-admin-password"
@@ -77,6 +78,7 @@ def server_env(spec: ServerSpec, var_dir: Path, port: int) -> dict[str, str]:
         env["ONEDOOR_DATABASE_URL"] = spec.database_url
     if spec.redis_url:
         env["ONEDOOR_REDIS_URL"] = spec.redis_url
+    env["ONEDOOR_LOOP_STALL_MS"] = str(LOOP_STALL_MS)
     env.update(spec.env)
     return env
 

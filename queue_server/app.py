@@ -55,6 +55,7 @@ from queue_server.api.webhooks import WebhookController
 from queue_server.clock import Clock, SystemClock
 from queue_server.db.engine import create_engine, session_factory
 from queue_server.logs import litestar_formatters
+from queue_server.loop_watch import LoopWatch
 from queue_server.ops import Metrics
 from queue_server.realtime.boards import serve_boards_beside_the_stack
 from queue_server.realtime.feeds import FEEDS
@@ -88,12 +89,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         engine = create_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.bus = Bus(session_factory(engine), clock)
+        watch = LoopWatch(settings.loop_stall_ms / 1000) if settings.loop_stall_ms > 0 else None
+        app.state.loop_watch = watch
+        if watch is not None:
+            watch.start()
         try:
             yield
         finally:
             await app.state.simulations.close()
             await estimates.stop()
             await engine.dispose()
+            if watch is not None:
+                watch.stop()
 
     sessions = StaffCookieConfig(
         secret=settings.session_secret(),

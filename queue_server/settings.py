@@ -93,6 +93,10 @@ class Settings:
     booking_rate_limit: int = 30
     """Requests per minute one client address may make to the public booking endpoints
     (ONEDOOR_BOOKING_RATE_LIMIT); 0 turns the limit off."""
+    loop_stall_ms: float = 0.0
+    """Log a warning, with where it was, whenever a process's event loop is held this many
+    milliseconds or more (ONEDOOR_LOOP_STALL_MS; 0: off). Every request of the process waits
+    through such a stall; 50 finds what freezes screens and kiosks without noise."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Unrecognised TOML tables, kept for later features."""
 
@@ -162,7 +166,8 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise SettingsError(f"{env} must be a number of seconds, got {raw!r}") from None
+            unit = "milliseconds" if name.endswith("_ms") else "seconds"
+            raise SettingsError(f"{env} must be a number of {unit}, got {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)
@@ -219,6 +224,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError("ONEDOOR_BOOKING_CONCURRENCY must be 0 (no limit) or more")
     if settings.booking_rate_limit < 0:
         raise SettingsError("ONEDOOR_BOOKING_RATE_LIMIT must be 0 (off) or more")
+    if settings.loop_stall_ms < 0:
+        raise SettingsError("ONEDOOR_LOOP_STALL_MS must be 0 (off) or more milliseconds")
     try:
         settings.trusted_networks  # noqa: B018 (checked here, used by the app)
     except ValueError as exc:

@@ -44,6 +44,8 @@ def test_toml_file_then_environment(tmp_path: Path) -> None:
         ({"ONEDOOR_DEFAULT_TIMEZONE": "Moon/Base"}, "not a known timezone"),
         ({"ONEDOOR_WORKERS": "4"}, "needs a shared database"),
         ({"ONEDOOR_CONFIG": "/nonexistent/onedoor.toml"}, "ONEDOOR_CONFIG=/nonexistent"),
+        ({"ONEDOOR_LOOP_STALL_MS": "soon"}, "ONEDOOR_LOOP_STALL_MS must be a number of milli"),
+        ({"ONEDOOR_LOOP_STALL_MS": "-5"}, "ONEDOOR_LOOP_STALL_MS must be 0 .off. or more"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
