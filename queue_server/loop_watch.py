@@ -29,6 +29,10 @@ SAMPLE_SECONDS = 0.002
 """How often the loop's thread is looked at while the loop has not answered."""
 OURS = ("queue_server", "booking", "display", "printer")
 MESSAGE = "event loop held %.0f ms; mostly in %s"
+NOT_SAMPLED = (
+    "(not sampled: the process had no CPU, or C code such as a garbage collection held "
+    "the interpreter)"
+)
 
 
 class LoopWatch:
@@ -79,7 +83,7 @@ class LoopWatch:
             if held >= self.threshold:
                 self.stalls += 1
                 self.longest = max(self.longest, held)
-                place = seen.most_common(1)[0][0] if seen else "(not sampled)"
+                place = seen.most_common(1)[0][0] if seen else NOT_SAMPLED
                 log.warning(MESSAGE, held * 1000, place)
             self._stop.wait(TICK_SECONDS)
 
