@@ -169,6 +169,15 @@ async def _told_now(bus: Bus, hall_id: int, ticket_id: int) -> Told | None:
     return await bus.read(told)
 
 
+async def _a_walk_in_told(bus: Bus) -> tuple[int, int, int, estimates._Projection]:
+    """A hall of one counter and its one walk-in, told its wait: the hall, its matter, the
+    ticket, and the projection it was told from (read whole)."""
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    first = await issue(bus, hall_id, service_id)
+    await _told_now(bus, hall_id, first)
+    return hall_id, service_id, first, estimates._projections[hall_id]
+
+
 WHO_PLAYS = pytest.mark.parametrize("beside", [True, False], ids=["beside", "by-the-asker"])
 """A projection due is played again (or read again) beside the answers, which meanwhile are
 told from it as it was; past ``TOLD_PAST_DUE_AT_MOST`` (0 here) the asker does it itself."""
@@ -259,10 +268,7 @@ async def test_the_floor_is_read_whole_again_after_its_half_minute(
     bus: Bus, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     """Everyone waiting is read again, past ``READ_AGAIN_SECONDS``, whatever the log says."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
-    before = estimates._projections[hall_id]
+    hall_id, service_id, _, before = await _a_walk_in_told(bus)
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
     monkeypatch.setattr(estimates, "READ_AGAIN_SECONDS", 0.0)
     clock.advance(minutes=1)
@@ -433,9 +439,7 @@ async def test_a_walk_in_logged_before_the_play_beside_reads_is_held_by_it(
     """The play beside keeps the event number of the projection it starts from: a walk-in
     logged before it reads the floor (not among the waiting tickets it plays) is added by
     the next extension, not lost."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
+    hall_id, service_id, first, _ = await _a_walk_in_told(bus)
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
     monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 60.0)  # held as long as need be
     clock.advance(seconds=30)
@@ -496,10 +500,7 @@ async def test_after_stop_the_asker_plays_a_due_projection_itself(
 ) -> None:
     """Once the app stops (``estimates.stop``, before its engine goes), nothing is played
     beside any more: followers still connected are told as before, by whoever asks."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
-    before = estimates._projections[hall_id]
+    hall_id, _, first, before = await _a_walk_in_told(bus)
     await estimates.stop()
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
     clock.advance(seconds=30)
@@ -515,10 +516,7 @@ async def test_a_play_beside_that_takes_too_long_ends_and_the_asker_plays(
     """A play beside stuck past ``TOLD_PAST_DUE_AT_MOST`` (a lock, a lost connection, a
     starved thread) ends with a warning, and holds the hall's next ones up no longer: the
     projection, overdue by then, is played again by the asker."""
-    hall_id, service_id, _ = await make_hall(bus, counters=1)
-    first = await issue(bus, hall_id, service_id)
-    await _told_now(bus, hall_id, first)
-    before = estimates._projections[hall_id]
+    hall_id, _, first, before = await _a_walk_in_told(bus)
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
     monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.5)
     clock.advance(seconds=30)
