@@ -314,16 +314,9 @@ async def _refreshed(unit: UnitOfWork, hall_id: int, base: _Projection, tz: Zone
             whole = time.monotonic() - base.read >= READ_AGAIN_SECONDS or business_day(
                 base.floor.now, tz
             ) != business_day(now, tz)
-            seq, choose = await _hall_policy(uow, hall_id, tz)
-            waiting = None if whole else base.floor.waiting
-            floor = await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
+            seq, choose, floor = await _floor_again(uow, hall_id, base, now, tz, whole)
         traced = await asyncio.to_thread(project_traced, floor, choose)
-    if whole:
-        made = _Projection(time.monotonic(), seq, traced, choose, whole=True)
-    else:
-        made = _Projection(
-            time.monotonic(), base.seq, traced, choose, whole=base.whole, read=base.read
-        )
+    made = _again(base, seq, traced, choose, whole)
     current = _projections.get(hall_id)
     if current is not None and current.made == base.made and current.read == base.read:
         _projections[hall_id] = made
@@ -408,10 +401,28 @@ async def _played_again(
     event; any but a walk-in's makes ``_make`` read the floor whole). The rest is read
     after that number, as a floor read whole is: a call committed meanwhile may already
     show at its counter, until the next projection reads its event."""
-    _, choose = await _hall_policy(uow, hall_id, tz)
-    floor = await hall_floor(uow, hall_id, business_day(now, tz), now, kept.floor.waiting)
-    traced = project_traced(floor, choose)
-    return _Projection(time.monotonic(), kept.seq, traced, choose, whole=kept.whole, read=kept.read)
+    seq, choose, floor = await _floor_again(uow, hall_id, kept, now, tz, whole=False)
+    return _again(kept, seq, project_traced(floor, choose), choose, whole=False)
+
+
+async def _floor_again(
+    uow: UnitOfWork, hall_id: int, base: _Projection, now: datetime, tz: ZoneInfo, whole: bool
+) -> tuple[int, Chooser, Floor]:
+    """The hall's event number, queue policy and floor at ``now``: read whole, or with
+    ``base``'s waiting tickets (``_played_again``)."""
+    seq, choose = await _hall_policy(uow, hall_id, tz)
+    waiting = None if whole else base.floor.waiting
+    return seq, choose, await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
+
+
+def _again(
+    base: _Projection, seq: int, traced: Traced, choose: Chooser, whole: bool
+) -> _Projection:
+    """The projection ``traced`` made again from ``base``: from a floor read whole (at event
+    ``seq``), or played again from ``base``'s waiting tickets (at ``base``'s event)."""
+    if whole:
+        return _Projection(time.monotonic(), seq, traced, choose, whole=True)
+    return _Projection(time.monotonic(), base.seq, traced, choose, whole=base.whole, read=base.read)
 
 
 def _walk_in(issued: dict[str, Any]) -> Candidate:
@@ -428,9 +439,9 @@ def _walk_in(issued: dict[str, Any]) -> Candidate:
 
 def forget() -> None:
     """Drop what this process keeps (tests: each has a database of its own)."""
+    global _refreshing
     _projections.clear()
     _making.clear()
-    global _refreshing
     for _, task in _beside.values():
         task.cancel()
     _beside.clear()
