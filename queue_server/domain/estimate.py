@@ -15,6 +15,7 @@ import bisect
 import heapq
 import itertools
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -252,8 +253,27 @@ def _grouped(
         else:
             groups.setdefault(_group(c), []).append(c)
     return tuple(appointments), {
-        key: Members(sorted(members, key=_arrival)) for key, members in groups.items()
+        key: Members(_by_arrival(members)) for key, members in groups.items()
     }
+
+
+_TICKET_ID = operator.attrgetter("ticket_id")
+_QUEUED_AT = operator.attrgetter("queued_at")
+
+
+def _by_arrival(members: list[Candidate]) -> list[Candidate]:
+    """``members`` sorted in place by ``_arrival``, without making a key for each.
+
+    Two stable sorts (by id, then by when each joined) order them as one sort by the pair
+    would, and their keys are the members' own values: sorting by ``_arrival`` made a
+    tuple per member, all alive at once, and those thousands of new objects set off the
+    garbage collector several times a play. A collection holds the interpreter, and the
+    event loop with it, for tens of milliseconds in a busy hall (docs/performance.md,
+    "2026-12-06, night"). On members already in order, as a floor read comes, each sort
+    is one pass."""
+    members.sort(key=_TICKET_ID)
+    members.sort(key=_QUEUED_AT)
+    return members
 
 
 class Members(Sequence[Candidate]):

@@ -678,3 +678,51 @@ def test_a_walk_in_beyond_what_the_projection_plays_forward_costs_no_choice() ->
     told = tell(newcomer.ticket_id, resumed.floor, CHOOSE, resumed.called)
     assert told == tell(newcomer.ticket_id, with_newcomer, CHOOSE)
     assert told is not None and told.people_ahead == len(queue)
+
+
+def test_visitors_who_joined_together_are_called_by_ticket_number_whatever_the_listing() -> None:
+    """Within a matter, who joined first is called first, and of those who joined at the
+    same moment the lower ticket: however the floor happens to list them."""
+    same_moment = [waiting(tid, joined_min_ago=5) for tid in (7, 3, 9, 1)]
+    earlier = waiting(12, joined_min_ago=6)
+    later = waiting(2, joined_min_ago=4)
+    hall = floor(later, *same_moment, earlier)
+    called = project(hall, CHOOSE)
+    assert sorted(called, key=called.__getitem__) == [12, 1, 3, 7, 9, 2]
+
+
+def test_a_long_queue_sets_off_the_garbage_collector_no_more_than_a_short_one() -> None:
+    """Each collection holds the interpreter, and a serving process's event loop with it;
+    ordering the waiting for a play must not make an object per visitor (it once made a
+    tuple each, all alive at once: tens of collections per play of a busy hall)."""
+    import gc
+
+    def collections_in_a_play(people: int) -> int:
+        queue = [
+            waiting(
+                tid, joined_min_ago=600 - tid * 0.01, service_id=(PASSPORTS, RESIDENCE)[tid % 2]
+            )
+            for tid in range(1, people + 1)
+        ]
+        hall = floor(
+            *queue, counters=[counter(1), counter(2, {PASSPORTS: PRIMARY, RESIDENCE: SECONDARY})]
+        )
+        started: list[int] = []
+
+        def seen(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started.append(info["generation"])
+
+        thresholds = gc.get_threshold()
+        gc.collect()
+        gc.set_threshold(1000, 10, 10)
+        gc.callbacks.append(seen)
+        try:
+            project_traced(hall, CHOOSE)
+        finally:
+            gc.callbacks.remove(seen)
+            gc.set_threshold(*thresholds)
+        return len(started)
+
+    short, long = collections_in_a_play(2_000), collections_in_a_play(20_000)
+    assert long <= short + 1, (short, long)
