@@ -21,6 +21,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.types import NullType
 
 from queue_server.domain.model import ACTIVE_STATES, TicketKind, TicketState
 
@@ -210,6 +211,19 @@ CANDIDATE_COLUMNS = (
     TICKETS.c.due_at,
 )
 """What the policy reads of a waiting ticket (``Candidate``), in its field order."""
+
+PG_WAITING_COLUMNS = select(
+    *(func.array_agg(column, type_=NullType()) for column in CANDIDATE_COLUMNS)
+).where(
+    TICKETS.c.hall_id == bindparam("hall"),
+    TICKETS.c.business_day == bindparam("day"),
+    TICKETS.c.state == TicketState.WAITING,
+)
+"""A hall's waiting tickets of a day as one row: per column of ``CANDIDATE_COLUMNS``, the
+array of its values (NULL with nobody waiting), left as the driver decodes them
+(``repository.candidates_from_columns``). A row per ticket made a driver record per
+ticket on the event loop: thousands of new objects at once, each collection of them by
+the garbage collector a pause of the loop (docs/performance.md, "2026-12-06, night")."""
 
 # The statements of a clerk's every action are built once, here, with their values bound at
 # execution: building one per request cost more CPU than running it (issue 12's profile).

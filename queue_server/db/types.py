@@ -44,4 +44,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc_read(value)
+
+
+def utc_read(value: datetime) -> datetime:
+    """A datetime as read from the database, made aware UTC (``UTCDateTime``'s result)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -227,7 +227,9 @@ async def _make(
             # not the row: a row this session holds already would not be read again.
             seq, choose = await _hall_policy(uow, hall_id, tz)
             _making[hall_id] = (max(need, seq), making)
-            floor = await hall_floor(uow, hall_id, business_day(now, tz), now)
+            day = business_day(now, tz)
+            known = last.floor.waiting if last and business_day(last.floor.now, tz) == day else ()
+            floor = await hall_floor(uow, hall_id, day, now, known=known)
             seq = max(need, seq)
             traced = project_traced(floor, choose)
             kept = _Projection(time.monotonic(), seq, traced, choose, whole=True)
@@ -411,8 +413,12 @@ async def _floor_again(
     """The hall's event number, queue policy and floor at ``now``: read whole, or with
     ``base``'s waiting tickets (``_played_again``)."""
     seq, choose = await _hall_policy(uow, hall_id, tz)
-    waiting = None if whole else base.floor.waiting
-    return seq, choose, await hall_floor(uow, hall_id, business_day(now, tz), now, waiting)
+    day = business_day(now, tz)
+    if not whole:
+        return seq, choose, await hall_floor(uow, hall_id, day, now, base.floor.waiting)
+    # Read whole: the candidates still as they were are kept (a new day's are all new).
+    known = base.floor.waiting if business_day(base.floor.now, tz) == day else ()
+    return seq, choose, await hall_floor(uow, hall_id, day, now, known=known)
 
 
 def _again(

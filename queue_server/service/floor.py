@@ -68,12 +68,14 @@ async def hall_floor(
     day: date,
     now: datetime,
     waiting: Sequence[Candidate] | None = None,
+    known: Sequence[Candidate] = (),
 ) -> Floor:
     """Everything the estimate reads, for hall ``hall_id`` at ``now``; the waiting tickets
-    read too unless given (``waiting``: a projection's, kept up from the hall's log)."""
+    read too unless given (``waiting``: a projection's, kept up from the hall's log), with
+    those of ``known`` still as they were kept (``Repository.waiting``)."""
     counters = await _counters(uow, hall_id)
     if waiting is None:
-        waiting = await uow.repo.waiting(hall_id, day)
+        waiting = await uow.repo.waiting(hall_id, day, known=known)
     expected = await _expected_bookings(uow, hall_id, day, now)
     # What moves by the hour, not by the event, is read at most every few seconds: the
     # services' times (``service_stats``) and the arrival rates (the last hour).

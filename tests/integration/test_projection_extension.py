@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -282,6 +283,11 @@ async def test_the_floor_is_read_whole_again_after_its_half_minute(
     after = estimates._projections[hall_id]
     assert after.whole and after.read > before.read
     assert await _told_now(bus, hall_id, second) == await _fresh_told(bus, hall_id, second)
+    # Who waited before is read as before: the same candidates, not made again.
+    earlier = {c.ticket_id: c for c in before.floor.waiting}
+    assert earlier and all(
+        c is earlier[c.ticket_id] for c in after.floor.waiting if c.ticket_id in earlier
+    )
 
 
 class _HeldPlay:
@@ -417,13 +423,13 @@ async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
 
     on_the_loop = await bus.read(read)
     made_on: list[int] = []
-    make = repository.candidates
+    make = repository.candidates_reusing
 
-    def noted(rows: Iterable[Any]) -> list[Candidate]:
+    def noted(rows: Iterable[Any], known: Iterable[Candidate]) -> list[Candidate]:
         made_on.append(threading.get_ident())
-        return make(rows)
+        return make(rows, known)
 
-    monkeypatch.setattr(repository, "candidates", noted)
+    monkeypatch.setattr(repository, "candidates_reusing", noted)
     monkeypatch.setattr(repository, "WAITING_ON_THE_LOOP", 2)
     in_a_thread = await bus.read(read)
     assert sorted(c.ticket_id for c in on_the_loop) == tickets
@@ -431,6 +437,38 @@ async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
         on_the_loop, key=lambda c: c.ticket_id
     )
     assert made_on and threading.get_ident() not in made_on
+
+
+@pytest.mark.parametrize("in_a_thread", [False, True], ids=["on-the-loop", "in-a-thread"])
+async def test_a_floor_read_again_keeps_the_candidates_still_as_they_were(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, in_a_thread: bool
+) -> None:
+    """Waiting tickets read again with an earlier read's candidates known: each ticket
+    still as it was keeps its candidate; one that reads otherwise now (here a stale copy)
+    and one that joined since are made from the row; who left the queue is not read."""
+    if in_a_thread:
+        monkeypatch.setattr(repository, "WAITING_ON_THE_LOOP", 2)
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(3)]
+    hall, _ = await _hall_now(bus, hall_id)
+
+    def read(known: Iterable[Candidate] = ()) -> Any:
+        async def waiting(uow: UnitOfWork) -> list[Candidate]:
+            day = business_day(uow.clock.now(), hall.tz)
+            return await uow.repo.waiting(hall_id, day, known=list(known))
+
+        return bus.read(waiting)
+
+    first = {c.ticket_id: c for c in await read()}
+    counter_id, clerk_id = desks[0]
+    await bus.execute(commands.CallNext(counter_id, clerk_id))  # the first one leaves
+    newest = await issue(bus, hall_id, service_id)
+    stale = replace(first[tickets[2]], priority="elderly")  # as if read before a change
+    again = {c.ticket_id: c for c in await read([first[tickets[1]], stale, first[tickets[0]]])}
+    assert sorted(again) == [tickets[1], tickets[2], newest]
+    assert again[tickets[1]] is first[tickets[1]]
+    assert again[tickets[2]] == first[tickets[2]] and again[tickets[2]] is not stale
+    assert again == {c.ticket_id: c for c in await read()}
 
 
 async def test_a_walk_in_logged_before_the_play_beside_reads_is_held_by_it(
