@@ -217,7 +217,9 @@ PG_WAITING_COLUMNS = select(
 ).where(
     TICKETS.c.hall_id == bindparam("hall"),
     TICKETS.c.business_day == bindparam("day"),
-    TICKETS.c.state == TicketState.WAITING,
+    # Written out, not bound: read from the partial index on waiting tickets
+    # (ix_tickets_waiting_heads) under a generic plan too, as ``COUNT_WAITING``.
+    TICKETS.c.state == literal_column("'waiting'"),
 )
 """A hall's waiting tickets of a day as one row: per column of ``CANDIDATE_COLUMNS``, the
 array of its values (NULL with nobody waiting), left as the driver decodes them

@@ -269,8 +269,7 @@ def _by_arrival(members: list[Candidate]) -> list[Candidate]:
     tuple per member, all alive at once, and those thousands of new objects set off the
     garbage collector several times a play. A collection holds the interpreter, and the
     event loop with it, for tens of milliseconds in a busy hall (docs/performance.md,
-    "2026-12-06, night"). On members already in order, as a floor read comes, each sort
-    is one pass."""
+    "2026-12-06, night"). On members already in order each sort is one pass."""
     members.sort(key=_TICKET_ID)
     members.sort(key=_QUEUED_AT)
     return members

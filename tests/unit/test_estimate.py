@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -713,16 +714,21 @@ def test_a_long_queue_sets_off_the_garbage_collector_no_more_than_a_short_one() 
             if phase == "start":
                 started.append(info["generation"])
 
-        thresholds = gc.get_threshold()
+        assert gc.isenabled(), "with the collector off there is nothing to count"
+        thresholds, switch = gc.get_threshold(), sys.getswitchinterval()
         gc.collect()
         gc.set_threshold(1000, 10, 10)
+        # Only the play allocates meanwhile: no other thread gets the interpreter.
+        sys.setswitchinterval(60)
         gc.callbacks.append(seen)
         try:
             project_traced(hall, CHOOSE)
         finally:
             gc.callbacks.remove(seen)
+            sys.setswitchinterval(switch)
             gc.set_threshold(*thresholds)
         return len(started)
 
+    # Before: 5 and 21 (a key tuple per visitor); a play's own turns set off the same few.
     short, long = collections_in_a_play(2_000), collections_in_a_play(20_000)
-    assert long <= short + 1, (short, long)
+    assert long <= short + 3, (short, long)
