@@ -76,11 +76,7 @@ _KINDS = {kind.value: kind for kind in TicketKind}
 
 
 def candidates(rows: Iterable[Any]) -> list[Candidate]:
-    kinds = _KINDS
-    return [
-        Candidate(ticket_id, number, service_id, kinds[kind], priority, queued, due)
-        for ticket_id, number, service_id, kind, priority, queued, due in rows
-    ]
+    return candidates_reusing(rows, ())
 
 
 def candidates_reusing(rows: Iterable[Any], known: Iterable[Candidate]) -> list[Candidate]:

@@ -25,8 +25,9 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -228,7 +229,7 @@ async def _make(
             seq, choose = await _hall_policy(uow, hall_id, tz)
             _making[hall_id] = (max(need, seq), making)
             day = business_day(now, tz)
-            known = last.floor.waiting if last and business_day(last.floor.now, tz) == day else ()
+            known = _waiting_of_day(last, day, tz) if last is not None else ()
             floor = await hall_floor(uow, hall_id, day, now, known=known)
             seq = max(need, seq)
             traced = project_traced(floor, choose)
@@ -416,9 +417,15 @@ async def _floor_again(
     day = business_day(now, tz)
     if not whole:
         return seq, choose, await hall_floor(uow, hall_id, day, now, base.floor.waiting)
-    # Read whole: the candidates still as they were are kept (a new day's are all new).
-    known = base.floor.waiting if business_day(base.floor.now, tz) == day else ()
+    known = _waiting_of_day(base, day, tz)
     return seq, choose, await hall_floor(uow, hall_id, day, now, known=known)
+
+
+def _waiting_of_day(kept: _Projection, day: date, tz: ZoneInfo) -> Sequence[Candidate]:
+    """``kept``'s waiting tickets, for a floor of ``day`` read whole to keep those still as
+    they were (``Repository.waiting``); none if ``kept`` is of another day (a new day's
+    tickets are all new)."""
+    return kept.floor.waiting if business_day(kept.floor.now, tz) == day else ()
 
 
 def _again(
