@@ -137,9 +137,10 @@ async def _fetch_one(
         return await driver.fetchrow(statement.sql, *statement.args(values))
 
 
-async def _fetch(
+async def fetch(
     driver: asyncpg.Connection, statement: DriverStatement, values: Mapping[str, Any]
 ) -> list[asyncpg.Record]:
+    """``statement``'s rows, a failure told as the session path tells it."""
     with _told_as_the_session_tells(driver, statement.sql):
         found: list[asyncpg.Record] = await driver.fetch(statement.sql, *statement.args(values))
         return found
@@ -277,7 +278,7 @@ async def counter_to_call_at(
 ) -> tuple[Counter, RecordFields] | None:
     """``Repository.counter_to_call_at``: the counter, locked, with its profile, and its
     hall's row (read by attribute, as ``hall_from_row`` reads it). None: no such counter."""
-    found = await _fetch(driver, CALL_AT, {"counter": counter_id})
+    found = await fetch(driver, CALL_AT, {"counter": counter_id})
     if not found:
         return None
     return counter_from_rows(found, first=len(_HALL_COLUMNS)), RecordFields(found[0], HALL)
@@ -296,7 +297,7 @@ async def waiting_heads_unless_busy(
         "hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind,
         "counter": counter_id,
     }  # fmt: skip
-    return heads_or_busy(await _fetch(driver, HEADS_UNLESS_BUSY, values))
+    return heads_or_busy(await fetch(driver, HEADS_UNLESS_BUSY, values))
 
 
 async def waiting_heads(
@@ -304,7 +305,7 @@ async def waiting_heads(
 ) -> list[Candidate]:
     """``Repository.waiting_heads``."""
     values = {"hall": hall_id, "day": day, "services": list(service_ids), "per_kind": per_kind}
-    return candidates(await _fetch(driver, HEADS, values))
+    return candidates(await fetch(driver, HEADS, values))
 
 
 async def claim_waiting(
@@ -338,12 +339,12 @@ async def counter_and_active(
     called or served there, with what its view shows, read without a lock (None for
     either that is not there)."""
     values = {"counter": counter_id}
-    found = await _fetch(driver, COUNTER_AND_ACTIVE, values)
+    found = await fetch(driver, COUNTER_AND_ACTIVE, values)
     if found:
         mine = [f for f in found if f["id"] == found[0]["id"]]  # one ticket's rows
         return counter_from_rows(mine, first=len(_TICKET_AND_PARTS)), _parts(mine[0])
     # No ticket there: the counter alone, to say why.
-    found = await _fetch(driver, COUNTER, values)
+    found = await fetch(driver, COUNTER, values)
     return (counter_from_rows(found) if found else None), None
 
 
@@ -383,3 +384,15 @@ async def record_with_ticket_if_unchanged(
     values = events_values(row.hall_id, events, now) | {f"t_{k}": v for k, v in changed.items()}
     values |= {f"o_{k}": read[k] for k in sql.TICKET_VERSION_COLUMNS} | {"t_id": row.id}
     return await _fetch_one(driver, statement, values) is not None
+
+
+EVENTS_SINCE = for_driver(sql.EVENTS_SINCE)
+
+
+async def events_since(
+    driver: asyncpg.Connection, hall_id: int, seq: int, limit: int
+) -> list[asyncpg.Record]:
+    """``statements.EVENTS_SINCE`` on the driver's connection: the hall's events after
+    ``seq`` (at most ``limit``), each ``(seq, name, payload)``, the payload decoded as
+    the session reads it. What a kiosk's answer reads in a rush (``estimates._extended``)."""
+    return await fetch(driver, EVENTS_SINCE, {"hall": hall_id, "seq": seq, "limit": limit})

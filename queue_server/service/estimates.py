@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 
+from queue_server.db import driven
 from queue_server.db import statements as sql
 from queue_server.db.repository import hall_from_row, policy_of
 from queue_server.db.tables import HallRow
@@ -158,7 +159,7 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
             # transaction) is answered. A maker that said so first and then waited for
             # the lock held by a request waiting for it would stall both for the busy
             # timeout. Connected, look again: one may have been made meanwhile.
-            await uow.session.connection()
+            await uow.connect()
             connected = True
             continue
         # The last one, too old or not new enough, may still be extended.
@@ -359,11 +360,16 @@ async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projec
     service is reckoned from then), at most ``KEEP_SECONDS`` ago: answers can differ from
     a fresh read's by those seconds. Past them, ``_make`` plays it again from now
     (``_played_again``), and past ``READ_AGAIN_SECONDS`` reads everyone waiting again."""
-    rows = (
-        await uow.session.execute(
-            sql.EVENTS_SINCE, {"hall": hall_id, "seq": last.seq, "limit": EXTEND_AT_MOST + 1}
+    if uow.on_driver:  # a read on PostgreSQL (``UnitOfWork.connect``): no session made
+        rows: Sequence[Sequence[Any]] = await driven.events_since(
+            await uow.driver(), hall_id, last.seq, EXTEND_AT_MOST + 1
         )
-    ).all()
+    else:
+        rows = (
+            await uow.session.execute(
+                sql.EVENTS_SINCE, {"hall": hall_id, "seq": last.seq, "limit": EXTEND_AT_MOST + 1}
+            )
+        ).all()
     if not rows:
         return last  # nothing logged since: its floor is the hall's as it is
     if len(rows) > EXTEND_AT_MOST or rows[0][0] != last.seq + 1:

@@ -88,11 +88,41 @@ class UnitOfWork:
         another request made) makes none, and has none to roll back and close."""
         session = self._session
         if session is None:
-            if self._driver is not None:
+            if self._connection is None:
+                session = self._sessions()
+            elif self._reads_alone() and not self._in_transaction:
+                # A read that held the driver's connection first (``connect``) and then
+                # needs more than its statements: a session on that same connection.
+                session = self._sessions(bind=self._connection)
+            else:
                 raise RuntimeError("a unit of work uses its session or the driver, not both")
-            session = self._session = self._sessions()
+            self._session = session
             session.info[NOW_KEY] = self.clock.now
         return session
+
+    def _reads_alone(self) -> bool:
+        """Whether the unit's statements each commit alone and may not write: a read's
+        unit on PostgreSQL (``db.engine.read_session_factory``: AUTOCOMMIT, and a
+        statement that writes or locks is refused before it is sent)."""
+        reading = self._sessions.kw.get("sync_session_class")
+        return (
+            isinstance(reading, type)
+            and issubclass(reading, ReadSession)
+            and self._engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        )
+
+    async def connect(self) -> None:
+        """Hold a connection of the pool for the rest of the unit, before work that others
+        wait on (``estimates.told_at``, making a hall's projection). A read on PostgreSQL
+        with no session yet holds the driver's connection: what it reads first runs
+        there without a session (``driven.events_since``), and a session, if it needs one
+        after, is made on that same connection. Any other unit connects its session."""
+        if self._connection is not None:
+            return
+        if self._session is None and self.dialect == "postgresql" and self._reads_alone():
+            await self.driver()
+        else:
+            await self.session.connection()
 
     @property
     def repo(self) -> Repository:
@@ -133,7 +163,12 @@ class UnitOfWork:
         the driver's connection, through SQLAlchemy's connection around it, inside the
         transaction the unit began there (``begin_on_driver``). For reads a hot path makes
         now and then (the policy's look-ahead), not for its every statement."""
-        if self._connection is None:
+        if (
+            self._connection is None
+            or self._session is not None
+            # A read that holds the driver's connection (``connect``): in a session on it.
+            or (self._reads_alone() and not self._in_transaction)
+        ):
             return await self.session.execute(statement, values)
         if not self._core:
             # SQLAlchemy must not begin a transaction of its own around the unit's.
@@ -195,15 +230,15 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._connection is not None:
-            rollback, self._in_transaction = self._in_transaction, False
-            await asyncio.shield(self._release(self._connection, self._driver, exc, rollback))
-        if self._session is None:
-            return
         # Shielded: a cancelled request (a websocket gone, a client that hung up) is
         # cancelled again at every await under anyio's cancel scopes, and an interrupted
         # rollback leaves the pool a connection it can only throw away, with an error.
-        await asyncio.shield(self._end(self._session))
+        # A session on the driver's connection (a read's, ``connect``) ends before it.
+        if self._session is not None:
+            await asyncio.shield(self._end(self._session))
+        if self._connection is not None:
+            rollback, self._in_transaction = self._in_transaction, False
+            await asyncio.shield(self._release(self._connection, self._driver, exc, rollback))
 
     async def _release(
         self,

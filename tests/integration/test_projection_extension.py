@@ -384,39 +384,84 @@ async def test_a_projection_made_anew_meanwhile_is_not_replaced_by_one_played_be
     assert told is not None and told.people_ahead == 1
 
 
+class _CountedSessions:
+    """The bus's read sessions, each one made counted (``made``)."""
+
+    def __init__(self, sessions: Any) -> None:
+        self._sessions = sessions
+        self.kw = sessions.kw
+        self.made: list[object] = []
+
+    def __call__(self, **kw: Any) -> object:
+        session = self._sessions(**kw)
+        self.made.append(session)
+        return session
+
+
 async def test_an_answer_told_from_the_kept_projection_makes_no_session(
     bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In a kiosk rush most answers are told from a projection another request made: such
     an answer reads nothing, and its unit of work makes no session to roll back and close
     (``UnitOfWork.session`` is made when first used). One that has to make the projection
-    makes one, reads, and closes it."""
+    makes one, reads, and closes it. One that extends the projection with the walk-ins
+    since reads the hall's log: on PostgreSQL on the driver's connection, with no session
+    (``UnitOfWork.connect``), and is told what a floor read whole tells."""
     # Kept for as long as the test takes, however slow the machine (5 s otherwise).
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     first = await issue(bus, hall_id, service_id)
     second = await issue(bus, hall_id, service_id)
     hall, seq = await _hall_now(bus, hall_id)
-    made: list[object] = []
     reads = bus.reads
-
-    def counted() -> object:
-        session = reads()
-        made.append(session)
-        return session
-
+    counted = _CountedSessions(reads)
     bus.reads = counted  # type: ignore[assignment]
 
-    async def told(ticket_id: int) -> Told | None:
-        return await bus.read(estimates.told_at, hall, seq, ticket_id)
+    async def told(ticket_id: int, need: int) -> Told | None:
+        return await bus.read(estimates.told_at, hall, need, ticket_id)
 
-    told_second = await told(second)
-    assert len(made) == 1, "the first answer makes the projection: it reads the floor"
-    told_first = await told(first)
-    assert len(made) == 1, "the second is told from the kept projection: no session"
+    told_second = await told(second, seq)
+    assert len(counted.made) == 1, "the first answer makes the projection: it reads the floor"
+    told_first = await told(first, seq)
+    assert len(counted.made) == 1, "the second is told from the kept projection: no session"
     assert told_first is not None and told_first.people_ahead == 0
     assert told_second is not None and told_second.people_ahead == 1
     assert told_second.minutes is not None and told_first.minutes == 0
+
+    third = await issue(bus, hall_id, service_id)
+    _, seq = await _hall_now(bus, hall_id)
+    told_third = await told(third, seq)
+    kept = estimates._projections[hall_id]
+    assert kept.seq == seq and not kept.whole, "extended with the walk-in from the log"
+    postgres = reads.kw["bind"].dialect.name == "postgresql"
+    assert len(counted.made) == (1 if postgres else 2), "on PostgreSQL no session to extend it"
+    bus.reads = reads
+    assert told_third is not None and told_third.people_ahead == 2
+    assert told_third == await _fresh_told(bus, hall_id, third)
+
+
+async def test_a_read_past_the_log_goes_on_in_a_session_on_the_same_connection(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that holds the driver's connection to extend the projection and then
+    finds more than walk-ins in the log (a call) reads the floor whole: on PostgreSQL in
+    a session made on that same connection, which goes back to the pool as the read
+    ends (none is left checked out). Told what a floor read whole tells."""
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(3)]
+    hall, seq = await _hall_now(bus, hall_id)
+    assert await bus.read(estimates.told_at, hall, seq, tickets[0]) is not None
+    await bus.execute(commands.CallNext(*desks[0]))
+    _, seq = await _hall_now(bus, hall_id)
+    engine = bus.reads.kw["bind"]
+    pool = engine.sync_engine.pool
+    before = pool.checkedout()
+    told = await bus.read(estimates.told_at, hall, seq, tickets[2])
+    assert estimates._projections[hall_id].whole, "the call made it read the floor whole"
+    assert pool.checkedout() == before, "the connection went back to the pool"
+    assert told is not None and told.people_ahead == 1
+    assert told == await _fresh_told(bus, hall_id, tickets[2])
 
 
 async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
