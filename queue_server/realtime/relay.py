@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -22,7 +21,10 @@ from litestar.channels import ChannelsPlugin
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from queue_server.clock import SystemClock
+from queue_server.db import driven
 from queue_server.db.tables import HallEventRow
+from queue_server.service.unit_of_work import UnitOfWork
 
 from .channels import hall_channel
 
@@ -56,6 +58,10 @@ _CLAIM_UNPUBLISHED = (
     .values(published_at=bindparam("now"))
     .returning(_EVENTS.c.id, _EVENTS.c.hall_id, _EVENTS.c.seq, _EVENTS.c.name, _EVENTS.c.payload)
 )
+
+
+_CLAIM_ON_DRIVER = driven.for_driver(_CLAIM_UNPUBLISHED)
+_CLOCK = SystemClock()
 
 
 def event_message(hall_id: int, seq: int, name: str, payload: Any) -> bytes:
@@ -94,14 +100,25 @@ class Relay:
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Publish one batch of unpublished events, oldest first; return how many."""
-        async with self._sessions() as session, session.begin():
-            claimed = await session.execute(_CLAIM_UNPUBLISHED, {"now": datetime.now(UTC)})
+        """Publish one batch of unpublished events, oldest first; return how many.
+
+        On PostgreSQL the claim runs on the driver's own connection, in a transaction of
+        its own there (``UnitOfWork.begin_on_driver``): no ORM session is made and ended
+        for each round, which under a kiosk rush (a round every ``GAP``) was a tenth of a
+        process's event loop (docs/performance.md, "2026-12-06, late")."""
+        async with UnitOfWork(self._sessions, _CLOCK) as uow:
+            now = _CLOCK.now()
+            claimed: Sequence[Any]
+            if uow.dialect == "postgresql":
+                driver = await uow.begin_on_driver()
+                claimed = await driven.fetch(driver, _CLAIM_ON_DRIVER, {"now": now})
+            else:
+                claimed = (await uow.session.execute(_CLAIM_UNPUBLISHED, {"now": now})).all()
             # In each hall's order (RETURNING keeps none). On PostgreSQL a clerk's events
             # are numbered as their transaction commits, after the rows got their ids:
             # within a hall, ids need not follow the numbers (a batch cut at BATCH rows may
             # leave an earlier number for the next round; the hub waits for such a gap).
-            rows = sorted(claimed.all(), key=lambda row: (row.hall_id, row.seq))
+            rows = sorted(claimed, key=lambda row: (row[1], row[2]))
             messages = [
                 (hall_channel(hall_id), event_message(hall_id, seq, name, payload))
                 for _, hall_id, seq, name, payload in rows
@@ -111,6 +128,8 @@ class Relay:
             else:
                 for channel, message in messages:
                     await self._channels.wait_published(message, channel)
+            # Marked published only now: a publish that failed rolls the claim back.
+            await uow.commit()
         self.published += len(rows)
         return len(rows)
 
