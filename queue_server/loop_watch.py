@@ -2,13 +2,17 @@
 waits while one piece of work runs without giving the loop back, so a stall's length is
 what the slowest kiosk, clerk or screen of that moment waits on top of its own work.
 
-A thread asks the loop to run a callback every ``TICK_SECONDS`` and, while it waits for
-it, samples where the loop's thread is. A wait of ``threshold`` seconds or more is logged
-at WARNING with how long and where the loop was most often meanwhile (OneDoor's frames
-when there are any). Off unless ``ONEDOOR_LOOP_STALL_MS`` is set (``Settings``); the bench
-turns it on and counts the warnings of each phase (bench/README.md). A wait also counts
-time the process was not given the CPU at all (another process on the core): a stall
-whose place is the loop's own C code (``run``) is usually that.
+The loop runs a beat every ``TICK_SECONDS`` (a timer that notes the time); a thread
+looks at the last beat as often and, once one is late, samples where the loop's thread is
+until the next beat comes. A beat ``threshold`` seconds or more late is logged at WARNING
+with how late and where the loop was most often meanwhile (OneDoor's frames when there
+are any). The thread only reads the beat's time: it sends the loop nothing and wakes it
+for nothing. (An earlier version asked the loop to set a threading event every tick, a
+lock handed between the two threads: 4% of a busy worker's loop, docs/performance.md,
+"2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is set (``Settings``); the
+bench turns it on and counts the warnings of each phase (bench/README.md). A late beat
+also counts time the process was not given the CPU at all (another process on the core):
+a stall whose place is the loop's own C code (``run``) is usually that.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.01
-"""How often the loop is asked to answer when it is not stalled."""
+"""How often the loop beats, and the watch looks at its last beat."""
 SAMPLE_SECONDS = 0.002
-"""How often the loop's thread is looked at while the loop has not answered."""
+"""How often the loop's thread is looked at while its beat is late."""
 OURS = ("queue_server", "booking", "display", "printer")
 MESSAGE = "event loop held %.0f ms; mostly in %s"
 NOT_SAMPLED = (
@@ -44,13 +48,16 @@ class LoopWatch:
         self.longest = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._beat = 0.0
+        """When the loop last ran its beat (``time.perf_counter``)."""
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Start watching the running loop (call it on the loop's thread)."""
         loop = asyncio.get_running_loop()
-        loop_thread = threading.get_ident()
+        self._beat_on(loop)
         self._thread = threading.Thread(
-            target=self._watch, args=(loop, loop_thread), name="loop-watch", daemon=True
+            target=self._watch, args=(threading.get_ident(),), name="loop-watch", daemon=True
         )
         self._thread.start()
 
@@ -61,31 +68,36 @@ class LoopWatch:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
 
-    def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
-        while not self._stop.is_set():
-            answered = threading.Event()
-            began = time.perf_counter()
-            try:
-                loop.call_soon_threadsafe(answered.set)
-            except RuntimeError:  # the loop is closed
-                return
+    def _beat_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._beat = time.perf_counter()
+        if not self._stop.is_set():
+            self._timer = loop.call_later(TICK_SECONDS, self._beat_on, loop)
+
+    def _watch(self, loop_thread: int) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            beat = self._beat
+            if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
+                continue
+            # The beat is late: the loop is held. Where it is, until it beats again.
             seen: Counter[str] = Counter()
-            while not answered.wait(SAMPLE_SECONDS):
+            while self._beat == beat:
                 if self._stop.is_set():
                     return
                 frame = sys._current_frames().get(loop_thread)
                 if frame is not None:
                     seen[where(frame)] += 1
-            held = time.perf_counter() - began
+                time.sleep(SAMPLE_SECONDS)
+            held = self._beat - beat - TICK_SECONDS
             if held >= self.threshold:
                 self.stalls += 1
                 self.longest = max(self.longest, held)
                 place = seen.most_common(1)[0][0] if seen else NOT_SAMPLED
                 log.warning(MESSAGE, held * 1000, place)
-            self._stop.wait(TICK_SECONDS)
 
 
 def where(frame: FrameType, depth: int = 3) -> str:
