@@ -6,13 +6,14 @@ The loop runs a beat every ``TICK_SECONDS`` (a timer that notes the time); a thr
 looks at the last beat as often and, once one is late, samples where the loop's thread is
 until the next beat comes. A beat ``threshold`` seconds or more late is logged at WARNING
 with how late and where the loop was most often meanwhile (OneDoor's frames when there
-are any). The thread only reads the beat's time: it sends the loop nothing and wakes it
-for nothing. (An earlier version asked the loop to set a threading event every tick, a
-lock handed between the two threads: 4% of a busy worker's loop, docs/performance.md,
-"2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is set (``Settings``); the
-bench turns it on and counts the warnings of each phase (bench/README.md). A late beat
-also counts time the process was not given the CPU at all (another process on the core):
-a stall whose place is the loop's own C code (``run``) is usually that.
+are any). The thread only reads the beat's time: it sends the loop nothing and takes no
+lock the loop holds. (An earlier version asked the loop, through its self-pipe, to set a
+threading event every tick, a lock handed between the two threads: 4% of a busy worker's
+loop, docs/performance.md, "2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is
+set (``Settings``); the bench turns it on and counts the warnings of each phase
+(bench/README.md). A late beat also counts time the process was not given the CPU at all
+(another process on the core): a stall whose place is the loop's own C code (``run``) is
+usually that.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class LoopWatch:
         loop = asyncio.get_running_loop()
         self._beat_on(loop)
         self._thread = threading.Thread(
-            target=self._watch, args=(threading.get_ident(),), name="loop-watch", daemon=True
+            target=self._watch, args=(loop, threading.get_ident()), name="loop-watch", daemon=True
         )
         self._thread.start()
 
@@ -67,6 +68,7 @@ class LoopWatch:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
+        """Stop watching (call it on the loop's thread, as ``start``)."""
         self._stop.set()
         if self._timer is not None:
             self._timer.cancel()
@@ -78,15 +80,17 @@ class LoopWatch:
         if not self._stop.is_set():
             self._timer = loop.call_later(TICK_SECONDS, self._beat_on, loop)
 
-    def _watch(self, loop_thread: int) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         while not self._stop.wait(TICK_SECONDS):
+            if loop.is_closed():
+                return  # its loop ended without ``stop``
             beat = self._beat
             if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
                 continue
             # The beat is late: the loop is held. Where it is, until it beats again.
             seen: Counter[str] = Counter()
             while self._beat == beat:
-                if self._stop.is_set():
+                if self._stop.is_set() or loop.is_closed():
                     return
                 frame = sys._current_frames().get(loop_thread)
                 if frame is not None:

@@ -104,12 +104,15 @@ class UnitOfWork:
         """Whether the unit's statements each commit alone and may not write: a read's
         unit on PostgreSQL (``db.engine.read_session_factory``: AUTOCOMMIT, and a
         statement that writes or locks is refused before it is sent)."""
-        reading = self._sessions.kw.get("sync_session_class")
         return (
-            isinstance(reading, type)
-            and issubclass(reading, ReadSession)
+            self._is_read()
             and self._engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         )
+
+    def _is_read(self) -> bool:
+        """Whether this is a read's unit (``Bus.read``: its sessions refuse to write)."""
+        reading = self._sessions.kw.get("sync_session_class")
+        return isinstance(reading, type) and issubclass(reading, ReadSession)
 
     async def connect(self) -> None:
         """Hold a connection of the pool for the rest of the unit, before work that others
@@ -212,6 +215,8 @@ class UnitOfWork:
         while the ticket is chosen and claimed). Its changes' events are written by its
         own statements (``note_written``); if the work fails, the unit rolls it back as it
         ends."""
+        if self._is_read():
+            raise ReadOnly("a read may not write or lock; run it as a command (Bus.run)")
         driver = await self.driver()
         if not self._in_transaction:
             await driven.begin(driver)
@@ -230,15 +235,25 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Shielded: a cancelled request (a websocket gone, a client that hung up) is
-        # cancelled again at every await under anyio's cancel scopes, and an interrupted
-        # rollback leaves the pool a connection it can only throw away, with an error.
-        # A session on the driver's connection (a read's, ``connect``) ends before it.
-        if self._session is not None:
-            await asyncio.shield(self._end(self._session))
-        if self._connection is not None:
-            rollback, self._in_transaction = self._in_transaction, False
-            await asyncio.shield(self._release(self._connection, self._driver, exc, rollback))
+        # Shielded, as one: a cancelled request (a websocket gone, a client that hung up)
+        # is cancelled again at every await under anyio's cancel scopes, and an
+        # interrupted rollback leaves the pool a connection it can only throw away, with
+        # an error; a second shielded await would never be reached.
+        if self._session is not None or self._connection is not None:
+            await asyncio.shield(self._end_all(exc))
+
+    async def _end_all(self, exc: BaseException | None) -> None:
+        """End the session, then give the driver's connection back: a read's session
+        made on that connection (``connect``) ends before it, and the connection goes
+        back even if ending the session failed."""
+        session, connection = self._session, self._connection
+        try:
+            if session is not None:
+                await self._end(session)
+        finally:
+            if connection is not None:
+                rollback, self._in_transaction = self._in_transaction, False
+                await self._release(connection, self._driver, exc, rollback)
 
     async def _release(
         self,
@@ -317,6 +332,8 @@ class UnitOfWork:
         the transaction.) A unit on the driver's connection commits as
         ``_commit_driven`` says."""
         if self._driver is not None and self._session is None:
+            if self._is_read():
+                raise ReadOnly("a read may not commit a change; run it as a command (Bus.run)")
             await self._commit_driven(answering)
             return
         if isinstance(self.session.sync_session, ReadSession):

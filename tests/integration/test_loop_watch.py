@@ -76,3 +76,25 @@ async def test_the_app_watches_its_loop_when_told_to(settings: Settings, clock: 
         watch = app.state.loop_watch
         assert watch.threshold == 0.1 and watch.watching
     assert not watch.watching, "stopped with the app"
+
+
+def test_the_watch_ends_with_its_loop_if_never_stopped() -> None:
+    """A loop that ends without ``stop`` (a lifespan whose cleanup failed before it) leaves
+    no thread sampling behind it."""
+    loop = asyncio.new_event_loop()
+
+    async def watched() -> LoopWatch:
+        watch = LoopWatch(threshold=0.1)
+        watch.start()
+        await asyncio.sleep(0.05)
+        return watch
+
+    try:
+        watch = loop.run_until_complete(watched())
+        assert watch.watching
+    finally:
+        loop.close()
+    deadline = time.monotonic() + 5
+    while watch.watching and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not watch.watching, "the thread ended once its loop was closed"

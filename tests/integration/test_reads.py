@@ -3,6 +3,9 @@ and COMMIT round trips) and, on both databases, cannot write or lock."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 from sqlalchemy import select, text, update
 
@@ -81,7 +84,21 @@ async def test_a_read_that_tries_to_write_or_lock_is_refused_and_changes_nothing
     async def locks(uow: UnitOfWork) -> None:
         await uow.session.execute(select(HallRow).where(HallRow.id == hall_id).with_for_update())
 
-    for work in (changes_the_row, updates, writes_by_text, truncates, selects_into, commits, locks):
+    async def begins_on_the_driver(uow: UnitOfWork) -> None:
+        await uow.begin_on_driver()
+
+    def connected_first(work: Callable[[UnitOfWork], Awaitable[None]]) -> Any:
+        """``work`` in a read that held its connection first (``UnitOfWork.connect``: on
+        PostgreSQL the driver's, its session then made on that connection)."""
+
+        async def connected(uow: UnitOfWork) -> None:
+            await uow.connect()
+            await work(uow)
+
+        return connected
+
+    works = (changes_the_row, updates, writes_by_text, truncates, selects_into, commits, locks)
+    for work in (*works, *map(connected_first, (*works, begins_on_the_driver))):
         with pytest.raises(ReadOnly, match="run it as a command"):
             await bus.read(work)
     assert await bus.read(name_of, hall_id) == "Hall"
