@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import anyio
 import pytest
@@ -16,29 +18,46 @@ from queue_server.service.bus import Bus
 from queue_server.service.unit_of_work import UnitOfWork
 
 
-async def test_work_cancelled_by_a_cancel_scope_rolls_back_and_logs_nothing(
-    bus: Bus, caplog: pytest.LogCaptureFixture
+async def _cancelled_five_times(
+    run: Callable[..., Coroutine[Any, Any, Any]], first: Callable[[UnitOfWork], Awaitable[object]]
 ) -> None:
+    """Five units of work run by ``run`` (``bus.run``, ``bus.read``), each cancelled by an
+    anyio cancel scope once ``first`` has run in it and while it waits on."""
     started = asyncio.Event()
 
     async def slow(uow: UnitOfWork) -> None:
-        await uow.session.execute(text("SELECT 1"))
+        await first(uow)
         started.set()
         await asyncio.sleep(30)
 
-    caplog.set_level(logging.WARNING)
     for _ in range(5):
         started.clear()
         with anyio.move_on_after(5) as scope:
             async with anyio.create_task_group() as group:
-                group.start_soon(bus.run, slow)
+                group.start_soon(run, slow)
                 await started.wait()
                 scope.cancel()
         assert scope.cancelled_caught
-    await asyncio.sleep(0.2)  # the shielded endings finish
+
+
+async def _none_checked_out(engine: Any) -> None:
+    """Until the pool has no connection checked out (the shielded endings finish)."""
+    async with asyncio.timeout(5):
+        while engine.pool.checkedout():  # noqa: ASYNC110 - a state, not an event
+            await asyncio.sleep(0.01)
+
+
+async def _select_one(uow: UnitOfWork) -> None:
+    await uow.session.execute(text("SELECT 1"))
+
+
+async def test_work_cancelled_by_a_cancel_scope_rolls_back_and_logs_nothing(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    await _cancelled_five_times(bus.run, _select_one)
+    await _none_checked_out(bus.sessions.kw["bind"])
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    engine = bus.sessions.kw["bind"]
-    assert engine.pool.checkedout() == 0
     # And the database is usable: the next unit of work runs.
 
     async def one(uow: UnitOfWork) -> int:
@@ -55,25 +74,12 @@ async def test_a_read_cancelled_with_a_session_on_its_driver_connection_gives_it
     projection does, cancelled: the session ends and the connection goes back to the
     pool, each of them, with nothing logged (a second shielded ending was never reached:
     the connection stayed checked out until the garbage collector threw it away)."""
-    started = asyncio.Event()
 
-    async def slow(uow: UnitOfWork) -> None:
+    async def connected_then_session(uow: UnitOfWork) -> None:
         await uow.connect()
-        await uow.session.execute(text("SELECT 1"))
-        started.set()
-        await asyncio.sleep(30)
+        await _select_one(uow)
 
     caplog.set_level(logging.WARNING)
-    engine = bus.reads.kw["bind"]
-    for _ in range(5):
-        started.clear()
-        with anyio.move_on_after(5) as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(bus.read, slow)
-                await started.wait()
-                scope.cancel()
-        assert scope.cancelled_caught
-    async with asyncio.timeout(5):
-        while engine.pool.checkedout():  # noqa: ASYNC110 - until the shielded endings end
-            await asyncio.sleep(0.01)
+    await _cancelled_five_times(bus.read, connected_then_session)
+    await _none_checked_out(bus.reads.kw["bind"])
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
