@@ -104,8 +104,9 @@ class Relay:
 
         On PostgreSQL the claim runs on the driver's own connection, in a transaction of
         its own there (``UnitOfWork.begin_on_driver``): no ORM session is made and ended
-        for each round, which under a kiosk rush (a round every ``GAP``) was a tenth of a
-        process's event loop (docs/performance.md, "2026-12-06, late")."""
+        for each round (under a kiosk rush, a round every ``GAP``; ORM sessions, the
+        relay's and the answers', held 18.7% of a busy worker's event loop:
+        docs/performance.md, "2026-12-06, late")."""
         async with UnitOfWork(self._sessions, _CLOCK) as uow:
             now = _CLOCK.now()
             claimed: Sequence[Any]
