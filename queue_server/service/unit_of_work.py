@@ -90,7 +90,7 @@ class UnitOfWork:
         if session is None:
             if self._connection is None:
                 session = self._sessions()
-            elif self._reads_alone() and not self._in_transaction:
+            elif self._reads_alone():  # never in a transaction there (``begin_on_driver``)
                 # A read that held the driver's connection first (``connect``) and then
                 # needs more than its statements: a session on that same connection.
                 session = self._sessions(bind=self._connection)
@@ -170,7 +170,7 @@ class UnitOfWork:
             self._connection is None
             or self._session is not None
             # A read that holds the driver's connection (``connect``): in a session on it.
-            or (self._reads_alone() and not self._in_transaction)
+            or self._reads_alone()
         ):
             return await self.session.execute(statement, values)
         if not self._core:

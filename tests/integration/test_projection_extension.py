@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from queue_server.clock import FixedClock
 from queue_server.db import repository
@@ -415,7 +415,7 @@ async def test_an_answer_told_from_the_kept_projection_makes_no_session(
     hall, seq = await _hall_now(bus, hall_id)
     reads = bus.reads
     counted = _CountedSessions(reads)
-    bus.reads = counted  # type: ignore[assignment]
+    monkeypatch.setattr(bus, "reads", counted)
 
     async def told(ticket_id: int, need: int) -> Told | None:
         return await bus.read(estimates.told_at, hall, need, ticket_id)
@@ -435,7 +435,7 @@ async def test_an_answer_told_from_the_kept_projection_makes_no_session(
     assert kept.seq == seq and not kept.whole, "extended with the walk-in from the log"
     postgres = reads.kw["bind"].dialect.name == "postgresql"
     assert len(counted.made) == (1 if postgres else 2), "on PostgreSQL no session to extend it"
-    bus.reads = reads
+    monkeypatch.setattr(bus, "reads", reads)
     assert told_third is not None and told_third.people_ahead == 2
     assert told_third == await _fresh_told(bus, hall_id, third)
 
@@ -457,8 +457,18 @@ async def test_a_read_past_the_log_goes_on_in_a_session_on_the_same_connection(
     engine = bus.reads.kw["bind"]
     pool = engine.sync_engine.pool
     before = pool.checkedout()
-    told = await bus.read(estimates.told_at, hall, seq, tickets[2])
+    checkouts: list[object] = []
+
+    def checked_out(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(pool, "checkout", checked_out)
+    try:
+        told = await bus.read(estimates.told_at, hall, seq, tickets[2])
+    finally:
+        event.remove(pool, "checkout", checked_out)
     assert estimates._projections[hall_id].whole, "the call made it read the floor whole"
+    assert len(checkouts) == 1, "the log and the floor read on one connection"
     assert pool.checkedout() == before, "the connection went back to the pool"
     assert told is not None and told.people_ahead == 1
     assert told == await _fresh_told(bus, hall_id, tickets[2])
