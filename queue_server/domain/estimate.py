@@ -80,6 +80,58 @@ class Step(NamedTuple):
     """When the counter comes round again (None: it leaves the projection)."""
 
 
+Key = tuple[int, object, object, int]
+"""A ticket's sort key at a counter (``SilentChooser.key``): the least is called."""
+_KeyOf = Callable[[Candidate], Key]
+
+
+class Keys:
+    """The keys (``SilentChooser.key``) of a projection's tickets at each level, made once
+    per ticket and level for the projection and every projection resumed from it.
+
+    In a kiosk rush each resume plays hundreds of turns again, and every turn that calls a
+    group's first ticket makes the key of the one behind it at each level that weighs it:
+    the same tickets' keys, made again by every resume. A key is kept with the ticket it
+    was made for and used only for that same object (a fresh projection's tickets, or a
+    ticket read again, are new objects: their keys are made anew), so no id can be told
+    another ticket's key."""
+
+    __slots__ = ("_levels", "chooser")
+
+    def __init__(self, chooser: SilentChooser | None = None) -> None:
+        self.chooser = chooser
+        self._levels: dict[ServiceLevel, _KeyOf] = {}
+
+    def of(self, chooser: SilentChooser) -> Keys:
+        """These keys, if made by ``chooser`` (or by none yet); else new ones for it."""
+        if self.chooser is None:
+            self.chooser = chooser
+        return self if self.chooser is chooser else Keys(chooser)
+
+    def at(self, level: ServiceLevel) -> _KeyOf:
+        """A ticket's key at ``level``, made the first time it is asked for."""
+        key_of = self._levels.get(level)
+        if key_of is None:
+            assert self.chooser is not None, "keys are made for a chooser (``of``)"
+            key_of = self._levels[level] = _kept_keys(self.chooser, level)
+        return key_of
+
+
+def _kept_keys(chooser: SilentChooser, level: ServiceLevel) -> _KeyOf:
+    known: dict[int, tuple[Candidate, Key]] = {}
+    make = chooser.key
+
+    def key_of(c: Candidate) -> Key:
+        found = known.get(c.ticket_id)
+        if found is not None and found[0] is c:
+            return found[1]
+        key = make(c, level)
+        known[c.ticket_id] = (c, key)
+        return key
+
+    return key_of
+
+
 @dataclass(frozen=True)
 class Traced:
     """A projection with what it takes to play it again with more walk-ins (``resume``)."""
@@ -114,6 +166,8 @@ class Traced:
     """Per matter, when its real tickets are called, in turn (so time) order."""
     checkpoints: tuple[_Checkpoint, ...] = ()
     """The play's state every ``CHECKPOINT_EVERY`` turns, from which ``resume`` replays."""
+    keys: Keys = field(default_factory=Keys, compare=False, repr=False)
+    """The chooser's keys of its tickets, shared with the projections resumed from it."""
 
     @cached_property
     def called_arrivals(self) -> dict[int, list[tuple[datetime, int]]]:
@@ -422,23 +476,31 @@ def _counters_free(floor: Floor) -> list[tuple[datetime, int, CounterNow]]:
 
 def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
     """Play the projection on from ``state`` (``start``'s pool less those it has called)
-    with ``choose``."""
+    with ``choose``.
+
+    A resumed projection plays hundreds of turns per kiosk answer in a rush, on the event
+    loop: the loop keeps its lookups in locals, and makes each turn's record as a plain
+    tuple of ``Step``'s type (``Step(...)`` costs a Python call more)."""
     floor = start.floor
     free, busy, steps, called = state.free, state.busy, state.steps, state.called
-    turn_of, times = state.turn_of, state.times
-    pool = _Pool.starting(start, state.taken, state.gone)
+    turn_of, times, taken, counts = state.turn_of, state.times, state.taken, state.counts
+    gone = state.gone
+    pool = _Pool.starting(start, taken, gone)
     left = start.real - len(called)
     service_time: dict[int, timedelta] = {}
     # Without appointments there is no look-ahead: a turn then calls the least key of its
     # first tickets, each key kept while its ticket waits (``_Pool.least_at``), which is
     # whom the policy's silent chooser calls; any other chooser is asked at every turn.
     silent = choose if isinstance(choose, SilentChooser) else None
-    while free and left and len(steps) < PROJECTION_STEPS:
-        if len(steps) % CHECKPOINT_EVERY == 0:
+    keys = start.keys.of(silent) if silent is not None else None
+    least_at, pop, push, record = pool.least_at, heapq.heappop, heapq.heappush, steps.append
+    turn = len(steps)
+    while free and left and turn < PROJECTION_STEPS:
+        if turn % CHECKPOINT_EVERY == 0:
             state.mark()
-        at, counter_id, counter = heapq.heappop(free)
-        if silent is not None and not pool.appointments:
-            first = pool.least_at(at, counter, silent)
+        at, counter_id, counter = pop(free)
+        if keys is not None and not pool.appointments:
+            first = least_at(at, counter, keys)
             picked, looked = (None, False) if first is None else (first[0], True)
         else:
             first = None
@@ -446,8 +508,9 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
         if picked is None:
             later = pool.next_joining(at, counter.profile)
             if later is not None:
-                heapq.heappush(free, (later, counter_id, counter))
-            steps.append(Step(at, counter_id, None, None, looked, later))
+                push(free, (later, counter_id, counter))
+            record(_new_step(Step, (at, counter_id, None, None, looked, later)))
+            turn += 1
             continue
         if first is not None:  # the first of its group, which ``least_at`` named
             group: Group | None = first[1]
@@ -455,29 +518,37 @@ def _play(start: Traced, state: _State, choose: Chooser) -> Traced:
         else:
             group = pool.remove(picked)
         if group is None:
-            state.gone.add(picked.ticket_id)
+            gone.add(picked.ticket_id)
         else:
-            state.taken[group] = state.taken.get(group, 0) + 1
-        turn_of[picked.ticket_id] = len(steps)
+            taken[group] = taken.get(group, 0) + 1
+        turn_of[picked.ticket_id] = turn
+        service_id = picked.service_id
         if picked.ticket_id > 0:
             called[picked.ticket_id] = at
-            times.setdefault(picked.service_id, []).append(at)
-            state.counts[picked.service_id] = state.counts.get(picked.service_id, 0) + 1
+            matter_times = times.get(service_id)
+            if matter_times is None:
+                times[service_id] = [at]
+            else:
+                matter_times.append(at)
+            counts[service_id] = counts.get(service_id, 0) + 1
             left -= 1
-        busy[counter_id] = (picked.service_id, at)
-        took = service_time.get(picked.service_id)
+        busy[counter_id] = (service_id, at)
+        took = service_time.get(service_id)
         if took is None:
-            took = service_time[picked.service_id] = timedelta(
-                minutes=floor.stat(picked.service_id).mean()
-            )
+            took = service_time[service_id] = timedelta(minutes=floor.stat(service_id).mean())
         again = at + took
-        heapq.heappush(free, (again, counter_id, counter))
-        steps.append(Step(at, counter_id, picked, group, True, again))
+        push(free, (again, counter_id, counter))
+        record(_new_step(Step, (at, counter_id, picked, group, True, again)))
+        turn += 1
     state.mark()
     return replace(
         start, steps=tuple(steps), called=called, turn_of=turn_of, times=times,
-        checkpoints=tuple(state.checkpoints),
+        checkpoints=tuple(state.checkpoints), keys=start.keys if keys is None else keys,
     )  # fmt: skip
+
+
+_new_step = tuple.__new__
+"""``Step(...)`` without the Python call of a named tuple's ``__new__``."""
 
 
 def _asked(
@@ -536,7 +607,7 @@ class _Pool:
         self.groups = groups
         self._served: dict[int, list[deque[Candidate]]] = {}
         """Per counter, the groups of the matters it serves (a group is never added)."""
-        self._levels: dict[int, list[tuple[Group, deque[Candidate], ServiceLevel, list[Any]]]] = {}
+        self._levels: dict[int, list[tuple[Group, deque[Candidate], list[Any], _KeyOf]]] = {}
         """Per counter, the groups of its matters with its level for each, and the key of
         the group's first ticket at that level (``least_at``), kept while it is first."""
         self._slots: dict[tuple[Group, ServiceLevel], list[Any]] = {}
@@ -594,14 +665,15 @@ class _Pool:
         return found
 
     def least_at(
-        self, at: datetime, counter: CounterNow, policy: SilentChooser
+        self, at: datetime, counter: CounterNow, keys: Keys
     ) -> tuple[Candidate, Group, deque[Candidate]] | None:
         """Whom ``counter`` calls at ``at`` when no appointment waits (so without the
         look-ahead), with its group and that group's members (it is their first): of the
         first ticket of each group of its matters that has joined by then, the one with
-        the least key (``SilentChooser.key``) — what ``policy`` over ``contenders_at``
-        would choose. A first ticket's key does not change with the moment, so it is made
-        once per level while that ticket is first, not at each turn that weighs it."""
+        the least key (``SilentChooser.key``, through ``keys``) — what the chooser over
+        ``contenders_at`` would choose. A first ticket's key does not change with the
+        moment, so it is looked up once per level while that ticket is first, not at each
+        turn that weighs it."""
         levels = self._levels.get(counter.counter_id)
         if levels is None:
             profile = counter.profile
@@ -610,18 +682,18 @@ class _Pool:
                 level = profile.get(group[0])
                 if level is not None:
                     slot = self._slots.setdefault((group, level), [None, None])
-                    levels.append((group, members, level, slot))
+                    levels.append((group, members, slot, keys.at(level)))
             self._levels[counter.counter_id] = levels
         best: tuple[Candidate, Group, deque[Candidate]] | None = None
         best_key: tuple[int, object, object, int] | None = None
-        for group, members, level, slot in levels:
+        for group, members, slot, key_of in levels:
             if members:
                 first = members[0]
                 if first.queued_at <= at:
                     if slot[0] is first:
                         key = slot[1]
                     else:
-                        key = policy.key(first, level)
+                        key = key_of(first)
                         slot[0], slot[1] = first, key
                     if best_key is None or key < best_key:
                         best, best_key = (first, group, members), key

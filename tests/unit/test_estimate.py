@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import heapq
 import random
 import sys
@@ -25,7 +26,7 @@ from queue_server.domain.estimate import (
 )
 from queue_server.domain.floor import Candidate, CounterNow, Floor, ServiceStats, arrival_rates
 from queue_server.domain.model import CounterState, ServiceLevel, TicketKind
-from queue_server.domain.policy import Chooser, PolicyConfig, chooser
+from queue_server.domain.policy import Chooser, PolicyConfig, SilentChooser, chooser
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
@@ -679,6 +680,60 @@ def test_a_walk_in_beyond_what_the_projection_plays_forward_costs_no_choice() ->
     told = tell(newcomer.ticket_id, resumed.floor, CHOOSE, resumed.called)
     assert told == tell(newcomer.ticket_id, with_newcomer, CHOOSE)
     assert told is not None and told.people_ahead == len(queue)
+
+
+class CountingKeys(SilentChooser):
+    """The server's projection chooser, counting the keys it makes, by ticket."""
+
+    __slots__ = ("made",)
+
+    def __init__(self) -> None:
+        super().__init__(PolicyConfig(priority_boosts={"elderly": timedelta(minutes=15)}))
+        self.made: list[int] = []
+
+    def key(self, c: Candidate, level: ServiceLevel) -> tuple[int, object, object, int]:
+        self.made.append(c.ticket_id)
+        return super().key(c, level)
+
+
+def test_a_rush_of_resumes_makes_each_tickets_key_once_per_level() -> None:
+    """In a kiosk rush every resume plays the queue's tail again: the tickets' keys are
+    made once for the projection and those resumed from it, not again by each resume, and
+    the projection still calls as a fresh one does."""
+    queue = [
+        waiting(tid, joined_min_ago=60 - tid * 0.1, service_id=(PASSPORTS, RESIDENCE)[tid % 2])
+        for tid in range(1, 201)
+    ]
+    both = {PASSPORTS: PRIMARY, RESIDENCE: SECONDARY}
+    other = {PASSPORTS: SECONDARY, RESIDENCE: PRIMARY}
+    hall = floor(*queue, counters=[counter(1, both), counter(2, other), counter(3, both)])
+    choose = CountingKeys()
+    traced = project_traced(hall, choose)
+    assert sorted(set(choose.made)) == list(range(1, 201))
+    everyone = list(queue)
+    for tid in range(201, 241):  # a rush: one walk-in at a time, of either matter
+        newcomer = waiting(tid, joined_min_ago=0, service_id=(PASSPORTS, RESIDENCE)[tid % 2])
+        everyone.append(newcomer)
+        traced = resume(traced, [newcomer], choose)
+        assert traced.called == project(replace(hall, waiting=everyone), CHOOSE)
+    made = collections.Counter(choose.made)
+    assert max(made.values()) <= 2  # at most once at each of the two levels
+    assert set(made) == set(range(1, 241))
+
+
+def test_a_ticket_read_again_is_keyed_anew() -> None:
+    """A key is kept with the ticket it was made for: another ticket of the same id (read
+    again, elderly now) is not told the first one's key."""
+    choose = CountingKeys()
+    keys = estimate.Keys().of(choose)
+    key_of = keys.at(PRIMARY)
+    ordinary = waiting(7, joined_min_ago=30)
+    elderly = replace(ordinary, priority="elderly")
+    assert key_of(ordinary) == choose.key(ordinary, PRIMARY)
+    assert key_of(ordinary) is key_of(ordinary)
+    assert key_of(elderly) == choose.key(elderly, PRIMARY) != key_of(ordinary)
+    other = estimate.Keys().of(choose)
+    assert other.of(CountingKeys()) is not other  # another chooser: keys of its own
 
 
 def test_visitors_who_joined_together_are_called_by_ticket_number_whatever_the_listing() -> None:
