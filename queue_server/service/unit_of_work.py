@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple, overload
 
 import asyncpg
-from sqlalchemy import Executable, Result
+from sqlalchemy import Connection, Executable, PoolProxiedConnection, Result
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.selectable import TypedReturnsRows
@@ -63,6 +63,10 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self._repo: Repository | None = None
         self._connection: AsyncConnection | None = None
+        """SQLAlchemy's connection around the driver's: made only for work that needs it
+        (``_core_connection``)."""
+        self._raw: PoolProxiedConnection | None = None
+        """The pool's connection the driver's is (``driver``)."""
         self._driver: asyncpg.Connection | None = None
         self._in_transaction = False
         """Whether the driver's connection is in a transaction of this unit's
@@ -88,12 +92,12 @@ class UnitOfWork:
         another request made) makes none, and has none to roll back and close."""
         session = self._session
         if session is None:
-            if self._connection is None:
+            if self._raw is None:
                 session = self._sessions()
             elif self._reads_alone():  # never in a transaction there (``begin_on_driver``)
                 # A read that held the driver's connection first (``connect``) and then
                 # needs more than its statements: a session on that same connection.
-                session = self._sessions(bind=self._connection)
+                session = self._sessions(bind=self._core_connection())
             else:
                 raise RuntimeError("a unit of work uses its session or the driver, not both")
             self._session = session
@@ -120,7 +124,7 @@ class UnitOfWork:
         with no session yet holds the driver's connection: what it reads first runs
         there without a session (``driven.events_since``), and a session, if it needs one
         after, is made on that same connection. Any other unit connects its session."""
-        if self._connection is not None:
+        if self._raw is not None:
             return
         if self._session is None and self.dialect == "postgresql" and self._reads_alone():
             await self.driver()
@@ -167,17 +171,29 @@ class UnitOfWork:
         transaction the unit began there (``begin_on_driver``). For reads a hot path makes
         now and then (the policy's look-ahead), not for its every statement."""
         if (
-            self._connection is None
+            self._raw is None
             or self._session is not None
             # A read that holds the driver's connection (``connect``): in a session on it.
             or self._reads_alone()
         ):
             return await self.session.execute(statement, values)
+        connection = self._core_connection()
         if not self._core:
             # SQLAlchemy must not begin a transaction of its own around the unit's.
-            await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
             self._core = True
-        return await self._connection.execute(statement, values)
+        return await connection.execute(statement, values)
+
+    def _core_connection(self) -> AsyncConnection:
+        """SQLAlchemy's connection on the driver's (``driver``), made when first asked for:
+        as ``AsyncEngine.connect`` makes it, with the engine's own options (a read's
+        AUTOCOMMIT) and events, but on the pool's connection the unit holds already."""
+        connection = self._connection
+        if connection is None:
+            assert self._raw is not None, "the unit holds no connection of the pool"
+            sync = Connection(self._engine.sync_engine, connection=self._raw)
+            connection = self._connection = AsyncConnection(self._engine, sync)
+        return connection
 
     @property
     def dialect(self) -> str:
@@ -204,8 +220,10 @@ class UnitOfWork:
         if driver is None:
             if self._session is not None:
                 raise RuntimeError("a unit of work uses its session or the driver, not both")
-            self._connection = await self._engine.connect()
-            raw = await self._connection.get_raw_connection()
+            # The pool's connection itself, not SQLAlchemy's around it (made only if the
+            # work needs one, ``_core_connection``): the checkout and the check-in cost
+            # half as much, twice per kiosk answer (docs/performance.md, "2026-12-07").
+            raw = self._raw = await greenlet_spawn(self._engine.sync_engine.raw_connection)
             driver = self._driver = raw.driver_connection
         return driver
 
@@ -239,25 +257,26 @@ class UnitOfWork:
         # is cancelled again at every await under anyio's cancel scopes, and an
         # interrupted rollback leaves the pool a connection it can only throw away, with
         # an error; a second shielded await would never be reached.
-        if self._session is not None or self._connection is not None:
+        if self._session is not None or self._raw is not None:
             await asyncio.shield(self._end_all(exc))
 
     async def _end_all(self, exc: BaseException | None) -> None:
         """End the session, then give the driver's connection back: a read's session
         made on that connection (``connect``) ends before it, and the connection goes
         back even if ending the session failed."""
-        session, connection = self._session, self._connection
+        session, raw = self._session, self._raw
         try:
             if session is not None:
                 await self._end(session)
         finally:
-            if connection is not None:
+            if raw is not None:
                 rollback, self._in_transaction = self._in_transaction, False
-                await self._release(connection, self._driver, exc, rollback)
+                await self._release(raw, self._connection, self._driver, exc, rollback)
 
     async def _release(
         self,
-        connection: AsyncConnection,
+        raw: PoolProxiedConnection,
+        connection: AsyncConnection | None,
         driver: asyncpg.Connection | None,
         exc: BaseException | None,
         rollback: bool = False,
@@ -268,36 +287,39 @@ class UnitOfWork:
         that ended the session (a restart, a failover) ended the others too: every
         connection of the pool as old as this one is then marked stale, to be connected
         afresh at its next checkout (``Pool._invalidate``, what SQLAlchemy itself does when
-        a statement of its own meets a disconnect)."""
-        self._connection = self._driver = None
+        a statement of its own meets a disconnect). ``connection``: SQLAlchemy's around
+        it, if the work made one (``_core_connection``), closed with it."""
+        self._raw = self._connection = self._driver = None
         self._core = False
         # Never raises: it runs as the unit ends, and the work's own error (a lost race to
         # run again, a database away to answer 503) must be the one that leaves it.
         try:
-            if connection.invalidated:
+            if (connection is not None and connection.invalidated) or not raw.is_valid:
                 # SQLAlchemy dropped it already, under a statement of its own
                 # (``execute``): a lost connection marked the pool stale then, and a
                 # cancelled one must not do so now.
                 pass
             elif driver is not None and (driver.is_closed() or _connection_failed(exc)):
-                proxied = await connection.get_raw_connection()
                 # SQLAlchemy's own (private) call for a disconnect, as in 2.0 and 2.1; the
                 # ended-sessions test in tests/integration/test_issue_driver.py fails if
                 # it stops marking the pool's other connections stale.
-                await greenlet_spawn(self._engine.sync_engine.pool._invalidate, proxied, exc)
+                await greenlet_spawn(self._engine.sync_engine.pool._invalidate, raw, exc)
             elif driver is None or (exc is not None and not isinstance(exc, Exception)):
-                await connection.invalidate()
+                await greenlet_spawn(raw.invalidate)
             elif rollback:
                 try:
                     await driver.execute("ROLLBACK")
                 except Exception:
                     log.info("rolling back on the driver's connection failed", exc_info=True)
-                    await connection.invalidate()
+                    await greenlet_spawn(raw.invalidate)
         except Exception:
             log.warning("dropping a failed connection of the pool failed", exc_info=True)
         finally:
             try:
-                await connection.close()
+                if connection is not None:
+                    await connection.close()
+                else:
+                    await greenlet_spawn(raw.close)
             except Exception:
                 log.warning("giving a connection back to the pool failed", exc_info=True)
 
