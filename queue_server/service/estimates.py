@@ -106,6 +106,17 @@ class _Projection:
         return self.traced.floor
 
 
+@dataclass(frozen=True)
+class Joined:
+    """A walk-in just issued, as the asker of its estimate knows it, and how many events its
+    issue logged: the hall's events ``need - logged + 1`` to ``need`` (its
+    ``TicketIssued``, then its ``PrintJobQueued`` if any), what the log read since the
+    projection before them would hold (``told_at``)."""
+
+    walk_in: Candidate
+    logged: int
+
+
 _projections: dict[int, _Projection] = {}
 _making: dict[int, tuple[int, asyncio.Future[_Projection]]] = {}
 """Per hall, the projection being made: the event number its floor includes, and it."""
@@ -130,12 +141,19 @@ async def told(uow: UnitOfWork, hall_row: HallRow, ticket_id: int) -> Told | Non
     return await told_at(uow, hall_from_row(hall_row), hall_row.event_seq, ticket_id)
 
 
-async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Told | None:
+async def told_at(
+    uow: UnitOfWork, hall: Hall, need: int, ticket_id: int, joined: Joined | None = None
+) -> Told | None:
     """``told`` for a ticket the hall's events up to number ``need`` include: from a
     projection at least that new (kept, being made, or made now with ``uow``). ``hall``
     gives its id and time zone; the queue policy is read with the floor, so a caller
     holding an older copy of the hall (a follower's feed) cannot make a projection with
-    an outdated policy for everyone."""
+    an outdated policy for everyone.
+
+    ``joined``: the asker's own walk-in, whose events end at ``need``. When the kept
+    projection stops just before them, nothing else was logged in between: it is
+    extended with the walk-in as the log would extend it, without reading the log or
+    taking a connection (``_extended_by``)."""
     connected = False
     while True:
         kept = kept_projection(hall.id, need)
@@ -152,6 +170,11 @@ async def told_at(uow: UnitOfWork, hall: Hall, need: int, ticket_id: int) -> Tol
                 kept = shared
                 break
             continue
+        if joined is not None:
+            kept = _extended_by(uow, hall, need, joined)
+            if kept is not None:
+                break
+            joined = None  # the long way from here on
         if not connected:
             # A maker holds its unit of work's connection (on SQLite: the database's write
             # lock, BEGIN IMMEDIATE) before it says it is making: its reads then need
@@ -243,6 +266,12 @@ async def _make(
     finally:
         if _making.get(hall_id, (0, None))[1] is making:
             del _making[hall_id]
+    return _keep(hall_id, kept)
+
+
+def _keep(hall_id: int, kept: _Projection) -> _Projection:
+    """Keep ``kept`` as the hall's projection (unless one made later is kept already), and
+    forget those past their time."""
     # A projection keeps its turns (a few hundred KiB for a hall with a thousand
     # waiting): those too old to be used or extended go.
     expired = [
@@ -343,6 +372,30 @@ async def stop() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _extended_by(uow: UnitOfWork, hall: Hall, need: int, joined: Joined) -> _Projection | None:
+    """The kept projection extended with the asker's own walk-in, when its events are all
+    the log holds since it (``Joined``), and it may be extended now as ``_make`` would
+    (not to be read whole again, the same business day; due, then played again beside the
+    answers); else None, and the asker goes the long way. What ``_extended`` makes of the
+    same log, without reading it: no statement, no connection, and nothing to wait on (no
+    await), so nobody else makes the hall's projection meanwhile."""
+    last = _projections.get(hall.id)
+    if last is None or last.seq != need - joined.logged or hall.id in _making:
+        return None
+    if _overdue(last) is not None or (_due(last) and not _refreshing):
+        return None  # the asker plays it again, or reads the floor whole, itself
+    if business_day(last.floor.now, hall.tz) != business_day(uow.clock.now(), hall.tz):
+        return None
+    walk_in = joined.walk_in
+    # A floor read whole may hold the walk-in already (``_extended``).
+    there = last.whole and any(c.ticket_id == walk_in.ticket_id for c in last.floor.waiting)
+    traced = last.traced if there else resume(last.traced, [walk_in], last.choose)
+    kept = _Projection(last.made, need, traced, last.choose, read=last.read)
+    if _due(kept) and not _refresh_beside(uow, hall.id, kept, hall.tz):
+        return None  # overdue meanwhile (a slow resume): the asker plays it itself
+    return _keep(hall.id, kept)
 
 
 async def _extended(uow: UnitOfWork, hall_id: int, last: _Projection) -> _Projection | None:

@@ -130,7 +130,7 @@ async def new_ticket_answer(uow: UnitOfWork, new: NewTicket) -> TicketView:
     it told nothing (SQLite, a repeated Idempotency-Key), the ticket read whole."""
     if new.view is None or new.hall is None:
         return await answer_view(uow, new.ticket_id)
-    told = await estimates.told_at(uow, new.hall, new.event_seq, new.ticket_id)
+    told = await estimates.told_at(uow, new.hall, new.event_seq, new.ticket_id, new.joined)
     return with_told(new.view, told)
 
 

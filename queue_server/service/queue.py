@@ -41,7 +41,7 @@ from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
-from . import printing, visitors
+from . import estimates, printing, visitors
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
@@ -212,7 +212,13 @@ async def _issue_driven(
         token,
         printing.new_job_state(told.job_id, told.printer, now),
     )
-    return NewTicket(ticket.ref, view, hall, told.event_seq)
+    joined = None
+    if c.kind == TicketKind.WALK_IN:
+        walk_in = Candidate(
+            told.ticket_id, told.number, matter.id, TicketKind.WALK_IN, c.priority, now
+        )
+        joined = estimates.Joined(walk_in, logged=1 + (told.job_id is not None))
+    return NewTicket(ticket.ref, view, hall, told.event_seq, joined)
 
 
 async def enqueue(

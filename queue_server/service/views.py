@@ -136,6 +136,9 @@ class NewTicket:
     view: TicketView | None = None
     hall: Hall | None = None
     event_seq: int = 0
+    joined: estimates.Joined | None = None
+    """A walk-in's: what its issue logged, so that a projection one step behind is
+    extended with it without reading the log (``estimates.told_at``)."""
 
 
 def new_ticket_view(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,10 +21,17 @@ from queue_server.api.errors import _database_away
 from queue_server.clock import SystemClock
 from queue_server.db import driven
 from queue_server.db.engine import session_factory
-from queue_server.db.repository import NewVisit
+from queue_server.db.repository import NewVisit, hall_from_row, policy_config
+from queue_server.domain.estimate import Told, project_traced, tell_traced
+from queue_server.domain.hours import business_day
 from queue_server.domain.model import TicketKind
+from queue_server.domain.policy import chooser
+from queue_server.service import estimates, kiosk_prints, queue
 from queue_server.service.bus import Bus
+from queue_server.service.commands import Actor, IssueTicket
+from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork, is_transient
+from queue_server.service.views import NewTicket, TicketView
 from tests.conftest import _plain_dsn
 from tests.integration.pooled import (
     backend_waiting_on_a_lock,
@@ -32,7 +39,7 @@ from tests.integration.pooled import (
     engine,
     session_ended,
 )
-from tests.integration.test_concurrency import event_seqs, issue, make_hall, numbers
+from tests.integration.test_concurrency import KIOSKS, event_seqs, issue, make_hall, numbers
 
 pytestmark = pytest.mark.postgres
 __all__ = ["engine"]  # the fixture, from tests.integration.pooled
@@ -206,3 +213,61 @@ async def test_only_a_closed_connection_is_taken_for_a_lost_one(pg_url: str) -> 
         await connection.close()
     assert driven._lost(connection, asyncpg.InterfaceError("connection is closed"))
     assert driven._lost(connection, asyncpg.InterfaceError("anything at all"))
+
+
+async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_connection(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kiosks issuing one after another: an answer often finds the hall's kept projection
+    stopping just before its own walk-in's events. It is extended with that walk-in from
+    what the issue told, without reading the log or taking a connection, and the visitor
+    is told what a floor read whole tells. With another walk-in logged in between, the
+    answer reads the log since (one connection more) and is told as a fresh read too."""
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)  # however slow the machine
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+
+    async def kiosk() -> tuple[NewTicket, TicketView]:
+        command = IssueTicket(hall_id, service_id, actor=Actor(device_id=KIOSKS[hall_id]))
+        new = await bus.run(queue.issue_new, command)
+        return new, await bus.read(kiosk_prints.new_ticket_answer, new)
+
+    async def fresh(ticket_id: int) -> Told | None:
+        async def read(uow: UnitOfWork) -> Told | None:
+            row = await uow.repo.hall_row(hall_id)
+            assert row is not None
+            hall = hall_from_row(row)
+            now = uow.clock.now()
+            floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
+            choose = chooser(policy_config(hall), hall.tz, reasons=False)
+            return tell_traced(ticket_id, project_traced(floor, choose), now, choose)
+
+        return await bus.read(read)
+
+    def told(answer: TicketView) -> tuple[object, ...]:
+        return (answer.people_ahead, answer.estimate_minutes, answer.estimate_low,
+                answer.estimate_high)  # fmt: skip
+
+    await kiosk()  # the first answer reads the floor whole
+    pool = engine.sync_engine.pool
+    checkouts: list[object] = []
+    event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+    second, answer = await kiosk()
+    assert len(checkouts) == 1, "the issue's connection only: the answer took none"
+    kept = estimates._projections[hall_id]
+    assert kept.seq == second.event_seq and not kept.whole and kept.traced.real == 2
+    expected = await fresh(second.ticket_id)
+    assert expected is not None and told(answer) == (
+        1, expected.minutes, expected.low, expected.high
+    )  # fmt: skip
+
+    await issue(bus, hall_id, service_id)  # a walk-in whose answer never came
+    checkouts.clear()
+    fourth, answer = await kiosk()
+    assert len(checkouts) == 2, "the issue's, and the answer's to read the log since"
+    assert estimates._projections[hall_id].traced.real == 4
+    expected = await fresh(fourth.ticket_id)
+    assert expected is not None and told(answer) == (
+        3, expected.minutes, expected.low, expected.high
+    )  # fmt: skip
+    assert checked_out(engine) == 0

@@ -88,6 +88,44 @@ async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
         assert told is not None and told.people_ahead == issued - 1
 
 
+async def test_an_asker_extending_by_its_own_walk_in_holds_it_once(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race for an answer extending the projection with its own walk-in, without
+    reading the log (``estimates.Joined``): a floor read whole whose event number stops
+    just before the walk-in's events, but read after it committed, holds it already; the
+    extension counts it once."""
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    hall_id, service_id, _ = await make_hall(bus, counters=1)
+    for _ in range(3):
+        await issue(bus, hall_id, service_id)
+    hall, seq_before = await _hall_now(bus, hall_id)
+    newest = await issue(bus, hall_id, service_id)
+    _, need = await _hall_now(bus, hall_id)
+
+    async def read_whole(uow: UnitOfWork) -> tuple[estimates._Projection, Candidate]:
+        traced, choose = await _projected_whole(uow, hall_id)
+        walk_in = next(c for c in traced.floor.waiting if c.ticket_id == newest)
+        made = estimates._Projection(time.monotonic(), seq_before, traced, choose, whole=True)
+        return made, walk_in
+
+    whole, walk_in = await bus.run(read_whole)
+    assert len(whole.floor.waiting) == 4
+    estimates._projections[hall_id] = whole
+
+    async def told(uow: UnitOfWork) -> Told | None:
+        joined = estimates.Joined(walk_in, logged=need - seq_before)
+        return await estimates.told_at(uow, hall, need, newest, joined)
+
+    answer = await bus.read(told)
+    kept = estimates._projections[hall_id]
+    assert kept.seq == need and not kept.whole, "extended, not read whole again"
+    ids = [c.ticket_id for c in kept.floor.waiting]
+    assert len(ids) == len(set(ids)) == 4 and kept.traced.real == 4
+    assert answer is not None and answer.people_ahead == 3
+    assert answer == await _fresh_told(bus, hall_id, newest)
+
+
 async def test_a_request_that_has_read_is_told_while_another_waits_to_begin(bus: Bus) -> None:
     """A follow-link read has read its ticket in its transaction (on SQLite that holds the
     database's write lock) when it needs the hall's projection; a follower's feed has
