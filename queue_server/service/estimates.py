@@ -378,20 +378,21 @@ def _extended_by(uow: UnitOfWork, hall: Hall, need: int, joined: Joined) -> _Pro
     """The kept projection extended with the asker's own walk-in, when its events are all
     the log holds since it (``Joined``), and it may be extended now as ``_make`` would
     (not to be read whole again, the same business day; due, then played again beside the
-    answers); else None, and the asker goes the long way. What ``_extended`` makes of the
+    answers; not the first extension of a floor read whole); else None, and the asker
+    goes the long way. What ``_extended`` makes of the
     same log, without reading it: no statement, no connection, and nothing to wait on (no
     await), so nobody else makes the hall's projection meanwhile."""
     last = _projections.get(hall.id)
-    if last is None or last.seq != need - joined.logged or hall.id in _making:
+    if last is None or last.seq != need - joined.logged or hall.id in _making or last.whole:
+        # A floor read whole may hold walk-ins logged after its number already, its own
+        # and later ones: its first extension reads every event committed by then, so
+        # that the next ones start past all of them (``_extended``).
         return None
     if _overdue(last) is not None or (_due(last) and not _refreshing):
         return None  # the asker plays it again, or reads the floor whole, itself
     if business_day(last.floor.now, hall.tz) != business_day(uow.clock.now(), hall.tz):
         return None
-    walk_in = joined.walk_in
-    # A floor read whole may hold the walk-in already (``_extended``).
-    there = last.whole and any(c.ticket_id == walk_in.ticket_id for c in last.floor.waiting)
-    traced = last.traced if there else resume(last.traced, [walk_in], last.choose)
+    traced = resume(last.traced, [joined.walk_in], last.choose)
     kept = _Projection(last.made, need, traced, last.choose, read=last.read)
     if _due(kept) and not _refresh_beside(uow, hall.id, kept, hall.tz):
         return None  # overdue meanwhile (a slow resume): the asker plays it itself

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_server.api.errors import _database_away
-from queue_server.clock import SystemClock
+from queue_server.clock import FixedClock, SystemClock
 from queue_server.db import driven
-from queue_server.db.engine import session_factory
+from queue_server.db.engine import create_engine, session_factory
 from queue_server.db.repository import NewVisit, hall_from_row, policy_config
 from queue_server.domain.estimate import Told, project_traced, tell_traced
 from queue_server.domain.hours import business_day
@@ -216,15 +217,19 @@ async def test_only_a_closed_connection_is_taken_for_a_lost_one(pg_url: str) -> 
 
 
 async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_connection(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kiosks issuing one after another: an answer often finds the hall's kept projection
     stopping just before its own walk-in's events. It is extended with that walk-in from
     what the issue told, without reading the log or taking a connection, and the visitor
     is told what a floor read whole tells. With another walk-in logged in between, the
     answer reads the log since (one connection more) and is told as a fresh read too."""
-    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)  # however slow the machine
-    bus = Bus(session_factory(engine), SystemClock())
+    # Kept, and not read again, however slow the machine.
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
+    monkeypatch.setattr(estimates, "READ_AGAIN_SECONDS", 3600.0)
+    # One moment throughout: an extended projection starts when its floor was read, and a
+    # fresh one now; told from the same moment, they tell the same.
+    bus = Bus(session_factory(engine), clock)
     hall_id, service_id, _ = await make_hall(bus, counters=1)
 
     async def kiosk() -> tuple[NewTicket, TicketView]:
@@ -253,21 +258,47 @@ async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_conne
     checkouts: list[object] = []
     event.listen(pool, "checkout", lambda *args: checkouts.append(args))
     second, answer = await kiosk()
+    # The first extension of a floor read whole reads the log: that floor may hold
+    # walk-ins logged after its number already.
+    assert len(checkouts) == 2, "the issue's, and the answer's to read the log since"
+    assert estimates._projections[hall_id].seq == second.event_seq
+    checkouts.clear()
+    third, answer = await kiosk()
     assert len(checkouts) == 1, "the issue's connection only: the answer took none"
     kept = estimates._projections[hall_id]
-    assert kept.seq == second.event_seq and not kept.whole and kept.traced.real == 2
-    expected = await fresh(second.ticket_id)
+    assert kept.seq == third.event_seq and not kept.whole and kept.traced.real == 3
+    expected = await fresh(third.ticket_id)
     assert expected is not None and told(answer) == (
-        1, expected.minutes, expected.low, expected.high
+        2, expected.minutes, expected.low, expected.high
     )  # fmt: skip
 
     await issue(bus, hall_id, service_id)  # a walk-in whose answer never came
     checkouts.clear()
-    fourth, answer = await kiosk()
+    fifth, answer = await kiosk()
     assert len(checkouts) == 2, "the issue's, and the answer's to read the log since"
-    assert estimates._projections[hall_id].traced.real == 4
-    expected = await fresh(fourth.ticket_id)
+    assert estimates._projections[hall_id].traced.real == 5
+    expected = await fresh(fifth.ticket_id)
     assert expected is not None and told(answer) == (
-        3, expected.minutes, expected.low, expected.high
+        4, expected.minutes, expected.low, expected.high
     )  # fmt: skip
     assert checked_out(engine) == 0
+
+
+async def test_a_failed_checkout_is_told_as_the_engine_tells_it(pg_url: str) -> None:
+    """A unit of work that cannot connect fails as ``AsyncEngine.connect`` fails (a
+    ``DBAPIError`` around the driver's error): the API's answer to a database away or
+    refusing depends on it."""
+    url = make_url(pg_url).set(database="onedoor_no_such_database")
+    engine = create_engine(url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with pytest.raises(DBAPIError) as by_engine:
+            async with engine.connect():
+                pass
+        async with UnitOfWork(session_factory(engine), SystemClock()) as uow:
+            with pytest.raises(DBAPIError) as by_unit:
+                await uow.driver()
+        assert type(by_unit.value) is type(by_engine.value)
+        assert type(by_unit.value.orig) is type(by_engine.value.orig)
+        assert checked_out(engine) == 0
+    finally:
+        await engine.dispose()

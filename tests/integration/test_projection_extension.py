@@ -88,42 +88,45 @@ async def test_an_extended_projection_holds_each_walk_in_once(bus: Bus) -> None:
         assert told is not None and told.people_ahead == issued - 1
 
 
-async def test_an_asker_extending_by_its_own_walk_in_holds_it_once(
+async def test_askers_whose_walk_ins_a_floor_read_whole_holds_are_each_counted_once(
     bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same race for an answer extending the projection with its own walk-in, without
-    reading the log (``estimates.Joined``): a floor read whole whose event number stops
-    just before the walk-in's events, but read after it committed, holds it already; the
-    extension counts it once."""
+    """The same race for answers that know their own walk-in (``estimates.Joined``): a
+    floor read whole at event number S holds walk-ins A (logged after S) and B (after A).
+    A's answer must not extend it with A alone, without the log: the projection would
+    then stop before B, and B's answer would add B a second time. Each walk-in is held
+    once, and each told as a floor read whole tells."""
     monkeypatch.setattr(estimates, "KEEP_SECONDS", 3600.0)
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     for _ in range(3):
         await issue(bus, hall_id, service_id)
     hall, seq_before = await _hall_now(bus, hall_id)
-    newest = await issue(bus, hall_id, service_id)
-    _, need = await _hall_now(bus, hall_id)
+    a = await issue(bus, hall_id, service_id)
+    _, need_a = await _hall_now(bus, hall_id)
+    b = await issue(bus, hall_id, service_id)
+    _, need_b = await _hall_now(bus, hall_id)
 
-    async def read_whole(uow: UnitOfWork) -> tuple[estimates._Projection, Candidate]:
+    async def read_whole(uow: UnitOfWork) -> tuple[estimates._Projection, dict[int, Candidate]]:
         traced, choose = await _projected_whole(uow, hall_id)
-        walk_in = next(c for c in traced.floor.waiting if c.ticket_id == newest)
         made = estimates._Projection(time.monotonic(), seq_before, traced, choose, whole=True)
-        return made, walk_in
+        return made, {c.ticket_id: c for c in traced.floor.waiting}
 
-    whole, walk_in = await bus.run(read_whole)
-    assert len(whole.floor.waiting) == 4
+    whole, waiting = await bus.run(read_whole)
+    assert len(waiting) == 5
     estimates._projections[hall_id] = whole
 
-    async def told(uow: UnitOfWork) -> Told | None:
-        joined = estimates.Joined(walk_in, logged=need - seq_before)
-        return await estimates.told_at(uow, hall, need, newest, joined)
+    async def told(uow: UnitOfWork, ticket: int, need: int, logged: int) -> Told | None:
+        joined = estimates.Joined(waiting[ticket], logged)
+        return await estimates.told_at(uow, hall, need, ticket, joined)
 
-    answer = await bus.read(told)
+    told_a = await bus.read(told, a, need_a, need_a - seq_before)
+    told_b = await bus.read(told, b, need_b, need_b - need_a)
     kept = estimates._projections[hall_id]
-    assert kept.seq == need and not kept.whole, "extended, not read whole again"
     ids = [c.ticket_id for c in kept.floor.waiting]
-    assert len(ids) == len(set(ids)) == 4 and kept.traced.real == 4
-    assert answer is not None and answer.people_ahead == 3
-    assert answer == await _fresh_told(bus, hall_id, newest)
+    assert len(ids) == len(set(ids)) == 5 and kept.traced.real == 5, ids
+    assert told_a is not None and told_a.people_ahead == 3
+    assert told_b is not None and told_b.people_ahead == 4
+    assert told_b == await _fresh_told(bus, hall_id, b)
 
 
 async def test_a_request_that_has_read_is_told_while_another_waits_to_begin(bus: Bus) -> None:
