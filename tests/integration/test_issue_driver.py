@@ -22,15 +22,11 @@ from queue_server.api.errors import _database_away
 from queue_server.clock import FixedClock, SystemClock
 from queue_server.db import driven
 from queue_server.db.engine import create_engine, session_factory
-from queue_server.db.repository import NewVisit, hall_from_row, policy_config
-from queue_server.domain.estimate import Told, project_traced, tell_traced
-from queue_server.domain.hours import business_day
+from queue_server.db.repository import NewVisit
 from queue_server.domain.model import TicketKind
-from queue_server.domain.policy import chooser
 from queue_server.service import estimates, kiosk_prints, queue
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
-from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork, is_transient
 from queue_server.service.views import NewTicket, TicketView
 from tests.conftest import _plain_dsn
@@ -41,6 +37,7 @@ from tests.integration.pooled import (
     session_ended,
 )
 from tests.integration.test_concurrency import KIOSKS, event_seqs, issue, make_hall, numbers
+from tests.integration.test_projection_extension import _fresh_told
 
 pytestmark = pytest.mark.postgres
 __all__ = ["engine"]  # the fixture, from tests.integration.pooled
@@ -237,18 +234,6 @@ async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_conne
         new = await bus.run(queue.issue_new, command)
         return new, await bus.read(kiosk_prints.new_ticket_answer, new)
 
-    async def fresh(ticket_id: int) -> Told | None:
-        async def read(uow: UnitOfWork) -> Told | None:
-            row = await uow.repo.hall_row(hall_id)
-            assert row is not None
-            hall = hall_from_row(row)
-            now = uow.clock.now()
-            floor = await hall_floor(uow, hall_id, business_day(now, hall.tz), now)
-            choose = chooser(policy_config(hall), hall.tz, reasons=False)
-            return tell_traced(ticket_id, project_traced(floor, choose), now, choose)
-
-        return await bus.read(read)
-
     def told(answer: TicketView) -> tuple[object, ...]:
         return (answer.people_ahead, answer.estimate_minutes, answer.estimate_low,
                 answer.estimate_high)  # fmt: skip
@@ -267,7 +252,7 @@ async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_conne
     assert len(checkouts) == 1, "the issue's connection only: the answer took none"
     kept = estimates._projections[hall_id]
     assert kept.seq == third.event_seq and not kept.whole and kept.traced.real == 3
-    expected = await fresh(third.ticket_id)
+    expected = await _fresh_told(bus, hall_id, third.ticket_id)
     assert expected is not None and told(answer) == (
         2, expected.minutes, expected.low, expected.high
     )  # fmt: skip
@@ -277,7 +262,7 @@ async def test_a_walk_in_next_to_the_kept_projection_is_answered_without_a_conne
     fifth, answer = await kiosk()
     assert len(checkouts) == 2, "the issue's, and the answer's to read the log since"
     assert estimates._projections[hall_id].traced.real == 5
-    expected = await fresh(fifth.ticket_id)
+    expected = await _fresh_told(bus, hall_id, fifth.ticket_id)
     assert expected is not None and told(answer) == (
         4, expected.minutes, expected.low, expected.high
     )  # fmt: skip
