@@ -379,9 +379,9 @@ def _extended_by(uow: UnitOfWork, hall: Hall, need: int, joined: Joined) -> _Pro
     the log holds since it (``Joined``), and it may be extended now as ``_make`` would
     (not to be read whole again, the same business day; due, then played again beside the
     answers; not the first extension of a floor read whole); else None, and the asker
-    goes the long way. What ``_extended`` makes of the
-    same log, without reading it: no statement, no connection, and nothing to wait on (no
-    await), so nobody else makes the hall's projection meanwhile."""
+    goes the long way. What ``_extended`` makes of the same log, without reading it: no
+    statement, no connection, and nothing to wait on (no await), so nobody else makes the
+    hall's projection meanwhile."""
     last = _projections.get(hall.id)
     if last is None or last.seq != need - joined.logged or hall.id in _making or last.whole:
         # A floor read whole may hold walk-ins logged after its number already, its own

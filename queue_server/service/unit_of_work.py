@@ -221,8 +221,8 @@ class UnitOfWork:
             if self._session is not None:
                 raise RuntimeError("a unit of work uses its session or the driver, not both")
             # The pool's connection itself, not SQLAlchemy's around it (made only if the
-            # work needs one, ``_core_connection``): the checkout and the check-in cost
-            # half as much, twice per kiosk answer (docs/performance.md, "2026-12-07").
+            # work needs one, ``_core_connection``): a third less CPU to check out and in,
+            # up to twice per kiosk answer (docs/performance.md, "2026-12-07").
             raw = self._raw = await greenlet_spawn(self._checkout)
             driver = self._driver = raw.driver_connection
         return driver
