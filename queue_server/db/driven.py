@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
@@ -79,22 +79,31 @@ class ConnectionLost(ConnectionError):
 
 MATTER = "matter_"
 """The prefix of the matter's columns in ``ISSUE_READ``'s rows."""
-_HALL_COLUMNS = ("id", "name_zh", "name_en", "timezone", "opening_hours", "priority_boosts",
-                 "secondary_after_minutes", "notice")  # fmt: skip
-_MATTER_COLUMNS = ("id", "prefix", "name_zh", "name_en", "active")
+_HALL_COLUMNS = sql.ISSUE_HALL_COLUMNS
 ISSUE_READ = for_driver(
     sql.HALL_AND_MATTER.with_only_columns(
         *(getattr(HallRow, column) for column in _HALL_COLUMNS),
-        *(getattr(ServiceRow, column).label(MATTER + column) for column in _MATTER_COLUMNS),
+        *(
+            getattr(ServiceRow, column).label(MATTER + column)
+            for column in sql.ISSUE_MATTER_COLUMNS
+        ),
         IdempotencyKeyRow.ticket_id.label("kept_ticket"),
         IdempotencyKeyRow.fingerprint.label("kept_fingerprint"),
+        literal_column(sql.ISSUE_FACTS).label("facts"),
     )
 )
 """``statements.HALL_AND_MATTER`` with only the columns issuing uses: the hall's (those of
 ``repository.hall_from_row`` and of the print payload), the matter's (prefixed
-``matter_``; NULL when the hall has no such matter) and what the Idempotency-Key was
-stored with (``kept_ticket``, ``kept_fingerprint``)."""
+``matter_``; NULL when the hall has no such matter), what the Idempotency-Key was
+stored with (``kept_ticket``, ``kept_fingerprint``) and the digest of the hall's and the
+matter's columns read (``facts``, ``statements.ISSUE_FACTS``)."""
 ENQUEUE = for_driver(sql.PG_ENQUEUE)
+ENQUEUE_IF_FACTS = for_driver(sql.PG_ENQUEUE_IF_FACTS)
+
+
+class FactsChanged(LookupError):
+    """The hall or the matter is no longer as the digest given to ``enqueue`` says (or is
+    gone): nothing was written; read them again."""
 
 
 class RecordFields:
@@ -165,18 +174,29 @@ async def issue_read(
     return await _fetch_one(driver, ISSUE_READ, values)
 
 
-async def enqueue(driver: asyncpg.Connection, visit: NewVisit) -> Enqueued | None:
+async def enqueue(
+    driver: asyncpg.Connection, visit: NewVisit, facts: str | None = None
+) -> Enqueued | None:
     """``Repository.enqueue`` on the driver's connection: one statement committed alone.
     None when the Idempotency-Key was taken by a request that committed first (the
-    statement failed whole; the issue is to be run again)."""
+    statement failed whole; the issue is to be run again). With ``facts`` (``ISSUE_READ``'s
+    digest of the hall and the matter the visit was made from) only if they are still so
+    (``statements.PG_ENQUEUE_IF_FACTS``): ``FactsChanged`` when not, nothing written."""
+    values = visit.values()
+    statement = ENQUEUE
+    if facts is not None:
+        values["facts"] = facts
+        statement = ENQUEUE_IF_FACTS
     try:
-        found = await _fetch_one(driver, ENQUEUE, visit.values())
+        found = await _fetch_one(driver, statement, values)
     except IntegrityError as exc:
         taken = getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys"
         if visit.idempotency is not None and taken:
             return None
         raise
     if found is None:
+        if facts is not None:
+            raise FactsChanged(f"hall {visit.hall_id} or its matter {visit.service_id} changed")
         raise LookupError(f"no hall {visit.hall_id} or matter {visit.service_id} to issue for")
     return enqueued(tuple(found), visit)
 

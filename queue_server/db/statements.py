@@ -116,17 +116,15 @@ def pg_record_events_with_ticket_if_unchanged(columns: tuple[str, ...]) -> TextC
     )
 
 
-PG_ENQUEUE = text(
-    """
-    WITH numbered AS (
+_ENQUEUE = """
+    WITH {facts}numbered AS (
         INSERT INTO number_sequences AS ns (hall_id, business_day, prefix, last_seq)
-        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1)
+        {new_sequence}
         ON CONFLICT (hall_id, business_day, prefix) DO UPDATE SET last_seq = ns.last_seq + 1
         RETURNING last_seq
     ), visit AS (
         INSERT INTO visits (hall_id, business_day, follow_token, created_at)
-        VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
-                CAST(:now AS timestamptz))
+        {new_visit}
         RETURNING id
     ), ticket AS (
         INSERT INTO tickets (hall_id, visit_id, service_id, number, prefix, seq, business_day,
@@ -178,7 +176,7 @@ PG_ENQUEUE = text(
     ), bumped AS (
         -- The hall row last (the documented lock order): the count reads the rows above.
         UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
-        WHERE id = CAST(:hall AS bigint)
+        WHERE id = CAST(:hall AS bigint){only}
         RETURNING event_seq
     ), logged AS (
         INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
@@ -195,10 +193,51 @@ PG_ENQUEUE = text(
            (SELECT problem FROM printer)
     FROM ticket
     """
+_NEW_SEQUENCE = "VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1)"
+_NEW_VISIT = """VALUES (CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
+                CAST(:now AS timestamptz))"""
+PG_ENQUEUE = text(
+    _ENQUEUE.format(facts="", new_sequence=_NEW_SEQUENCE, new_visit=_NEW_VISIT, only="")
 )
 """A visit joins the queue in one statement on PostgreSQL: its day's next number, the visit,
 the ticket, the kiosk printer's job, the Idempotency-Key and the events numbered in the
 hall's log (``Repository.enqueue``)."""
+
+ISSUE_HALL_COLUMNS = ("id", "name_zh", "name_en", "timezone", "opening_hours",
+                      "priority_boosts", "secondary_after_minutes", "notice")  # fmt: skip
+"""What issuing reads of its hall: ``repository.hall_from_row``'s columns and the print
+payload's."""
+ISSUE_MATTER_COLUMNS = ("id", "prefix", "name_zh", "name_en", "active")
+"""What issuing reads of its matter."""
+ISSUE_FACTS = "md5(CAST(ROW({}) AS text))".format(
+    ", ".join(
+        [f"halls.{column}" for column in ISSUE_HALL_COLUMNS]
+        + [f"services.{column}" for column in ISSUE_MATTER_COLUMNS]
+    )
+)
+"""A digest of everything issuing reads of its hall and matter (``ISSUE_*_COLUMNS``, in a
+query that joins the tables under their own names): equal digests, the same facts."""
+PG_ENQUEUE_IF_FACTS = text(
+    _ENQUEUE.format(
+        facts=f"""facts AS (
+        SELECT 1 FROM halls JOIN services ON services.hall_id = halls.id
+        WHERE halls.id = CAST(:hall AS bigint) AND services.id = CAST(:service AS bigint)
+          AND {ISSUE_FACTS} = CAST(:facts AS text)
+    ), """,  # noqa: S608 (column names of this module's own, no value)
+        new_sequence=(
+            "SELECT CAST(:hall AS bigint), CAST(:day AS date), CAST(:prefix AS varchar), 1 "
+            "FROM facts"
+        ),
+        new_visit="""SELECT CAST(:hall AS bigint), CAST(:day AS date), CAST(:token AS varchar),
+               CAST(:now AS timestamptz) FROM facts""",
+        only=" AND EXISTS (SELECT 1 FROM facts)",
+    )
+)
+"""``PG_ENQUEUE`` only if the hall and matter are still as issuing last read them: their
+``ISSUE_FACTS`` digest equal to ``:facts``. Otherwise nothing is written, no row is
+locked and no row is returned (the issue then reads them again: ``queue._issue_driven``).
+The check and the change are one statement, so a ticket is never made on facts that had
+changed before it began."""
 
 
 CANDIDATE_COLUMNS = (

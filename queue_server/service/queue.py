@@ -16,6 +16,7 @@ from queue_server.db import driven
 from queue_server.db import statements as sql
 from queue_server.db.repository import (
     Busy,
+    Enqueued,
     NewVisit,
     ViewParts,
     apply_ticket,
@@ -150,6 +151,24 @@ def _may_issue(hall: Hall, matter: Any, c: cmd.IssueTicket, now: datetime) -> No
     hall.check_open(now)
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """A hall and one of its matters as issuing last read them, with their digest
+    (``statements.ISSUE_FACTS``)."""
+
+    hall: driven.RecordFields
+    matter: driven.RecordFields
+    digest: str
+
+
+FACTS_KEPT = 4096
+"""How many (hall, matter) pairs a process keeps the facts of; all are dropped past it."""
+_known_facts: dict[tuple[int, int], _Facts] = {}
+"""What issuing last read of each (hall, matter): the next issue there sends its statement
+checked against them (``PG_ENQUEUE_IF_FACTS``) and needs no read first. Nothing has to
+forget them: a statement whose facts changed writes nothing, and the issue reads again."""
+
+
 async def _issue_driven(
     uow: UnitOfWork,
     c: cmd.IssueTicket,
@@ -158,44 +177,54 @@ async def _issue_driven(
     key: str | None,
     fingerprint: str,
 ) -> NewTicket:
-    """``issue_new`` on PostgreSQL: two statements on the driver's own connection, each
-    committed alone (``db.driven``), and the answer but for the wait estimate told by the
-    second. Its one change is one statement (``statements.PG_ENQUEUE``): the locks it takes
-    (the matter's day counter, the hall row, which every issuer queues on) are held for
-    that statement and its commit only, and no BEGIN or COMMIT is sent. The read before it
-    sees what was committed, as in a transaction."""
+    """``issue_new`` on PostgreSQL, on the driver's own connection (``db.driven``), each
+    statement committed alone, and the answer but for the wait estimate told by the
+    issuing statement (``statements.PG_ENQUEUE``): its one change. The locks it takes (the
+    matter's day counter, the hall row, which every issuer queues on) are held for that
+    statement and its commit only, and no BEGIN or COMMIT is sent.
+
+    Where the process knows the hall and the matter (``_known_facts``), that statement is
+    the only one, made on what it knows and checked against the database as it runs.
+    Otherwise, or when the check fails, the issue refuses, or its Idempotency-Key was used
+    before, it first reads the hall, the matter and the key in one statement, which sees
+    what was committed, as in a transaction."""
+    idempotency = (scope, key, fingerprint) if key else None
     # The turn is taken before the connection: a crowd of kiosks waits in the process,
     # holding neither a lock nor one of the pool's connections (a pool emptied by waiters
     # opened and closed its overflow connections by the hundred a minute at 64 kiosks).
     async with _issuing_turn(c.hall_id):
         db = await uow.driver()
-        found = await driven.issue_read(
-            db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
-        )
-        if found is None:
-            raise NotFound(f"no hall with id {c.hall_id}")
-        if found["kept_ticket"] is not None:
-            return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
-        hall_fields = driven.RecordFields(found)
-        hall = hall_from_row(hall_fields)
-        matter = (
-            driven.RecordFields(found, driven.MATTER) if found["matter_id"] is not None else None
-        )
-        _may_issue(hall, matter, c, now)
-        assert matter is not None
-        day = business_day(now, hall.tz)
-        token = new_follow_token()
-        payload = printing.new_ticket_payload(
-            hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now,
-            due_at=None, follow_url=f"{c.follow_base}/t/{token}",
-        )  # fmt: skip
-        visit = NewVisit(
-            hall_id=hall.id, day=day, prefix=matter.prefix, service_id=matter.id, kind=c.kind,
-            priority=c.priority, now=now, follow_token=token, device_id=c.actor.device_id,
-            user_id=c.actor.user_id, job_payload=payload,
-            idempotency=(scope, key, fingerprint) if key else None,
-        )  # fmt: skip
-        told = await driven.enqueue(db, visit)
+        pair = (c.hall_id, c.service_id)
+        told: Enqueued | None = None
+        known = _known_facts.get(pair)
+        if known is not None:
+            hall_fields, matter = known.hall, known.matter
+            try:
+                hall, visit = _new_visit(c, hall_fields, matter, now, idempotency)
+            except DomainError:
+                pass  # refused: read first, as a key kept from before is answered first
+            else:
+                try:
+                    told = await driven.enqueue(db, visit, known.digest)
+                except driven.FactsChanged:
+                    _known_facts.pop(pair, None)
+        if told is None:
+            found = await driven.issue_read(
+                db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
+            )
+            if found is None:
+                raise NotFound(f"no hall with id {c.hall_id}")
+            if found["kept_ticket"] is not None:
+                return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
+            hall_fields = driven.RecordFields(found)
+            if found["matter_id"] is None:
+                raise NotFound(f"hall {c.hall_id} has no matter with id {c.service_id}")
+            matter = driven.RecordFields(found, driven.MATTER)
+            hall, visit = _new_visit(c, hall_fields, matter, now, idempotency)
+            if len(_known_facts) >= FACTS_KEPT:
+                _known_facts.clear()
+            _known_facts[pair] = _Facts(hall_fields, matter, found["facts"])
+            told = await driven.enqueue(db, visit)
     if told is None:
         # A second tap with the same key committed first: run again to return its ticket.
         raise RetryTransaction
@@ -203,13 +232,13 @@ async def _issue_driven(
     await uow.commit()
     ticket = Ticket(
         id=told.ticket_id, hall_id=hall.id, visit_id=told.visit_id, service_id=matter.id,
-        number=told.number, business_day=day, kind=c.kind, priority=c.priority,
+        number=told.number, business_day=visit.day, kind=c.kind, priority=c.priority,
         issued_at=now, queued_at=now,
     )  # fmt: skip
     view = new_ticket_view(
         ticket,
         ServiceRef(matter.id, matter.name_zh, matter.name_en),
-        token,
+        visit.follow_token,
         printing.new_job_state(told.job_id, told.printer, now),
     )
     joined = None
@@ -219,6 +248,31 @@ async def _issue_driven(
         )
         joined = estimates.Joined(walk_in, logged=1 + (told.job_id is not None))
     return NewTicket(ticket.ref, view, hall, told.event_seq, joined)
+
+
+def _new_visit(
+    c: cmd.IssueTicket,
+    hall_fields: driven.RecordFields,
+    matter: driven.RecordFields,
+    now: datetime,
+    idempotency: tuple[str, str, str] | None,
+) -> tuple[Hall, NewVisit]:
+    """The hall, and the walk-in's visit as ``driven.enqueue`` writes it, if the hall and
+    the matter (read by ``driven.ISSUE_READ``) allow the issue now (``_may_issue``)."""
+    hall = hall_from_row(hall_fields)
+    _may_issue(hall, matter, c, now)
+    token = new_follow_token()
+    payload = printing.new_ticket_payload(
+        hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now,
+        due_at=None, follow_url=f"{c.follow_base}/t/{token}",
+    )  # fmt: skip
+    visit = NewVisit(
+        hall_id=hall.id, day=business_day(now, hall.tz), prefix=matter.prefix,
+        service_id=matter.id, kind=c.kind, priority=c.priority, now=now, follow_token=token,
+        device_id=c.actor.device_id, user_id=c.actor.user_id, job_payload=payload,
+        idempotency=idempotency,
+    )  # fmt: skip
+    return hall, visit
 
 
 async def enqueue(

@@ -8,6 +8,7 @@ failover) costs one request, not one per dead connection in the pool."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from datetime import UTC, datetime
 
@@ -23,8 +24,9 @@ from queue_server.clock import FixedClock, SystemClock
 from queue_server.db import driven
 from queue_server.db.engine import create_engine, session_factory
 from queue_server.db.repository import NewVisit
+from queue_server.domain.errors import HallClosed, IllegalTransition
 from queue_server.domain.model import TicketKind
-from queue_server.service import estimates, kiosk_prints, queue
+from queue_server.service import accounts, estimates, kiosk_prints, queue
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.unit_of_work import UnitOfWork, is_transient
@@ -38,6 +40,7 @@ from tests.integration.pooled import (
 )
 from tests.integration.test_concurrency import KIOSKS, event_seqs, issue, make_hall, numbers
 from tests.integration.test_projection_extension import _fresh_told
+from tests.support import ALL_DAY
 
 pytestmark = pytest.mark.postgres
 __all__ = ["engine"]  # the fixture, from tests.integration.pooled
@@ -287,3 +290,118 @@ async def test_a_failed_checkout_is_told_as_the_engine_tells_it(pg_url: str) -> 
         assert checked_out(engine) == 0
     finally:
         await engine.dispose()
+
+
+def statements_sent(engine: AsyncEngine) -> list[tuple[str, bool]]:
+    """What the pool's connections send to the database from now on, as it is sent: each
+    statement's text and whether the database refused it (asyncpg's query loggers)."""
+    sent: list[tuple[str, bool]] = []
+    watched: list[asyncpg.Connection] = []
+
+    def log(query: asyncpg.connection.LoggedQuery) -> None:
+        sent.append((query.query, query.exception is not None))
+
+    def on_checkout(dbapi_connection: object, record: object, proxy: object) -> None:
+        driver = dbapi_connection.driver_connection  # type: ignore[attr-defined]
+        if all(driver is not seen for seen in watched):
+            watched.append(driver)
+            driver.add_query_logger(log)
+
+    event.listen(engine.sync_engine.pool, "checkout", on_checkout)
+    return sent
+
+
+def issuing(sent: list[tuple[str, bool]]) -> list[str]:
+    """The issuing statements among ``sent``, in order: the read of the hall, the matter and
+    the key; the issue checked against what was read before; the issue alone."""
+    told = []
+    for query, refused in sent:
+        if "kept_ticket" in query:
+            told.append("read")
+        elif "INSERT INTO number_sequences" in query:
+            checked = "facts AS (" in query
+            told.append(("checked issue" if checked else "issue") + (" refused" if refused else ""))
+    return told
+
+
+async def test_an_issue_where_the_process_knows_the_hall_is_one_statement(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first issue of a (hall, matter) reads them before issuing; every later one in
+    the process sends one statement, checked against what was read. A key sent again is
+    refused whole by that statement, and the read then answers with the key's ticket."""
+    monkeypatch.setattr(queue, "_known_facts", {})
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    sent = statements_sent(engine)
+    await issue(bus, hall_id, service_id, "first")
+    assert issuing(sent) == ["read", "issue"]
+    sent.clear()
+    second = await issue(bus, hall_id, service_id, "second")
+    third = await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["checked issue", "checked issue"]
+    sent.clear()
+    assert await issue(bus, hall_id, service_id, "second") == second != third
+    assert issuing(sent) == ["checked issue refused", "read"]
+    assert await numbers(bus, hall_id) == ["A001", "A002", "A003"]
+    assert await event_seqs(bus, hall_id) == [1, 2, 3]
+    assert await visits_and_tickets(bus, hall_id) == (3, 3)
+    assert checked_out(engine) == 0
+
+
+async def test_a_hall_changed_behind_the_process_is_issued_as_it_is_now(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process knows of a hall and its matter may be old: another process, or SQL
+    typed by hand, changed them. The issue's statement then writes nothing (no number
+    used), the issue reads them again and goes on as the hall now says: a matter switched
+    off or a hall closed refuses, a renamed hall's ticket prints its new name."""
+    monkeypatch.setattr(queue, "_known_facts", {})
+    bus = Bus(session_factory(engine), SystemClock())
+    hall_id, service_id, _ = await make_hall(bus, counters=0)
+    await bus.run(
+        accounts.create_device, hall_id, accounts.DeviceKind.PRINTER, "p", KIOSKS[hall_id]
+    )
+    await issue(bus, hall_id, service_id)
+    sent = statements_sent(engine)
+
+    async def behind_the_back(statement: str, **values: object) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(statement), {"hall": hall_id, "matter": service_id, **values}
+            )
+
+    await behind_the_back("UPDATE services SET active = false WHERE id = :matter")
+    with pytest.raises(IllegalTransition, match="inactive"):
+        await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["checked issue", "read"]
+    await behind_the_back("UPDATE services SET active = true WHERE id = :matter")
+    await behind_the_back("UPDATE halls SET opening_hours = CAST('{}' AS json) WHERE id = :hall")
+    with pytest.raises(HallClosed):
+        await issue(bus, hall_id, service_id)
+    await behind_the_back(
+        "UPDATE halls SET opening_hours = CAST(:hours AS json), name_en = 'Renamed hall',"
+        " notice = 'Bring your ID card' WHERE id = :hall",
+        hours=json.dumps(ALL_DAY),
+    )
+    sent.clear()
+    renamed = await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["read", "issue"]
+    async with engine.connect() as connection:
+        payload = (
+            await connection.execute(
+                text("SELECT CAST(payload AS text) FROM print_jobs WHERE ticket_id = :t"),
+                {"t": renamed},
+            )
+        ).scalar_one()
+    printed = json.loads(payload)
+    assert (printed["hall_en"], printed["notice"], printed["number"]) == (
+        "Renamed hall", "Bring your ID card", "A002"
+    )  # fmt: skip
+    sent.clear()
+    await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["checked issue"]
+    assert await numbers(bus, hall_id) == ["A001", "A002", "A003"]
+    assert await event_seqs(bus, hall_id) == list(range(1, 7))  # each issue, and its print job
+    assert await visits_and_tickets(bus, hall_id) == (3, 3)
+    assert checked_out(engine) == 0
