@@ -2,9 +2,11 @@
 with no ORM session or SQLAlchemy execution around them: issuing a walk-in, and a
 counter's call-next.
 
-Issuing a ticket is the hall's hottest write: every kiosk tap. Its two statements (the
-hall, the matter and the Idempotency-Key read at once; then ``statements.PG_ENQUEUE``, the
-whole change) each commit alone, so they need no transaction and nothing the ORM keeps.
+Issuing a ticket is the hall's hottest write: every kiosk tap. Its statements (the hall,
+the matter and the Idempotency-Key read at once, where the process does not know them
+yet; then ``statements.PG_ENQUEUE``, the whole change, or ``PG_ENQUEUE_IF_FACTS``, the
+same checked against what the process knows) each commit alone, so they need no
+transaction and nothing the ORM keeps.
 Through an ``AsyncSession`` they cost 0.77 ms of the process's CPU a pair, on the driver's
 connection 0.27 ms (docs/performance.md, "2026-12-06, morning"). The statements are the
 same text, compiled once at import for asyncpg (numbered parameters) and bound by name.

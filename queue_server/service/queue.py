@@ -57,7 +57,7 @@ moment send it deeper, to ``CLAIM_TRIES``)."""
 
 
 ISSUING_AT_ONCE = 4
-"""Issues one process runs at once per hall on PostgreSQL (``issue_new``: its two
+"""Issues one process runs at once per hall on PostgreSQL (``issue_new``: its one or two
 statements); more wait their turn in the process, holding no lock and no connection.
 Each takes its matter's day counter and the hall row, and a crowd of backends waiting
 for those rows cost the database more CPU than it gave: at 64 kiosk connections, 0.84 of
