@@ -60,6 +60,7 @@ from queue_server.ops import Metrics
 from queue_server.realtime.boards import serve_boards_beside_the_stack
 from queue_server.realtime.feeds import FEEDS
 from queue_server.realtime.plugin import Realtime
+from queue_server.realtime.snapshots import GZIP_MINIMUM, PRECOMPRESSED
 from queue_server.scheduler import SchedulerPlugin
 from queue_server.service import estimates
 from queue_server.service import sessions as sessions_service
@@ -227,7 +228,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=GZIP_MINIMUM, exclude_opt_key=PRECOMPRESSED
+        ),
         logging_config=logging_config,
         lifespan=[lifespan],
         stores=stores,

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from queue_server.realtime.snapshots import Encoded, HallSnapshots
+from queue_server.realtime.snapshots import PRECOMPRESSED, Encoded, HallSnapshots
 from queue_server.service import kiosk_prints, printing, queue, ratings, views
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
@@ -142,7 +142,7 @@ class TicketController(Controller):
 
     @get(
         "/snapshot",
-        opt=roles(*HALL_VIEWERS),
+        opt={**roles(*HALL_VIEWERS), PRECOMPRESSED: True},
         responses={200: ResponseSpec(HallSnapshot, description="The hall now")},
     )
     async def snapshot(

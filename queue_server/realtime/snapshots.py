@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -50,32 +51,74 @@ MINUTE = timedelta(minutes=1)
 JSON = b"application/json"
 
 
+GZIP_MINIMUM = 1024
+"""Answers this long or longer go gzipped to a client that takes gzip (the app's
+``CompressionConfig`` and ``Encoded``)."""
+PRECOMPRESSED = "precompressed"
+"""The ``opt`` key of a route whose answers compress themselves (``Encoded``): the app's
+compression middleware leaves them alone."""
+_VARY = (b"vary", b"accept-encoding")
+_GZIP = (b"content-encoding", b"gzip")
+
+
+def accepts_gzip(scope: Scope) -> bool:
+    """Whether the request's ``Accept-Encoding`` takes gzip (by name or ``*``, not with
+    ``q=0``), read from the raw ASGI headers."""
+    for name, value in scope["headers"]:
+        if name != b"accept-encoding":
+            continue
+        for coding in value.lower().split(b","):
+            name_part, _, params = coding.partition(b";")
+            if name_part.strip() not in (b"gzip", b"*"):
+                continue
+            weight = params.strip()
+            try:
+                refused = weight.startswith(b"q=") and float(weight[2:]) == 0
+            except ValueError:
+                refused = False
+            if not refused:
+                return True
+    return False
+
+
 class Encoded(ASGIResponse):
-    """A 200 JSON answer encoded beforehand, sent as it is by every request that gets it.
+    """A 200 JSON answer encoded beforehand, sent as it is by every request that gets it,
+    and gzipped at most once, for the first request that takes gzip (a route answering
+    with it is marked ``PRECOMPRESSED``): every board polling a hall shares one
+    compression per change instead of one per request.
 
     Litestar's own response objects build, check and copy their headers on each request
     (about a tenth of a snapshot request's CPU); this one only makes the two messages.
-    Middleware (compression, the session cookie) still sees and may change those.
+    Middleware (the session cookie, security headers) still sees and may change those.
     """
 
-    __slots__ = ("_length",)
+    __slots__ = ("_gzipped", "_length")
 
     def __init__(self, body: bytes) -> None:  # ASGIResponse's own set-up is what is skipped
         self.body = body
         self._length = str(len(body)).encode()
+        self._gzipped: tuple[bytes, bytes] | None = None
+
+    def gzipped(self) -> tuple[bytes, bytes]:
+        """The body gzipped (as the app's compression middleware would, at level 9, with
+        no timestamp) and its length, made once."""
+        if self._gzipped is None:
+            body = gzip.compress(self.body, compresslevel=9, mtime=0)
+            self._gzipped = body, str(len(body)).encode()
+        return self._gzipped
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", JSON), (b"content-length", self._length)],
-            }
-        )
-        head = scope.get("method") == "HEAD"
-        await send(
-            {"type": "http.response.body", "body": b"" if head else self.body, "more_body": False}
-        )
+        body, length = self.body, self._length
+        headers = [(b"content-type", JSON), (b"content-length", length)]
+        if len(body) >= GZIP_MINIMUM:
+            if accepts_gzip(scope):
+                body, length = self.gzipped()
+                headers = [(b"content-type", JSON), (b"content-length", length), _GZIP]
+            headers.append(_VARY)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if scope.get("method") == "HEAD":
+            body = b""
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ too, and a change of the hall's setup must show at the next request."""
 
 from __future__ import annotations
 
+import gzip
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from litestar.serialization import encode_json
 from litestar.testing import AsyncTestClient
 
 from queue_server.clock import FixedClock
+from queue_server.realtime import snapshots as memory
 from queue_server.realtime.hub import Hubs
 from queue_server.realtime.snapshots import HallSnapshots
 from queue_server.service import views
@@ -224,3 +226,55 @@ async def test_an_unknown_hall_is_404_and_keeps_no_hub(
     missing = await call_as(client, hall.admin, "GET", "/api/halls/999/snapshot")
     assert missing.status_code == 404
     assert len(client.app.state.hubs) == 0
+
+
+async def test_boards_taking_gzip_share_one_compression_per_change(
+    client: AsyncTestClient[Any], bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A board (a browser) that takes gzip gets the snapshot gzipped, made once per change
+    of the hall and sent to every such reader; one that does not gets it plain. Either way
+    it is the database's own snapshot, and a change shows at once."""
+    compressed: list[int] = []
+    compress = gzip.compress
+
+    def counting(data: bytes, compresslevel: int = 9, *, mtime: float | None = None) -> bytes:
+        compressed.append(len(data))
+        return compress(data, compresslevel, mtime=mtime)
+
+    monkeypatch.setattr(gzip, "compress", counting)
+    hall = await build_hall(client, bus)
+    for _ in range(12):
+        await issue(client, hall, "A")
+    await counter(client, hall, 1, "open")
+    for _ in range(6):  # the last calls make the snapshot long enough to be worth gzipping
+        await counter(client, hall, 1, "call-next")
+        await counter(client, hall, 1, "no-show")
+    path = f"/api/halls/{hall.hall_id}/snapshot"
+
+    async def read(accept: str) -> tuple[bytes, Any]:
+        headers = {**board(hall), "Accept-Encoding": accept}
+        answer = await client.get(path, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert "accept-encoding" in answer.headers["vary"].lower()
+        return answer.content, answer.headers
+
+    plain, headers = await read("identity")
+    assert plain == await truth(bus, hall) and len(plain) >= memory.GZIP_MINIMUM
+    assert "content-encoding" not in headers and int(headers["content-length"]) == len(plain)
+    for accept in ("gzip", "br;q=1.0, gzip;q=0.8", "*", "deflate, gzip", "gzip") * 2:
+        body, headers = await read(accept)
+        assert headers["content-encoding"] == "gzip", accept
+        assert body == plain  # as the client decoded it
+        assert int(headers["content-length"]) < len(plain) // 2
+    assert compressed == [len(plain)], "one compression for every reader of one change"
+    refused, headers = await read("gzip;q=0, identity")
+    assert refused == plain and "content-encoding" not in headers
+
+    await issue(client, hall, "B")
+    changed = await until_snapshot(
+        client, hall, lambda s: s["seq"] > msgspec.json.decode(plain)["seq"]
+    )
+    body, headers = await read("gzip")
+    assert headers["content-encoding"] == "gzip"
+    assert body == encode_json(changed) == await truth(bus, hall)
+    assert len(compressed) == 2
