@@ -40,6 +40,7 @@ from typing import Any
 import uvicorn
 
 from queue_server.logs import uvicorn_log_config
+from queue_server.one_write import OneWriteHttpToolsProtocol
 from queue_server.settings import Settings
 
 APP = "queue_server.asgi:create_from_env"
@@ -70,6 +71,8 @@ def uvicorn_options(log_level: str, log_format: str = "text") -> dict[str, Any]:
         # small JSON messages: compressing each one for each board costs more than it saves.
         "ws": "websockets-sansio",
         "ws_per_message_deflate": False,
+        # An answer's headers and body in one system call (queue_server/one_write.py).
+        "http": OneWriteHttpToolsProtocol,
     }
 
 

@@ -1,0 +1,151 @@
+"""``onedoor serve``'s HTTP protocol sends what one turn of the event loop writes to a
+connection in one system call (``queue_server/one_write.py``): an answer's headers and body
+together, nothing held past the turn, nothing lost at close, and every answer byte for byte
+what uvicorn's own protocol sends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+from queue_server.one_write import OneWriteHttpToolsProtocol, OneWriteTransport
+from queue_server.serving import uvicorn_options
+
+
+class Recording(asyncio.Transport):
+    """Stands in for the socket's transport, recording each write the adapter makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_writes_of_one_turn_leave_together_at_its_end() -> None:
+    inner = Recording()
+    transport = OneWriteTransport(inner, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport.write(memoryview(b"ok"))
+    assert inner.writes == [] and transport.get_write_buffer_size() == 40
+    await asyncio.sleep(0)
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    transport.write(b"alone")  # a write with nothing beside it still goes, at the turn's end
+    await asyncio.sleep(0)
+    assert inner.writes[1:] == [b"alone"]
+    transport.write(b"last words")
+    transport.close()  # what is pending goes out before the close
+    assert inner.writes[2:] == [b"last words"] and inner.closed
+    await asyncio.sleep(0)
+    assert len(inner.writes) == 3, "nothing is written twice, nor after the close"
+
+
+async def test_a_connection_closed_under_a_pending_write_drops_it_quietly() -> None:
+    inner = Recording()
+    transport = OneWriteTransport(inner, asyncio.get_running_loop())
+    transport.write(b"to a client that hung up")
+    inner.close()  # the peer went away within the turn
+    await asyncio.sleep(0)
+    assert inner.writes == []
+    assert transport.is_closing()  # the rest is the transport's own
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app: an answer in memory, an empty one, and one streamed in chunks."""
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})  # lifespan.startup.complete, ...
+            if kind == "lifespan.shutdown":
+                return
+    path = scope["path"]
+    if path == "/empty":
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one,", b"two,", b"three"):
+            await asyncio.sleep(0)  # another turn of the loop for each chunk
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        body = f"hello {path}".encode()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def served(protocol: Any) -> AsyncIterator[int]:
+    options = {**uvicorn_options("warning"), "http": protocol, "lifespan": "on"}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+
+
+REQUESTS = (
+    b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"HEAD /small HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /empty HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+    b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+)
+
+
+def exchange(port: int) -> bytes:
+    """``REQUESTS`` on one keep-alive connection, sent at once; all the server answered,
+    up to its close (after the last, which asked for it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(REQUESTS)
+        answers = b""
+        while chunk := client.recv(65536):
+            answers += chunk
+        return answers
+
+
+def without_dates(answers: bytes) -> bytes:
+    return b"\r\n".join(
+        line for line in answers.split(b"\r\n") if not line.lower().startswith(b"date:")
+    )
+
+
+async def test_the_protocol_answers_byte_for_byte_as_uvicorn_s_own() -> None:
+    """Pipelined keep-alive requests (a small answer, HEAD, 204, a chunked stream, and a
+    close) answered in order, exactly as uvicorn's httptools protocol answers them."""
+    async with served(OneWriteHttpToolsProtocol) as port:
+        ours = await asyncio.to_thread(exchange, port)
+    async with served("httptools") as port:
+        theirs = await asyncio.to_thread(exchange, port)
+    assert without_dates(ours) == without_dates(theirs)
+    assert ours.count(b"HTTP/1.1 ") == 5
+    assert b"hello /small" in ours and b"hello /last" in ours
+    assert b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n" in ours
+    assert b"connection: close" in ours
+
+
+def test_onedoor_serve_uses_it() -> None:
+    assert uvicorn_options("info")["http"] is OneWriteHttpToolsProtocol
