@@ -145,15 +145,16 @@ def redis_url() -> str:
 def forget_kept_plans_and_projections() -> Iterator[None]:
     """Each test has a database of its own, whose hall 1 is not the last test's hall 1:
     what a process keeps per hall for a while (booking plans, wait projections, no-show
-    rates) must not cross from one test into the next."""
+    rates, what issuing last read of a hall) must not cross from one test into the next."""
     from booking import plan
-    from queue_server.service import estimates, floor, staffing
+    from queue_server.service import estimates, floor, queue, staffing
 
     yield
     plan.forget()
     estimates.forget()
     floor.forget()
     staffing.forget()
+    queue.forget()
 
 
 @pytest.fixture

@@ -62,23 +62,28 @@ _GZIP = (b"content-encoding", b"gzip")
 
 
 def accepts_gzip(scope: Scope) -> bool:
-    """Whether the request's ``Accept-Encoding`` takes gzip (by name or ``*``, not with
-    ``q=0``), read from the raw ASGI headers."""
+    """Whether the request's ``Accept-Encoding`` takes gzip, read from the raw ASGI headers:
+    by name, or by ``*`` unless gzip itself is named; either with a weight above 0
+    (``gzip;q=0`` refuses it; a weight that is not a number counts as none given)."""
+    gzip_weight = any_weight = None
     for name, value in scope["headers"]:
         if name != b"accept-encoding":
             continue
         for coding in value.lower().split(b","):
-            name_part, _, params = coding.partition(b";")
-            if name_part.strip() not in (b"gzip", b"*"):
-                continue
-            weight = params.strip()
-            try:
-                refused = weight.startswith(b"q=") and float(weight[2:]) == 0
-            except ValueError:
-                refused = False
-            if not refused:
-                return True
-    return False
+            coding_name, *params = (part.strip() for part in coding.split(b";"))
+            weight = 1.0
+            for param in params:
+                if param.startswith(b"q="):
+                    try:
+                        weight = float(param[2:])
+                    except ValueError:
+                        weight = 1.0
+            if coding_name == b"gzip":
+                gzip_weight = weight
+            elif coding_name == b"*":
+                any_weight = weight
+    chosen = gzip_weight if gzip_weight is not None else any_weight
+    return chosen is not None and chosen > 0
 
 
 class Encoded(ASGIResponse):

@@ -169,6 +169,11 @@ checked against them (``PG_ENQUEUE_IF_FACTS``) and needs no read first. Nothing 
 forget them: a statement whose facts changed writes nothing, and the issue reads again."""
 
 
+def forget() -> None:
+    """Drop what issuing knows of every hall (tests: each has a database of its own)."""
+    _known_facts.clear()
+
+
 async def _issue_driven(
     uow: UnitOfWork,
     c: cmd.IssueTicket,

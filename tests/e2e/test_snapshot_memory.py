@@ -261,14 +261,15 @@ async def test_boards_taking_gzip_share_one_compression_per_change(
     plain, headers = await read("identity")
     assert plain == await truth(bus, hall) and len(plain) >= memory.GZIP_MINIMUM
     assert "content-encoding" not in headers and int(headers["content-length"]) == len(plain)
-    for accept in ("gzip", "br;q=1.0, gzip;q=0.8", "*", "deflate, gzip", "gzip") * 2:
+    for accept in ("gzip", "br;q=1.0, GZIP;q=0.8", "*", "deflate, gzip", "gzip;q=x") * 2:
         body, headers = await read(accept)
         assert headers["content-encoding"] == "gzip", accept
         assert body == plain  # as the client decoded it
         assert int(headers["content-length"]) < len(plain) // 2
     assert compressed == [len(plain)], "one compression for every reader of one change"
-    refused, headers = await read("gzip;q=0, identity")
-    assert refused == plain and "content-encoding" not in headers
+    for accept in ("gzip;q=0, identity", "gzip;q=0.0, *", "*, gzip;q=0", "*;q=0", "br"):
+        refused, headers = await read(accept)
+        assert refused == plain and "content-encoding" not in headers, accept
 
     await issue(client, hall, "B")
     changed = await until_snapshot(

@@ -354,8 +354,9 @@ async def test_a_hall_changed_behind_the_process_is_issued_as_it_is_now(
 ) -> None:
     """What a process knows of a hall and its matter may be old: another process, or SQL
     typed by hand, changed them. The issue's statement then writes nothing (no number
-    used), the issue reads them again and goes on as the hall now says: a matter switched
-    off or a hall closed refuses, a renamed hall's ticket prints its new name."""
+    used), the issue reads them again and goes on as the hall now says: a renamed hall's
+    ticket prints its new name and notice, a matter switched off or a hall closed
+    refuses."""
     monkeypatch.setattr(queue, "_known_facts", {})
     bus = Bus(session_factory(engine), SystemClock())
     hall_id, service_id, _ = await make_hall(bus, counters=0)
@@ -371,37 +372,46 @@ async def test_a_hall_changed_behind_the_process_is_issued_as_it_is_now(
                 text(statement), {"hall": hall_id, "matter": service_id, **values}
             )
 
+    async def printed(ticket_id: int) -> tuple[str, str, str]:
+        async with engine.connect() as connection:
+            payload = (
+                await connection.execute(
+                    text("SELECT CAST(payload AS text) FROM print_jobs WHERE ticket_id = :t"),
+                    {"t": ticket_id},
+                )
+            ).scalar_one()
+        fields = json.loads(payload)
+        return fields["hall_en"], fields["notice"], fields["number"]
+
+    # Renamed, with a notice for the tickets: the process still knows the old names.
+    await behind_the_back(
+        "UPDATE halls SET name_en = 'Renamed hall', notice = 'Bring your ID card' WHERE id = :hall"
+    )
+    renamed = await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["checked issue", "read", "issue"]
+    assert await printed(renamed) == ("Renamed hall", "Bring your ID card", "A002")
+
     await behind_the_back("UPDATE services SET active = false WHERE id = :matter")
+    sent.clear()
     with pytest.raises(IllegalTransition, match="inactive"):
         await issue(bus, hall_id, service_id)
     assert issuing(sent) == ["checked issue", "read"]
     await behind_the_back("UPDATE services SET active = true WHERE id = :matter")
+    await issue(bus, hall_id, service_id)  # known again
     await behind_the_back("UPDATE halls SET opening_hours = CAST('{}' AS json) WHERE id = :hall")
+    sent.clear()
     with pytest.raises(HallClosed):
         await issue(bus, hall_id, service_id)
+    assert issuing(sent) == ["checked issue", "read"]
     await behind_the_back(
-        "UPDATE halls SET opening_hours = CAST(:hours AS json), name_en = 'Renamed hall',"
-        " notice = 'Bring your ID card' WHERE id = :hall",
+        "UPDATE halls SET opening_hours = CAST(:hours AS json) WHERE id = :hall",
         hours=json.dumps(ALL_DAY),
     )
     sent.clear()
-    renamed = await issue(bus, hall_id, service_id)
+    last = await issue(bus, hall_id, service_id)
     assert issuing(sent) == ["read", "issue"]
-    async with engine.connect() as connection:
-        payload = (
-            await connection.execute(
-                text("SELECT CAST(payload AS text) FROM print_jobs WHERE ticket_id = :t"),
-                {"t": renamed},
-            )
-        ).scalar_one()
-    printed = json.loads(payload)
-    assert (printed["hall_en"], printed["notice"], printed["number"]) == (
-        "Renamed hall", "Bring your ID card", "A002"
-    )  # fmt: skip
-    sent.clear()
-    await issue(bus, hall_id, service_id)
-    assert issuing(sent) == ["checked issue"]
-    assert await numbers(bus, hall_id) == ["A001", "A002", "A003"]
-    assert await event_seqs(bus, hall_id) == list(range(1, 7))  # each issue, and its print job
-    assert await visits_and_tickets(bus, hall_id) == (3, 3)
+    assert await printed(last) == ("Renamed hall", "Bring your ID card", "A004")
+    assert await numbers(bus, hall_id) == ["A001", "A002", "A003", "A004"]
+    assert await event_seqs(bus, hall_id) == list(range(1, 9))  # each issue, and its print job
+    assert await visits_and_tickets(bus, hall_id) == (4, 4)
     assert checked_out(engine) == 0

@@ -11,9 +11,10 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import uvicorn
 
-from queue_server.one_write import OneWriteHttpToolsProtocol, OneWriteTransport
+from queue_server.one_write import FLUSH_AT, OneWriteHttpToolsProtocol, OneWriteTransport
 from queue_server.serving import uvicorn_options
 
 
@@ -65,6 +66,31 @@ async def test_a_connection_closed_under_a_pending_write_drops_it_quietly() -> N
     await asyncio.sleep(0)
     assert inner.writes == []
     assert transport.is_closing()  # the rest is the transport's own
+
+
+async def test_a_turn_writing_much_sends_at_once_for_flow_control() -> None:
+    """Past ``FLUSH_AT`` bytes in one turn the writes go out at once, so that the
+    transport's flow control, which uvicorn checks before each write, sees them."""
+    inner = Recording()
+    transport = OneWriteTransport(inner, asyncio.get_running_loop())
+    part = b"x" * (FLUSH_AT // 2 + 1)
+    transport.write(part)
+    assert inner.writes == []
+    transport.write(part)
+    assert inner.writes == [part + part], "sent within the turn"
+    transport.write(b"tail")
+    await asyncio.sleep(0)
+    assert inner.writes[1:] == [b"tail"]
+
+
+async def test_a_transport_closing_already_is_written_at_once() -> None:
+    """The loop closes a transport itself when the client half-closes after its request
+    (EOF); uvicorn writes the answer to it all the same, and so does this."""
+    inner = Recording()
+    transport = OneWriteTransport(inner, asyncio.get_running_loop())
+    inner.closed = True
+    with pytest.raises(AssertionError, match="written after close"):
+        transport.write(b"the answer")  # handed straight to the transport, as uvicorn does
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -145,6 +171,25 @@ async def test_the_protocol_answers_byte_for_byte_as_uvicorn_s_own() -> None:
     assert b"hello /small" in ours and b"hello /last" in ours
     assert b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n" in ours
     assert b"connection: close" in ours
+
+
+def half_closed_exchange(port: int) -> bytes:
+    """One request, then the client's end shut for writing (``nc -N``, some health
+    checks); what came back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+        client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+async def test_a_client_that_half_closes_after_its_request_gets_its_answer() -> None:
+    async with served(OneWriteHttpToolsProtocol) as port:
+        for _ in range(20):
+            answer = await asyncio.to_thread(half_closed_exchange, port)
+            assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello /small")
 
 
 def test_onedoor_serve_uses_it() -> None:
