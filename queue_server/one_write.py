@@ -10,7 +10,9 @@ together. Nothing waits longer than the turn: a write that is alone goes out at 
 closing the connection sends what is pending first, a transport already closing (a client
 that half-closed after its request) is written to at once as uvicorn would, and writes
 past ``FLUSH_AT`` bytes in one turn go out at once, so that the transport's flow control
-(``pause_writing``, which uvicorn checks before each write) sees them as before.
+(``pause_writing``, which uvicorn checks before each write) sees them as before. A
+connection upgraded to a websocket writes to the socket's own transport again: its frames
+go one at a time.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ class OneWriteTransport:
         if pending and not self._lost:
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
+    @property
+    def raw(self) -> asyncio.Transport:
+        """The socket's own transport."""
+        return self._transport
+
     def lost(self) -> None:
         """The connection is gone: what is pending goes nowhere."""
         self._lost = True
@@ -95,6 +102,14 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = OneWriteTransport(transport, self.loop)  # type: ignore[assignment]
+
+    def handle_websocket_upgrade(self) -> None:
+        # A websocket's frames go one at a time (a board's message to each of thousands of
+        # sockets): nothing to join, so its protocol writes to the socket's own transport.
+        if isinstance(self.transport, OneWriteTransport):
+            self.transport.flush()
+            self.transport = self.transport.raw
+        super().handle_websocket_upgrade()
 
     def eof_received(self) -> None:
         # The loop closes the transport itself after this (uvicorn keeps nothing open on a

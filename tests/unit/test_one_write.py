@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import websockets
 
 from queue_server.one_write import FLUSH_AT, OneWriteHttpToolsProtocol, OneWriteTransport
 from queue_server.serving import uvicorn_options
@@ -101,6 +102,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": kind + ".complete"})  # lifespan.startup.complete, ...
             if kind == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     path = scope["path"]
     if path == "/empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -190,6 +198,28 @@ async def test_a_client_that_half_closes_after_its_request_gets_its_answer() -> 
         for _ in range(20):
             answer = await asyncio.to_thread(half_closed_exchange, port)
             assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello /small")
+
+
+async def test_a_websocket_upgraded_from_it_writes_to_the_socket_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the upgrade a websocket's frames go one at a time, straight to the socket's
+    transport: a board's message to each of thousands of sockets is not held a turn."""
+    upgraded: list[Any] = []
+    original = OneWriteHttpToolsProtocol.handle_websocket_upgrade
+
+    def watching(protocol: OneWriteHttpToolsProtocol) -> None:
+        original(protocol)
+        upgraded.append(protocol.transport)
+
+    monkeypatch.setattr(OneWriteHttpToolsProtocol, "handle_websocket_upgrade", watching)
+    async with (
+        served(OneWriteHttpToolsProtocol) as port,
+        websockets.connect(f"ws://127.0.0.1:{port}/ws") as board,
+    ):
+        await board.send("hello")
+        assert await board.recv() == "echo hello"
+    assert len(upgraded) == 1 and not isinstance(upgraded[0], OneWriteTransport)
 
 
 def test_onedoor_serve_uses_it() -> None:
