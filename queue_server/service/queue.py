@@ -222,10 +222,10 @@ async def _issue_driven(
             if found["kept_ticket"] is not None:
                 return _kept(found["kept_ticket"], found["kept_fingerprint"], fingerprint)
             hall_fields = driven.RecordFields(found)
-            if found["matter_id"] is None:
-                raise NotFound(f"hall {c.hall_id} has no matter with id {c.service_id}")
-            matter = driven.RecordFields(found, driven.MATTER)
-            hall, visit = _new_visit(c, hall_fields, matter, now, idempotency)
+            read = driven.RecordFields(found, driven.MATTER) if found["matter_id"] else None
+            hall, visit = _new_visit(c, hall_fields, read, now, idempotency)
+            assert read is not None  # _new_visit refused a hall without the matter
+            matter = read
             if len(_known_facts) >= FACTS_KEPT:
                 _known_facts.clear()
             _known_facts[pair] = _Facts(hall_fields, matter, found["facts"])
@@ -258,14 +258,16 @@ async def _issue_driven(
 def _new_visit(
     c: cmd.IssueTicket,
     hall_fields: driven.RecordFields,
-    matter: driven.RecordFields,
+    matter: driven.RecordFields | None,
     now: datetime,
     idempotency: tuple[str, str, str] | None,
 ) -> tuple[Hall, NewVisit]:
     """The hall, and the walk-in's visit as ``driven.enqueue`` writes it, if the hall and
-    the matter (read by ``driven.ISSUE_READ``) allow the issue now (``_may_issue``)."""
+    the matter (read by ``driven.ISSUE_READ``; None: the hall has no such matter) allow
+    the issue now (``_may_issue``)."""
     hall = hall_from_row(hall_fields)
     _may_issue(hall, matter, c, now)
+    assert matter is not None  # refused above otherwise
     token = new_follow_token()
     payload = printing.new_ticket_payload(
         hall_fields, matter, kind=str(c.kind), priority=c.priority, issued_at=now,

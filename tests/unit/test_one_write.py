@@ -28,7 +28,6 @@ class Recording(asyncio.Transport):
         self.closed = False
 
     def write(self, data: Any) -> None:
-        assert not self.closed, "written after close"
         self.writes.append(bytes(data))
 
     def is_closing(self) -> bool:
@@ -59,14 +58,22 @@ async def test_writes_of_one_turn_leave_together_at_its_end() -> None:
     assert len(inner.writes) == 3, "nothing is written twice, nor after the close"
 
 
-async def test_a_connection_closed_under_a_pending_write_drops_it_quietly() -> None:
+async def test_a_pending_write_reaches_a_closing_transport_but_not_a_lost_one() -> None:
+    """The loop may start closing the transport within the turn (the client's EOF): what
+    was written before still goes to it, as uvicorn would have sent it at once. Once the
+    connection is lost, what is pending goes nowhere."""
     inner = Recording()
     transport = OneWriteTransport(inner, asyncio.get_running_loop())
-    transport.write(b"to a client that hung up")
-    inner.close()  # the peer went away within the turn
+    transport.write(b"the answer")
+    inner.close()
+    await asyncio.sleep(0)
+    assert inner.writes == [b"the answer"]
+    inner = Recording()
+    transport = OneWriteTransport(inner, asyncio.get_running_loop())
+    transport.write(b"to a client that is gone")
+    transport.lost()
     await asyncio.sleep(0)
     assert inner.writes == []
-    assert transport.is_closing()  # the rest is the transport's own
 
 
 async def test_a_turn_writing_much_sends_at_once_for_flow_control() -> None:
@@ -90,8 +97,8 @@ async def test_a_transport_closing_already_is_written_at_once() -> None:
     inner = Recording()
     transport = OneWriteTransport(inner, asyncio.get_running_loop())
     inner.closed = True
-    with pytest.raises(AssertionError, match="written after close"):
-        transport.write(b"the answer")  # handed straight to the transport, as uvicorn does
+    transport.write(b"the answer")
+    assert inner.writes == [b"the answer"], "handed straight to the transport, as uvicorn does"
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
