@@ -101,6 +101,13 @@ stored with (``kept_ticket``, ``kept_fingerprint``) and the digest of the hall's
 matter's columns read (``facts``, ``statements.ISSUE_FACTS``)."""
 ENQUEUE = for_driver(sql.PG_ENQUEUE)
 ENQUEUE_IF_FACTS = for_driver(sql.PG_ENQUEUE_IF_FACTS)
+ENQUEUE_MANY = for_driver(sql.PG_ENQUEUE_MANY)
+_MANY = {"services": "service", "prefixes": "prefix", "days": "day", "tokens": "token",
+         "nows": "now", "kinds": "kind", "priorities": "priority", "dues": "due",
+         "devices": "device", "users": "user", "job_payloads": "job_payload",
+         "scopes": "scope", "keys": "key", "fingerprints": "fingerprint", "events": "event",
+         "job_events": "job_event"}  # fmt: skip
+"""``ENQUEUE_MANY``'s arrays, each of one of ``NewVisit.values``."""
 
 
 class FactsChanged(LookupError):
@@ -201,6 +208,48 @@ async def enqueue(
             raise FactsChanged(f"hall {visit.hall_id} or its matter {visit.service_id} changed")
         raise LookupError(f"no hall {visit.hall_id} or matter {visit.service_id} to issue for")
     return enqueued(tuple(found), visit)
+
+
+async def enqueue_many(
+    driver: asyncpg.Connection, sent: Sequence[tuple[NewVisit, str]]
+) -> list[Enqueued] | None:
+    """Several walk-ins of one hall, each with the digest of the facts its visit was made
+    from, in one statement committed alone (``statements.PG_ENQUEUE_MANY``): each as
+    ``enqueue`` would have made it, in the order given. None when an Idempotency-Key of
+    them was taken by a request that committed first (the statement failed whole: nothing
+    of them was written); ``FactsChanged`` when a hall or matter is no longer as a digest
+    says (nothing written)."""
+    visits = [visit for visit, _ in sent]
+    hall_id = visits[0].hall_id
+    if any(visit.hall_id != hall_id for visit in visits):
+        raise ValueError("issues sent together must be of one hall")
+    each = [visit.values() for visit in visits]
+    values: dict[str, Any] = {name: [one[field] for one in each] for name, field in _MANY.items()}
+    values["hall"] = hall_id
+    values["facts"] = [digest for _, digest in sent]
+    try:
+        rows = await fetch(driver, ENQUEUE_MANY, values)
+    except IntegrityError as exc:
+        taken = getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys"
+        if taken and any(visit.idempotency is not None for visit in visits):
+            return None
+        raise
+    if not rows:
+        raise FactsChanged(f"hall {hall_id} or one of its matters changed")
+    keys = sum(visit.idempotency is not None for visit in visits)
+    logged = sum(row[5] for row in rows)
+    if len(rows) != len(visits) or rows[0][10] != keys or rows[0][11] != logged:
+        raise AssertionError(
+            f"{len(visits)} issues sent together made {len(rows)} tickets, "
+            f"{rows[0][10]} of {keys} keys and {rows[0][11]} of {logged} events"
+        )
+    told = []
+    for row, visit in zip(rows, visits, strict=True):
+        _, ticket_id, number, visit_id, job_id, events, seq, connected, seen, problem = row[:10]
+        keyed = int(visit.idempotency is not None)
+        found = (ticket_id, number, visit_id, job_id, keyed, events, seq, connected, seen, problem)
+        told.append(enqueued(found, visit))
+    return told
 
 
 # A counter's call-next: the counter locked with its hall and profile, the waiting heads

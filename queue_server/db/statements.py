@@ -240,6 +240,138 @@ The check and the change are one statement, so a ticket is never made on facts t
 changed before it began."""
 
 
+_ENQUEUE_MANY = """
+    WITH given AS (
+        SELECT * FROM unnest(
+            CAST(:services AS bigint[]), CAST(:prefixes AS text[]), CAST(:facts AS text[]),
+            CAST(:days AS date[]), CAST(:tokens AS text[]), CAST(:nows AS timestamptz[]),
+            CAST(:kinds AS text[]), CAST(:priorities AS text[]), CAST(:dues AS timestamptz[]),
+            CAST(:devices AS bigint[]), CAST(:users AS bigint[]), CAST(:job_payloads AS text[]),
+            CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS text[]),
+            CAST(:events AS text[]), CAST(:job_events AS text[])
+        ) WITH ORDINALITY AS g(service, prefix, facts, day, token, now, kind, priority, due,
+                               device, usr, job_payload, scope, key, fingerprint, event,
+                               job_event, ord)
+    ), facts AS (
+        -- Every (matter, digest) of the batch still as its issue read it, or nothing at all.
+        SELECT 1 WHERE (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM given) AS p)
+            = (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM given) AS p
+               JOIN services ON services.id = p.service
+               JOIN halls ON halls.id = services.hall_id
+               WHERE halls.id = CAST(:hall AS bigint) AND {facts} = p.facts)
+    ), counted AS (
+        SELECT day, prefix, count(*) AS n FROM given GROUP BY day, prefix
+    ), numbered AS (
+        INSERT INTO number_sequences AS ns (hall_id, business_day, prefix, last_seq)
+        SELECT CAST(:hall AS bigint), day, prefix, n FROM counted, facts
+        ORDER BY day, prefix
+        ON CONFLICT (hall_id, business_day, prefix)
+            DO UPDATE SET last_seq = ns.last_seq + excluded.last_seq
+        RETURNING business_day, prefix, last_seq
+    ), seqd AS (
+        SELECT g.*, numbered.last_seq - counted.n
+                    + row_number() OVER (PARTITION BY g.day, g.prefix ORDER BY g.ord) AS seq
+        FROM given AS g
+        JOIN counted ON counted.day = g.day AND counted.prefix = g.prefix
+        JOIN numbered ON numbered.business_day = g.day AND numbered.prefix = g.prefix
+    ), visit AS (
+        INSERT INTO visits (hall_id, business_day, follow_token, created_at)
+        SELECT CAST(:hall AS bigint), day, token, now FROM seqd ORDER BY ord
+        RETURNING id, follow_token
+    ), ticket AS (
+        INSERT INTO tickets (hall_id, visit_id, service_id, number, prefix, seq, business_day,
+                             kind, priority, state, issued_at, queued_at, due_at, call_count,
+                             issued_by_device_id, issued_by_user_id)
+        SELECT CAST(:hall AS bigint), visit.id, s.service,
+               -- format_number: the prefix, then at least three digits
+               s.prefix || lpad(CAST(s.seq AS text), greatest(3, length(CAST(s.seq AS text))), '0'),
+               s.prefix, s.seq, s.day, s.kind, s.priority, 'waiting', s.now, s.now, s.due, 0,
+               s.device, s.usr
+        FROM seqd AS s JOIN visit ON visit.follow_token = s.token
+        ORDER BY s.ord
+        RETURNING id, number, visit_id
+    ), made AS (
+        SELECT ticket.id, ticket.number, ticket.visit_id, s.ord, s.device, s.now, s.scope,
+               s.key, s.fingerprint, s.event, s.job_payload, s.job_event
+        FROM ticket JOIN visit ON visit.id = ticket.visit_id
+        JOIN seqd AS s ON s.token = visit.follow_token
+    ), printer AS (
+        SELECT DISTINCT ON (kiosk_id) kiosk_id, id, connected, last_seen_at,
+               status ->> 'problem' AS problem
+        FROM devices
+        WHERE kiosk_id IN (SELECT device FROM given) AND kind = 'printer' AND revoked_at IS NULL
+        ORDER BY kiosk_id, id
+    ), job AS (
+        INSERT INTO print_jobs (hall_id, ticket_id, printer_id, payload, state, created_at)
+        SELECT CAST(:hall AS bigint), made.id, printer.id,
+               CAST(CAST(made.job_payload AS jsonb) || jsonb_build_object('number', made.number)
+                    AS json),
+               'pending', made.now
+        FROM made JOIN printer ON printer.kiosk_id = made.device
+        ORDER BY made.ord
+        RETURNING id, printer_id, ticket_id
+    ), keyed AS (
+        INSERT INTO idempotency_keys (scope, key, ticket_id, created_at, fingerprint)
+        SELECT made.scope, made.key, made.id, made.now, made.fingerprint
+        FROM made WHERE made.key IS NOT NULL
+        ORDER BY made.ord
+        -- No ON CONFLICT: a key another request holds fails the whole statement (nothing
+        -- of the batch is written) and each of its issues runs again on its own.
+        RETURNING ticket_id
+    ), news AS (
+        SELECT made.ord, 1 AS sub, 'TicketIssued' AS name,
+               CAST(made.event AS jsonb)
+               || jsonb_build_object('ticket_id', made.id, 'number', made.number) AS payload
+        FROM made
+        UNION ALL
+        SELECT made.ord, 2, 'PrintJobQueued',
+               CAST(made.job_event AS jsonb)
+               || jsonb_build_object('job_id', job.id, 'printer_id', job.printer_id,
+                                     'ticket_id', job.ticket_id)
+        FROM made JOIN job ON job.ticket_id = made.id
+    ), ranked AS (
+        SELECT news.*, row_number() OVER (ORDER BY news.ord, news.sub) AS rank,
+               count(*) OVER () AS total
+        FROM news
+    ), bumped AS (
+        -- The hall row last (the documented lock order): the count reads the rows above.
+        UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
+        WHERE id = CAST(:hall AS bigint) AND EXISTS (SELECT 1 FROM facts)
+        RETURNING event_seq
+    ), logged AS (
+        INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
+        SELECT CAST(:hall AS bigint), bumped.event_seq - ranked.total + ranked.rank,
+               ranked.name, CAST(ranked.payload AS json), made.now
+        FROM bumped, ranked JOIN made ON made.ord = ranked.ord
+        ORDER BY ranked.rank
+        RETURNING seq
+    ), mine AS (
+        SELECT ord, count(*) AS logged, max(rank - total) AS last FROM ranked GROUP BY ord
+    )
+    SELECT made.ord, made.id, made.number, made.visit_id, job.id, mine.logged,
+           (SELECT event_seq FROM bumped) + mine.last,
+           printer.connected, printer.last_seen_at, printer.problem,
+           (SELECT count(*) FROM keyed), (SELECT count(*) FROM logged)
+    FROM made JOIN mine ON mine.ord = made.ord
+    LEFT JOIN job ON job.ticket_id = made.id
+    LEFT JOIN printer ON printer.kiosk_id = made.device
+    ORDER BY made.ord
+    """
+PG_ENQUEUE_MANY = text(_ENQUEUE_MANY.format(facts=ISSUE_FACTS))
+"""Several walk-ins of one hall join the queue in one statement, each as
+``PG_ENQUEUE_IF_FACTS`` would have made it alone, in the order given: numbered in that
+order within their matter's day (one update of each day counter), their visits, tickets,
+print jobs, Idempotency-Keys, and their events numbered in the hall's log in that order
+(one update of the hall row). Each issue's values are the arrays' element at its place
+(``driven.enqueue_many``). Only if every matter of them is still as its issue read it
+(each (matter, digest) pair checked, ``ISSUE_FACTS``); otherwise nothing is written and no
+row is returned. One row per ticket made, in the order given.
+
+Sent when issues wait while the hall's statement of the process is out
+(``queue._issue_known``): at 8 statements at once, each ticket alone cost the database
+1.1 ms of CPU as the crowd passed the hall row along; four at a time in one statement,
+0.33–0.45 ms (pgbench, docs/performance.md "2026-12-07, later")."""
+
 CANDIDATE_COLUMNS = (
     TICKETS.c.id,
     TICKETS.c.number,

@@ -42,7 +42,7 @@ from queue_server.domain.model import Counter, Hall, Ticket, TicketKind, format_
 from queue_server.domain.policy import rank
 
 from . import commands as cmd
-from . import estimates, printing, visitors
+from . import estimates, issue_batches, printing, visitors
 from .errors import Conflict, Forbidden, NotFound, RetryTransaction
 from .floor import lookahead_floor
 from .unit_of_work import UnitOfWork
@@ -57,8 +57,10 @@ moment send it deeper, to ``CLAIM_TRIES``)."""
 
 
 ISSUING_AT_ONCE = 4
-"""Issues one process runs at once per hall on PostgreSQL (``issue_new``: its one or two
-statements); more wait their turn in the process, holding no lock and no connection.
+"""Issues one process runs at once per hall on PostgreSQL that read the hall first
+(``_issue_driven``: the process does not know the hall and matter, the issue is refused,
+or its key was sent before; those it knows are sent together, ``issue_batches``); more
+wait their turn in the process, holding no lock and no connection.
 Each takes its matter's day counter and the hall row, and a crowd of backends waiting
 for those rows cost the database more CPU than it gave: at 64 kiosk connections, 0.84 of
 a core for 449 tickets/s without this, 0.53 for 651/s with it (docs/performance.md,
@@ -189,31 +191,37 @@ async def _issue_driven(
     statement and its commit only, and no BEGIN or COMMIT is sent.
 
     Where the process knows the hall and the matter (``_known_facts``), that statement is
-    the only one, made on what it knows and checked against the database as it runs.
-    Otherwise, or when the check fails, the issue refuses, or its Idempotency-Key was used
-    before, it first reads the hall, the matter and the key in one statement, which sees
-    what was committed, as in a transaction."""
+    the only one, made on what it knows and checked against the database as it runs, and
+    sent together with the hall's other issues waiting in the process
+    (``issue_batches``): then the unit that sent it commits, and the others learn what
+    they made from it. Otherwise, or when the check fails, the issue refuses, or its
+    Idempotency-Key was used before, it first reads the hall, the matter and the key in
+    one statement, which sees what was committed, as in a transaction."""
     idempotency = (scope, key, fingerprint) if key else None
-    # The turn is taken before the connection: a crowd of kiosks waits in the process,
-    # holding neither a lock nor one of the pool's connections (a pool emptied by waiters
-    # opened and closed its overflow connections by the hundred a minute at 64 kiosks).
-    async with _issuing_turn(c.hall_id):
-        db = await uow.driver()
-        pair = (c.hall_id, c.service_id)
-        told: Enqueued | None = None
-        known = _known_facts.get(pair)
-        if known is not None:
-            hall_fields, matter = known.hall, known.matter
+    pair = (c.hall_id, c.service_id)
+    told: Enqueued | None = None
+    sent = True
+    known = _known_facts.get(pair)
+    if known is not None:
+        matter = known.matter
+        try:
+            hall, visit = _new_visit(c, known.hall, matter, now, idempotency)
+        except DomainError:
+            pass  # refused: read first, as a key kept from before is answered first
+        else:
             try:
-                hall, visit = _new_visit(c, hall_fields, matter, now, idempotency)
-            except DomainError:
-                pass  # refused: read first, as a key kept from before is answered first
-            else:
-                try:
-                    told = await driven.enqueue(db, visit, known.digest)
-                except driven.FactsChanged:
-                    _known_facts.pop(pair, None)
-        if told is None:
+                told, sent = await issue_batches.enqueue(uow, visit, known.digest)
+            except driven.FactsChanged:
+                if _known_facts.get(pair) is known:
+                    del _known_facts[pair]
+    if told is None:
+        sent = True
+        # The turn is taken before the connection: a crowd of kiosks waits in the
+        # process, holding neither a lock nor one of the pool's connections (a pool
+        # emptied by waiters opened and closed its overflow connections by the hundred a
+        # minute at 64 kiosks).
+        async with _issuing_turn(c.hall_id):
+            db = await uow.driver()
             found = await driven.issue_read(
                 db, hall_id=c.hall_id, service_id=c.service_id, scope=scope, key=key
             )
@@ -233,8 +241,11 @@ async def _issue_driven(
     if told is None:
         # A second tap with the same key committed first: run again to return its ticket.
         raise RetryTransaction
-    uow.note_recorded()
-    await uow.commit()
+    if sent:
+        uow.note_recorded()
+        await uow.commit()
+    else:
+        uow.committed_by_another()
     ticket = Ticket(
         id=told.ticket_id, hall_id=hall.id, visit_id=told.visit_id, service_id=matter.id,
         number=told.number, business_day=visit.day, kind=c.kind, priority=c.priority,

@@ -352,6 +352,12 @@ class UnitOfWork:
         the whole change at once): the relay must be woken after the commit too."""
         self._recorded = True
 
+    def committed_by_another(self) -> None:
+        """This unit's change was written with its events and committed by a statement
+        another unit sent (issues sent together, ``issue_batches``): the relay is told,
+        as ``commit`` would tell it."""
+        self._committed([], True)
+
     async def commit(self, *, answering: int | None = None) -> None:
         """Commit the change with its events; then tell the relay there is news to publish.
 

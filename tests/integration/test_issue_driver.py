@@ -313,14 +313,19 @@ def statements_sent(engine: AsyncEngine) -> list[tuple[str, bool]]:
 
 def issuing(sent: list[tuple[str, bool]]) -> list[str]:
     """The issuing statements among ``sent``, in order: the read of the hall, the matter and
-    the key; the issue checked against what was read before; the issue alone."""
+    the key; the issue checked against what was read before; the issue alone; several
+    issues together (``statements.PG_ENQUEUE_MANY``)."""
     told = []
     for query, refused in sent:
         if "kept_ticket" in query:
-            told.append("read")
+            kind = "read"
+        elif "WITH ORDINALITY AS g(" in query:
+            kind = "together"
         elif "INSERT INTO number_sequences" in query:
-            checked = "facts AS (" in query
-            told.append(("checked issue" if checked else "issue") + (" refused" if refused else ""))
+            kind = "checked issue" if "facts AS (" in query else "issue"
+        else:
+            continue
+        told.append(kind + (" refused" if refused else ""))
     return told
 
 
