@@ -55,12 +55,13 @@ format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers), websocket fan-out, booking rush, managers' views on a year of 20 halls, CPU per command, the estimate's projection
+bench: $(DEV_STAMP) ## benchmarks: HTTP issue/call-next (SQLite, PostgreSQL, 1-2 workers), websocket fan-out, booking rush, managers' views on a year of 20 halls, CPU per command, issuing's statements on the database alone (pgbench), the estimate's projection
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.booking
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.commands
+	$(BIN)/python -m bench.issuing_sql
 	$(BIN)/python -m bench.estimate
 
 bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
@@ -69,6 +70,7 @@ bench-smoke: $(DEV_STAMP) ## a short run of every benchmark (CI)
 	$(BIN)/python -m bench.booking --smoke
 	$(BIN)/python -m bench.history --smoke
 	$(BIN)/python -m bench.commands --smoke
+	$(BIN)/python -m bench.issuing_sql --smoke
 	$(BIN)/python -m bench.estimate --smoke
 
 faults: $(DEV_STAMP) ## the fault suite: workers, PostgreSQL, Redis, printers and the scheduler leader broken under load, then a 30 min soak (docs/operations.md)

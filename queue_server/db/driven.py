@@ -102,11 +102,12 @@ matter's columns read (``facts``, ``statements.ISSUE_FACTS``)."""
 ENQUEUE = for_driver(sql.PG_ENQUEUE)
 ENQUEUE_IF_FACTS = for_driver(sql.PG_ENQUEUE_IF_FACTS)
 ENQUEUE_MANY = for_driver(sql.PG_ENQUEUE_MANY)
-_MANY = {"services": "service", "prefixes": "prefix", "days": "day", "tokens": "token",
-         "nows": "now", "kinds": "kind", "priorities": "priority", "dues": "due",
-         "devices": "device", "users": "user", "job_payloads": "job_payload",
-         "scopes": "scope", "keys": "key", "fingerprints": "fingerprint", "events": "event",
-         "job_events": "job_event"}  # fmt: skip
+ENQUEUE_MANY_ARRAYS = {
+    "services": "service", "prefixes": "prefix", "days": "day", "tokens": "token",
+    "nows": "now", "kinds": "kind", "priorities": "priority", "dues": "due",
+    "devices": "device", "users": "user", "job_payloads": "job_payload", "scopes": "scope",
+    "keys": "key", "fingerprints": "fingerprint", "events": "event", "job_events": "job_event",
+}  # fmt: skip
 """``ENQUEUE_MANY``'s arrays, each of one of ``NewVisit.values``."""
 
 
@@ -224,7 +225,9 @@ async def enqueue_many(
     if any(visit.hall_id != hall_id for visit in visits):
         raise ValueError("issues sent together must be of one hall")
     each = [visit.values() for visit in visits]
-    values: dict[str, Any] = {name: [one[field] for one in each] for name, field in _MANY.items()}
+    values: dict[str, Any] = {
+        name: [one[field] for one in each] for name, field in ENQUEUE_MANY_ARRAYS.items()
+    }
     values["hall"] = hall_id
     values["facts"] = [digest for _, digest in sent]
     try:
