@@ -126,6 +126,23 @@ class HeldRow:
         await self.watcher.close()
 
 
+Issuing = asyncio.Task[NewTicket]
+
+
+async def out_and_behind(
+    hall: Hall, held: HeldRow, crowd: list[tuple[int, str | None]], first_key: str = "first"
+) -> tuple[Issuing, list[Issuing]]:
+    """A first issue (matter A, key ``first_key``) whose statement waits on the held hall
+    row, then each of ``crowd`` (matter, key) waiting in the process behind it, in order."""
+    first = asyncio.create_task(hall.issue(hall.a, first_key))
+    await held.statement_waits()
+    behind = []
+    for matter, key in crowd:
+        behind.append(asyncio.create_task(hall.issue(matter, key)))
+        await waiting(hall.id, len(behind))
+    return first, behind
+
+
 async def test_a_crowd_is_issued_together_each_ticket_its_own_in_the_order_they_came(
     hall: Hall, pg_url: str
 ) -> None:
@@ -133,13 +150,9 @@ async def test_a_crowd_is_issued_together_each_ticket_its_own_in_the_order_they_
     await hall.issue(hall.b, "known-b")
     sent = statements_sent(hall.engine)
     async with HeldRow(pg_url, hall.id) as held:
-        first = asyncio.create_task(hall.issue(hall.a, "first"))
-        await held.statement_waits()
         # Twelve kiosks tap while the first one's statement waits for the hall row.
-        crowd = []
-        for n in range(12):
-            crowd.append(asyncio.create_task(hall.issue((hall.a, hall.b)[n % 2], f"crowd-{n}")))
-            await waiting(hall.id, n + 1)
+        taps = [((hall.a, hall.b)[n % 2], f"crowd-{n}") for n in range(12)]
+        first, crowd = await out_and_behind(hall, held, taps)
         await held.release()
         answers = [await answered(first), *await answered(asyncio.gather(*crowd))]
     assert issuing(sent) == ["checked issue", "together"]
@@ -177,11 +190,8 @@ async def test_a_key_taken_before_refuses_the_statement_and_each_goes_on_alone(
     kept = await hall.issue(hall.a, "double tap")
     sent = statements_sent(hall.engine)
     async with HeldRow(pg_url, hall.id) as held:
-        first = asyncio.create_task(hall.issue(hall.a, "first"))
-        await held.statement_waits()
-        crowd = [asyncio.create_task(hall.issue(hall.a, f"new-{n}")) for n in range(3)]
-        crowd.insert(1, asyncio.create_task(hall.issue(hall.a, "double tap")))
-        await waiting(hall.id, 4)
+        taps = [(hall.a, key) for key in ("new-0", "double tap", "new-1", "new-2")]
+        first, crowd = await out_and_behind(hall, held, taps)
         await held.release()
         await answered(first)
         answers = await answered(asyncio.gather(*crowd))
@@ -204,10 +214,8 @@ async def test_a_matter_changed_meanwhile_refuses_the_statement_and_each_reads_a
     await hall.issue(hall.b)
     sent = statements_sent(hall.engine)
     async with HeldRow(pg_url, hall.id) as held:
-        first = asyncio.create_task(hall.issue(hall.a, "first"))
-        await held.statement_waits()
-        crowd = [asyncio.create_task(hall.issue((hall.b, hall.a)[n % 2])) for n in range(4)]
-        await waiting(hall.id, 4)
+        taps = [((hall.b, hall.a)[n % 2], None) for n in range(4)]
+        first, crowd = await out_and_behind(hall, held, taps)
         # Matter B renamed by another process while they wait: the process still knows
         # its old name.
         async with hall.engine.begin() as connection:
@@ -238,12 +246,8 @@ async def test_a_sender_or_a_waiter_that_hangs_up_leaves_nobody_waiting(
 ) -> None:
     await hall.issue(hall.a)
     async with HeldRow(pg_url, hall.id) as held:
-        sender = asyncio.create_task(hall.issue(hall.a, "sender"))
-        await held.statement_waits()
-        gone = asyncio.create_task(hall.issue(hall.a, "gone"))
-        await waiting(hall.id, 1)
-        stays = asyncio.create_task(hall.issue(hall.a, "stays"))
-        await waiting(hall.id, 2)
+        taps = [(hall.a, "gone"), (hall.a, "stays")]
+        sender, (gone, stays) = await out_and_behind(hall, held, taps, first_key="sender")
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gone
@@ -306,12 +310,8 @@ async def test_a_sender_that_hangs_up_with_others_in_its_statement_leaves_them_a
             hall.id,
         )
         async with HeldRow(pg_url, hall.id) as held:
-            first = asyncio.create_task(hall.issue(hall.a, "first"))
-            await held.statement_waits()
-            sender = asyncio.create_task(hall.issue(hall.a, "sender"))
-            await waiting(hall.id, 1)
-            carried = asyncio.create_task(hall.issue(hall.b, "carried"))
-            await waiting(hall.id, 2)
+            taps = [(hall.a, "sender"), (hall.b, "carried")]
+            first, (sender, carried) = await out_and_behind(hall, held, taps)
             await held.release()
             await answered(first)
             await backend_waiting_on_a_lock(held.watcher)  # the two, on B's counter
