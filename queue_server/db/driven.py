@@ -213,45 +213,58 @@ async def enqueue(
 
 async def enqueue_many(
     driver: asyncpg.Connection, sent: Sequence[tuple[NewVisit, str]]
-) -> list[Enqueued] | None:
+) -> list[Enqueued | None] | None:
     """Several walk-ins of one hall, each with the digest of the facts its visit was made
     from, in one statement committed alone (``statements.PG_ENQUEUE_MANY``): each as
-    ``enqueue`` would have made it, in the order given. None when an Idempotency-Key of
-    them was taken by a request that committed first (the statement failed whole: nothing
-    of them was written); ``FactsChanged`` when a hall or matter is no longer as a digest
-    says (nothing written)."""
-    visits = [visit for visit, _ in sent]
-    hall_id = visits[0].hall_id
-    if any(visit.hall_id != hall_id for visit in visits):
+    ``enqueue`` would have made it, in the order given. An issue whose Idempotency-Key is
+    stored already, or came earlier in ``sent``, is not made (None in its place: its
+    request reads the key's ticket). None for all when a key was taken meanwhile by a
+    statement that committed first (the statement failed whole: nothing written);
+    ``FactsChanged`` when a hall or matter is no longer as a digest says (nothing
+    written)."""
+    hall_id = sent[0][0].hall_id
+    if any(visit.hall_id != hall_id for visit, _ in sent):
         raise ValueError("issues sent together must be of one hall")
-    each = [visit.values() for visit in visits]
+    places: list[int] = []  # of those sent: a key repeated in ``sent`` goes once
+    keys: set[tuple[str, str]] = set()
+    for place, (visit, _) in enumerate(sent):
+        key = visit.idempotency[:2] if visit.idempotency else None
+        if key is None or key not in keys:
+            places.append(place)
+        if key is not None:
+            keys.add(key)
+    each = [sent[place][0].values() for place in places]
     values: dict[str, Any] = {
         name: [one[field] for one in each] for name, field in ENQUEUE_MANY_ARRAYS.items()
     }
     values["hall"] = hall_id
-    values["facts"] = [digest for _, digest in sent]
+    values["facts"] = [sent[place][1] for place in places]
     try:
         rows = await fetch(driver, ENQUEUE_MANY, values)
     except IntegrityError as exc:
-        taken = getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys"
-        if taken and any(visit.idempotency is not None for visit in visits):
+        if getattr(exc.orig, "constraint_name", None) == "pk_idempotency_keys" and keys:
             return None
         raise
     if not rows:
         raise FactsChanged(f"hall {hall_id} or one of its matters changed")
-    keys = sum(visit.idempotency is not None for visit in visits)
+    made = [sent[place][0] for place, row in zip(places, rows, strict=False) if row[1]]
     logged = sum(row[5] for row in rows)
-    if len(rows) != len(visits) or rows[0][10] != keys or rows[0][11] != logged:
+    keyed = sum(visit.idempotency is not None for visit in made)
+    if len(rows) != len(places) or rows[0][10] != keyed or rows[0][11] != logged:
         raise AssertionError(
-            f"{len(visits)} issues sent together made {len(rows)} tickets, "
-            f"{rows[0][10]} of {keys} keys and {rows[0][11]} of {logged} events"
+            f"{len(places)} issues sent together gave {len(rows)} rows, "
+            f"{rows[0][10]} of {keyed} keys and {rows[0][11]} of {logged} events"
         )
-    told = []
-    for row, visit in zip(rows, visits, strict=True):
+    told: list[Enqueued | None] = [None] * len(sent)
+    for place, row in zip(places, rows, strict=True):
         _, ticket_id, number, visit_id, job_id, events, seq, connected, seen, problem = row[:10]
-        keyed = int(visit.idempotency is not None)
-        found = (ticket_id, number, visit_id, job_id, keyed, events, seq, connected, seen, problem)
-        told.append(enqueued(found, visit))
+        if ticket_id is None:
+            continue  # its key is stored already
+        visit = sent[place][0]
+        keyed_here = int(visit.idempotency is not None)
+        found = (ticket_id, number, visit_id, job_id, keyed_here, events, seq, connected, seen,
+                 problem)  # fmt: skip
+        told[place] = enqueued(found, visit)
     return told
 
 

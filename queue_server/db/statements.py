@@ -174,9 +174,11 @@ _ENQUEUE = """
                                      'ticket_id', job.ticket_id)
         FROM job
     ), bumped AS (
-        -- The hall row last (the documented lock order): the count reads the rows above.
+        -- The hall row last (the documented lock order): the count reads the rows above,
+        -- and the key is written before it (a statement taking the hall row first and the
+        -- key after could deadlock with one doing the opposite).
         UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
-        WHERE id = CAST(:hall AS bigint){only}
+        WHERE id = CAST(:hall AS bigint){only} AND (SELECT count(*) FROM keyed) >= 0
         RETURNING event_seq
     ), logged AS (
         INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
@@ -241,7 +243,7 @@ changed before it began."""
 
 
 _ENQUEUE_MANY = """
-    WITH given AS (
+    WITH sent AS (
         SELECT * FROM unnest(
             CAST(:services AS bigint[]), CAST(:prefixes AS text[]), CAST(:facts AS text[]),
             CAST(:days AS date[]), CAST(:tokens AS text[]), CAST(:nows AS timestamptz[]),
@@ -252,10 +254,16 @@ _ENQUEUE_MANY = """
         ) WITH ORDINALITY AS g(service, prefix, facts, day, token, now, kind, priority, due,
                                device, usr, job_payload, scope, key, fingerprint, event,
                                job_event, ord)
+    ), given AS (
+        -- An issue whose Idempotency-Key is stored already (a tap again) is left out: its
+        -- request reads the ticket the key was stored with.
+        SELECT * FROM sent
+        WHERE sent.key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM idempotency_keys AS k WHERE k.scope = sent.scope AND k.key = sent.key)
     ), facts AS (
         -- Every (matter, digest) of the batch still as its issue read it, or nothing at all.
-        SELECT 1 WHERE (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM given) AS p)
-            = (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM given) AS p
+        SELECT 1 WHERE (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM sent) AS p)
+            = (SELECT count(*) FROM (SELECT DISTINCT service, facts FROM sent) AS p
                JOIN services ON services.id = p.service
                JOIN halls ON halls.id = services.hall_id
                WHERE halls.id = CAST(:hall AS bigint) AND {facts} = p.facts)
@@ -334,9 +342,11 @@ _ENQUEUE_MANY = """
                count(*) OVER () AS total
         FROM news
     ), bumped AS (
-        -- The hall row last (the documented lock order): the count reads the rows above.
+        -- The hall row last (the documented lock order): the count reads the rows above,
+        -- and the keys are written before it, as in _ENQUEUE.
         UPDATE halls SET event_seq = event_seq + (SELECT count(*) FROM news)
         WHERE id = CAST(:hall AS bigint) AND EXISTS (SELECT 1 FROM facts)
+          AND (SELECT count(*) FROM keyed) >= 0
         RETURNING event_seq
     ), logged AS (
         INSERT INTO hall_events (hall_id, seq, name, payload, created_at)
@@ -355,7 +365,13 @@ _ENQUEUE_MANY = """
     FROM made JOIN mine ON mine.ord = made.ord
     LEFT JOIN job ON job.ticket_id = made.id
     LEFT JOIN printer ON printer.kiosk_id = made.device
-    ORDER BY made.ord
+    UNION ALL
+    -- An issue left out for its key: a row with no ticket.
+    SELECT sent.ord, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,
+           (SELECT count(*) FROM keyed), (SELECT count(*) FROM logged)
+    FROM sent
+    WHERE EXISTS (SELECT 1 FROM facts) AND sent.ord NOT IN (SELECT ord FROM given)
+    ORDER BY 1
     """
 PG_ENQUEUE_MANY = text(_ENQUEUE_MANY.format(facts=ISSUE_FACTS))
 """Several walk-ins of one hall join the queue in one statement, each as
@@ -365,10 +381,11 @@ print jobs, Idempotency-Keys, and their events numbered in the hall's log in tha
 (one update of the hall row). Each issue's values are the arrays' element at its place
 (``driven.enqueue_many``). Only if every matter of them is still as its issue read it
 (each (matter, digest) pair checked, ``ISSUE_FACTS``); otherwise nothing is written and no
-row is returned. One row per ticket made, in the order given.
+row is returned. One row per issue, in the order given: its ticket, or, for an issue whose
+Idempotency-Key is stored already, no ticket (nothing made for it).
 
 Sent when issues wait while the hall's statement of the process is out
-(``queue._issue_known``): at 8 statements at once, each ticket alone cost the database
+(``service/issue_batches.py``): at 8 statements at once, each ticket alone cost the database
 1.1 ms of CPU as the crowd passed the hall row along; four at a time in one statement,
 0.33–0.45 ms (pgbench, docs/performance.md "2026-12-07, later")."""
 

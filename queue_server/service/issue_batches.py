@@ -14,10 +14,13 @@ cost the database 0.33–0.45 ms each. Under no load nothing waits; in a rush th
 grow with it, by themselves.
 
 Each issue keeps what it would have had alone: its own number, ticket, print job, key and
-events, in the order the issues came; its own answer. If the statement is refused whole
-(a hall or matter changed since the process read it: ``driven.FactsChanged``; an
-Idempotency-Key another request took first) every issue of it learns so and goes on as
-it would have alone.
+events, in the order the issues came; its own answer. A tap again (its Idempotency-Key
+stored already, or twice in one statement) is left out, and its request reads the key's
+ticket, as alone. If the statement is refused whole (a hall or matter changed since the
+process read it: ``driven.FactsChanged``; a key stored meanwhile by another process's
+statement) every issue of it learns so and goes on as it would have alone. A sender
+cancelled while its statement is out sees it to its end, tells the others, and is then
+cancelled; so is an issue cancelled as it is told.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ MOST_AT_ONCE = 32
 _LEAD = "lead"
 """Told to a waiting issue: send the next statement, for yourself and those behind you."""
 _ALONE = "alone"
-"""Told to each issue of a statement refused for an Idempotency-Key another request took
-first: send your own statement (the one whose key was taken learns so there)."""
+"""Told to each issue of a statement refused for an Idempotency-Key another process's
+statement stored meanwhile: send your own statement (the one whose key was taken learns so
+there)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -127,27 +131,28 @@ async def _sent(uow: UnitOfWork, batch: list[_Issue]) -> Enqueued | None:
     behind = batch[1:]
     try:
         made = run.result()
-    except driven.FactsChanged:
-        for issue in behind:
-            _tell(issue, exception=driven.FactsChanged(str(issue.visit.service_id)))
-        raise
     except BaseException as exc:
         for issue in behind:
-            _tell(issue, exception=exc)
+            if isinstance(exc, driven.FactsChanged):
+                exc_here: BaseException = driven.FactsChanged(str(issue.visit.service_id))
+            else:
+                exc_here = exc
+            _tell(issue, exception=exc_here)
+        if cancelled:
+            raise asyncio.CancelledError from exc  # the sender's request is gone
         raise
-    if made is None:
+    if made is None:  # a key taken meanwhile by another process: each goes alone
         for issue in behind:
             _tell(issue, result=_ALONE)
-        if behind:
-            made = [await driven.enqueue(await uow.driver(), batch[0].visit, batch[0].digest)]
-    if cancelled:
-        for issue, told in zip(behind, (made or [])[1:], strict=False):
-            _tell(issue, result=told)
-        raise asyncio.CancelledError
-    if made is None:
-        return None
-    for issue, told in zip(behind, made[1:], strict=False):
+        if cancelled:
+            raise asyncio.CancelledError
+        if not behind:
+            return None
+        return await driven.enqueue(await uow.driver(), batch[0].visit, batch[0].digest)
+    for issue, told in zip(behind, made[1:], strict=True):
         _tell(issue, result=told)
+    if cancelled:
+        raise asyncio.CancelledError
     return made[0]
 
 
@@ -185,7 +190,7 @@ def _gone(hall: _Hall, issue: _Issue) -> None:
     """A waiting issue's request was cancelled: it leaves the queue; if it had just been
     told to send, the next one sends instead."""
     told = issue.told
-    if told.done() and not told.cancelled() and told.result() is _LEAD:
+    if told.done() and not told.cancelled() and told.exception() is None and told.result() is _LEAD:
         hall.waiting.remove(issue)
         _hand_on(hall)
     elif issue in hall.waiting:

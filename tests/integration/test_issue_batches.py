@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,13 +18,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_server.clock import SystemClock
+from queue_server.db import driven
 from queue_server.db.engine import session_factory
+from queue_server.db.repository import NewVisit
+from queue_server.domain.model import TicketKind
 from queue_server.service import accounts, hall_config, issue_batches, queue
 from queue_server.service.bus import Bus
 from queue_server.service.commands import Actor, IssueTicket
 from queue_server.service.views import NewTicket
 from tests.conftest import _plain_dsn
-from tests.integration.pooled import backend_waiting_on_a_lock, checked_out, engine
+from tests.integration.pooled import backend_waiting_on_a_lock, backend_where, checked_out, engine
 from tests.integration.test_concurrency import KIOSKS, event_seqs, make_hall
 from tests.integration.test_issue_driver import issuing, statements_sent, visits_and_tickets
 
@@ -184,26 +188,77 @@ async def test_a_crowd_is_issued_together_each_ticket_its_own_in_the_order_they_
     assert checked_out(hall.engine) == 0
 
 
-async def test_a_key_taken_before_refuses_the_statement_and_each_goes_on_alone(
+async def test_a_key_stored_before_or_twice_in_the_crowd_leaves_only_its_tap_out(
     hall: Hall, pg_url: str
 ) -> None:
+    """A tap again (its key stored by a ticket made before, or sent twice in one crowd)
+    makes no second ticket and does not hold up the others: the statement leaves it out,
+    and its request reads the key's ticket."""
     kept = await hall.issue(hall.a, "double tap")
     sent = statements_sent(hall.engine)
+    keys = ("new-0", "double tap", "new-1", "twice", "twice", "new-2")
     async with HeldRow(pg_url, hall.id) as held:
-        taps = [(hall.a, key) for key in ("new-0", "double tap", "new-1", "new-2")]
-        first, crowd = await out_and_behind(hall, held, taps)
+        first, crowd = await out_and_behind(hall, held, [(hall.a, key) for key in keys])
         await held.release()
         await answered(first)
         answers = await answered(asyncio.gather(*crowd))
     assert answers[1].ticket_id == kept.ticket_id
+    assert answers[3].ticket_id == answers[4].ticket_id
+    assert issuing(sent) == ["checked issue", "together", "read", "read"]
+    whole = await hall.whole()
+    assert [whole[answer.ticket_id][0] for answer in answers] == [
+        "A003", "A001", "A004", "A005", "A005", "A006"
+    ]  # fmt: skip
+    assert sorted(key or "" for _, _, key in whole.values()) == sorted({"first", *keys})
+    assert [seq for seq, _, _ in await hall.log()] == list(range(1, 13))
+    assert await visits_and_tickets(hall.bus, hall.id) == (6, 6)
+    assert checked_out(hall.engine) == 0
+
+
+async def test_a_key_taken_meanwhile_refuses_the_statement_and_each_goes_on_alone(
+    hall: Hall, pg_url: str
+) -> None:
+    """A key another process's statement stores while the crowd's statement is out (a
+    retry that reached the other worker): the statement fails whole, nothing of it is
+    written, and each issue is sent again on its own."""
+    await hall.issue(hall.a)
+    taken = await hall.issue(hall.b)
+    sent = statements_sent(hall.engine)
+    other = await asyncpg.connect(_plain_dsn(pg_url))
+    try:
+        holding_b = other.transaction()
+        await holding_b.start()  # matter B's day counter held: the statement waits on it
+        await other.execute(
+            "SELECT 1 FROM number_sequences WHERE hall_id = $1 AND prefix = 'B' FOR UPDATE",
+            hall.id,
+        )
+        async with HeldRow(pg_url, hall.id) as held:
+            taps = [(hall.b, "retried"), (hall.a, "x"), (hall.b, "y")]
+            first, crowd = await out_and_behind(hall, held, taps)
+            await held.release()
+            await answered(first)
+            await held.statement_waits()  # the crowd's, on B's counter
+            async with hall.engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (scope, key, ticket_id, created_at,"
+                        " fingerprint) VALUES (:scope, 'retried', :ticket, now(), '')"
+                    ),
+                    {"scope": f"device:{KIOSKS[hall.id]}", "ticket": taken.ticket_id},
+                )
+            await holding_b.rollback()
+            answers = await answered(asyncio.gather(*crowd))
+    finally:
+        await other.close()
+    assert answers[0].ticket_id == taken.ticket_id
     kinds = issuing(sent)
     assert kinds[:2] == ["checked issue", "together refused"]
-    # Then each alone: the double tap's refused too, and answered by the read.
-    assert sorted(kinds[2:]) == sorted(["checked issue"] * 3 + ["checked issue refused", "read"])
-    numbers = sorted(number for number, _, _ in (await hall.whole()).values())
-    assert numbers == ["A001", "A002", "A003", "A004", "A005"]
+    assert sorted(kinds[2:]) == ["checked issue", "checked issue", "checked issue refused", "read"]
+    whole = await hall.whole()
+    assert (whole[answers[1].ticket_id][0], whole[answers[2].ticket_id][0]) == ("A003", "B002")
     assert [seq for seq, _, _ in await hall.log()] == list(range(1, 11))
     assert await visits_and_tickets(hall.bus, hall.id) == (5, 5)
+    assert not issue_batches._hall(hall.id).out
     assert checked_out(hall.engine) == 0
 
 
@@ -216,13 +271,7 @@ async def test_a_matter_changed_meanwhile_refuses_the_statement_and_each_reads_a
     async with HeldRow(pg_url, hall.id) as held:
         taps = [((hall.b, hall.a)[n % 2], None) for n in range(4)]
         first, crowd = await out_and_behind(hall, held, taps)
-        # Matter B renamed by another process while they wait: the process still knows
-        # its old name.
-        async with hall.engine.begin() as connection:
-            await connection.execute(
-                text("UPDATE services SET name_en = 'Taxes and fees' WHERE id = :m"),
-                {"m": hall.b},
-            )
+        await rename_matter_b(hall)  # while they wait
         await held.release()
         made = await answered(first)
         answers = await answered(asyncio.gather(*crowd))
@@ -329,3 +378,148 @@ async def test_a_sender_that_hangs_up_with_others_in_its_statement_leaves_them_a
     assert [seq for seq, _, _ in await hall.log()] == list(range(1, 11))
     assert not issue_batches._hall(hall.id).out
     assert checked_out(hall.engine) == 0
+
+
+async def test_an_issue_gone_as_its_refusal_came_stays_gone(
+    hall: Hall, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting issue told that the statement was refused (facts changed) and cancelled
+    before it resumes (a timeout, a client gone) is cancelled: it makes no ticket."""
+    await hall.issue(hall.a)
+    await hall.issue(hall.b)
+    tasks: dict[str, asyncio.Task[NewTicket]] = {}
+    tell = issue_batches._tell
+
+    def told_then_gone(issue: Any, *, result: Any = None, exception: Any = None) -> None:
+        tell(issue, result=result, exception=exception)
+        if exception is not None and issue.visit.idempotency[1] == "gone":
+            tasks["gone"].cancel()
+
+    monkeypatch.setattr(issue_batches, "_tell", told_then_gone)
+    async with HeldRow(pg_url, hall.id) as held:
+        taps = [(hall.b, "sender"), (hall.b, "gone")]
+        first, (sender, tasks["gone"]) = await out_and_behind(hall, held, taps)
+        await rename_matter_b(hall)
+        await held.release()
+        await answered(first)
+        made = await answered(sender)
+        with pytest.raises(asyncio.CancelledError):
+            await answered(tasks["gone"])
+    whole = await hall.whole()
+    assert whole[made.ticket_id] == ("B002", "Taxes and fees", "sender")
+    assert "gone" not in {key for _, _, key in whole.values()}
+    assert await visits_and_tickets(hall.bus, hall.id) == (4, 4)
+    assert not issue_batches._hall(hall.id).out
+
+
+async def test_a_sender_gone_while_its_statement_is_refused_stays_gone(
+    hall: Hall, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender cancelled while its statement is out, and the statement refused (facts
+    changed): the others go on as alone, the sender is cancelled and makes nothing."""
+    await hall.issue(hall.a)
+    await hall.issue(hall.b)
+    sent = statements_sent(hall.engine)
+    tasks: dict[str, asyncio.Task[NewTicket]] = {}
+    statement = issue_batches._statement
+
+    async def sender_gone_meanwhile(uow: Any, batch: Any) -> Any:
+        if batch[0].visit.idempotency[1] == "sender":
+            tasks["sender"].cancel()
+        return await statement(uow, batch)
+
+    monkeypatch.setattr(issue_batches, "_statement", sender_gone_meanwhile)
+    async with HeldRow(pg_url, hall.id) as held:
+        taps = [(hall.b, "sender"), (hall.b, "other")]
+        first, (tasks["sender"], other) = await out_and_behind(hall, held, taps)
+        await rename_matter_b(hall)
+        await held.release()
+        await answered(first)
+        with pytest.raises(asyncio.CancelledError):
+            await answered(tasks["sender"])
+        made = await answered(other)
+    assert issuing(sent)[:2] == ["checked issue", "together"]
+    whole = await hall.whole()
+    assert whole[made.ticket_id] == ("B002", "Taxes and fees", "other")
+    assert await visits_and_tickets(hall.bus, hall.id) == (4, 4)
+    assert not issue_batches._hall(hall.id).out
+
+
+async def test_a_failed_statement_reaches_every_issue_of_it(
+    hall: Hall, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hall.issue(hall.a)
+
+    async def lost(db: Any, sent: Any) -> Any:
+        raise driven.ConnectionLost("the database connection failed")
+
+    monkeypatch.setattr(driven, "enqueue_many", lost)
+    async with HeldRow(pg_url, hall.id) as held:
+        taps = [(hall.a, key) for key in ("p", "q", "r")]
+        first, crowd = await out_and_behind(hall, held, taps)
+        await held.release()
+        await answered(first)
+        failed = await answered(asyncio.gather(*crowd, return_exceptions=True))
+    assert [type(outcome) for outcome in failed] == [driven.ConnectionLost] * 3
+    assert not issue_batches._hall(hall.id).out
+    assert (await hall.issue(hall.a, "after")).view is not None
+
+
+async def test_keys_are_written_before_the_hall_row_in_both_statements(
+    hall: Hall, pg_url: str
+) -> None:
+    """The same key in a crowd's statement and in one issue's statement of another
+    process, under different day counters (a retry across the business day's change, or
+    a key reused across matters): both write the key before they take the hall row, so
+    one waits for the other, and neither is refused for a deadlock."""
+    await hall.issue(hall.a)
+    await hall.issue(hall.b)
+    url = _plain_dsn(pg_url)
+    crowd_db, single_db = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        digests = {}
+        for matter in (hall.a, hall.b):
+            read = await driven.issue_read(
+                crowd_db, hall_id=hall.id, service_id=matter, scope="-", key=None
+            )
+            assert read is not None
+            digests[matter] = read["facts"]
+        day = (await hall.rows("SELECT business_day FROM tickets WHERE hall_id = :h"))[0][0]
+
+        def visit(matter: int, prefix: str, n: int, key: str | None) -> NewVisit:
+            scope = (f"device:{KIOSKS[hall.id]}", key, "") if key else None
+            return NewVisit(
+                hall_id=hall.id, day=day, prefix=prefix, service_id=matter,
+                kind=TicketKind.WALK_IN, priority="none", now=datetime.now(UTC),
+                follow_token=f"token-{n}", device_id=KIOSKS[hall.id], user_id=None,
+                job_payload={"n": n}, idempotency=scope,
+            )  # fmt: skip
+
+        async with HeldRow(pg_url, hall.id) as held:
+            crowd = [
+                (visit(hall.a, "A", 1, "K"), digests[hall.a]),
+                (visit(hall.a, "A", 2, None), digests[hall.a]),
+            ]
+            together = asyncio.create_task(driven.enqueue_many(crowd_db, crowd))
+            await held.statement_waits()
+            single = asyncio.create_task(
+                driven.enqueue(single_db, visit(hall.b, "B", 3, "K"), digests[hall.b])
+            )
+            await backend_where(held.watcher, "wait_event_type = 'Lock' AND pid <> "
+                                f"{crowd_db.get_server_pid()}")  # fmt: skip
+            await held.release()
+            made, alone = await answered(asyncio.gather(together, single))
+    finally:
+        await crowd_db.close()
+        await single_db.close()
+    assert made is not None and [told.number for told in made if told] == ["A002", "A003"]
+    assert alone is None  # its key was the crowd's: that request reads the crowd's ticket
+    assert await visits_and_tickets(hall.bus, hall.id) == (4, 4)
+
+
+async def rename_matter_b(hall: Hall) -> None:
+    """Matter B renamed by another process: this one still knows its old name."""
+    async with hall.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE services SET name_en = 'Taxes and fees' WHERE id = :m"), {"m": hall.b}
+        )
