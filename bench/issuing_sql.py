@@ -3,9 +3,9 @@
 
 What does a ticket cost PostgreSQL itself, with no Python in the way, and how does that
 change when several issuing statements queue on one hall's rows at once? ``pgbench``
-(PostgreSQL's own load generator, a C client; Debian's ``postgresql-client``) runs, on a
-fresh bench database with OneDoor's schema and one hall (a matter, a kiosk and its
-printer):
+(PostgreSQL's own load generator, a C client; Debian ships it with the server package,
+``postgresql-NN``) runs, on a fresh bench database with OneDoor's schema and one hall (a
+matter, a kiosk and its printer):
 
 - **one ticket a statement**: ``PG_ENQUEUE_IF_FACTS`` as a kiosk's known issue sends it
   (the matter's day counter, the visit, the ticket, its print job, its Idempotency-Key,
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = args.seconds or (SMOKE_SECONDS if args.smoke else FULL_SECONDS)
     if shutil.which("pgbench") is None:
-        print("bench.issuing_sql: pgbench is not installed (Debian: postgresql-client); skipped")
+        print("bench.issuing_sql: pgbench not found (Debian: the postgresql-NN package); skipped")
         return 0
     url = postgres.bench_url()
     unreachable = postgres.unreachable_reason(url)
