@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -265,10 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tickets = args.tickets or (SMOKE_TICKETS if args.smoke else FULL_TICKETS)
     url = postgres.bench_url()
-    unreachable = postgres.unreachable_reason(url)
-    if unreachable:
-        print(f"bench.commands: {unreachable}")
-        return 1 if os.environ.get("ONEDOOR_REQUIRE_SERVICES") == "1" else 0
+    code = postgres.skipped("bench.commands", url)
+    if code is not None:
+        return code
     postgres.recreate_database(url)
     phases, wrong = asyncio.run(measure(postgres.server_url(url), tickets))
     print(

@@ -220,10 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench.issuing_sql: pgbench not found (Debian: the postgresql-NN package); skipped")
         return 0
     url = postgres.bench_url()
-    unreachable = postgres.unreachable_reason(url)
-    if unreachable:
-        print(f"bench.issuing_sql: {unreachable}")
-        return 1 if os.environ.get("ONEDOOR_REQUIRE_SERVICES") == "1" else 0
+    code = postgres.skipped("bench.issuing_sql", url)
+    if code is not None:
+        return code
     postgres.recreate_database(url)
     values = asyncio.run(issue_values(postgres.server_url(url)))
     with tempfile.TemporaryDirectory(prefix="onedoor-issuing-sql-") as folder:

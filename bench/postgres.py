@@ -78,6 +78,16 @@ def unreachable_reason(url: URL) -> str | None:
     return None
 
 
+def skipped(prog: str, url: URL) -> int | None:
+    """None when PostgreSQL at ``url`` accepts a connection; else say why ``prog`` does not
+    run and return its exit code: 1 under ONEDOOR_REQUIRE_SERVICES=1 (CI), else 0."""
+    unreachable = unreachable_reason(url)
+    if unreachable is None:
+        return None
+    print(f"{prog}: {unreachable}")
+    return 1 if os.environ.get("ONEDOOR_REQUIRE_SERVICES") == "1" else 0
+
+
 def recreate_database(url: URL) -> None:
     """Drop the bench database (disconnecting any leftover session) and create it empty;
     DatabaseError if PostgreSQL refuses."""
