@@ -162,8 +162,7 @@ async def _statement(uow: UnitOfWork, batch: list[_Issue]) -> list[Enqueued | No
     if len(batch) == 1:
         made = await driven.enqueue(db, batch[0].visit, batch[0].digest)
         return None if made is None else [made]
-    told = await driven.enqueue_many(db, [(issue.visit, issue.digest) for issue in batch])
-    return None if told is None else list(told)
+    return await driven.enqueue_many(db, [(issue.visit, issue.digest) for issue in batch])
 
 
 def _tell(issue: _Issue, *, result: Any = None, exception: BaseException | None = None) -> None:

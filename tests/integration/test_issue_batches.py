@@ -320,29 +320,6 @@ async def test_a_sender_or_a_waiter_that_hangs_up_leaves_nobody_waiting(
     assert checked_out(hall.engine) == 0
 
 
-def test_the_turn_passes_over_issues_that_hung_up() -> None:
-    """Told to send and gone before it could: the next waiting issue sends instead."""
-
-    async def scene() -> None:
-        hall = issue_batches._Hall(out=True)
-        first, second, third = (
-            issue_batches._Issue(None, "")
-            for _ in range(3)  # type: ignore[arg-type]
-        )
-        hall.waiting.extend([first, second, third])
-        second.told.cancel()  # gone, not yet out of the queue
-        issue_batches._hand_on(hall)
-        assert first.told.result() == issue_batches._LEAD
-        issue_batches._gone(hall, first)
-        assert list(hall.waiting) == [third]
-        assert third.told.result() == issue_batches._LEAD and hall.out
-        hall.waiting.popleft()
-        issue_batches._hand_on(hall)
-        assert not hall.out
-
-    asyncio.run(scene())
-
-
 async def test_a_sender_that_hangs_up_with_others_in_its_statement_leaves_them_answered(
     hall: Hall, pg_url: str
 ) -> None:
