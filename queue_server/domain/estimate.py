@@ -330,17 +330,21 @@ def _by_arrival(members: list[Candidate]) -> list[Candidate]:
 
 
 class Members(Sequence[Candidate]):
-    """A group's members by arrival, as one projection holds them: the first ``len(self)``
-    of a list that the projections resumed from it share (``resume``).
+    """A group's members by arrival, or a floor's waiting tickets, as one projection holds
+    them: the first ``len(self)`` of a list that the projections resumed from it share
+    (``resume``).
 
-    A walk-in who joins after everyone in its group (no visitor expected later in it):
-    the projection resumed with it holds the same list one longer, appended in place, and
-    every projection holding fewer of it reads it as before. Copying a group of thousands
-    per walk-in was most of an extension's own CPU in the bench's kiosk rush
-    (docs/performance.md, "2026-12-06, later still"). A walk-in placed before the last (a
-    late commit, or visitors expected after it: a hall with walk-in arrival rates), or
-    joining a list another projection has appended to already, gets a copy. Resumes run
-    on the event loop's one thread: the check and the append are not atomic."""
+    Walk-ins who join after everyone in their group (no visitor expected later in it): the
+    projection resumed with them holds the same list longer, appended in place, and every
+    projection holding fewer of it reads it as before. Copying a group of thousands per
+    walk-in was most of an extension's own CPU in the bench's kiosk rush
+    (docs/performance.md, "2026-12-06, later still"); so was copying the floor's whole
+    waiting list, to which a resume's walk-ins are added last (``plus``; "2026-12-07,
+    afternoon"). Walk-ins placed before the last of their group (a late commit, another
+    process's walk-ins read from the log, or visitors expected after them: a hall with
+    walk-in arrival rates), or joining a list another projection has appended to already,
+    get one copy between them. Resumes run on the event loop's one thread: the check and
+    the append are not atomic."""
 
     __slots__ = ("_items", "_n")
 
@@ -367,19 +371,32 @@ class Members(Sequence[Candidate]):
     def __iter__(self) -> Iterator[Candidate]:
         return itertools.islice(self._items, self._n)
 
+    def __reversed__(self) -> Iterator[Candidate]:
+        items = self._items
+        return (items[i] for i in range(self._n - 1, -1, -1))
+
     def from_(self, first: int) -> Iterator[Candidate]:
         """The members from the ``first`` on, without a copy."""
         return itertools.islice(self._items, first, self._n)
 
-    def joined(self, at: int, walk_in: Candidate) -> Members:
-        """These members with ``walk_in`` placed ``at``: the list shared when it joins last
-        and nobody else has appended to it, else a copy."""
+    def plus(self, more: Sequence[Candidate]) -> Members:
+        """These, then ``more``: the list shared when nobody else has appended to it."""
         items, n = self._items, self._n
-        if at == n and len(items) == n:
-            items.append(walk_in)
-            return Members(items, n + 1)
+        if len(items) == n:
+            items.extend(more)
+            return Members(items, n + len(more))
+        return Members([*items[:n], *more])
+
+    def joined(self, walk_ins: Sequence[Candidate]) -> Members:
+        """These members with ``walk_ins`` (in order of arrival) each placed by arrival,
+        after those who arrived with them: the list shared when they all join last and
+        nobody else has appended to it, else one copy."""
+        items, n = self._items, self._n
+        if len(items) == n and (n == 0 or _arrival(walk_ins[0]) >= _arrival(items[n - 1])):
+            return self.plus(walk_ins)
         copied = items[:n]
-        copied.insert(at, walk_in)
+        for walk_in in walk_ins:
+            bisect.insort(copied, walk_in, key=_arrival)
         return Members(copied)
 
 
@@ -403,7 +420,10 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     """
     if not joined:
         return traced
-    floor = replace(traced.floor, waiting=[*traced.floor.waiting, *joined])
+    waiting = traced.floor.waiting
+    if not isinstance(waiting, Members):  # a floor read: copied once, then shared
+        waiting = Members(list(waiting))
+    floor = replace(traced.floor, waiting=waiting.plus(joined))
     served = {sid for _, _, c in _counters_free(floor) for sid in c.profile}
     joined = [c for c in joined if c.service_id in served]
     if any(c.ticket_id <= 0 for c in joined):
@@ -411,14 +431,15 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
     if not joined:  # no open counter serves them: the projection is unchanged
         return replace(traced, floor=floor)
     groups = dict(traced.groups)
+    by_group: dict[Group, list[Candidate]] = {}
     for walk_in in sorted(joined, key=_arrival):
         assert not _is_booked(walk_in), "only walk-ins join a traced projection"
         key = _group(walk_in)
         if key not in groups:  # a group of its own: seen by the policy from the start
             return project_traced(floor, choose)
-        members = groups[key]
-        at = bisect.bisect(members, _arrival(walk_in), key=_arrival)
-        groups[key] = members.joined(at, walk_in)
+        by_group.setdefault(key, []).append(walk_in)
+    for key, walk_ins in by_group.items():
+        groups[key] = groups[key].joined(walk_ins)
     real = traced.real + len(joined)
     same = _first_divergence(traced, joined)
     if same == 0:

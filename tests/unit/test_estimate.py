@@ -504,6 +504,17 @@ def test_projections_resumed_from_one_projection_keep_their_own_walk_ins(seed: i
     assert [tell_traced(c.ticket_id, base, NOW, choose) for c in hall.waiting] == told_before
     for key, members in base.groups.items():
         assert all(c.ticket_id < 1000 for c in members), key
+    # Resumed floors share one list of everyone waiting, each reading its own part of it:
+    # a second resume from ``first`` (which ``again`` grew already) gets its own.
+    later = walk_ins(4000)
+    other_again = resume(first, later, choose)
+    assert other_again.called == project(other_again.floor, choose)
+    assert list(base.floor.waiting) == list(hall.waiting)
+    assert list(first.floor.waiting) == [*hall.waiting, *one]
+    assert list(second.floor.waiting) == [*hall.waiting, *other]
+    assert list(other_again.floor.waiting) == [*hall.waiting, *one, *later]
+    assert list(again.floor.waiting)[: len(hall.waiting) + len(one)] == [*hall.waiting, *one]
+    assert list(reversed(other_again.floor.waiting))[: len(later)] == later[::-1]
 
 
 def test_told_from_the_projection_as_from_everyone_waiting(
