@@ -344,7 +344,8 @@ class Members(Sequence[Candidate]):
     process's walk-ins read from the log, or visitors expected after them: a hall with
     walk-in arrival rates), or joining a list another projection has appended to already,
     get one copy between them. Resumes run on the event loop's one thread: the check and
-    the append are not atomic."""
+    the append are not atomic. A projection played again in a thread reads its own view
+    meanwhile: nothing below a view's length is ever changed, only appended past it."""
 
     __slots__ = ("_items", "_n")
 
@@ -385,12 +386,15 @@ class Members(Sequence[Candidate]):
         if len(items) == n:
             items.extend(more)
             return Members(items, n + len(more))
-        return Members([*items[:n], *more])
+        copied = items[:n]
+        copied.extend(more)
+        return Members(copied)
 
     def joined(self, walk_ins: Sequence[Candidate]) -> Members:
-        """These members with ``walk_ins`` (in order of arrival) each placed by arrival,
-        after those who arrived with them: the list shared when they all join last and
-        nobody else has appended to it, else one copy."""
+        """These members with ``walk_ins`` (at least one, in order of arrival: only the
+        first is compared with the last member) each placed by arrival, after those who
+        arrived with them: the list shared when they all join last and nobody else has
+        appended to it, else one copy."""
         items, n = self._items, self._n
         if len(items) == n and (n == 0 or _arrival(walk_ins[0]) >= _arrival(items[n - 1])):
             return self.plus(walk_ins)
@@ -438,12 +442,12 @@ def resume(traced: Traced, joined: Sequence[Candidate], choose: Chooser) -> Trac
         if key not in groups:  # a group of its own: seen by the policy from the start
             return project_traced(floor, choose)
         by_group.setdefault(key, []).append(walk_in)
+    same = _first_divergence(traced, joined)
+    if same == 0:  # before the groups grow: a projection played anew makes its own
+        return project_traced(floor, choose)
     for key, walk_ins in by_group.items():
         groups[key] = groups[key].joined(walk_ins)
     real = traced.real + len(joined)
-    same = _first_divergence(traced, joined)
-    if same == 0:
-        return project_traced(floor, choose)
     start = replace(traced, floor=floor, groups=groups, real=real)
     if same == len(traced.steps) == PROJECTION_STEPS:  # played as far as it plays
         if "called_arrivals" in traced.__dict__:  # the same turns: the same index
