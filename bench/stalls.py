@@ -1,5 +1,6 @@
 """What the server's loop watch (queue_server/loop_watch.py) logged during a phase: how
-often a worker's event loop was held ``LOOP_STALL_MS`` or more, the longest, and where."""
+often a worker's event loop was held ``LOOP_STALL_MS`` or more, the longest, and where; and
+the garbage collections that held a worker's interpreter as long."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ LOOP_STALL_MS = 15
 """The bench's servers log every event-loop stall this long or longer
 (``ONEDOOR_LOOP_STALL_MS``)."""
 HELD = re.compile(r"event loop held (\d+) ms; mostly in (.+)$", re.MULTILINE)
+COLLECTED = re.compile(
+    r"garbage collection of generation (\d) held the interpreter (\d+) ms \((\d+) ms of CPU"
+)
 
 
 def mark(log_path: Path) -> int:
@@ -25,11 +29,28 @@ def note(log_path: Path, since: int) -> str:
         text = log.read().decode(errors="replace")
     held = [(int(ms), place.strip()) for ms, place in HELD.findall(text)]
     if not held:
-        return f"    event loop held {LOOP_STALL_MS} ms or more: never"
-    places = Counter(place for _, place in held)
-    place, times = places.most_common(1)[0]
+        line = f"    event loop held {LOOP_STALL_MS} ms or more: never"
+    else:
+        places = Counter(place for _, place in held)
+        place, times = places.most_common(1)[0]
+        line = (
+            f"    event loop held {LOOP_STALL_MS} ms or more: {len(held)} times, "
+            f"{sum(ms for ms, _ in held)} ms in all, the longest "
+            f"{max(ms for ms, _ in held)} ms; most often ({times}) in {place[:160]}"
+        )
+    return f"{line}\n{_collections(text)}"
+
+
+def _collections(text: str) -> str:
+    """The line of the garbage collections logged in ``text``."""
+    found = [(int(g), int(ms), int(cpu)) for g, ms, cpu in COLLECTED.findall(text)]
+    if not found:
+        return f"    garbage collections of {LOOP_STALL_MS} ms or more: none"
+    per = Counter(g for g, _, _ in found)
+    generation, longest, cpu = max(found, key=lambda f: f[1])
     return (
-        f"    event loop held {LOOP_STALL_MS} ms or more: {len(held)} times, "
-        f"{sum(ms for ms, _ in held)} ms in all, the longest {max(ms for ms, _ in held)} ms; "
-        f"most often ({times}) in {place[:160]}"
+        f"    garbage collections of {LOOP_STALL_MS} ms or more: {len(found)} ("
+        + ", ".join(f"{n} of generation {g}" for g, n in sorted(per.items()))
+        + f"), {sum(ms for _, ms, _ in found)} ms in all ({sum(c for _, _, c in found)} ms "
+        f"of CPU), the longest {longest} ms ({cpu} ms of CPU, generation {generation})"
     )

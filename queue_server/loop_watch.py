@@ -14,16 +14,23 @@ set (``Settings``); the bench turns it on and counts the warnings of each phase
 (bench/README.md). A late beat also counts time the process was not given the CPU at all
 (another process on the core): a stall whose place is the loop's own C code (``run``) is
 usually that.
+
+A garbage collection holds the interpreter, and with it the loop, without a Python frame to
+sample: each one ``threshold`` or longer, on any thread, is logged too, with its generation
+and the CPU it took (``gc.callbacks``; the watch's thread writes the line). Its time far
+beyond its CPU means the process lost the core meanwhile (docs/performance.md,
+"2026-12-07, evening").
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from types import FrameType
 
@@ -34,6 +41,10 @@ SAMPLE_SECONDS = 0.002
 """How often the loop's thread is looked at while its beat is late."""
 OURS = ("queue_server", "booking", "display", "printer")
 MESSAGE = "event loop held %.0f ms; mostly in %s"
+COLLECTION_MESSAGE = (
+    "garbage collection of generation %d held the interpreter %.0f ms (%.0f ms of CPU; "
+    "%d objects freed)"
+)
 NOT_SAMPLED = (
     "(not sampled: the process had no CPU, or C code such as a garbage collection held "
     "the interpreter)"
@@ -52,11 +63,19 @@ class LoopWatch:
         self._beat = 0.0
         """When the loop last ran its beat (``time.perf_counter``)."""
         self._timer: asyncio.TimerHandle | None = None
+        self.collections = 0
+        """Garbage collections that held the interpreter ``threshold`` or more."""
+        self._collecting: tuple[float, float] | None = None
+        """When the collection under way began: ``time.perf_counter``, ``time.thread_time``."""
+        self._collected: deque[tuple[int, float, float, int]] = deque(maxlen=1000)
+        """Long collections not logged yet: generation, seconds, seconds of CPU, freed."""
 
     def start(self) -> None:
-        """Start watching the running loop (call it on the loop's thread)."""
+        """Start watching the running loop (call it on the loop's thread), and the
+        process's garbage collections."""
         loop = asyncio.get_running_loop()
         self._beat_on(loop)
+        gc.callbacks.append(self._on_collection)
         self._thread = threading.Thread(
             target=self._watch, args=(loop, threading.get_ident()), name="loop-watch", daemon=True
         )
@@ -70,10 +89,35 @@ class LoopWatch:
     def stop(self) -> None:
         """Stop watching (call it on the loop's thread, as ``start``)."""
         self._stop.set()
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
         if self._timer is not None:
             self._timer.cancel()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        self._log_collections()
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        """A ``gc.callbacks`` hook, on whichever thread collects (holding the interpreter,
+        so every thread of the process waits): a collection ``threshold`` or longer is
+        kept for the watch's thread to log (nothing is written from inside the
+        collector)."""
+        if phase == "start":
+            self._collecting = (time.perf_counter(), time.thread_time())
+            return
+        began, self._collecting = self._collecting, None
+        if began is None:
+            return
+        held = time.perf_counter() - began[0]
+        if held >= self.threshold:
+            cpu = time.thread_time() - began[1]
+            self._collected.append((info["generation"], held, cpu, info["collected"]))
+
+    def _log_collections(self) -> None:
+        while self._collected:
+            generation, held, cpu, freed = self._collected.popleft()
+            self.collections += 1
+            log.warning(COLLECTION_MESSAGE, generation, held * 1000, cpu * 1000, freed)
 
     def _beat_on(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat = time.perf_counter()
@@ -82,6 +126,7 @@ class LoopWatch:
 
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         while not self._stop.wait(TICK_SECONDS):
+            self._log_collections()
             if loop.is_closed():
                 return  # its loop ended without ``stop``
             beat = self._beat

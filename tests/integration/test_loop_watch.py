@@ -4,7 +4,9 @@ real loop, a real watching thread, real stalls."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import re
 import time
 from dataclasses import replace
 
@@ -98,3 +100,60 @@ def test_the_watch_ends_with_its_loop_if_never_stopped() -> None:
     while watch.watching and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not watch.watching, "the thread ended once its loop was closed"
+
+
+FULL_COLLECTION = re.compile(
+    r"garbage collection of generation 2 held the interpreter (\d+) ms "
+    r"\((\d+) ms of CPU; (\d+) objects freed\)"
+)
+
+
+def _garbage(cycles: int) -> None:
+    """Lists that refer to themselves: only the cyclic collector frees them."""
+    for _ in range(cycles):
+        found: list[object] = []
+        found.append(found)
+
+
+async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A collection holds the interpreter with no Python frame to sample: one over the
+    threshold is logged with its generation, how long, the CPU it took and what it freed;
+    once the watch stops, collections are no longer watched."""
+    caplog.set_level(logging.WARNING, logger="queue_server.loop_watch")
+    kept = [[n] for n in range(300_000)]  # objects a full collection walks
+    watch = LoopWatch(threshold=0.001)
+    watch.start()
+    try:
+        _garbage(1000)
+        gc.collect()
+        await _answered_a_few_times(watch)
+    finally:
+        watch.stop()
+    assert watch.collections >= 1
+    full = [
+        match for r in caplog.records
+        if (match := FULL_COLLECTION.fullmatch(r.getMessage())) is not None
+    ]  # fmt: skip
+    assert full, caplog.text
+    held, cpu, freed = (int(n) for n in full[-1].groups())
+    assert held >= 1 and cpu >= 0 and freed > 0
+    assert watch._on_collection not in gc.callbacks
+    caplog.clear()
+    gc.collect()
+    assert "garbage collection" not in caplog.text, "not watched once stopped"
+    assert len(kept) == 300_000
+
+
+async def test_short_collections_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
+    watch = LoopWatch(threshold=5.0)
+    watch.start()
+    try:
+        _garbage(100)
+        gc.collect()
+        await _answered_a_few_times(watch)
+    finally:
+        watch.stop()
+    assert watch.collections == 0
+    assert "garbage collection" not in caplog.text
