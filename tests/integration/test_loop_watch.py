@@ -108,11 +108,20 @@ FULL_COLLECTION = re.compile(
 )
 
 
-def _garbage(cycles: int) -> None:
-    """Lists that refer to themselves: only the cyclic collector frees them."""
-    for _ in range(cycles):
-        found: list[object] = []
-        found.append(found)
+async def _watched_collection(threshold: float, cycles: int) -> LoopWatch:
+    """A watch with ``threshold`` over a full collection of ``cycles`` lists that refer to
+    themselves (only the cyclic collector frees them), stopped after."""
+    watch = LoopWatch(threshold=threshold)
+    watch.start()
+    try:
+        for _ in range(cycles):
+            found: list[object] = []
+            found.append(found)
+        gc.collect()
+        await _answered_a_few_times(watch)
+    finally:
+        watch.stop()
+    return watch
 
 
 async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu(
@@ -123,14 +132,7 @@ async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu
     once the watch stops, collections are no longer watched."""
     caplog.set_level(logging.WARNING, logger="queue_server.loop_watch")
     kept = [[n] for n in range(300_000)]  # objects a full collection walks
-    watch = LoopWatch(threshold=0.001)
-    watch.start()
-    try:
-        _garbage(1000)
-        gc.collect()
-        await _answered_a_few_times(watch)
-    finally:
-        watch.stop()
+    watch = await _watched_collection(threshold=0.001, cycles=1000)
     assert watch.collections >= 1
     full = [
         match for r in caplog.records
@@ -147,13 +149,6 @@ async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu
 
 
 async def test_short_collections_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
-    watch = LoopWatch(threshold=5.0)
-    watch.start()
-    try:
-        _garbage(100)
-        gc.collect()
-        await _answered_a_few_times(watch)
-    finally:
-        watch.stop()
+    watch = await _watched_collection(threshold=5.0, cycles=100)
     assert watch.collections == 0
     assert "garbage collection" not in caplog.text
