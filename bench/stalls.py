@@ -23,7 +23,8 @@ def mark(log_path: Path) -> int:
 
 
 def note(log_path: Path, since: int) -> str:
-    """One line for the phase's notes: the stalls logged after ``since``."""
+    """Two lines for the phase's notes: the stalls logged after ``since``, and the
+    garbage collections."""
     with log_path.open("rb") as log:
         log.seek(since)
         text = log.read().decode(errors="replace")

@@ -97,11 +97,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Litestar:
         try:
             yield
         finally:
-            await app.state.simulations.close()
-            await estimates.stop()
-            await engine.dispose()
-            if watch is not None:
-                watch.stop()
+            try:
+                await app.state.simulations.close()
+                await estimates.stop()
+                await engine.dispose()
+            finally:
+                if watch is not None:
+                    watch.stop()  # its collection hook too, whatever failed above
 
     sessions = StaffCookieConfig(
         secret=settings.session_secret(),

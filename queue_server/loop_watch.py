@@ -17,7 +17,10 @@ usually that.
 
 A garbage collection holds the interpreter, and with it the loop, without a Python frame to
 sample: each one ``threshold`` or longer, on any thread, is logged too, with its generation
-and the CPU it took (``gc.callbacks``; the watch's thread writes the line). Its time far
+and the CPU it took (``gc.callbacks``; the hook only notes it, the watch's thread writes
+the line, or ``stop`` those left). A stall sampled inside the hook is placed as "a garbage
+collection, in" the code that set it off. Two watches in one process would each log every
+such collection. Its time far
 beyond its CPU means the process lost the core meanwhile (docs/performance.md,
 "2026-12-07, evening").
 """
@@ -73,6 +76,8 @@ class LoopWatch:
     def start(self) -> None:
         """Start watching the running loop (call it on the loop's thread), and the
         process's garbage collections."""
+        if self._thread is not None:
+            raise RuntimeError("a loop watch starts once")
         loop = asyncio.get_running_loop()
         self._beat_on(loop)
         gc.callbacks.append(self._on_collection)
@@ -89,13 +94,17 @@ class LoopWatch:
     def stop(self) -> None:
         """Stop watching (call it on the loop's thread, as ``start``)."""
         self._stop.set()
-        if self._on_collection in gc.callbacks:
-            gc.callbacks.remove(self._on_collection)
+        self._unhook()
         if self._timer is not None:
             self._timer.cancel()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
-        self._log_collections()
+            if not self._thread.is_alive():
+                self._log_collections()  # those its thread had not logged yet
+
+    def _unhook(self) -> None:
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
 
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
         """A ``gc.callbacks`` hook, on whichever thread collects (holding the interpreter,
@@ -114,8 +123,11 @@ class LoopWatch:
             self._collected.append((info["generation"], held, cpu, info["collected"]))
 
     def _log_collections(self) -> None:
-        while self._collected:
-            generation, held, cpu, freed = self._collected.popleft()
+        while True:
+            try:
+                generation, held, cpu, freed = self._collected.popleft()
+            except IndexError:
+                return
             self.collections += 1
             log.warning(COLLECTION_MESSAGE, generation, held * 1000, cpu * 1000, freed)
 
@@ -128,6 +140,7 @@ class LoopWatch:
         while not self._stop.wait(TICK_SECONDS):
             self._log_collections()
             if loop.is_closed():
+                self._unhook()
                 return  # its loop ended without ``stop``
             beat = self._beat
             if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
@@ -136,6 +149,8 @@ class LoopWatch:
             seen: Counter[str] = Counter()
             while self._beat == beat:
                 if self._stop.is_set() or loop.is_closed():
+                    if loop.is_closed():
+                        self._unhook()
                     return
                 frame = sys._current_frames().get(loop_thread)
                 if frame is not None:
@@ -151,10 +166,17 @@ class LoopWatch:
 
 def where(frame: FrameType, depth: int = 3) -> str:
     """The innermost ``depth`` of OneDoor's frames under ``frame`` (the innermost frames of
-    any code when none is OneDoor's), innermost first: ``file.py:line function``."""
+    any code when none is OneDoor's), innermost first: ``file.py:line function``. Caught in
+    the watch's own collection hook, the place is ``a garbage collection, in`` the code that
+    set it off."""
     ours: list[str] = []
     anyone: list[str] = []
     current: FrameType | None = frame
+    collecting = False
+    if current is not None and current.f_code is LoopWatch._on_collection.__code__:
+        collecting = True  # the hook runs only inside a collection
+        current = current.f_back
+    prefix = "a garbage collection, in " if collecting else ""
     while current is not None and len(ours) < depth:
         code = current.f_code
         place = f"{Path(code.co_filename).name}:{current.f_lineno} {code.co_name}"
@@ -163,4 +185,4 @@ def where(frame: FrameType, depth: int = 3) -> str:
         elif len(anyone) < depth:
             anyone.append(place)
         current = current.f_back
-    return " < ".join(ours or anyone)
+    return prefix + " < ".join(ours or anyone)

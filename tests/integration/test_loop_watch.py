@@ -7,12 +7,14 @@ import asyncio
 import gc
 import logging
 import re
+import sys
 import time
 from dataclasses import replace
 
 import pytest
 from litestar.testing import AsyncTestClient
 
+from queue_server import loop_watch
 from queue_server.app import create_app
 from queue_server.clock import FixedClock
 from queue_server.loop_watch import LoopWatch
@@ -44,7 +46,7 @@ async def test_a_held_loop_is_reported_with_how_long_and_where(
         watch.stop()
     assert watch.stalls == 1
     assert 0.25 <= watch.longest < 5  # asked at most a tick after the hold began
-    [warning] = [r for r in caplog.records if r.name == "queue_server.loop_watch"]
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("event loop held")]
     assert warning.getMessage().startswith("event loop held ")
     assert "test_loop_watch.py" in warning.getMessage()
     assert "_hold_the_loop" in warning.getMessage(), "where the loop was held"
@@ -100,6 +102,7 @@ def test_the_watch_ends_with_its_loop_if_never_stopped() -> None:
     while watch.watching and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not watch.watching, "the thread ended once its loop was closed"
+    assert watch._on_collection not in gc.callbacks, "and its collection hook is gone"
 
 
 FULL_COLLECTION = re.compile(
@@ -108,9 +111,10 @@ FULL_COLLECTION = re.compile(
 )
 
 
-async def _watched_collection(threshold: float, cycles: int) -> LoopWatch:
+async def _watched_collection(threshold: float, cycles: int, logged: bool) -> LoopWatch:
     """A watch with ``threshold`` over a full collection of ``cycles`` lists that refer to
-    themselves (only the cyclic collector frees them), stopped after."""
+    themselves (only the cyclic collector frees them), stopped after (once its thread
+    logged a collection, when one is to be ``logged``)."""
     watch = LoopWatch(threshold=threshold)
     watch.start()
     try:
@@ -119,6 +123,10 @@ async def _watched_collection(threshold: float, cycles: int) -> LoopWatch:
             found.append(found)
         gc.collect()
         await _answered_a_few_times(watch)
+        for _ in range(500):
+            if watch.collections or not logged:
+                break
+            await asyncio.sleep(0.01)
     finally:
         watch.stop()
     return watch
@@ -132,7 +140,7 @@ async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu
     once the watch stops, collections are no longer watched."""
     caplog.set_level(logging.WARNING, logger="queue_server.loop_watch")
     kept = [[n] for n in range(300_000)]  # objects a full collection walks
-    watch = await _watched_collection(threshold=0.001, cycles=1000)
+    watch = await _watched_collection(threshold=0.001, cycles=1000, logged=True)
     assert watch.collections >= 1
     full = [
         match for r in caplog.records
@@ -141,14 +149,46 @@ async def test_a_long_garbage_collection_is_reported_with_its_generation_and_cpu
     assert full, caplog.text
     held, cpu, freed = (int(n) for n in full[-1].groups())
     assert held >= 1 and cpu >= 0 and freed > 0
-    assert watch._on_collection not in gc.callbacks
-    caplog.clear()
-    gc.collect()
-    assert "garbage collection" not in caplog.text, "not watched once stopped"
+    assert {
+        r.threadName for r in caplog.records if r.getMessage().startswith("garbage collection")
+    } == {"loop-watch"}, "noted inside the collector, written by the watch's thread"
+    assert watch._on_collection not in gc.callbacks, "not watched once stopped"
     assert len(kept) == 300_000
+    with pytest.raises(RuntimeError):
+        watch.start()  # a watch starts once: one hook, one thread
+
+
+def test_a_collection_is_noted_with_its_time_and_its_cpu_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the hook notes of one collection: its generation, its time on the clock, the
+    CPU its thread spent meanwhile (less when the process lost the core) and what it freed;
+    one shorter than the threshold is not noted."""
+    clock, cpu = [100.0], [7.0]
+    places: list[str] = []
+
+    def perf_counter() -> float:  # and where a sample of the loop would place it
+        places.append(loop_watch.where(sys._getframe(1)))
+        return clock[0]
+
+    monkeypatch.setattr(loop_watch.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(loop_watch.time, "thread_time", lambda: cpu[0])
+    watch = LoopWatch(threshold=0.05)
+    watch._on_collection("start", {"generation": 1, "collected": 0})
+    clock[0] += 0.150
+    cpu[0] += 0.060
+    watch._on_collection("stop", {"generation": 1, "collected": 20})
+    watch._on_collection("start", {"generation": 0, "collected": 0})
+    clock[0] += 0.010
+    watch._on_collection("stop", {"generation": 0, "collected": 3})
+    assert [(g, round(s, 3), round(c, 3), n) for g, s, c, n in watch._collected] == [
+        (1, 0.15, 0.06, 20)
+    ]
+    assert places[0].startswith("a garbage collection, in test_loop_watch.py:"), places
+    assert "_on_collection" not in places[0], "the code that set it off, not the hook"
 
 
 async def test_short_collections_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
-    watch = await _watched_collection(threshold=5.0, cycles=100)
+    watch = await _watched_collection(threshold=5.0, cycles=100, logged=False)
     assert watch.collections == 0
     assert "garbage collection" not in caplog.text
