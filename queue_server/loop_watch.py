@@ -20,9 +20,8 @@ sample: each one ``threshold`` or longer, on any thread, is logged too, with its
 and the CPU it took (``gc.callbacks``; the hook only notes it, the watch's thread writes
 the line, or ``stop`` those left). A stall sampled inside the hook is placed as "a garbage
 collection, in" the code that set it off. Two watches in one process would each log every
-such collection. Its time far
-beyond its CPU means the process lost the core meanwhile (docs/performance.md,
-"2026-12-07, evening").
+such collection. Its time far beyond its CPU means the process lost the core meanwhile
+(docs/performance.md, "2026-12-07, evening").
 """
 
 from __future__ import annotations
