@@ -18,7 +18,7 @@ usually that.
 A garbage collection holds the interpreter, and with it the loop, without a Python frame to
 sample: each one ``threshold`` or longer, on any thread, is logged too, with its generation
 and the CPU it took (``gc.callbacks``; the hook only notes it, the watch's thread writes
-the line, or ``stop`` those left). A stall sampled inside the hook is placed as "a garbage
+the line, the last ones as it ends). A stall sampled inside the hook is placed as "a garbage
 collection, in" the code that set it off. Two watches in one process would each log every
 such collection. Its time far beyond its CPU means the process lost the core meanwhile
 (docs/performance.md, "2026-12-07, evening").
@@ -97,9 +97,7 @@ class LoopWatch:
         if self._timer is not None:
             self._timer.cancel()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            if not self._thread.is_alive():
-                self._log_collections()  # those its thread had not logged yet
+            self._thread.join(timeout=1.0)  # its thread logs those left as it ends
 
     def _unhook(self) -> None:
         if self._on_collection in gc.callbacks:
@@ -136,11 +134,17 @@ class LoopWatch:
             self._timer = loop.call_later(TICK_SECONDS, self._beat_on, loop)
 
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
+        try:
+            self._watching(loop, loop_thread)
+        finally:  # stopped, or its loop ended without ``stop``: the hook goes with it
+            self._unhook()
+            self._log_collections()
+
+    def _watching(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         while not self._stop.wait(TICK_SECONDS):
             self._log_collections()
             if loop.is_closed():
-                self._unhook()
-                return  # its loop ended without ``stop``
+                return
             beat = self._beat
             if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
                 continue
@@ -148,8 +152,6 @@ class LoopWatch:
             seen: Counter[str] = Counter()
             while self._beat == beat:
                 if self._stop.is_set() or loop.is_closed():
-                    if loop.is_closed():
-                        self._unhook()
                     return
                 frame = sys._current_frames().get(loop_thread)
                 if frame is not None:
@@ -171,11 +173,10 @@ def where(frame: FrameType, depth: int = 3) -> str:
     ours: list[str] = []
     anyone: list[str] = []
     current: FrameType | None = frame
-    collecting = False
+    prefix = ""
     if current is not None and current.f_code is LoopWatch._on_collection.__code__:
-        collecting = True  # the hook runs only inside a collection
+        prefix = "a garbage collection, in "  # the hook runs only inside a collection
         current = current.f_back
-    prefix = "a garbage collection, in " if collecting else ""
     while current is not None and len(ours) < depth:
         code = current.f_code
         place = f"{Path(code.co_filename).name}:{current.f_lineno} {code.co_name}"
