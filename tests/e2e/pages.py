@@ -92,8 +92,10 @@ async def axe_check(page: Any, what: str) -> None:
 
 
 async def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot under the test output folder."""
+    """Save a full-page screenshot under the test output folder. Up to 90 s: a full page
+    on a machine busy with the rest of the suite once took over Playwright's 30 s (the
+    picture is a record, not what the test asserts)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=True, timeout=90_000)
     return path
