@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import NormalDist
 
+import msgspec
+
 from .model import CounterState, ServiceLevel, TicketKind
 
 MIN_SAMPLES = 3
@@ -21,9 +23,18 @@ USUAL_CV = 0.6
 """The spread of service times assumed for a matter not measured yet (sd / mean)."""
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """What the policy needs to know of a waiting ticket."""
+class Candidate(msgspec.Struct, frozen=True, gc=False):
+    """What the policy needs to know of a waiting ticket.
+
+    A busy hall's every process holds one per waiting ticket (30,000 in a long day's
+    queue) and makes one per walk-in, many a second in a rush. As a dataclass each was an
+    object the garbage collector walked, young and again middle-aged, while it held the
+    interpreter (every request waited through it). A struct made with ``gc=False`` is
+    never tracked: it holds only numbers, strings, times and an enum member, so it can be
+    in no reference cycle, and the tuples holding it (its sort keys, the estimate's
+    records) stop being tracked at their first collection too. Frozen: equal and hashed by
+    its fields, like the frozen dataclass it was (docs/performance.md, 2026-12-07, night).
+    """
 
     ticket_id: int
     number: str

@@ -8,11 +8,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from msgspec import structs
 from sqlalchemy import event, select
 
 from queue_server.clock import FixedClock
@@ -570,8 +570,8 @@ async def test_a_floor_read_again_keeps_the_candidates_still_as_they_were(
     await bus.execute(commands.CallNext(counter_id, clerk_id))  # the first one leaves
     newest = await issue(bus, hall_id, service_id)
     # As if read before a change: another priority, another time of the slot.
-    stale = replace(first[tickets[2]], priority="elderly")
-    stale_due = replace(first[tickets[3]], due_at=first[tickets[3]].queued_at)
+    stale = structs.replace(first[tickets[2]], priority="elderly")
+    stale_due = structs.replace(first[tickets[3]], due_at=first[tickets[3]].queued_at)
     known = [first[tickets[1]], stale, stale_due, first[tickets[0]]]
     again = {c.ticket_id: c for c in await read(known)}
     assert sorted(again) == [*tickets[1:], newest]
