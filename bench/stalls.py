@@ -11,7 +11,11 @@ from pathlib import Path
 LOOP_STALL_MS = 15
 """The bench's servers log every event-loop stall this long or longer
 (``ONEDOOR_LOOP_STALL_MS``)."""
-HELD = re.compile(r"event loop held (\d+) ms; mostly in (.+)$", re.MULTILINE)
+HELD = re.compile(
+    r"event loop held (\d+) ms(?: \(its thread ran (\d+) ms of it, the process's other "
+    r"threads (\d+) ms\))?; mostly in (.+)$",
+    re.MULTILINE,
+)
 COLLECTED = re.compile(
     r"garbage collection of generation (\d) held the interpreter (\d+) ms \((\d+) ms of CPU"
 )
@@ -28,7 +32,8 @@ def note(log_path: Path, since: int) -> str:
     with log_path.open("rb") as log:
         log.seek(since)
         text = log.read().decode(errors="replace")
-    held = [(int(ms), place.strip()) for ms, place in HELD.findall(text)]
+    found = HELD.findall(text)
+    held = [(int(ms), place.strip()) for ms, _, _, place in found]
     if not held:
         line = f"    event loop held {LOOP_STALL_MS} ms or more: never"
     else:
@@ -36,10 +41,23 @@ def note(log_path: Path, since: int) -> str:
         place, times = places.most_common(1)[0]
         line = (
             f"    event loop held {LOOP_STALL_MS} ms or more: {len(held)} times, "
-            f"{sum(ms for ms, _ in held)} ms in all, the longest "
+            f"{sum(ms for ms, _ in held)} ms in all{_split(found)}, the longest "
             f"{max(ms for ms, _ in held)} ms; most often ({times}) in {place[:160]}"
         )
     return f"{line}\n{_collections(text)}"
+
+
+def _split(found: list[tuple[str, str, str, str]]) -> str:
+    """What ran while the loop was held, over the stalls that tell it: the loop's own
+    thread, the process's other threads, or neither (the process off the CPU, or blocked)."""
+    told = [(int(ms), int(own), int(others)) for ms, own, others, _ in found if own]
+    if not told:
+        return ""
+    held, own, others = (sum(column) for column in zip(*told, strict=True))
+    neither = max(0, held - own - others)
+    return (
+        f" (its thread ran {own} ms, the process's other threads {others} ms, neither {neither} ms)"
+    )
 
 
 def _collections(text: str) -> str:

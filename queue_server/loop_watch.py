@@ -13,7 +13,11 @@ loop, docs/performance.md, "2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_
 set (``Settings``); the bench turns it on and counts the warnings of each phase
 (bench/README.md). A late beat also counts time the process was not given the CPU at all
 (another process on the core): a stall whose place is the loop's own C code (``run``) is
-usually that.
+usually that. So each stall says how much of it the loop's thread ran on the CPU and how
+much the process's other threads did (the threads' CPU clocks, read at the watch's last
+look before the stall and after it): its thread's own work, the interpreter held by
+another thread (a projection played beside, a garbage collection there), or, where
+neither ran, the process off the CPU or blocked in a system call.
 
 A garbage collection holds the interpreter, and with it the loop, without a Python frame to
 sample: each one ``threshold`` or longer, on any thread, is logged too, with its generation
@@ -43,6 +47,10 @@ SAMPLE_SECONDS = 0.002
 """How often the loop's thread is looked at while its beat is late."""
 OURS = ("queue_server", "booking", "display", "printer")
 MESSAGE = "event loop held %.0f ms; mostly in %s"
+SPLIT_MESSAGE = (
+    "event loop held %.0f ms (its thread ran %.0f ms of it, the process's other threads "
+    "%.0f ms); mostly in %s"
+)
 COLLECTION_MESSAGE = (
     "garbage collection of generation %d held the interpreter %.0f ms (%.0f ms of CPU; "
     "%d objects freed)"
@@ -141,12 +149,15 @@ class LoopWatch:
             self._log_collections()
 
     def _watching(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
+        cpu_clock = _thread_cpu_clock(loop_thread)
+        ran: tuple[float, float] | None = None
         while not self._stop.wait(TICK_SECONDS):
             self._log_collections()
             if loop.is_closed():
                 return
             beat = self._beat
             if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
+                ran = _cpu_so_far(cpu_clock)  # as of a look that found the loop beating
                 continue
             # The beat is late: the loop is held. Where it is, until it beats again.
             seen: Counter[str] = Counter()
@@ -162,7 +173,35 @@ class LoopWatch:
                 self.stalls += 1
                 self.longest = max(self.longest, held)
                 place = seen.most_common(1)[0][0] if seen else NOT_SAMPLED
-                log.warning(MESSAGE, held * 1000, place)
+                now = _cpu_so_far(cpu_clock)
+                if ran is None or now is None:
+                    log.warning(MESSAGE, held * 1000, place)
+                else:
+                    own, others = (1000 * (b - a) for a, b in zip(ran, now, strict=True))
+                    log.warning(SPLIT_MESSAGE, held * 1000, own, max(0.0, others), place)
+            ran = _cpu_so_far(cpu_clock)
+
+
+def _thread_cpu_clock(thread: int) -> int | None:
+    """The CPU clock of the thread ``thread`` (``threading.get_ident``), where the system
+    has one (POSIX)."""
+    try:
+        return time.pthread_getcpuclockid(thread)
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_so_far(loop_clock: int | None) -> tuple[float, float] | None:
+    """The CPU seconds the loop's thread has run so far, and the process's other threads
+    (the watch's own left out): what a held loop's time is split into. None where the
+    loop's thread has no clock to read."""
+    if loop_clock is None:
+        return None
+    try:
+        own = time.clock_gettime(loop_clock)
+    except OSError:  # the loop's thread has ended
+        return None
+    return own, time.process_time() - time.thread_time() - own
 
 
 def where(frame: FrameType, depth: int = 3) -> str:

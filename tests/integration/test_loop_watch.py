@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -50,6 +51,73 @@ async def test_a_held_loop_is_reported_with_how_long_and_where(
     assert warning.getMessage().startswith("event loop held ")
     assert "test_loop_watch.py" in warning.getMessage()
     assert "_hold_the_loop" in warning.getMessage(), "where the loop was held"
+    held, own, others = _split(warning.getMessage())
+    assert own + others < held / 2, "held by a blocking call: no thread of ours ran"
+
+
+SPLIT = re.compile(
+    r"event loop held (\d+) ms \(its thread ran (\d+) ms of it, the process's other "
+    r"threads (\d+) ms\); mostly in .+"
+)
+
+
+def _split(message: str) -> tuple[int, int, int]:
+    """A stall's time, the CPU its loop's thread ran meanwhile and the process's other
+    threads', in ms, as the warning tells them."""
+    found = SPLIT.fullmatch(message)
+    assert found is not None, message
+    held, own, others = (int(n) for n in found.groups())
+    return held, own, others
+
+
+def _compute(seconds: float) -> None:
+    """Work on the CPU in Python, without giving the event loop back."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def _hold_the_interpreter(seconds: float) -> None:
+    """C code that keeps the interpreter's lock from every other thread until it ends (as
+    a long sort, or a garbage collection, does)."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        sum(range(10_000_000))
+
+
+async def _one_stall(caplog: pytest.LogCaptureFixture, hold: Callable[[], object]) -> str:
+    """The one stall a watch logs while ``hold`` runs (on the loop's thread; a coroutine it
+    returns is awaited: a thread's work the loop waits for)."""
+    caplog.set_level(logging.WARNING, logger="queue_server.loop_watch")
+    watch = LoopWatch(threshold=0.05)
+    watch.start()
+    try:
+        await _answered_a_few_times(watch)
+        held = hold()
+        if asyncio.iscoroutine(held):
+            await held
+        await _answered_a_few_times(watch)
+    finally:
+        watch.stop()
+    warnings = [r.getMessage() for r in caplog.records if "event loop held" in r.getMessage()]
+    assert warnings, "a stall was logged"
+    return max(warnings, key=lambda message: _split(message)[0])
+
+
+async def test_a_stall_says_whether_the_loops_own_thread_or_another_one_ran(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Why a loop was held, told apart by the threads' CPU clocks: its own work (its
+    thread ran), another thread holding the interpreter (the process's other threads
+    ran: a projection played beside, a collection there), or neither (a blocking call, or
+    the process off the CPU: the first test)."""
+    held, own, others = _split(await _one_stall(caplog, lambda: _compute(0.3)))
+    assert own > others and own >= 50, (held, own, others)
+    caplog.clear()
+
+    beside = lambda: asyncio.to_thread(_hold_the_interpreter, 0.3)  # noqa: E731
+    held, own, others = _split(await _one_stall(caplog, beside))
+    assert others > own and others >= 50, (held, own, others)
 
 
 async def test_a_loop_that_keeps_answering_is_not_reported(
