@@ -45,8 +45,21 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     # No ping before each checkout: it cost a round trip per transaction. A connection
     # found dead fails that one request (503, api/errors.py) and SQLAlchemy then drops the
     # pool's other connections too, so the next requests connect afresh.
+    # Sessions in UTC, as every time is stored and read (``types.UTCDateTime``): the times
+    # PostgreSQL itself renders as text (``statements.PG_WAITING_JSON``) are then UTC too,
+    # whatever the server's own time zone. No statement reads the session's zone otherwise.
+    connect_args = (
+        {"server_settings": {"timezone": "UTC"}}
+        if make_url(url).get_driver_name() == "asyncpg"
+        else {}
+    )
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+        **JSON_CODEC,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    Text,
     TextClause,
     bindparam,
     func,
@@ -400,8 +401,12 @@ CANDIDATE_COLUMNS = (
 )
 """What the policy reads of a waiting ticket (``Candidate``), in its field order."""
 
-PG_WAITING_COLUMNS = select(
-    *(func.array_agg(column, type_=NullType()) for column in CANDIDATE_COLUMNS)
+PG_WAITING_JSON = select(
+    func.json_agg(
+        # Times with their offset (the session's time zone): aware, whatever it is.
+        func.json_build_array(*CANDIDATE_COLUMNS),
+        type_=NullType(),
+    ).cast(Text)
 ).where(
     TICKETS.c.hall_id == bindparam("hall"),
     TICKETS.c.business_day == bindparam("day"),
@@ -409,11 +414,13 @@ PG_WAITING_COLUMNS = select(
     # (ix_tickets_waiting_heads) under a generic plan too, as ``COUNT_WAITING``.
     TICKETS.c.state == literal_column("'waiting'"),
 )
-"""A hall's waiting tickets of a day as one row: per column of ``CANDIDATE_COLUMNS``, the
-array of its values (NULL with nobody waiting), left as the driver decodes them
-(``repository.candidates_from_columns``). A row per ticket made a driver record per
-ticket on the event loop: thousands of new objects at once, each collection of them by
-the garbage collector a pause of the loop (docs/performance.md, "2026-12-06, night")."""
+"""A hall's waiting tickets of a day as one JSON text: an array of arrays, each a ticket's
+``CANDIDATE_COLUMNS`` (NULL with nobody waiting), which msgspec decodes into candidates
+in C, off the event loop for a long queue (``repository.candidates_from_json``). A row
+per ticket made a driver record per ticket on the event loop (thousands of objects the
+garbage collector then walked); a row of arrays, which replaced it, had the driver decode
+every value on the loop in C code with no Python frame: 30,000 waiting held the loop
+28–36 ms of CPU, 60–190 ms on a busy core (docs/performance.md, "2026-12-07, night")."""
 
 # The statements of a clerk's every action are built once, here, with their values bound at
 # execution: building one per request cost more CPU than running it (issue 12's profile).

@@ -23,7 +23,7 @@ USUAL_CV = 0.6
 """The spread of service times assumed for a matter not measured yet (sd / mean)."""
 
 
-class Candidate(msgspec.Struct, frozen=True, gc=False):
+class Candidate(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """What the policy needs to know of a waiting ticket.
 
     A busy hall's every process holds one per waiting ticket (30,000 in a long day's
@@ -34,6 +34,8 @@ class Candidate(msgspec.Struct, frozen=True, gc=False):
     in no reference cycle, and the tuples holding it (its sort keys, the estimate's
     records) stop being tracked at their first collection too. Frozen: equal and hashed by
     its fields, like the frozen dataclass it was (docs/performance.md, 2026-12-07, night).
+    As an array of its fields in JSON (``array_like``), the form in which PostgreSQL hands
+    over a hall's waiting tickets (``statements.PG_WAITING_JSON``).
     """
 
     ticket_id: int

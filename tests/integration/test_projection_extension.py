@@ -11,12 +11,14 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from msgspec import structs
-from sqlalchemy import event, select
+from sqlalchemy import event, make_url, select, text
 
 from queue_server.clock import FixedClock
 from queue_server.db import repository
+from queue_server.db.engine import create_engine
 from queue_server.db.repository import hall_from_row, policy_config
 from queue_server.db.tables import HallRow
 from queue_server.domain.estimate import Told, Traced, project_traced, tell_traced
@@ -28,6 +30,7 @@ from queue_server.service import commands, estimates, hall_config
 from queue_server.service.bus import Bus
 from queue_server.service.floor import hall_floor
 from queue_server.service.unit_of_work import UnitOfWork
+from tests.conftest import _admin_execute, _plain_dsn
 from tests.integration.test_concurrency import issue, make_hall
 
 
@@ -518,8 +521,9 @@ async def test_a_read_past_the_log_goes_on_in_a_session_on_the_same_connection(
 async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
     bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past ``WAITING_ON_THE_LOOP`` rows, the waiting tickets a floor reads whole are made
-    in a thread (the event loop serves meanwhile), and are the same tickets."""
+    """Past ``WAITING_ON_THE_LOOP`` rows (on PostgreSQL: ``WAITING_JSON_ON_THE_LOOP``
+    characters of JSON), the waiting tickets a floor reads whole are made in a thread (the
+    event loop serves meanwhile), and are the same tickets."""
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     tickets = [await issue(bus, hall_id, service_id) for _ in range(5)]
     hall, _ = await _hall_now(bus, hall_id)
@@ -529,14 +533,16 @@ async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
 
     on_the_loop = await bus.read(read)
     made_on: list[int] = []
-    make = repository.candidates_reusing
+    for maker in ("candidates_reusing", "candidates_from_json"):
+        make = getattr(repository, maker)
 
-    def noted(rows: Iterable[Any], known: Iterable[Candidate]) -> list[Candidate]:
-        made_on.append(threading.get_ident())
-        return make(rows, known)
+        def noted(read: Any, known: Iterable[Candidate], make: Any = make) -> list[Candidate]:
+            made_on.append(threading.get_ident())
+            return make(read, known)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(repository, "candidates_reusing", noted)
+        monkeypatch.setattr(repository, maker, noted)
     monkeypatch.setattr(repository, "WAITING_ON_THE_LOOP", 2)
+    monkeypatch.setattr(repository, "WAITING_JSON_ON_THE_LOOP", 2)
     in_a_thread = await bus.read(read)
     assert sorted(c.ticket_id for c in on_the_loop) == tickets
     assert sorted(in_a_thread, key=lambda c: c.ticket_id) == sorted(
@@ -554,6 +560,7 @@ async def test_a_floor_read_again_keeps_the_candidates_still_as_they_were(
     and one that joined since are made from the row; who left the queue is not read."""
     if in_a_thread:
         monkeypatch.setattr(repository, "WAITING_ON_THE_LOOP", 2)
+        monkeypatch.setattr(repository, "WAITING_JSON_ON_THE_LOOP", 2)
     hall_id, service_id, desks = await make_hall(bus, counters=1)
     tickets = [await issue(bus, hall_id, service_id) for _ in range(4)]
     hall, _ = await _hall_now(bus, hall_id)
@@ -582,8 +589,8 @@ async def test_a_floor_read_again_keeps_the_candidates_still_as_they_were(
 
 
 async def test_everyone_waiting_read_at_once_is_read_as_by_matter(bus: Bus) -> None:
-    """A hall's waiting tickets of every matter (on PostgreSQL one row of arrays,
-    ``PG_WAITING_COLUMNS``) are those read matter by matter, field for field and as
+    """A hall's waiting tickets of every matter (on PostgreSQL one JSON text,
+    ``PG_WAITING_JSON``) are those read matter by matter, field for field and as
     aware UTC times; a hall with nobody waiting reads none."""
     hall_id, service_id, _ = await make_hall(bus, counters=1)
     hall, _ = await _hall_now(bus, hall_id)
@@ -608,6 +615,31 @@ async def test_everyone_waiting_read_at_once_is_read_as_by_matter(bus: Bus) -> N
         by_matter, key=lambda c: c.ticket_id
     )
     assert all(c.queued_at.utcoffset() == timedelta(0) for c in everyone)
+
+
+async def test_times_postgresql_renders_are_utc_whatever_the_servers_time_zone(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL hands a hall's waiting tickets over as JSON (``PG_WAITING_JSON``), their
+    times rendered in the session's time zone: the server's engine keeps its sessions in
+    UTC, as every time is stored and read, on a server whose own zone is Shanghai too."""
+    name = f"{make_url(postgres_url).database}_zone"
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    await _admin_execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(url)
+    try:
+        await _admin_execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Shanghai'")
+        plain = await asyncpg.connect(_plain_dsn(url), timeout=5)
+        try:
+            assert await plain.fetchval("SHOW timezone") == "Asia/Shanghai"
+        finally:
+            await plain.close()
+        async with engine.connect() as connection:
+            rendered = await connection.scalar(text("SELECT json_build_array(now())::text"))
+        assert rendered is not None and rendered.endswith('+00:00"]'), rendered
+    finally:
+        await engine.dispose()
+        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_a_walk_in_logged_before_the_play_beside_reads_is_held_by_it(
