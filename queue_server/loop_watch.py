@@ -12,11 +12,12 @@ threading event every tick, a lock handed between the two threads: 4% of a busy 
 loop, docs/performance.md, "2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is
 set (``Settings``); the bench turns it on and counts the warnings of each phase
 (bench/README.md). A late beat also counts time the process was not given the CPU at all
-(another process on the core): a stall whose place is the loop's own C code (``run``) is
-usually that. So each stall says how much of it the loop's thread ran on the CPU and how
-much the process's other threads did (the threads' CPU clocks, read at the watch's last
-look before the stall and after it): its thread's own work, the interpreter held by
-another thread (a projection played beside, a garbage collection there), or, where
+(another process on the core), and C code runs with no Python frame of its own (a stall
+placed in the loop's own ``run`` is either). So each stall says how much of it the loop's
+thread ran on the CPU and how much the process's other threads did (the threads' CPU
+clocks, read at the watch's last look before the stall and after it): its thread's own
+work (in ``run``: C code, such as the driver decoding a big result), the interpreter held
+by another thread (a projection played beside, a garbage collection there), or, where
 neither ran, the process off the CPU or blocked in a system call.
 
 A garbage collection holds the interpreter, and with it the loop, without a Python frame to
