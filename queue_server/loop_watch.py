@@ -2,23 +2,25 @@
 waits while one piece of work runs without giving the loop back, so a stall's length is
 what the slowest kiosk, clerk or screen of that moment waits on top of its own work.
 
-The loop runs a beat every ``TICK_SECONDS`` (a timer that notes the time); a thread
-looks at the last beat as often and, once one is late, samples where the loop's thread is
-until the next beat comes. A beat ``threshold`` seconds or more late is logged at WARNING
-with how late and where the loop was most often meanwhile (OneDoor's frames when there
-are any). The thread only reads the beat's time: it sends the loop nothing and takes no
-lock the loop holds. (An earlier version asked the loop, through its self-pipe, to set a
-threading event every tick, a lock handed between the two threads: 4% of a busy worker's
-loop, docs/performance.md, "2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is
+The loop runs a beat every ``TICK_SECONDS`` (a timer that notes the time and the CPU
+clocks); a beat ``threshold`` seconds or more late notes the stall itself, so none is
+missed. A thread looks at the last beat as often and, once one is late, samples where the
+loop's thread is until the next beat comes; each stall is logged at WARNING, by that
+thread, with how late and where the loop was most often meanwhile (OneDoor's frames when
+there are any; "not sampled" when the thread itself got no turn). The thread only reads
+the beat's time: it sends the loop nothing and takes no lock the loop holds. (An earlier
+version asked the loop, through its self-pipe, to set a threading event every tick, a lock
+handed between the two threads: 4% of a busy worker's loop, docs/performance.md,
+"2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is
 set (``Settings``); the bench turns it on and counts the warnings of each phase
 (bench/README.md). A late beat also counts time the process was not given the CPU at all
 (another process on the core), and C code runs with no Python frame of its own (a stall
 placed in the loop's own ``run`` is either). So each stall says how much of it the loop's
-thread ran on the CPU and how much the process's other threads did (the threads' CPU
-clocks, read at the watch's last look before the stall and after it): its thread's own
-work (in ``run``: C code, such as the driver decoding a big result), the interpreter held
-by another thread (a projection played beside, a garbage collection there), or, where
-neither ran, the process off the CPU or blocked in a system call.
+thread ran on the CPU and how much the process's other threads did (the CPU clocks the
+beats read, from the beat before the stall to the one after, less the watch's own): its
+thread's own work (in ``run``: C code, such as the driver decoding a big result), the
+interpreter held by another thread (a projection played beside, a garbage collection
+there), or, where neither ran, the process off the CPU or blocked in a system call.
 
 A garbage collection holds the interpreter, and with it the loop, without a Python frame to
 sample: each one ``threshold`` or longer, on any thread, is logged too, with its generation
@@ -47,8 +49,7 @@ TICK_SECONDS = 0.01
 SAMPLE_SECONDS = 0.002
 """How often the loop's thread is looked at while its beat is late."""
 OURS = ("queue_server", "booking", "display", "printer")
-MESSAGE = "event loop held %.0f ms; mostly in %s"
-SPLIT_MESSAGE = (
+MESSAGE = (
     "event loop held %.0f ms (its thread ran %.0f ms of it, the process's other threads "
     "%.0f ms); mostly in %s"
 )
@@ -73,6 +74,13 @@ class LoopWatch:
         self._thread: threading.Thread | None = None
         self._beat = 0.0
         """When the loop last ran its beat (``time.perf_counter``)."""
+        self._clocks: tuple[float, float, float, float] | None = None
+        """At the last beat: when, the loop thread's CPU, the process's, the watch's."""
+        self._watch_cpu = 0.0
+        """The watch thread's own CPU, as of its last look (``time.thread_time``)."""
+        self._held: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
+        """Stalls the loop found in its beats, not logged yet: the beat it was late after,
+        how late (s), the CPU its thread ran meanwhile, the process's other threads'."""
         self._timer: asyncio.TimerHandle | None = None
         self.collections = 0
         """Garbage collections that held the interpreter ``threshold`` or more."""
@@ -138,27 +146,58 @@ class LoopWatch:
             log.warning(COLLECTION_MESSAGE, generation, held * 1000, cpu * 1000, freed)
 
     def _beat_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._beat = time.perf_counter()
+        """The loop's beat: it notes the time and the CPU clocks, and a beat that comes
+        ``threshold`` late notes the stall (the loop's own measure: nothing the watch's
+        thread could miss while it waited for the interpreter too), with the CPU its own
+        thread and the process's others ran since the beat before."""
+        now, own, process = time.perf_counter(), time.thread_time(), time.process_time()
+        watch = self._watch_cpu
+        if self._clocks is not None:
+            before, own_before, process_before, watch_before = self._clocks
+            held = now - before - TICK_SECONDS
+            if held >= self.threshold:
+                ran = own - own_before
+                others = process - process_before - ran - (watch - watch_before)
+                self._held.append((before, held, ran, max(0.0, others)))
+        self._clocks = (now, own, process, watch)
+        self._beat = now  # after the stall is noted: the watch then finds it
         if not self._stop.is_set():
             self._timer = loop.call_later(TICK_SECONDS, self._beat_on, loop)
 
+    def _log_stalls(self, places: dict[float, str]) -> None:
+        """Log the stalls the loop noted, each where the watch saw the loop most often
+        (``places``, by the beat it was late after) if it was looking."""
+        while True:
+            try:
+                beat, held, ran, others = self._held.popleft()
+            except IndexError:
+                return
+            self.stalls += 1
+            self.longest = max(self.longest, held)
+            place = places.pop(beat, NOT_SAMPLED)
+            log.warning(MESSAGE, held * 1000, ran * 1000, others * 1000, place)
+
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
+        places: dict[float, str] = {}
         try:
-            self._watching(loop, loop_thread)
+            self._watching(loop, loop_thread, places)
         finally:  # stopped, or its loop ended without ``stop``: the hook goes with it
             self._unhook()
             self._log_collections()
+            self._log_stalls(places)
 
-    def _watching(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
-        cpu_clock = _thread_cpu_clock(loop_thread)
-        ran: tuple[float, float] | None = None
+    def _watching(
+        self, loop: asyncio.AbstractEventLoop, loop_thread: int, places: dict[float, str]
+    ) -> None:
         while not self._stop.wait(TICK_SECONDS):
+            self._watch_cpu = time.thread_time()
             self._log_collections()
+            self._log_stalls(places)
+            places.clear()  # any left were of stalls shorter than the threshold
             if loop.is_closed():
                 return
             beat = self._beat
             if time.perf_counter() - beat < TICK_SECONDS + SAMPLE_SECONDS:
-                ran = _cpu_so_far(cpu_clock)  # as of a look that found the loop beating
                 continue
             # The beat is late: the loop is held. Where it is, until it beats again.
             seen: Counter[str] = Counter()
@@ -169,40 +208,8 @@ class LoopWatch:
                 if frame is not None:
                     seen[where(frame)] += 1
                 time.sleep(SAMPLE_SECONDS)
-            held = self._beat - beat - TICK_SECONDS
-            if held >= self.threshold:
-                self.stalls += 1
-                self.longest = max(self.longest, held)
-                place = seen.most_common(1)[0][0] if seen else NOT_SAMPLED
-                now = _cpu_so_far(cpu_clock)
-                if ran is None or now is None:
-                    log.warning(MESSAGE, held * 1000, place)
-                else:
-                    own, others = (1000 * (b - a) for a, b in zip(ran, now, strict=True))
-                    log.warning(SPLIT_MESSAGE, held * 1000, own, max(0.0, others), place)
-            ran = _cpu_so_far(cpu_clock)
-
-
-def _thread_cpu_clock(thread: int) -> int | None:
-    """The CPU clock of the thread ``thread`` (``threading.get_ident``), where the system
-    has one (POSIX)."""
-    try:
-        return time.pthread_getcpuclockid(thread)
-    except (AttributeError, OSError):
-        return None
-
-
-def _cpu_so_far(loop_clock: int | None) -> tuple[float, float] | None:
-    """The CPU seconds the loop's thread has run so far, and the process's other threads
-    (the watch's own left out): what a held loop's time is split into. None where the
-    loop's thread has no clock to read."""
-    if loop_clock is None:
-        return None
-    try:
-        own = time.clock_gettime(loop_clock)
-    except OSError:  # the loop's thread has ended
-        return None
-    return own, time.process_time() - time.thread_time() - own
+            if seen:
+                places[beat] = seen.most_common(1)[0][0]
 
 
 def where(frame: FrameType, depth: int = 3) -> str:

@@ -617,6 +617,7 @@ async def test_everyone_waiting_read_at_once_is_read_as_by_matter(bus: Bus) -> N
     assert all(c.queued_at.utcoffset() == timedelta(0) for c in everyone)
 
 
+@pytest.mark.postgres
 async def test_times_postgresql_renders_are_utc_whatever_the_servers_time_zone(
     postgres_url: str,
 ) -> None:
