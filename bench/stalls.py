@@ -49,14 +49,18 @@ def note(log_path: Path, since: int) -> str:
 
 def _split(found: list[tuple[str, str, str, str]]) -> str:
     """What ran while the loop was held, over the stalls that tell it: the loop's own
-    thread, the process's other threads, or neither (the process off the CPU, or blocked)."""
+    thread, the process's other threads, or neither (the process off the CPU, or blocked),
+    each stall's own."""
     told = [(int(ms), int(own), int(others)) for ms, own, others, _ in found if own]
     if not told:
         return ""
-    held, own, others = (sum(column) for column in zip(*told, strict=True))
-    neither = max(0, held - own - others)
+    own = sum(o for _, o, _ in told)
+    others = sum(o for _, _, o in told)
+    neither = sum(max(0, ms - o - p) for ms, o, p in told)
+    covered = "" if len(told) == len(found) else f" of the {sum(ms for ms, _, _ in told)} ms told"
     return (
-        f" (its thread ran {own} ms, the process's other threads {others} ms, neither {neither} ms)"
+        f" (its thread ran {own} ms, the process's other threads {others} ms, "
+        f"neither {neither} ms{covered})"
     )
 
 

@@ -47,7 +47,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     # pool's other connections too, so the next requests connect afresh.
     # Sessions in UTC, as every time is stored and read (``types.UTCDateTime``): the times
     # PostgreSQL itself renders as text (``statements.PG_WAITING_JSON``) are then UTC too,
-    # whatever the server's own time zone. No statement reads the session's zone otherwise.
+    # whatever the server's own time zone. The only other such text, the booking
+    # configuration's hash (``booking.store.config_hash_sql``), is compared with one made
+    # by the same engine's sessions; no statement does date arithmetic in the session's
+    # zone.
     connect_args = (
         {"server_settings": {"timezone": "UTC"}}
         if make_url(url).get_driver_name() == "asyncpg"

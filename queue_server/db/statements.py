@@ -415,12 +415,13 @@ PG_WAITING_JSON = select(
     TICKETS.c.state == literal_column("'waiting'"),
 )
 """A hall's waiting tickets of a day as one JSON text: an array of arrays, each a ticket's
-``CANDIDATE_COLUMNS`` (NULL with nobody waiting), which msgspec decodes into candidates
-in C, off the event loop for a long queue (``repository.candidates_from_json``). A row
-per ticket made a driver record per ticket on the event loop (thousands of objects the
-garbage collector then walked); a row of arrays, which replaced it, had the driver decode
-every value on the loop in C code with no Python frame: 30,000 waiting held the loop
-28–36 ms of CPU, 60–190 ms on a busy core (docs/performance.md, "2026-12-07, night")."""
+``CANDIDATE_COLUMNS`` (NULL with nobody waiting), which the driver hands over as one
+string and msgspec decodes straight into candidates in C (``repository.candidates_from_json``;
+30,000 waiting: 5–7 ms of the loop's CPU to receive, 9–17 ms to decode). A row per ticket
+made a driver record per ticket on the event loop (thousands of objects the garbage
+collector then walked); a row of arrays, which replaced it, had the driver decode every
+value on the loop in C code with no Python frame: 28–53 ms of CPU for 30,000, up to 190 ms
+of the loop on a busy core (docs/performance.md, "2026-12-07, night")."""
 
 # The statements of a clerk's every action are built once, here, with their values bound at
 # execution: building one per request cost more CPU than running it (issue 12's profile).

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import NormalDist
+from typing import Annotated
 
 import msgspec
 
@@ -21,6 +22,11 @@ MIN_SAMPLES = 3
 """Below this many recent services of a matter, its configured typical duration is used."""
 USUAL_CV = 0.6
 """The spread of service times assumed for a matter not measured yet (sd / mean)."""
+
+
+Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A time with its zone: a candidate decoded from JSON without one is refused at once,
+not compared with aware times later."""
 
 
 class Candidate(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -43,8 +49,8 @@ class Candidate(msgspec.Struct, frozen=True, gc=False, array_like=True):
     service_id: int
     kind: TicketKind
     priority: str
-    queued_at: datetime
-    due_at: datetime | None = None
+    queued_at: Aware
+    due_at: Aware | None = None
     """For an appointment: when its slot starts."""
 
 
