@@ -123,6 +123,14 @@ _making: dict[int, tuple[int, asyncio.Future[_Projection]]] = {}
 _beside: dict[int, tuple[float, asyncio.Task[None]]] = {}
 """Per hall, the projection being played again (or read again) beside the answers: the
 ``made`` of the one it starts from, and its task."""
+PLAYED_ON_THE_LOOP_AT_MOST = 1000
+"""A projection an asker makes (``_make``) of a floor with up to this many waiting is played
+on the event loop (a few ms); a longer one in a thread, as one played beside the answers
+is: the asker waits for it, and the loop serves everyone else meanwhile, the thread
+handing the interpreter back every switch interval. On the loop, 30,000 waiting took 80–90
+ms of CPU and held a busy worker's loop 190–216 ms (the first follower after a quiet spell,
+docs/performance.md, "2026-12-07, night")."""
+
 _refreshing = True
 """Whether a projection due may be refreshed beside the answers (not once ``stop`` ran)."""
 
@@ -256,7 +264,7 @@ async def _make(
             known = _waiting_of_day(last, day, tz) if last is not None else ()
             floor = await hall_floor(uow, hall_id, day, now, known=known)
             seq = max(need, seq)
-            traced = project_traced(floor, choose)
+            traced = await _played(floor, choose)
             kept = _Projection(time.monotonic(), seq, traced, choose, whole=True)
         making.set_result(kept)
     except BaseException as exc:
@@ -465,7 +473,15 @@ async def _played_again(
     after that number, as a floor read whole is: a call committed meanwhile may already
     show at its counter, until the next projection reads its event."""
     seq, choose, floor = await _floor_again(uow, hall_id, kept, now, tz, whole=False)
-    return _again(kept, seq, project_traced(floor, choose), choose, whole=False)
+    return _again(kept, seq, await _played(floor, choose), choose, whole=False)
+
+
+async def _played(floor: Floor, choose: Chooser) -> Traced:
+    """``project_traced(floor, choose)``: on the event loop for a short queue, in a thread
+    past ``PLAYED_ON_THE_LOOP_AT_MOST`` waiting."""
+    if len(floor.waiting) <= PLAYED_ON_THE_LOOP_AT_MOST:
+        return project_traced(floor, choose)
+    return await asyncio.to_thread(project_traced, floor, choose)
 
 
 async def _floor_again(

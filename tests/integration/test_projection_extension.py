@@ -551,6 +551,42 @@ async def test_a_long_queue_read_whole_is_made_into_candidates_off_the_loop(
     assert made_on and threading.get_ident() not in made_on
 
 
+async def test_a_long_queue_is_played_off_the_loop_by_whoever_makes_the_projection(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An asker who makes the hall's projection (none kept, or the kept one overdue) plays
+    a floor of more than ``PLAYED_ON_THE_LOOP_AT_MOST`` waiting in a thread, the event
+    loop serving everyone else meanwhile, and a short one on the loop; told the same."""
+    hall_id, service_id, desks = await make_hall(bus, counters=1)
+    tickets = [await issue(bus, hall_id, service_id) for _ in range(5)]
+    played: list[tuple[bool, int]] = []
+    play = estimates.project_traced
+    loop_thread = threading.get_ident()
+
+    def noted(floor: Floor, choose: Chooser) -> Traced:
+        played.append((threading.get_ident() != loop_thread, len(floor.waiting)))
+        return play(floor, choose)
+
+    monkeypatch.setattr(estimates, "project_traced", noted)
+    monkeypatch.setattr(estimates, "PLAYED_ON_THE_LOOP_AT_MOST", 4)
+
+    async def told(ticket_id: int) -> Told | None:
+        hall, seq = await _hall_now(bus, hall_id)
+        return await bus.read(estimates.told_at, hall, seq, ticket_id)
+
+    first = await told(tickets[4])  # none kept: the floor read whole, 5 waiting
+    assert first is not None and first == await _fresh_told(bus, hall_id, tickets[4])
+    monkeypatch.setattr(estimates, "KEEP_SECONDS", 0.0)
+    monkeypatch.setattr(estimates, "TOLD_PAST_DUE_AT_MOST", 0.0)
+    again = await told(tickets[4])  # the kept one overdue: played again by the asker
+    assert again == await _fresh_told(bus, hall_id, tickets[4])
+    await bus.execute(commands.CallNext(*desks[0]))  # 4 waiting: short enough
+    short = await told(tickets[4])
+    assert short is not None and short.people_ahead == 3
+    assert short == await _fresh_told(bus, hall_id, tickets[4])
+    assert played == [(True, 5), (True, 5), (False, 4)], "in a thread, in a thread, on the loop"
+
+
 @pytest.mark.parametrize("in_a_thread", [False, True], ids=["on-the-loop", "in-a-thread"])
 async def test_a_floor_read_again_keeps_the_candidates_still_as_they_were(
     bus: Bus, monkeypatch: pytest.MonkeyPatch, in_a_thread: bool
