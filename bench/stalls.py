@@ -12,8 +12,8 @@ LOOP_STALL_MS = 15
 """The bench's servers log every event-loop stall this long or longer
 (``ONEDOOR_LOOP_STALL_MS``)."""
 HELD = re.compile(
-    r"event loop held (\d+) ms(?: \(its thread ran (\d+) ms of it, the process's other "
-    r"threads (\d+) ms\))?; mostly in (.+)$",
+    r"event loop held (\d+) ms \(its thread ran (\d+) ms of it, the process's other "
+    r"threads (\d+) ms\); mostly in (.+)$",
     re.MULTILINE,
 )
 COLLECTED = re.compile(
@@ -48,19 +48,14 @@ def note(log_path: Path, since: int) -> str:
 
 
 def _split(found: list[tuple[str, str, str, str]]) -> str:
-    """What ran while the loop was held, over the stalls that tell it: the loop's own
-    thread, the process's other threads, or neither (the process off the CPU, or blocked),
-    each stall's own."""
-    told = [(int(ms), int(own), int(others)) for ms, own, others, _ in found if own]
-    if not told:
-        return ""
+    """What ran while the loop was held: the loop's own thread, the process's other
+    threads, or neither (the process off the CPU, or blocked), each stall's own."""
+    told = [(int(ms), int(own), int(others)) for ms, own, others, _ in found]
     own = sum(o for _, o, _ in told)
     others = sum(o for _, _, o in told)
     neither = sum(max(0, ms - o - p) for ms, o, p in told)
-    covered = "" if len(told) == len(found) else f" of the {sum(ms for ms, _, _ in told)} ms told"
     return (
-        f" (its thread ran {own} ms, the process's other threads {others} ms, "
-        f"neither {neither} ms{covered})"
+        f" (its thread ran {own} ms, the process's other threads {others} ms, neither {neither} ms)"
     )
 
 

@@ -11,10 +11,10 @@ there are any; "not sampled" when the thread itself got no turn). The thread onl
 the beat's time: it sends the loop nothing and takes no lock the loop holds. (An earlier
 version asked the loop, through its self-pipe, to set a threading event every tick, a lock
 handed between the two threads: 4% of a busy worker's loop, docs/performance.md,
-"2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is
-set (``Settings``); the bench turns it on and counts the warnings of each phase
-(bench/README.md). A late beat also counts time the process was not given the CPU at all
-(another process on the core), and C code runs with no Python frame of its own (a stall
+"2026-12-06, late".) Off unless ``ONEDOOR_LOOP_STALL_MS`` is set (``Settings``); the
+bench turns it on and counts the warnings of each phase (bench/README.md). A late beat
+also counts time the process was not given the CPU at all (another process on the core),
+and C code runs with no Python frame of its own (a stall
 placed in the loop's own ``run`` is either). So each stall says how much of it the loop's
 thread ran on the CPU and how much the process's other threads did (the CPU clocks the
 beats read, from the beat before the stall to the one after, less the watch's own): its
@@ -40,10 +40,13 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 TICK_SECONDS = 0.01
 """How often the loop beats, and the watch looks at its last beat."""
 SAMPLE_SECONDS = 0.002
@@ -137,11 +140,7 @@ class LoopWatch:
             self._collected.append((info["generation"], held, cpu, info["collected"]))
 
     def _log_collections(self) -> None:
-        while True:
-            try:
-                generation, held, cpu, freed = self._collected.popleft()
-            except IndexError:
-                return
+        for generation, held, cpu, freed in _drained(self._collected):
             self.collections += 1
             log.warning(COLLECTION_MESSAGE, generation, held * 1000, cpu * 1000, freed)
 
@@ -167,11 +166,7 @@ class LoopWatch:
     def _log_stalls(self, places: dict[float, str]) -> None:
         """Log the stalls the loop noted, each where the watch saw the loop most often
         (``places``, by the beat it was late after) if it was looking."""
-        while True:
-            try:
-                beat, held, ran, others = self._held.popleft()
-            except IndexError:
-                return
+        for beat, held, ran, others in _drained(self._held):
             self.stalls += 1
             self.longest = max(self.longest, held)
             place = places.pop(beat, NOT_SAMPLED)
@@ -210,6 +205,16 @@ class LoopWatch:
                 time.sleep(SAMPLE_SECONDS)
             if seen:
                 places[beat] = seen.most_common(1)[0][0]
+
+
+def _drained(noted: deque[_T]) -> Iterator[_T]:
+    """What ``noted`` holds, oldest first, each taken out as it is given (another thread
+    may append meanwhile: ``popleft`` is atomic)."""
+    while True:
+        try:
+            yield noted.popleft()
+        except IndexError:
+            return
 
 
 def where(frame: FrameType, depth: int = 3) -> str:
