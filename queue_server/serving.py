@@ -39,6 +39,7 @@ from typing import Any
 
 import uvicorn
 
+from queue_server.lean_websocket import LeanWebSocketProtocol
 from queue_server.logs import uvicorn_log_config
 from queue_server.one_write import OneWriteHttpToolsProtocol
 from queue_server.settings import Settings
@@ -67,9 +68,10 @@ def uvicorn_options(log_level: str, log_format: str = "text") -> dict[str, Any]:
         # The client behind a proxy is found by the app, from ONEDOOR_TRUSTED_PROXIES only
         # (api/clients.py); uvicorn would trust X-Forwarded-For from 127.0.0.1 by default.
         "proxy_headers": False,
-        # The sans-I/O websockets implementation keeps less per connection, and boards get
-        # small JSON messages: compressing each one for each board costs more than it saves.
-        "ws": "websockets-sansio",
+        # uvicorn's sans-I/O websockets implementation, keeping less per open connection
+        # (queue_server/lean_websocket.py), and boards get small JSON messages: compressing
+        # each one for each board costs more than it saves.
+        "ws": LeanWebSocketProtocol,
         "ws_per_message_deflate": False,
         # An answer's headers and body in one system call (queue_server/one_write.py).
         "http": OneWriteHttpToolsProtocol,
