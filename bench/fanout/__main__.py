@@ -97,11 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(run_config(config, sizes, cpus, RESULTS))
         sockets = sizes.halls * sizes.boards_per_hall
         print(f"ceiling: a bare ASGI websocket app, {sockets} idle sockets ...", flush=True)
+        bare: ceiling.Ceiling | str
+        stock: ceiling.Ceiling | str
         try:
-            bare: ceiling.Ceiling | str = ceiling.measure(sockets, cpus)
+            bare = ceiling.measure(sockets, cpus)
         except (BenchError, OSError) as exc:
             bare = f"could not run: {exc}"
-    text = report(results, cpus, args.smoke, bare)
+        print(f"ceiling: the same with uvicorn's own {ceiling.STOCK} ...", flush=True)
+        try:
+            stock = ceiling.measure(sockets, cpus, ceiling.STOCK)
+        except (BenchError, OSError) as exc:
+            stock = f"could not run: {exc}"
+    text = report(results, cpus, args.smoke, bare, stock)
     text += f"\n(total {time.monotonic() - started:.0f} s)"
     print("\n" + text)
     (RESULTS / "fanout.txt").write_text(text + "\n")

@@ -2,9 +2,10 @@
 library alone, for the boards' KiB per connection to stand beside.
 
 A bare ASGI app — no Litestar, no OneDoor, no tasks of its own — served by uvicorn with the
-options ``onedoor serve`` gives it (``serving.uvicorn_options``: websockets-sansio, no
-compression), pinned like the boards' server. Each socket is accepted, sent one small
-message (as a board gets its snapshot), then only read until it closes: uvicorn's
+options ``onedoor serve`` gives it (``serving.uvicorn_options``: its lean subclass of
+uvicorn's websockets-sansio protocol, no compression), pinned like the boards' server, and
+again with uvicorn's own websockets-sansio protocol (``STOCK``). Each socket is accepted,
+sent one small message (as a board gets its snapshot), then only read until it closes: uvicorn's
 connection task and protocol objects and the library's parser are all it holds. The same
 number of sockets as the boards are opened with the same client library, and the server's
 RSS growth per socket is reported beside OneDoor's.
@@ -30,6 +31,8 @@ from .options import ROOT, BenchError, CpuPlan
 from .servers import START_TIMEOUT_S, rss_kib
 
 SNAPSHOT = '{"type":"snapshot","seq":0,"board":{}}'
+STOCK = "websockets-sansio"
+"""uvicorn's own protocol, which ``onedoor serve``'s (queue_server/lean_websocket.py) trims."""
 OPEN_AT_ONCE = 200
 SETTLE_S = 1.0
 
@@ -52,14 +55,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             del message
 
 
-def serve(port: int) -> None:
-    """Serve ``app`` as ``onedoor serve`` serves OneDoor's (one process)."""
+def serve(port: int, ws: str | None = None) -> None:
+    """Serve ``app`` as ``onedoor serve`` serves OneDoor's (one process); with ``ws``,
+    with that uvicorn websocket implementation instead of ``onedoor serve``'s."""
     import uvicorn
 
     from queue_server.serving import uvicorn_options
 
-    uvicorn.run("bench.fanout.ceiling:app", host="127.0.0.1", port=port,
-                **uvicorn_options("warning"))  # fmt: skip
+    options = uvicorn_options("warning")
+    if ws is not None:
+        options["ws"] = ws
+    uvicorn.run("bench.fanout.ceiling:app", host="127.0.0.1", port=port, **options)
 
 
 @dataclass(frozen=True)
@@ -101,13 +107,14 @@ async def _hold(url: str, count: int, pids: list[int]) -> Ceiling:
     return Ceiling(len(sockets), (idle - before) / max(len(sockets), 1), before, idle)
 
 
-def measure(count: int, cpus: CpuPlan) -> Ceiling:
-    """Serve the bare app pinned to the server's CPUs, open ``count`` idle sockets from this
-    process, and return the server's RSS growth per socket."""
+def measure(count: int, cpus: CpuPlan, ws: str | None = None) -> Ceiling:
+    """Serve the bare app pinned to the server's CPUs (with ``onedoor serve``'s websocket
+    protocol, or uvicorn's ``ws``), open ``count`` idle sockets from this process, and
+    return the server's RSS growth per socket."""
     _raise_open_files()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", f"from bench.fanout.ceiling import serve; serve({port})"],
+        [sys.executable, "-c", f"from bench.fanout.ceiling import serve; serve({port}, {ws!r})"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT,
     )  # fmt: skip
     try:

@@ -153,16 +153,28 @@ def notes(result: Result) -> list[str]:
     return lines
 
 
-def ceiling_notes(results: list[Result], bare: Ceiling | str) -> list[str]:
-    """The sockets' ceiling, and each configuration's idle KiB per board beside it."""
+def ceiling_notes(
+    results: list[Result], bare: Ceiling | str, stock: Ceiling | str | None = None
+) -> list[str]:
+    """The sockets' ceiling, each configuration's idle KiB per board beside it, and the
+    bare app again on uvicorn's own websocket protocol."""
     if isinstance(bare, str):
         return [f"ceiling: {bare}"]
     lines = [
         f"ceiling: a bare ASGI websocket app (no Litestar, no OneDoor: accept, one message, "
-        f"read until closed) served by uvicorn with onedoor serve's options, {bare.connected} "
-        f"idle sockets: {bare.kib_per_connection:.1f} KiB/conn "
+        f"read until closed) served by uvicorn with onedoor serve's options (its websocket "
+        f"protocol: queue_server/lean_websocket.py), {bare.connected} idle sockets: "
+        f"{bare.kib_per_connection:.1f} KiB/conn "
         f"(RSS {bare.rss_before_kib / 1024:.0f} → {bare.rss_idle_kib / 1024:.0f} MiB)"
     ]
+    if isinstance(stock, Ceiling):
+        lines.append(
+            f"  the same app on uvicorn's own websockets-sansio protocol: "
+            f"{stock.kib_per_connection:.1f} KiB/conn "
+            f"(RSS {stock.rss_before_kib / 1024:.0f} → {stock.rss_idle_kib / 1024:.0f} MiB)"
+        )
+    elif stock is not None:
+        lines.append(f"  the same app on uvicorn's own protocol: {stock}")
     for result in results:
         kib = result.kib_per_connection(result.rss_idle_kib)
         if result.connected and not math.isnan(kib) and bare.kib_per_connection > 0:
@@ -179,7 +191,11 @@ def ceiling_notes(results: list[Result], bare: Ceiling | str) -> list[str]:
 
 
 def report(
-    results: list[Result], cpus: CpuPlan, smoke: bool, bare: Ceiling | str | None = None
+    results: list[Result],
+    cpus: CpuPlan,
+    smoke: bool,
+    bare: Ceiling | str | None = None,
+    stock: Ceiling | str | None = None,
 ) -> str:
     sizes = results[0].sizes
     head = [
@@ -199,7 +215,7 @@ def report(
     ]
     body = [format_table(results), ""]
     if bare is not None:
-        body += [*ceiling_notes(results, bare), ""]
+        body += [*ceiling_notes(results, bare, stock), ""]
     for result in results:
         body += notes(result)
     failures = [f"{r.config.name}: {f}" for r in results for f in r.failures]
