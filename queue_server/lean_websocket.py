@@ -21,7 +21,10 @@ protocol reaches these two objects through ``put_nowait``, ``get`` and ``empty``
 ``asyncio.Event``'s meaning for those (and the few other methods they offer), including
 a waiter cancelled while it waits. The handshake is let go of from ``start_keepalive``,
 which uvicorn calls once, right after writing the accepting response (uvicorn 0.44 and
-later), so a socket's messages pass through nothing more than uvicorn's own code.
+later), so a socket's messages pass through nothing more than uvicorn's own code. These
+are uvicorn's attributes, not its API: tests/unit/test_lean_websocket.py serves the same
+sockets through this protocol and uvicorn's own and compares what clients and the app see,
+so an uvicorn that changes them fails there.
 """
 
 from __future__ import annotations
@@ -36,16 +39,22 @@ __all__ = ["Flag", "Inbox", "LeanWebSocketProtocol"]
 
 T = TypeVar("T")
 
+COMPACT_AT = 64
+"""Items read from an ``Inbox`` before its list drops them (once they are half of it)."""
+
 
 class Inbox(Generic[T]):
     """A queue for one connection's events, without ``asyncio.Queue``'s deques: the items
-    in a list, and a future for each ``get`` only while it waits. Unbounded, first in,
-    first out; a waiter woken and then cancelled passes its wake to the next one."""
+    in a list read from a head index (compacted as it is read, so each item costs the same
+    however many wait: a client can send tens of thousands of small frames in one read),
+    and a future for each ``get`` only while it waits. Unbounded, first in, first out; a
+    waiter woken and then cancelled passes its wake to the next one, as asyncio's does."""
 
-    __slots__ = ("_items", "_loop", "_waiters")
+    __slots__ = ("_head", "_items", "_loop", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: list[T] = []
+        self._items: list[T | None] = []
+        self._head = 0
         self._waiters: list[asyncio.Future[None]] | None = None
         self._loop = loop
 
@@ -54,12 +63,12 @@ class Inbox(Generic[T]):
         self._wake_one()
 
     def get_nowait(self) -> T:
-        if not self._items:
+        if self.empty():
             raise asyncio.QueueEmpty
-        return self._items.pop(0)
+        return self._take()
 
     async def get(self) -> T:
-        while not self._items:
+        while self.empty():
             waiter = self._loop.create_future()
             if self._waiters is None:
                 self._waiters = []
@@ -67,19 +76,32 @@ class Inbox(Generic[T]):
             try:
                 await waiter
             except BaseException:
-                if self._waiters is not None:
-                    _forget(self._waiters, waiter)
-                if self._items:
+                self._waiters = _forget(self._waiters, waiter)
+                if not self.empty() and not waiter.cancelled():
                     # Woken for an item, but leaving without it: the next waiter takes it.
                     self._wake_one()
                 raise
-        return self._items.pop(0)
+        return self._take()
 
     def empty(self) -> bool:
-        return not self._items
+        return self._head == len(self._items)
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._items) - self._head
+
+    def _take(self) -> T:
+        items, head = self._items, self._head
+        item = items[head]
+        items[head] = None
+        head += 1
+        if head == len(items):
+            items.clear()
+            head = 0
+        elif head >= COMPACT_AT and 2 * head >= len(items):
+            del items[:head]
+            head = 0
+        self._head = head
+        return item  # type: ignore[return-value]
 
     def _wake_one(self) -> None:
         waiters = self._waiters
@@ -126,14 +148,16 @@ class Flag:
         try:
             await waiter
         finally:
-            if self._waiters is not None:
-                _forget(self._waiters, waiter)
+            self._waiters = _forget(self._waiters, waiter)
         return True
 
 
-def _forget(waiters: list[Any], waiter: Any) -> None:
-    with contextlib.suppress(ValueError):
-        waiters.remove(waiter)
+def _forget(waiters: list[Any] | None, waiter: Any) -> list[Any] | None:
+    """``waiters`` without ``waiter``; None once nobody is left in it."""
+    if waiters is not None:
+        with contextlib.suppress(ValueError):
+            waiters.remove(waiter)
+    return waiters or None
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -15,7 +15,7 @@ import uvicorn
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from queue_server.lean_websocket import Flag, Inbox, LeanWebSocketProtocol
+from queue_server.lean_websocket import COMPACT_AT, Flag, Inbox, LeanWebSocketProtocol
 from queue_server.serving import uvicorn_options
 
 STOCK = "websockets-sansio"
@@ -65,6 +65,35 @@ async def test_an_inbox_waiter_cancelled_after_its_wake_passes_the_item_on() -> 
     assert await inbox.get() == "two"
 
 
+async def test_an_inbox_with_a_long_backlog_keeps_order_and_does_not_grow() -> None:
+    """A client's one read can queue tens of thousands of small frames; a reader that stays
+    behind by a few items for ever does not make the inbox's list grow."""
+    inbox: Inbox[int] = Inbox(asyncio.get_running_loop())
+    for i in range(50_000):
+        inbox.put_nowait(i)
+    assert [inbox.get_nowait() for _ in range(50_000)] == list(range(50_000))
+    assert inbox.empty() and inbox._items == []
+    for i in range(3):
+        inbox.put_nowait(i)
+    for i in range(3, 20_000):
+        inbox.put_nowait(i)
+        assert await inbox.get() == i - 3
+        assert len(inbox._items) <= 2 * COMPACT_AT + 3
+    assert inbox.qsize() == 3
+
+
+async def test_waiters_cancelled_leave_nothing_behind() -> None:
+    loop = asyncio.get_running_loop()
+    inbox: Inbox[str] = Inbox(loop)
+    flag = Flag(loop)
+    waits = [asyncio.create_task(inbox.get()), asyncio.create_task(flag.wait())]
+    await asyncio.sleep(0)
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    assert inbox._waiters is None and flag._waiters is None
+
+
 async def test_the_flag_lets_waiters_through_only_while_it_is_up() -> None:
     flag = Flag(asyncio.get_running_loop(), is_set=True)
     assert flag.is_set() and await flag.wait()
@@ -91,6 +120,7 @@ class Hall:
         self.disconnects: list[int] = []
         self.ended = asyncio.Event()
         self.flooded = asyncio.Event()
+        self.cut = asyncio.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -104,8 +134,13 @@ class Hall:
             return
         await send({"type": "websocket.accept", "headers": [(b"x-hall", b"7")]})
         if scope["path"] == "/flood":
-            for i in range(FLOOD):
-                await send({"type": "websocket.send", "text": f"{i:04d}".ljust(FLOOD_SIZE, ".")})
+            try:
+                for i in range(FLOOD):
+                    text = f"{i:04d}".ljust(FLOOD_SIZE, ".")
+                    await send({"type": "websocket.send", "text": text})
+            except OSError:  # uvicorn's ClientDisconnected: the client went mid-flood
+                self.cut.set()
+                raise
             self.flooded.set()
         while (message := await receive())["type"] != "websocket.disconnect":
             await send({"type": "websocket.send", "text": f"echo {message['text']}"})
@@ -143,7 +178,7 @@ async def conversation(protocol: Any) -> dict[str, Any]:
             echoes = []
             for text in ("one", "两", "three " * 1000):
                 await board.send(text)
-                echoes.append(await board.recv())
+                echoes.append(await asyncio.wait_for(board.recv(), 10))
             await board.ping()
         await asyncio.wait_for(hall.ended.wait(), 10)
     return {
@@ -170,6 +205,16 @@ def small_receiver(port: int) -> socket.socket:
     return client
 
 
+async def held_socket(server: uvicorn.Server) -> Any:
+    """The server's socket whose sends wait for its client to read."""
+    for _ in range(1000):
+        held = [s for s in sockets_of(server) if not s.writable.is_set()]
+        if held:
+            return held[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server's sends never waited for the client")
+
+
 async def test_a_client_that_stops_reading_holds_the_sender_until_it_reads_again() -> None:
     """The transport's flow control through the ``Flag``: the app's sends wait while a
     client reads nothing, and every message arrives, in order, once it reads again."""
@@ -180,18 +225,28 @@ async def test_a_client_that_stops_reading_holds_the_sender_until_it_reads_again
             f"ws://127.0.0.1:{port}/flood", sock=small_receiver(port), max_queue=1
         ) as board,
     ):
-        for _ in range(1000):
-            held = [s for s in sockets_of(server) if not s.writable.is_set()]
-            if held:
-                break
-            await asyncio.sleep(0.01)
-        assert held, "the server's sends never waited for the client"
+        protocol = await held_socket(server)
         assert not hall.flooded.is_set()
-        received = [await board.recv() for _ in range(FLOOD)]
-        await hall.flooded.wait()
+        received = [await asyncio.wait_for(board.recv(), 10) for _ in range(FLOOD)]
+        await asyncio.wait_for(hall.flooded.wait(), 10)
         assert [m[:4] for m in received] == [f"{i:04d}" for i in range(FLOOD)]
         await board.send("still there")
-        assert await board.recv() == "echo still there"
+        assert await asyncio.wait_for(board.recv(), 10) == "echo still there"
+        assert protocol.writable._waiters is None, "no waiter is left behind"
+
+
+async def test_a_client_that_goes_while_a_send_waits_ends_the_app_s_send() -> None:
+    hall = Hall()
+    async with served(LeanWebSocketProtocol, hall) as (port, server):
+        board = await websockets.connect(
+            f"ws://127.0.0.1:{port}/flood", sock=small_receiver(port), max_queue=1
+        )
+        protocol = await held_socket(server)
+        board.transport.abort()  # the screen's cable pulled
+        await asyncio.wait_for(hall.cut.wait(), 10)
+        assert not hall.flooded.is_set()
+        assert protocol.writable.is_set() and protocol.writable._waiters is None
+        assert protocol.queue.get_nowait()["type"] == "websocket.disconnect"
 
 
 async def test_once_open_a_socket_keeps_nothing_of_its_handshake() -> None:
@@ -203,7 +258,7 @@ async def test_once_open_a_socket_keeps_nothing_of_its_handshake() -> None:
         websockets.connect(f"ws://127.0.0.1:{port}/echo") as board,
     ):
         await board.send("hi")
-        assert await board.recv() == "echo hi"
+        assert await asyncio.wait_for(board.recv(), 10) == "echo hi"
         [protocol] = sockets_of(server)
         assert protocol.request is None and protocol.response is None
         kept = protocol.conn.parser.gi_frame.f_locals["request"]
