@@ -43,20 +43,43 @@ COMPACT_AT = 64
 """Items read from an ``Inbox`` before its list drops them (once they are half of it)."""
 
 
-class Inbox(Generic[T]):
+class _Waiting:
+    """What ``Inbox`` and ``Flag`` share: their loop, and the futures of whoever waits,
+    a list made only while someone does."""
+
+    __slots__ = ("_loop", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def _enlisted(self) -> asyncio.Future[None]:
+        waiter = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        return waiter
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        if self._waiters is not None:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+        self._waiters = self._waiters or None
+
+
+class Inbox(_Waiting, Generic[T]):
     """A queue for one connection's events, without ``asyncio.Queue``'s deques: the items
     in a list read from a head index (compacted as it is read, so each item costs the same
     however many wait: a client can send tens of thousands of small frames in one read),
     and a future for each ``get`` only while it waits. Unbounded, first in, first out; a
     waiter woken and then cancelled passes its wake to the next one, as asyncio's does."""
 
-    __slots__ = ("_head", "_items", "_loop", "_waiters")
+    __slots__ = ("_head", "_items")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self._items: list[T | None] = []
         self._head = 0
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._loop = loop
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
@@ -69,14 +92,11 @@ class Inbox(Generic[T]):
 
     async def get(self) -> T:
         while self.empty():
-            waiter = self._loop.create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
+            waiter = self._enlisted()
             try:
                 await waiter
             except BaseException:
-                self._waiters = _forget(self._waiters, waiter)
+                self._forget(waiter)
                 if not self.empty() and not waiter.cancelled():
                     # Woken for an item, but leaving without it: the next waiter takes it.
                     self._wake_one()
@@ -114,16 +134,15 @@ class Inbox(Generic[T]):
             self._waiters = None
 
 
-class Flag:
+class Flag(_Waiting):
     """``asyncio.Event`` for a connection's flow control, without its deque: a future is
     made for each ``wait`` only while the flag is down."""
 
-    __slots__ = ("_loop", "_set", "_waiters")
+    __slots__ = ("_set",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, is_set: bool = False) -> None:
+        super().__init__(loop)
         self._set = is_set
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._loop = loop
 
     def is_set(self) -> bool:
         return self._set
@@ -141,23 +160,12 @@ class Flag:
     async def wait(self) -> bool:
         if self._set:
             return True
-        waiter = self._loop.create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
+        waiter = self._enlisted()
         try:
             await waiter
         finally:
-            self._waiters = _forget(self._waiters, waiter)
+            self._forget(waiter)
         return True
-
-
-def _forget(waiters: list[Any] | None, waiter: Any) -> list[Any] | None:
-    """``waiters`` without ``waiter``; None once nobody is left in it."""
-    if waiters is not None:
-        with contextlib.suppress(ValueError):
-            waiters.remove(waiter)
-    return waiters or None
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -10,12 +11,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
+
+from queue_server.serving import uvicorn_options
 
 ONEDOOR = [sys.executable, "-m", "queue_server.cli"]
 # How long a server may take to answer /healthz. On a busy two-core machine a start (the
@@ -29,6 +34,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def served_in_process(app: Any, **options: Any) -> AsyncIterator[uvicorn.Server]:
+    """``app`` served by uvicorn in this event loop on a free port, with the options
+    ``onedoor serve`` gives it (``options`` override them); the server, once it serves."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0,
+                            **{**uvicorn_options("warning"), **options})  # fmt: skip
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                assert not serving.done(), "the server stopped while starting"
+                await asyncio.sleep(0.02)
+        yield server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 20)
+
+
+def port_of(server: uvicorn.Server) -> int:
+    return int(server.servers[0].sockets[0].getsockname()[1])
 
 
 def onedoor(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -19,18 +19,22 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from litestar import Litestar
 from websockets.asyncio.client import ClientConnection
 
 from queue_server.app import create_app
 from queue_server.realtime import boards
-from queue_server.serving import uvicorn_options
 from queue_server.settings import load_settings
 from tests.e2e.test_live_feeds import issue, sqlite_hall
 from tests.e2e.test_sessions import closed_with, cookie_only, sign_in
-from tests.servers import Server, free_port, load_demo_without_printer, server_env
+from tests.servers import (
+    Server,
+    load_demo_without_printer,
+    port_of,
+    served_in_process,
+    server_env,
+)
 
 pytestmark = pytest.mark.slow
 __all__ = ["sqlite_hall"]
@@ -158,21 +162,9 @@ async def served_here(
     for name, value in env.items():
         if name.startswith("ONEDOOR_"):
             monkeypatch.setenv(name, value)
-    port = free_port()
     app = create_app(load_settings())
-    config = uvicorn.Config(app, host="127.0.0.1", port=port,
-                            **uvicorn_options("warning"))  # fmt: skip
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                assert not serving.done(), "the server stopped while starting"
-                await asyncio.sleep(0.02)
-        yield f"127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 20)
+    async with served_in_process(app) as server:
+        yield f"127.0.0.1:{port_of(server)}", app
 
 
 @pytest.mark.postgres

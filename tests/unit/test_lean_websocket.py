@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from queue_server.lean_websocket import COMPACT_AT, Flag, Inbox, LeanWebSocketProtocol
 from queue_server.serving import uvicorn_options
+from tests.servers import port_of, served_in_process
 
 STOCK = "websockets-sansio"
 FLOOD = 160
@@ -150,17 +151,8 @@ class Hall:
 
 @contextlib.asynccontextmanager
 async def served(protocol: Any, hall: Hall) -> AsyncIterator[tuple[int, uvicorn.Server]]:
-    options = {**uvicorn_options("warning"), "ws": protocol, "lifespan": "on"}
-    server = uvicorn.Server(uvicorn.Config(hall, host="127.0.0.1", port=0, **options))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1], server
-    finally:
-        server.should_exit = True
-        await task
+    async with served_in_process(hall, ws=protocol, lifespan="on") as server:
+        yield port_of(server), server
 
 
 def sockets_of(server: uvicorn.Server) -> list[Any]:

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
 
 from queue_server.one_write import FLUSH_AT, OneWriteHttpToolsProtocol, OneWriteTransport
 from queue_server.serving import uvicorn_options
+from tests.servers import port_of, served_in_process
 
 
 class Recording(asyncio.Transport):
@@ -135,17 +135,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def served(protocol: Any) -> AsyncIterator[int]:
-    options = {**uvicorn_options("warning"), "http": protocol, "lifespan": "on"}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
+    async with served_in_process(app, http=protocol, lifespan="on") as server:
+        yield port_of(server)
 
 
 REQUESTS = (
