@@ -28,7 +28,8 @@ async def _run(ctx: Context) -> Row:
     url = await ctx.pg.create_database("faults_database")
     rounds = 1 if ctx.short else 3
     recoveries: list[float] = []
-    with PrivateRedis().started() as redis, onedoor(ctx, NAME, url, 2, redis.url) as server:
+    workers = 2
+    with PrivateRedis().started() as redis, onedoor(ctx, NAME, url, workers, redis.url) as server:
         hall = await build_hall(server.base_url, ADMIN_USERNAME, ADMIN_PASSWORD, 4)
         load = await start_load(server.base_url, hall, kiosks=8, bookers=4)
         try:
@@ -59,6 +60,17 @@ async def _run(ctx: Context) -> Row:
     )
     if tally.slowest_refusal_s > 5:
         row.problems.append(f"a refusal took {tally.slowest_refusal_s:.1f} s: not failing fast")
+    # The relay retries every 0.1-5 s while the database is away: each worker tells each
+    # outage once (logs.Outage), not once a retry, and its end when it next publishes
+    # (which the last crash's may not reach before the server stops).
+    log = server.log_path.read_text()
+    told, ended = log.count("relay: could not publish"), log.count("relay: working again after")
+    if told > rounds * workers or ended > told:
+        row.problems.append(
+            f"the relay told {told} outages and {ended} ends for {rounds} crash(es) of "
+            f"{workers} workers: more than one line an outage"
+        )
+    row.checks.append(f"the relay told {told} outages and {ended} ends: a line each, not a retry")
     return row
 
 

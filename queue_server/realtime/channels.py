@@ -14,6 +14,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from queue_server.logs import Outage
+
 log = logging.getLogger("onedoor.realtime")
 # A subscriber (one per hall and process) that falls this far behind loses the oldest
 # messages; the hub notices the gap in sequence numbers and reloads a snapshot.
@@ -51,6 +53,8 @@ class RedisPubSubBackend(ChannelsBackend):
         # redis-py's PubSub takes its connection on first use: two subscriptions at once
         # would each take one, and only the last would ever be read.
         self._lock = asyncio.Lock()
+        self._outage = Outage(log, "redis pub/sub")
+        """Redis away: its loss logged once, summarised while it lasts, and its return."""
 
     async def on_startup(self) -> None:
         self._redis = Redis.from_url(self._url, health_check_interval=5, socket_keepalive=True)
@@ -149,7 +153,7 @@ class RedisPubSubBackend(ChannelsBackend):
                     raise RedisConnectionError("pub/sub not connected")
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except REDIS_ERRORS as exc:
-                log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
+                self._outage.failed(f"connection lost ({exc}); reconnecting")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 async with self._lock:
@@ -168,10 +172,10 @@ class RedisPubSubBackend(ChannelsBackend):
         try:
             if self._channels:
                 await self._ps().subscribe(*self._channels)
-        except REDIS_ERRORS as exc:
-            log.warning("redis still unreachable (%s)", exc)
-            self._pubsub = None
+        except REDIS_ERRORS:
+            self._pubsub = None  # the outage goes on: stream_events counts it and tries again
             return
+        self._outage.recovered()
         log.info("redis pub/sub reconnected; %d channels resubscribed", len(self._channels))
         if self._on_reconnect is not None:
             self._on_reconnect()

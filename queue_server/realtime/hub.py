@@ -23,6 +23,7 @@ import msgspec
 from litestar.channels import ChannelsPlugin, Subscriber
 
 from display.board import BoardView, NeedsSnapshot, apply, board_from_snapshot
+from queue_server.logs import Outage
 
 from .channels import hall_channel
 
@@ -127,6 +128,7 @@ class HallHub:
         self._subscriber: Subscriber | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._snapshot_outage = Outage(log, f"hall {hall_id}: board snapshot")
         self._early: dict[int, tuple[str, Mapping[str, Any]]] = {}
         self._gap_timer: asyncio.TimerHandle | None = None
         self._gap_task: asyncio.Task[None] | None = None
@@ -211,9 +213,10 @@ class HallHub:
         try:
             await self.resync()
         except Exception as exc:
-            log.warning("hall %s: snapshot failed (%s); the watcher will retry", self.hall_id, exc)
+            self._snapshot_outage.failed(f"failed ({exc}); the watcher tries again")
             self.lagging_since, self._lag_target = 0.0, self.seq + 1
             return False
+        self._snapshot_outage.recovered()
         return True
 
     async def _apply(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
@@ -305,6 +308,7 @@ class Hubs:
         self._users: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._resyncs: set[asyncio.Task[bool]] = set()
+        self._watch_outage = Outage(log, "boards' watcher")
 
     async def acquire(self, hall_id: int) -> HallHub:
         lock = self._locks.setdefault(hall_id, asyncio.Lock())
@@ -358,8 +362,9 @@ class Hubs:
             try:
                 seqs = await self._read_seqs(list(self._hubs))
             except Exception as exc:
-                log.warning("could not read hall sequences: %s", exc)
+                self._watch_outage.failed(f"could not read the halls' sequences ({exc})")
                 continue
+            self._watch_outage.recovered()
             now = time.monotonic()
             for hall_id, hub in list(self._hubs.items()):
                 if hub.note_database_seq(seqs.get(hall_id, 0), now):

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from queue_server.clock import SystemClock
 from queue_server.db import driven
 from queue_server.db.tables import HallEventRow
+from queue_server.logs import Outage
 from queue_server.service.unit_of_work import UnitOfWork
 
 from .channels import hall_channel
@@ -92,6 +93,8 @@ class Relay:
         self._gap = gap
         self._burst = burst
         self._wake = asyncio.Event()
+        self._outage = Outage(log, "relay")
+        """The broker or the database away: logged once, summarised, and its end."""
         self.published = 0
         self.rounds = 0
         """Rounds ``run`` started (each claims and publishes until nothing is left)."""
@@ -155,10 +158,11 @@ class Relay:
                 while await self.relay_once() == BATCH:
                     pass
                 backoff = 0.1
+                self._outage.recovered()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker or database is away: keep the rows, retry
-                log.warning("relay could not publish (%s); retrying in %.1f s", exc, backoff)
+                self._outage.failed(f"could not publish ({exc}); retrying, at most every 5 s")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 self._wake.set()

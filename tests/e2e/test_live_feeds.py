@@ -464,10 +464,19 @@ async def test_boards_are_consistent_again_within_5_s_after_redis_restarts(
         after = await board.until(lambda m: m["seq"] == 4, timeout=5)
         assert waiting_counts(after["board"])["A"] == 4
         await board.ws.close()
+        logs = [server.stop() for server in (a, b)]
     finally:
         for server in (a, b):
             server.stop()
         broker.stop()
+    # Each loop that retried while Redis was away told its outage once, with its end, not
+    # once a retry (the pub/sub listener retries within 2 s, the relay within 5 s).
+    for log in logs:
+        assert log.count("redis pub/sub: connection lost") == 1, log
+        assert log.count("redis pub/sub: working again after") == 1, log
+        assert "redis still unreachable" not in log
+    assert logs[0].count("relay: could not publish") == 1, logs[0]
+    assert logs[0].count("relay: working again after") == 1, logs[0]
 
 
 async def printed(client: asyncio.subprocess.Process, text: str, timeout: float = 10.0) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from queue_server.logs import JsonFormatter, uvicorn_log_config
+from queue_server.logs import JsonFormatter, Outage, uvicorn_log_config
 from queue_server.settings import SettingsError, load_settings
 
 
@@ -47,3 +47,46 @@ def test_uvicorn_gets_json_formatters_only_when_asked() -> None:
     assert load_settings({"ONEDOOR_LOG_FORMAT": "json"}).log_format == "json"
     with pytest.raises(SettingsError, match="use text or json"):
         load_settings({"ONEDOOR_LOG_FORMAT": "xml"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_outage_is_logged_when_it_starts_summarised_while_it_lasts_and_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = Outage(logging.getLogger("onedoor.test"), "relay", every=60, clock=clock)
+    caplog.set_level(logging.INFO, "onedoor.test")
+    outage.recovered()  # nothing ongoing: nothing to say
+    assert caplog.records == []
+    for _ in range(120):  # the database away for 59.5 s, a retry every half second
+        outage.failed("could not publish (connection refused)")
+        clock.now += 0.5
+    assert [r.getMessage() for r in caplog.records] == [
+        "relay: could not publish (connection refused) (while this lasts, a summary every 60 s)"
+    ]
+    outage.failed("could not publish (connection refused)")  # 60 s after the first
+    outage.failed("could not publish (connection refused)")
+    clock.now += 10
+    outage.recovered()
+    outage.recovered()  # already over
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        "relay: still failing after 60 s (121 failures, 120 since the last message); "
+        "the last: could not publish (connection refused)",
+        "relay: working again after 70.0 s and 122 failures",
+    ]
+    assert {r.levelno for r in caplog.records} == {logging.WARNING}
+    caplog.clear()
+    outage.failed("timeout")  # a new outage is told as new
+    clock.now += 1
+    outage.recovered()
+    assert [r.getMessage() for r in caplog.records] == [
+        "relay: timeout (while this lasts, a summary every 60 s)",
+        "relay: working again after 1.0 s and 1 failure",
+    ]
