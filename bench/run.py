@@ -141,8 +141,9 @@ class Goal:
         return f"{measured.p99_ms:.1f} ms {'yes' if met else 'no'}"
 
     def beside(self, ceiling: Measured) -> str:
-        """The ceiling's figure in the goal's measure and unit, and the goal's share of it
-        (rate: what the goal asks of the bare app; p99: the goal over the bare app's)."""
+        """The ceiling's figure in the goal's measure and unit: for a rate, the bare app's
+        (calls: its requests over ``per``) and the share of it the goal asks; for a p99,
+        the bare app's p99."""
         if self.measure == "rate":
             rate = ceiling.rate / self.per
             return f"{rate:.0f} (asks {self.target / rate:.2f})" if rate else "-"

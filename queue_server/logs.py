@@ -76,6 +76,16 @@ class Outage:
                           "" if self.failures == 1 else "s")  # fmt: skip
         self.since, self.failures = None, 0
 
+    def abandon(self, reason: str) -> None:
+        """Nothing is tried any more (``reason``): ends the outage, if one is ongoing,
+        without claiming it is over, so that the next failure is told as a new one."""
+        if self.since is None:
+            return
+        self._log.warning("%s: no longer tried (%s) after %.1f s and %d failure%s",
+                          self.what, reason, self._clock() - self.since, self.failures,
+                          "" if self.failures == 1 else "s")  # fmt: skip
+        self.since, self.failures = None, 0
+
 
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message"}``, plus ``exception`` when there is one and

@@ -153,7 +153,7 @@ class RedisPubSubBackend(ChannelsBackend):
                     raise RedisConnectionError("pub/sub not connected")
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except REDIS_ERRORS as exc:
-                self._outage.failed(f"connection lost ({exc}); reconnecting")
+                self._outage.failed(f"connection lost ({exc!r}); reconnecting")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 async with self._lock:
@@ -172,8 +172,9 @@ class RedisPubSubBackend(ChannelsBackend):
         try:
             if self._channels:
                 await self._ps().subscribe(*self._channels)
-        except REDIS_ERRORS:
-            self._pubsub = None  # the outage goes on: stream_events counts it and tries again
+        except REDIS_ERRORS as exc:
+            self._outage.failed(f"could not subscribe again ({exc!r})")
+            self._pubsub = None
             return
         self._outage.recovered()
         log.info("redis pub/sub reconnected; %d channels resubscribed", len(self._channels))

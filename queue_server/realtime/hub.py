@@ -154,6 +154,7 @@ class HallHub:
         self._task = asyncio.create_task(self._pump(), name=f"hub-{self.hall_id}")
 
     async def stop(self) -> None:
+        self._snapshot_outage.abandon("the hall's last board left")
         if self._gap_timer is not None:
             self._gap_timer.cancel()
         if self._task is not None:
@@ -213,10 +214,9 @@ class HallHub:
         try:
             await self.resync()
         except Exception as exc:
-            self._snapshot_outage.failed(f"failed ({exc}); the watcher tries again")
+            self._snapshot_outage.failed(f"failed ({exc!r}); the watcher tries again")
             self.lagging_since, self._lag_target = 0.0, self.seq + 1
             return False
-        self._snapshot_outage.recovered()
         return True
 
     async def _apply(self, seq: int, name: str, data: Mapping[str, Any]) -> None:
@@ -245,6 +245,7 @@ class HallHub:
         """Reload the board from the database and send every listener a snapshot."""
         async with self._lock:
             snapshot = await self._load(self.hall_id)
+            self._snapshot_outage.recovered()
             if self.board is not None and snapshot["seq"] < self.board.seq:
                 return  # a replica lagging behind what we already applied
             self.board = board_from_snapshot(snapshot)
@@ -281,6 +282,11 @@ class HallHub:
 
     def detach(self, listener: Listener) -> None:
         self.listeners.discard(listener)
+
+    def snapshot_outage_over(self) -> None:
+        """The watcher found the board in step with the database: a snapshot that failed
+        meanwhile is not needed any more."""
+        self._snapshot_outage.recovered()
 
     def note_database_seq(self, seq: int, now: float) -> bool:
         """The watcher's report of the database's sequence number; True when the hub has
@@ -358,11 +364,12 @@ class Hubs:
         while True:
             await asyncio.sleep(interval)
             if not self._hubs:
+                self._watch_outage.abandon("no boards left to watch")
                 continue
             try:
                 seqs = await self._read_seqs(list(self._hubs))
             except Exception as exc:
-                self._watch_outage.failed(f"could not read the halls' sequences ({exc})")
+                self._watch_outage.failed(f"could not read the halls' sequences ({exc!r})")
                 continue
             self._watch_outage.recovered()
             now = time.monotonic()
@@ -370,6 +377,8 @@ class Hubs:
                 if hub.note_database_seq(seqs.get(hall_id, 0), now):
                     log.info("hall %s: board behind the database; resynchronising", hall_id)
                     await hub.try_resync()
+                else:  # caught up without a snapshot: in step with the database again
+                    hub.snapshot_outage_over()
 
     def __len__(self) -> int:
         return len(self._hubs)

@@ -155,14 +155,17 @@ class Relay:
             self._wake.clear()
             self.rounds += 1
             try:
-                while await self.relay_once() == BATCH:
-                    pass
+                published = await self.relay_once()
+                while published == BATCH:
+                    published = await self.relay_once()
                 backoff = 0.1
-                self._outage.recovered()
+                if published:  # an empty round reached the database, not the broker
+                    self._outage.recovered()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker or database is away: keep the rows, retry
-                self._outage.failed(f"could not publish ({exc}); retrying, at most every 5 s")
+                self._outage.failed(f"could not publish ({exc!r}); retrying in {backoff:.1f} s, "
+                                    "then at most every 5 s")  # fmt: skip
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 self._wake.set()

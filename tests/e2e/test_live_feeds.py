@@ -464,6 +464,10 @@ async def test_boards_are_consistent_again_within_5_s_after_redis_restarts(
         after = await board.until(lambda m: m["seq"] == 4, timeout=5)
         assert waiting_counts(after["board"])["A"] == 4
         await board.ws.close()
+        # The listener and the relay retry at growing intervals (up to 2 and 5 s): wait for
+        # each to have told the outage's end before stopping the servers.
+        await until_logged(a, "redis pub/sub: working again after", "relay: working again after")
+        await until_logged(b, "redis pub/sub: working again after")
         logs = [server.stop() for server in (a, b)]
     finally:
         for server in (a, b):
@@ -477,6 +481,16 @@ async def test_boards_are_consistent_again_within_5_s_after_redis_restarts(
         assert "redis still unreachable" not in log
     assert logs[0].count("relay: could not publish") == 1, logs[0]
     assert logs[0].count("relay: working again after") == 1, logs[0]
+
+
+async def until_logged(server: Server, *texts: str, timeout: float = 10.0) -> None:
+    """Wait until ``server``'s log holds each of ``texts``."""
+    assert server.log is not None
+    deadline = time.monotonic() + timeout
+    while not all(text in (log := server.log.read_text()) for text in texts):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{texts} not all logged in {timeout} s; the log:\n{log}")
+        await asyncio.sleep(0.1)
 
 
 async def printed(client: asyncio.subprocess.Process, text: str, timeout: float = 10.0) -> None:

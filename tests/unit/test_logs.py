@@ -90,3 +90,24 @@ def test_an_outage_is_logged_when_it_starts_summarised_while_it_lasts_and_when_i
         "relay: timeout (while this lasts, a summary every 60 s)",
         "relay: working again after 1.0 s and 1 failure",
     ]
+
+
+def test_an_outage_nothing_tries_any_more_is_ended_without_claiming_it_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = Outage(logging.getLogger("onedoor.test"), "boards' watcher", clock=clock)
+    caplog.set_level(logging.INFO, "onedoor.test")
+    outage.abandon("no boards left to watch")  # nothing ongoing
+    outage.failed("refused")
+    clock.now += 2.5
+    outage.failed("refused")
+    outage.abandon("no boards left to watch")
+    outage.recovered()  # nothing ongoing any more: no end to tell
+    clock.now += 3600
+    outage.failed("refused")  # an hour later: a new outage, told as new
+    assert [r.getMessage() for r in caplog.records] == [
+        "boards' watcher: refused (while this lasts, a summary every 60 s)",
+        "boards' watcher: no longer tried (no boards left to watch) after 2.5 s and 2 failures",
+        "boards' watcher: refused (while this lasts, a summary every 60 s)",
+    ]
