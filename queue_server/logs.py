@@ -28,7 +28,8 @@ class Outage:
     first failure is logged at once, the ones after it are counted and summarised at most
     every ``every`` seconds, and the first success after them logs how long the outage
     lasted and how many failures it took, all at WARNING so that a log read at that level
-    shows where each outage began and ended. One event loop's use: not thread-safe."""
+    shows where each outage began and ended; each line names the caller's module and
+    function (``stacklevel``). One event loop's use: not thread-safe."""
 
     def __init__(
         self,
@@ -56,7 +57,7 @@ class Outage:
         if self.since is None:
             self.since, self._summarised_at, self._unsummarised = now, now, 0
             self._log.warning("%s: %s (while this lasts, a summary every %.0f s)",
-                              self.what, detail, self.every)  # fmt: skip
+                              self.what, detail, self.every, stacklevel=2)  # fmt: skip
             return
         self._unsummarised += 1
         if now - self._summarised_at >= self.every:
@@ -64,6 +65,7 @@ class Outage:
                 "%s: still failing after %.0f s (%d failures, %d since the last message); "
                 "the last: %s",
                 self.what, now - self.since, self.failures, self._unsummarised, detail,
+                stacklevel=2,
             )  # fmt: skip
             self._summarised_at, self._unsummarised = now, 0
 
@@ -73,7 +75,7 @@ class Outage:
             return
         self._log.warning("%s: working again after %.1f s and %d failure%s",
                           self.what, self._clock() - self.since, self.failures,
-                          "" if self.failures == 1 else "s")  # fmt: skip
+                          "" if self.failures == 1 else "s", stacklevel=2)  # fmt: skip
         self.since, self.failures = None, 0
 
     def abandon(self, reason: str) -> None:
@@ -83,7 +85,7 @@ class Outage:
             return
         self._log.warning("%s: no longer tried (%s) after %.1f s and %d failure%s",
                           self.what, reason, self._clock() - self.since, self.failures,
-                          "" if self.failures == 1 else "s")  # fmt: skip
+                          "" if self.failures == 1 else "s", stacklevel=2)  # fmt: skip
         self.since, self.failures = None, 0
 
 

@@ -17,6 +17,7 @@ from tests.servers import PrivateRedis
 from ..hall import build_hall
 from ..server import ADMIN_PASSWORD, ADMIN_USERNAME
 from .common import Context, Row, database_of, judge_load, onedoor, start_load
+from .redis_restart import open_boards, truth, until
 
 NAME = "postgres-restart"
 DOWN_S = 3.0
@@ -31,6 +32,9 @@ async def _run(ctx: Context) -> Row:
     workers = 2
     with PrivateRedis().started() as redis, onedoor(ctx, NAME, url, workers, redis.url) as server:
         hall = await build_hall(server.base_url, ADMIN_USERNAME, ADMIN_PASSWORD, 4)
+        # Boards following the hall on both processes: each process's watcher and hub
+        # meet the outage too.
+        boards, stop_boards, followers = await open_boards(server.base_url, hall.hall_id)
         load = await start_load(server.base_url, hall, kiosks=8, bookers=4)
         try:
             await load.answers(100)
@@ -51,7 +55,15 @@ async def _run(ctx: Context) -> Row:
                 await load.answers(100)
         finally:
             tally = await load.finish()
-    await asyncio.to_thread(judge_load, row, database_of(url), hall.hall_id, load)
+        db = database_of(url)
+        seq, _, _ = await asyncio.to_thread(truth, db, hall.hall_id)
+        caught_up = await until(lambda: all(b.seq >= seq for b in boards), 15)
+        stop_boards.set()
+        await asyncio.gather(*followers)
+    if caught_up is None:
+        row.problems.append(f"boards not at the database's seq {seq} 15 s after the load: "
+                            f"{[b.seq for b in boards]}")  # fmt: skip
+    await asyncio.to_thread(judge_load, row, db, hall.hall_id, load)
     row.recovery_s = max(recoveries) if recoveries else None
     row.checks.append(
         f"{rounds} crash(es) of {DOWN_S:.0f} s: {tally.statuses[503]} answers 503 with "
@@ -60,18 +72,22 @@ async def _run(ctx: Context) -> Row:
     )
     if tally.slowest_refusal_s > 5:
         row.problems.append(f"a refusal took {tally.slowest_refusal_s:.1f} s: not failing fast")
-    # The relay retries every 0.1-5 s while the database is away: each worker tells each
-    # outage once (logs.Outage), not once a retry, and its end when it next publishes
-    # (which the last crash's may not reach before the server stops).
+    # The relay (every 0.1-5 s) and the boards' watcher (every 0.5 s) retry while the
+    # database is away: each worker tells each outage once (logs.Outage), not once a
+    # retry, and its end when the work resumes (the relay's when it next publishes, which
+    # the last crash's may not reach before the server stops).
     log = server.log_path.read_text()
-    told, ended = log.count("relay: could not publish"), log.count("relay: working again after")
-    if told > rounds * workers:
-        row.problems.append(
-            f"the relay told {told} outages for {rounds} crash(es) of {workers} workers: "
-            "more than one line an outage"
-        )
-    else:
-        row.checks.append(f"the relay told {told} outages and {ended} ends: not a line a retry")
+    for loop, first, end in (
+        ("the relay", "relay: could not publish", "relay: working again after"),
+        ("the boards' watcher", "boards' watcher: could not read", "boards' watcher: working"),
+    ):
+        told, ended = log.count(first), log.count(end)
+        if told > rounds * workers:
+            row.problems.append(f"{loop} told {told} outages for {rounds} crash(es) of "
+                                f"{workers} workers: more than one line an outage")  # fmt: skip
+        else:
+            row.checks.append(f"{loop} told {told} outages and {ended} ends: not a line a retry")
+    row.checks.append(f"{len(boards)} boards followed the hall through it and caught up")
     return row
 
 

@@ -111,3 +111,16 @@ def test_an_outage_nothing_tries_any_more_is_ended_without_claiming_it_is_over(
         "boards' watcher: no longer tried (no boards left to watch) after 2.5 s and 2 failures",
         "boards' watcher: refused (while this lasts, a summary every 60 s)",
     ]
+
+
+def test_an_outage_line_names_the_module_that_met_the_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = Outage(logging.getLogger("onedoor.test"), "relay", every=0)
+    caplog.set_level(logging.INFO, "onedoor.test")
+    outage.failed("refused")
+    outage.failed("refused")  # a summary at once (every=0)
+    outage.recovered()
+    assert [(r.module, r.funcName) for r in caplog.records] == [
+        ("test_logs", "test_an_outage_line_names_the_module_that_met_the_failure")
+    ] * 3
