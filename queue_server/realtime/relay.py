@@ -155,11 +155,12 @@ class Relay:
             self._wake.clear()
             self.rounds += 1
             try:
-                published = await self.relay_once()
+                published = total = await self.relay_once()
                 while published == BATCH:
                     published = await self.relay_once()
+                    total += published
                 backoff = 0.1
-                if published:  # an empty round reached the database, not the broker
+                if total:  # an empty round reached the database, not the broker
                     self._outage.recovered()
             except asyncio.CancelledError:
                 raise
