@@ -63,6 +63,8 @@ async def _run(ctx: Context) -> Row:
     if caught_up is None:
         row.problems.append(f"boards not at the database's seq {seq} 15 s after the load: "
                             f"{[b.seq for b in boards]}")  # fmt: skip
+    else:
+        row.checks.append(f"{len(boards)} boards followed the hall through it and caught up")
     await asyncio.to_thread(judge_load, row, db, hall.hall_id, load)
     row.recovery_s = max(recoveries) if recoveries else None
     row.checks.append(
@@ -87,7 +89,6 @@ async def _run(ctx: Context) -> Row:
                                 f"{workers} workers: more than one line an outage")  # fmt: skip
         else:
             row.checks.append(f"{loop} told {told} outages and {ended} ends: not a line a retry")
-    row.checks.append(f"{len(boards)} boards followed the hall through it and caught up")
     return row
 
 
